@@ -1,0 +1,115 @@
+//! The one clap definition: `--help`, shell completions and the CLI reference all come from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit codes, documented in `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error (some input could not be handled; the others were)
+  2  usage error
+  3  check found drift (commands with --check)";
+
+/// Manage the age recipients of a sops secrets repo for a fleet of servers.
+#[derive(Debug, Parser)]
+#[command(name = "hostage", version, about, after_help = EXIT_CODES, max_term_width = 100)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Convert SSH ed25519 keys to age recipients (or a private key to an age identity).
+    #[command(after_help = CONVERT_EXAMPLES)]
+    Convert(ConvertArgs),
+
+    /// List the identities that would decrypt sops files, and where each came from.
+    #[command(after_help = IDENTITIES_EXAMPLES)]
+    Identities(IdentitiesArgs),
+
+    /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  hostage completions bash > /etc/bash_completion.d/hostage"
+    )]
+    Completions(CompletionsArgs),
+}
+
+const CONVERT_EXAMPLES: &str = "\
+Examples:
+  ssh-keyscan -t ed25519 gnomeregan | hostage convert
+  hostage convert /etc/ssh/ssh_host_ed25519_key.pub
+  hostage convert --private ~/.ssh/id_ed25519 > keys.txt    # asks for the passphrase on the terminal
+
+Input may be bare key lines, authorized_keys lines (with options), known_hosts lines or ssh-keyscan
+output; output lines are labelled with the host name or key comment. Keys that are not ed25519 are
+skipped when the same host also has an ed25519 key, and are an error otherwise.
+
+Passphrases (--private) come from --passphrase-file, else HOSTAGE_SSH_PASSPHRASE (or
+SSH_TO_AGE_PASSPHRASE), else a prompt on the terminal; never from the command line.
+
+Exit codes: 0 every key converted, 1 some input could not be converted (the rest was printed),
+2 usage error.";
+
+const IDENTITIES_EXAMPLES: &str = "\
+Examples:
+  hostage identities
+  hostage identities --identity ~/.ssh/id_infrastructure --json
+
+Sources, in the order they are tried: --identity FILE…, SOPS_AGE_SSH_PRIVATE_KEY_FILE (else
+~/.ssh/id_ed25519), SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, and
+$XDG_CONFIG_HOME/sops/age/keys.txt (else ~/.config/sops/age/keys.txt). SSH keys are used as their
+converted age identity, in memory only. Run this when sops says \"failed to get the data key\": a
+file can be decrypted only if one of its recipients is listed here.
+
+Exit codes: 0 at least one identity found, 1 none found.";
+
+/// Arguments of `hostage convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// File to read, or `-` for standard input.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub input: PathBuf,
+
+    /// Convert an OpenSSH ed25519 private key to an age identity (AGE-SECRET-KEY-1…).
+    #[arg(long)]
+    pub private: bool,
+
+    /// Read the private key's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE", requires = "private")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Arguments of `hostage identities`.
+#[derive(Debug, Args)]
+pub struct IdentitiesArgs {
+    /// Extra identity: an age identity file or an OpenSSH ed25519 private key (repeatable).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+}
+
+/// Arguments of `hostage completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to print completions for.
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
