@@ -103,6 +103,31 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
+/// The CLI reference (`docs/cli.md`): every verb's `--help`, generated from this definition so
+/// the document cannot drift (a test compares them).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory as _;
+    let mut command = Cli::command().term_width(100);
+    command.build();
+    let mut text = String::from(
+        "# hostage command reference\n\n\
+         Generated from the clap definition in `crates/cli/src/cli.rs`; refresh with\n\
+         `UPDATE_GOLDEN=1 cargo test -p hostage --test cli`.\n\n",
+    );
+    let mut section = |title: &str, help: String| {
+        text.push_str(&format!(
+            "## {title}\n\n```text\n{}\n```\n\n",
+            help.trim_end()
+        ));
+    };
+    section("hostage", command.render_long_help().to_string());
+    for sub in command.get_subcommands_mut() {
+        let title = format!("hostage {}", sub.get_name());
+        section(&title, sub.render_long_help().to_string());
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

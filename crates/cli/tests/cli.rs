@@ -1,6 +1,8 @@
 //! The command line's own contract: help, completions, usage errors. (Having an integration test
 //! here also makes `cargo test --workspace` build the `hostage` binary the end-to-end suites run.)
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn hostage(args: &[&str]) -> std::process::Output {
@@ -55,4 +57,18 @@ fn completions_are_printed_for_each_shell() {
 fn unknown_arguments_are_usage_errors_with_exit_code_2() {
     let out = hostage(&["convert", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn docs_cli_reference_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+    let expected = hostage::cli::reference_markdown();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs_err::write(&path, &expected).unwrap();
+    }
+    let actual = fs_err::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "docs/cli.md is stale: run `UPDATE_GOLDEN=1 cargo test -p hostage --test cli` and commit it"
+    );
 }
