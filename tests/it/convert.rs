@@ -7,7 +7,7 @@ use std::process::Output;
 use std::str::FromStr as _;
 
 use hostage_recipients::{parse_key_lines, AgeIdentity, AgeRecipient, OpenSshPrivateKey};
-use hostage_tests::{hostage_bin, require, sops, SshKeyPair, AGE, AGE_KEYGEN, SSH_KEYGEN};
+use hostage_tests::{hostage_bin, require, sops, SshKeyPair, AGE, AGE_KEYGEN, SCRIPT, SSH_KEYGEN};
 use tempfile::TempDir;
 
 const MIC92_AGE: &str = "age17044m9wgakla6pzftf4srtl3h5mcsr85jysgt5fg23zpnta8sfdqhzn452";
@@ -383,4 +383,36 @@ fn identities_lists_sources_and_converted_ssh_keys() {
     );
     assert_eq!(none.status.code(), Some(1));
     assert!(stderr(&none).contains("hint:"), "{}", stderr(&none));
+}
+
+#[test]
+fn passphrase_is_asked_on_the_terminal_and_not_echoed() {
+    let dir = TempDir::new().unwrap();
+    let pair = SshKeyPair::generate(dir.path(), "laptop", "typed-at-tty", None);
+    let expected = convert_private(&pair.private, Some("typed-at-tty"));
+    // `script` gives hostage a real pseudo-terminal; what we pipe in is what the operator types.
+    let command = format!(
+        "{} convert --private {}",
+        hostage_bin().display(),
+        pair.private.display()
+    );
+    let out = duct::cmd!(require(SCRIPT), "-qec", command, "/dev/null")
+        .env_remove("HOSTAGE_SSH_PASSPHRASE")
+        .env_remove("SSH_TO_AGE_PASSPHRASE")
+        .stdin_bytes("typed-at-tty\n")
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // Input piped in before the prompt is echoed by the terminal itself (type-ahead); what matters
+    // is that nothing is echoed once hostage has asked.
+    let (_, after_prompt) = screen
+        .split_once("passphrase for SHA256:")
+        .unwrap_or_else(|| panic!("no prompt on the terminal: {screen}"));
+    assert!(after_prompt.contains(&expected), "{screen}");
+    assert!(
+        !after_prompt.contains("typed-at-tty"),
+        "the passphrase was echoed: {screen}"
+    );
 }

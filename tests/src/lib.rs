@@ -46,6 +46,12 @@ pub const SSHD: Tool = Tool {
     install_hint: "install the Debian package `openssh-server` (apt-get install openssh-server)",
 };
 
+/// util-linux `script` (runs a command on a pseudo-terminal, for prompt tests).
+pub const SCRIPT: Tool = Tool {
+    name: "script",
+    install_hint: "install the Debian package `bsdutils` (apt-get install bsdutils)",
+};
+
 /// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.
 pub fn require(tool: Tool) -> PathBuf {
     find(tool).unwrap_or_else(|| panic!("`{}` not found: {}", tool.name, tool.install_hint))
