@@ -10,6 +10,7 @@
 //! write the inventory back (pins are written by the workflows, with a lossless YAML editor).
 
 mod model;
+mod pins;
 
 pub use model::{
     Fingerprint, Host, HostName, Infrastructure, Inventory, InventoryError, Pin, PrivateKeySource,
