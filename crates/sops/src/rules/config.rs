@@ -176,7 +176,15 @@ impl SopsConfig {
             message,
         };
         // yaml_serde's parser is libyaml, like sops' yaml.v3: it decides what is valid YAML.
-        if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+        // Duplicate keys are left to `check_duplicates`, which reports the repeated key's line as
+        // yaml.v3 does (yaml_serde names the mapping's first line).
+        if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(text).or_else(|e| {
+            if e.to_string().contains("duplicate entry") {
+                Ok(yaml_serde::Value::Null)
+            } else {
+                Err(e)
+            }
+        }) {
             let (line, column) = e
                 .location()
                 .map(|l| (l.line(), l.column()))
