@@ -301,3 +301,27 @@ fn malformed_configs_fail_in_both_with_the_same_line() {
         }
     }
 }
+
+#[test]
+fn an_invalid_recipient_fails_the_files_its_rule_selects_in_both() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path();
+    let good = recipient(6);
+    let text = format!(
+        "creation_rules:\n  - path_regex: bad/\n    age: age1notarecipient\n  - age: {good}\n"
+    );
+    let config_path = repo.join(".sops.yaml");
+    fs_err::write(&config_path, &text).expect("write config");
+    let config = SopsConfig::parse(&config_path, &text).expect("hostage parses");
+    let bad = repo.join("bad/f.json");
+    assert!(sops_encrypt(repo, Some(&config_path), &bad).is_err());
+    assert!(matches!(
+        config.rule_for(&bad),
+        Err(RulesError::BadRecipient { line: 3, .. })
+    ));
+    let fine = repo.join("fine/f.json");
+    assert_eq!(
+        sops_encrypt(repo, Some(&config_path), &fine),
+        hostage_pick(&config, &fine)
+    );
+}

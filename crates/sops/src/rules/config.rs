@@ -736,3 +736,94 @@ impl SopsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
+    const B: &str = "age1uxww5u66u3hha25dwvwqjgmrsxvd6mmspv9yqfx37w24w0a8tvaqe4nq5p";
+
+    fn parse(text: &str) -> SopsConfig {
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).unwrap()
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_regex_is_unanchored() {
+        let config = parse(&format!(
+            "creation_rules:\n  - path_regex: web\n    age: {A}\n  - path_regex: secrets/\n    age: {B}\n"
+        ));
+        let pick = |p: &str| config.rule_for(Path::new(p)).map(|(i, _)| i).ok();
+        assert_eq!(pick("/repo/secrets/web.yaml"), Some(0));
+        assert_eq!(pick("/repo/x/secrets/db.yaml"), Some(1));
+        assert_eq!(pick("/repo/other.yaml"), None);
+    }
+
+    #[test]
+    fn a_bad_regex_only_fails_when_matching_reaches_it() {
+        let config = parse(&format!(
+            "creation_rules:\n  - path_regex: ok/\n    age: {A}\n  - path_regex: '(['\n    age: {A}\n"
+        ));
+        assert!(config.rule_for(Path::new("/repo/ok/x")).is_ok());
+        let err = config.rule_for(Path::new("/repo/no/x")).unwrap_err();
+        assert!(matches!(err, RulesError::BadRegex { line: 4, .. }), "{err}");
+        assert!(config
+            .lints()
+            .iter()
+            .any(|l| l.kind == lint::LintKind::BadRegex));
+    }
+
+    #[test]
+    fn an_invalid_recipient_fails_only_the_files_its_rule_selects() {
+        let config = parse(&format!(
+            "creation_rules:\n  - path_regex: bad/\n    age: age1nope\n  - age: {A}\n"
+        ));
+        let err = config.rule_for(Path::new("/repo/bad/x")).unwrap_err();
+        assert!(
+            matches!(err, RulesError::BadRecipient { line: 3, .. }),
+            "{err}"
+        );
+        assert!(config.rule_for(Path::new("/repo/good/x")).is_ok());
+    }
+
+    #[test]
+    fn a_file_without_creation_rules_is_reported_as_such() {
+        let config = parse("stores:\n  yaml:\n    indent: 4\n");
+        assert!(matches!(
+            config.rule_for(Path::new("/repo/x")),
+            Err(RulesError::NoCreationRules { .. })
+        ));
+    }
+
+    #[test]
+    fn flat_groups_keep_duplicates_and_key_groups_drop_them() {
+        let config = parse(&format!(
+            "creation_rules:\n  - path_regex: flat/\n    age: {A},{A}\n  - key_groups:\n      - age: [{A}, {A}, {B}]\n"
+        ));
+        assert_eq!(config.rules()[0].key_groups[0].len(), 2);
+        assert_eq!(config.rules()[1].key_groups[0].len(), 2);
+    }
+
+    #[test]
+    fn entries_reached_through_aliases_keep_the_anchor_name() {
+        let config = parse(&format!(
+            "keys:\n  - &web01 {A}\ncreation_rules:\n  - key_groups:\n      - age:\n          - *web01\n          - {B}\n"
+        ));
+        let group = &config.rules()[0].key_groups[0];
+        assert_eq!(group[0].anchor.as_deref(), Some("web01"));
+        assert_eq!(group[0].line, 6);
+        assert_eq!(group[1].anchor, None);
+        assert_eq!(config.name_of(A).as_deref(), Some("web01"));
+    }
+
+    #[test]
+    fn syntax_errors_carry_file_and_line() {
+        let err = SopsConfig::parse(
+            Path::new("/repo/.sops.yaml"),
+            "creation_rules:\n  - path_regex: x\n    age: \"unterminated\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("/repo/.sops.yaml:4:"), "{text}");
+    }
+}
