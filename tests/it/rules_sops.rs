@@ -325,3 +325,83 @@ fn an_invalid_recipient_fails_the_files_its_rule_selects_in_both() {
         hostage_pick(&config, &fine)
     );
 }
+
+#[test]
+fn a_redefined_anchor_resolves_to_its_latest_definition_in_both() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path();
+    let (first, second, other) = (recipient(21), recipient(22), recipient(23));
+    let text = format!(
+        "keys:\n  - &host {first}\n  - &host {second}\n  - &other {other}\ncreation_rules:\n  - key_groups:\n      - age:\n          - *host\n"
+    );
+    let config_path = repo.join(".sops.yaml");
+    fs_err::write(&config_path, &text).expect("write config");
+    let config = SopsConfig::parse(&config_path, &text).expect("hostage parses");
+    let file = repo.join("f.json");
+    let sops = sops_encrypt(repo, Some(&config_path), &file);
+    assert_eq!(sops, Ok(vec![BTreeSet::from([second])]));
+    assert_eq!(sops, hostage_pick(&config, &file));
+    assert!(config
+        .lints()
+        .iter()
+        .any(|l| l.kind == hostage_sops::rules::LintKind::RedefinedAnchor));
+}
+
+/// Edits in every list style mean to sops exactly what hostage reads back from them.
+#[test]
+fn edited_files_give_sops_the_recipients_hostage_reads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path();
+    let (a, b, new) = (
+        recipient(31),
+        recipient(32),
+        AgeRecipient::from_bytes([99; 32]),
+    );
+    let lines = [
+        "keys:".to_owned(),
+        format!("  - &alice {a}"),
+        "creation_rules:".to_owned(),
+        "  - path_regex: comma/".to_owned(),
+        format!("    age: {a},{b}"),
+        "  - path_regex: quoted/".to_owned(),
+        format!("    age: \"{a}, {b}\""),
+        "  - path_regex: folded/".to_owned(),
+        "    age: >-".to_owned(),
+        format!("      {a},"),
+        format!("      {b}"),
+        "  - path_regex: list/".to_owned(),
+        "    age:".to_owned(),
+        format!("    - {a}"),
+        "  - path_regex: flow/".to_owned(),
+        format!("    age: [*alice, {b}]"),
+        "  - path_regex: alias/".to_owned(),
+        "    age: *alice   # only alice".to_owned(),
+        "  - path_regex: groups/".to_owned(),
+        "    shamir_threshold: 2".to_owned(),
+        "    key_groups:".to_owned(),
+        format!("      - age: [{a}]"),
+        "      - age:".to_owned(),
+        format!("          - {b}"),
+        String::new(),
+    ];
+    let text = lines.join("\n");
+    let config_path = repo.join(".sops.yaml");
+    let config = SopsConfig::parse(&config_path, &text).expect("hostage parses");
+    let named = config.add_named_recipient("newhost", &new).expect("anchor");
+    let edited = SopsConfig::parse(&config_path, &named.text)
+        .expect("reparse")
+        .add_recipient(&hostage_sops::rules::RuleSelector::All, &named.reference)
+        .expect("add");
+    fs_err::write(&config_path, &edited).expect("write config");
+    let config = SopsConfig::parse(&config_path, &edited).expect("hostage parses the edit");
+    for dir in [
+        "comma", "quoted", "folded", "list", "flow", "alias", "groups",
+    ] {
+        let file = repo.join(dir).join("f.json");
+        let sops = sops_encrypt(repo, Some(&config_path), &file);
+        let ours = hostage_pick(&config, &file);
+        assert_eq!(sops, ours, "{dir}:\n{edited}");
+        let groups = ours.expect("rule found");
+        assert!(groups.iter().all(|g| g.contains(&new.to_string())), "{dir}");
+    }
+}

@@ -178,25 +178,23 @@ impl SopsConfig {
         // yaml_serde's parser is libyaml, like sops' yaml.v3: it decides what is valid YAML.
         // Duplicate keys are left to `check_duplicates`, which reports the repeated key's line as
         // yaml.v3 does (yaml_serde names the mapping's first line).
-        if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(text).or_else(|e| {
-            if e.to_string().contains("duplicate entry") {
-                Ok(yaml_serde::Value::Null)
-            } else {
-                Err(e)
+        let expected = match yaml_serde::from_str::<yaml_serde::Value>(text) {
+            Ok(value) => Some(value),
+            Err(e) if e.to_string().contains("duplicate entry") => None,
+            Err(e) => {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((1, 1));
+                let message = e.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                return Err(syntax(line, column, message));
             }
-        }) {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            let message = e.to_string();
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
-            return Err(syntax(line, column, message));
-        }
+        };
         let tree = Tree::build(text).map_err(|e| {
             let line = line_of(text, e.offset);
             syntax(
@@ -205,6 +203,23 @@ impl SopsConfig {
                 format!("{} (hostage's lossless parser cannot read this)", e.message),
             )
         })?;
+        // yaml_serde resolves an alias of a redefined anchor to the wrong node (it picks the
+        // anchor defined next), unlike yaml.v3 and the YAML spec; skip the cross-check then.
+        let redefined = {
+            let mut seen = std::collections::HashSet::new();
+            tree.anchors
+                .iter()
+                .any(|(name, _)| !seen.insert(name.as_str()))
+        };
+        let expected = expected.filter(|_| !redefined);
+        if let Some(id) = expected.and_then(|value| tree.first_difference(&value)) {
+            let offset = tree.nodes[id].range.start;
+            return Err(syntax(
+                line_of(text, offset),
+                1,
+                "hostage's lossless parser reads this differently from a YAML parser, so it cannot edit the file safely; please report this file".into(),
+            ));
+        }
         let dir = paths::absolute(path.parent().unwrap_or(Path::new("")));
         let mut config = SopsConfig {
             path: path.to_owned(),

@@ -26,6 +26,9 @@ pub enum LintKind {
     UnknownKey,
     /// A path_regex that does not compile.
     BadRegex,
+    /// An anchor defined twice: aliases after the second definition use it, so the first value is
+    /// silently unused from there on.
+    RedefinedAnchor,
 }
 
 /// One warning, with the line it is about (serialisable for `--json`).
@@ -50,6 +53,20 @@ pub(crate) fn is_catch_all(regex: Option<&str>) -> bool {
 
 pub(crate) fn lints(config: &SopsConfig) -> Vec<Lint> {
     let mut out = Vec::new();
+    let anchors = &config.tree.anchors;
+    for (i, (name, id)) in anchors.iter().enumerate() {
+        if let Some((_, first)) = anchors[..i].iter().find(|(n, _)| n == name) {
+            out.push(Lint {
+                kind: LintKind::RedefinedAnchor,
+                line: config.line(*id),
+                rule: None,
+                message: format!(
+                    "anchor &{name} is defined again (first at line {}); aliases after this line use the new value",
+                    config.line(*first)
+                ),
+            });
+        }
+    }
     let rules = config.rules();
     for rule in rules {
         let index = Some(rule.index);

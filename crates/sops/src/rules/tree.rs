@@ -29,6 +29,8 @@ pub(crate) enum ScalarKind {
 pub(crate) struct Scalar {
     pub value: String,
     pub kind: ScalarKind,
+    /// The value as a YAML parser reads it (for the cross-check against yaml_serde).
+    pub parsed: yaml_serde::Value,
 }
 
 /// One item of a sequence.
@@ -396,12 +398,13 @@ fn trim_range(text: &str, range: Range<usize>) -> Range<usize> {
 
 /// Decodes one scalar's source text exactly as a YAML parser would, by parsing it on its own.
 fn decode_scalar(source: &str) -> Scalar {
-    let parsed: Result<yaml_serde::Value, _> = yaml_serde::from_str(source);
-    let (value, kind) = match parsed {
-        Ok(yaml_serde::Value::String(s)) => (s, ScalarKind::Str),
-        Ok(yaml_serde::Value::Null) => (String::new(), ScalarKind::Null),
-        Ok(yaml_serde::Value::Bool(b)) => (b.to_string(), ScalarKind::Bool),
-        Ok(yaml_serde::Value::Number(n)) => {
+    let parsed: yaml_serde::Value = yaml_serde::from_str(source)
+        .unwrap_or_else(|_| yaml_serde::Value::String(source.trim().to_owned()));
+    let (value, kind) = match &parsed {
+        yaml_serde::Value::String(s) => (s.clone(), ScalarKind::Str),
+        yaml_serde::Value::Null => (String::new(), ScalarKind::Null),
+        yaml_serde::Value::Bool(b) => (b.to_string(), ScalarKind::Bool),
+        yaml_serde::Value::Number(n) => {
             let kind = if n.is_f64() {
                 ScalarKind::Float
             } else {
@@ -411,7 +414,89 @@ fn decode_scalar(source: &str) -> Scalar {
         }
         _ => (source.trim().to_owned(), ScalarKind::Str),
     };
-    Scalar { value, kind }
+    Scalar {
+        value,
+        kind,
+        parsed,
+    }
+}
+
+impl Tree {
+    /// Checks that this tree means what a YAML parser reads from the same text; returns the node
+    /// where they first differ. Guards every edit against a misreading by the lossless parser.
+    ///
+    /// Only `creation_rules` is compared (with every alias it uses resolved): that is all sops
+    /// reads, and other top-level keys may hold shapes the lossless parser reads loosely (an
+    /// anchor spelled `&hosts:` in a `keys:` list, say) without any effect on the rules.
+    pub(crate) fn first_difference(&self, expected: &yaml_serde::Value) -> Option<NodeId> {
+        let mut budget = 100_000usize;
+        let Kind::Map { entries, .. } = &self.nodes[self.resolve(self.root)].kind else {
+            return self.differs(self.root, expected, &mut budget);
+        };
+        let Some(entry) = entries.iter().rev().find(|e| e.key == "creation_rules") else {
+            return None;
+        };
+        match expected.get("creation_rules") {
+            Some(value) => self.differs(entry.value, value, &mut budget),
+            None => Some(entry.value),
+        }
+    }
+
+    fn differs(
+        &self,
+        id: NodeId,
+        expected: &yaml_serde::Value,
+        budget: &mut usize,
+    ) -> Option<NodeId> {
+        use yaml_serde::Value;
+        if *budget == 0 {
+            return None;
+        }
+        *budget -= 1;
+        let here = self.resolve(id);
+        let expected = match expected {
+            Value::Tagged(tagged) => &tagged.value,
+            other => other,
+        };
+        match (&self.nodes[here].kind, expected) {
+            (Kind::Empty, Value::Null) => None,
+            (Kind::Scalar(s), value) => (s.parsed != *value).then_some(id),
+            (Kind::Seq { items, .. }, Value::Sequence(values)) => {
+                if items.len() != values.len() {
+                    return Some(id);
+                }
+                items
+                    .iter()
+                    .zip(values)
+                    .find_map(|(item, value)| self.differs(item.node, value, budget))
+            }
+            (Kind::Map { entries, .. }, Value::Mapping(map)) => {
+                if entries.len() != map.len() {
+                    return Some(id);
+                }
+                for (entry, (key, value)) in entries.iter().zip(map.iter()) {
+                    let key_text = match key {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => return Some(entry.value),
+                    };
+                    let same_key = entry.key == key_text
+                        || matches!(key, Value::Number(_))
+                            && entry.key.parse::<f64>().ok() == key_text.parse::<f64>().ok();
+                    if !same_key {
+                        return Some(entry.value);
+                    }
+                    if let Some(diff) = self.differs(entry.value, value, budget) {
+                        return Some(diff);
+                    }
+                }
+                None
+            }
+            _ => Some(id),
+        }
+    }
 }
 
 /// 1-based line of a byte offset.
