@@ -433,9 +433,7 @@ impl Tree {
         let Kind::Map { entries, .. } = &self.nodes[self.resolve(self.root)].kind else {
             return self.differs(self.root, expected, &mut budget);
         };
-        let Some(entry) = entries.iter().rev().find(|e| e.key == "creation_rules") else {
-            return None;
-        };
+        let entry = entries.iter().rev().find(|e| e.key == "creation_rules")?;
         match expected.get("creation_rules") {
             Some(value) => self.differs(entry.value, value, &mut budget),
             None => Some(entry.value),
