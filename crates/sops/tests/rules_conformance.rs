@@ -275,3 +275,113 @@ fn golden_lints_of_a_file_with_every_mistake() {
     let json = serde_json::to_string_pretty(config.lints()).unwrap();
     golden("mistakes.lints.expected.json", &format!("{json}\n"));
 }
+
+// ----- property: add then remove is the identity, in every style and layout ----------------------
+
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+
+    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
+    const B: &str = "age1uxww5u66u3hha25dwvwqjgmrsxvd6mmspv9yqfx37w24w0a8tvaqe4nq5p";
+
+    /// One rule's body lines (after `- path_regex: …`), indented by `i` per level.
+    fn rule_body(style: u8, i: &str) -> Vec<String> {
+        match style {
+            0 => vec![format!("age: {A},{B}")],
+            1 => vec![format!("age: \"{A}, {B}\"  # quoted")],
+            2 => vec!["age: >-".to_owned(), format!("{i}{A},"), format!("{i}{B}")],
+            3 => vec![
+                "age:".to_owned(),
+                format!("{i}- {A}"),
+                format!("{i}# trailing"),
+            ],
+            4 => vec![format!("age: [*alice, {B}]")],
+            5 => vec!["age: *alice".to_owned()],
+            6 => vec![
+                "key_groups:".to_owned(),
+                format!("{i}- age:"),
+                format!("{i}{i}{i}- *alice"),
+                format!("{i}{i}{i}- {B}   # aligned"),
+            ],
+            7 => vec![
+                "key_groups:".to_owned(),
+                "- age: [*alice]".to_owned(),
+                "  pgp: [85D77543B3D624B63CEA9E6DBC17301B491B3F21]".to_owned(),
+            ],
+            _ => vec![
+                "pgp: 85D77543B3D624B63CEA9E6DBC17301B491B3F21".to_owned(),
+                format!("age: {A}"),
+            ],
+        }
+    }
+
+    fn config_text(styles: &[u8], wide: bool, crlf: bool, final_newline: bool) -> String {
+        let i = if wide { "    " } else { "  " };
+        let new = AgeRecipient::from_bytes([5; 32]);
+        let mut lines = vec![
+            "# fleet".to_owned(),
+            "keys:".to_owned(),
+            format!("{i}- &alice {A}"),
+            format!("{i}- &newhost {new}  # not used yet"),
+        ];
+        lines.push("creation_rules:".to_owned());
+        for (n, style) in styles.iter().enumerate() {
+            lines.push(format!("{i}# rule {n}"));
+            lines.push(format!("{i}- path_regex: dir{n}/.*"));
+            for line in rule_body(*style, i) {
+                lines.push(format!("{i}  {line}"));
+            }
+        }
+        let eol = if crlf { "\r\n" } else { "\n" };
+        let mut text = lines.join(eol);
+        if final_newline {
+            text.push_str(eol);
+        }
+        text
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn adding_then_removing_in_any_subset_of_rules_is_the_identity(
+            styles in proptest::collection::vec(0u8..9, 1..6),
+            wide: bool,
+            crlf: bool,
+            final_newline: bool,
+            subset in proptest::collection::vec(any::<bool>(), 6),
+            named: bool,
+        ) {
+            let text = config_text(&styles, wide, crlf, final_newline);
+            let path = Path::new("/repo/.sops.yaml");
+            let config = SopsConfig::parse(path, &text).unwrap();
+            let selected: Vec<usize> = (0..styles.len()).filter(|i| subset[*i]).collect();
+            let selector = RuleSelector::Indices(selected.clone());
+            let recipient = AgeRecipient::from_bytes([5; 32]);
+            let reference = RecipientRef {
+                recipient: recipient.to_string(),
+                anchor: named.then(|| "newhost".to_owned()),
+            };
+            let added = config.add_recipient(&selector, &reference).unwrap();
+            if crlf {
+                prop_assert!(!added.replace("\r\n", "").contains('\n'));
+            }
+            prop_assert_eq!(added.ends_with('\n'), final_newline);
+            let after = SopsConfig::parse(path, &added).unwrap();
+            for (old, new) in config.rules().iter().zip(after.rules()) {
+                for (g_old, g_new) in old.key_groups.iter().zip(&new.key_groups) {
+                    let mut expected: Vec<&String> = g_old.iter().map(|e| &e.recipient).collect();
+                    if selected.contains(&old.index) {
+                        expected.push(&reference.recipient);
+                    }
+                    let got: Vec<&String> = g_new.iter().map(|e| &e.recipient).collect();
+                    prop_assert_eq!(got, expected, "rule {}:\n{}", old.index, added);
+                }
+                prop_assert_eq!(&old.other_keys, &new.other_keys);
+            }
+            let removed = after.remove_recipient(&selector, &reference.recipient).unwrap();
+            prop_assert_eq!(removed, text);
+        }
+    }
+}
