@@ -405,3 +405,128 @@ fn edited_files_give_sops_the_recipients_hostage_reads() {
         assert!(groups.iter().all(|g| g.contains(&new.to_string())), "{dir}");
     }
 }
+
+/// A path a `path_regex` probably matches, made by undoing its common constructs (it need not
+/// match: whatever it is, sops and hostage must agree on it).
+fn sample_path(regex: &str) -> String {
+    let mut s = regex
+        .trim_start_matches('^')
+        .trim_end_matches('$')
+        .to_owned();
+    for (from, to) in [
+        ("(^|/)", ""),
+        ("[^/]+", "x"),
+        ("[^/]*", "x"),
+        (".*", "x"),
+        (".+", "x"),
+        ("\\.", "."),
+        ("\\/", "/"),
+    ] {
+        s = s.replace(from, to);
+    }
+    // `(a|b)` → `a`; `X?` → `X`; `[abc]` → `a`.
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' => {
+                let mut depth = 1;
+                let mut first = String::new();
+                let mut in_first = true;
+                for c in chars.by_ref() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        '|' if depth == 1 => in_first = false,
+                        _ if in_first => first.push(c),
+                        _ => {}
+                    }
+                }
+                out.push_str(&sample_path(&first));
+            }
+            '[' => {
+                let mut first = None;
+                for c in chars.by_ref() {
+                    if c == ']' {
+                        break;
+                    }
+                    first.get_or_insert(c);
+                }
+                out.push(first.unwrap_or('x'));
+            }
+            '?' | '*' | '+' | '^' | '$' | '\\' => {}
+            c => out.push(c),
+        }
+    }
+    out.trim_start_matches('/').to_owned()
+}
+
+#[test]
+fn corpus_files_pick_the_same_rules_as_sops_for_paths_built_from_their_regexes() {
+    let corpus = hostage_tests::workspace_root().join("../shared/corpus/sops-yaml");
+    let mut files: Vec<PathBuf> = fs_err::read_dir(&corpus)
+        .expect("the corpus is present")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut compared = 0;
+    for source in files {
+        let text = fs_err::read_to_string(&source).expect("read corpus file");
+        // Cloud KMS keys would make sops reach for the network: keep to age and pgp files.
+        if ["kms:", "azure_keyvault", "hc_vault"]
+            .iter()
+            .any(|k| text.contains(k))
+        {
+            continue;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = tmp.path().join("repo");
+        fs_err::create_dir_all(&repo).expect("mkdir");
+        let config_path = repo.join(".sops.yaml");
+        fs_err::write(&config_path, &text).expect("copy corpus file");
+        let config = SopsConfig::parse(&config_path, &text).expect("hostage parses");
+        let mut samples: Vec<String> = config
+            .rules()
+            .iter()
+            .filter_map(|r| r.path_regex.as_deref().map(sample_path))
+            .filter(|p| !p.is_empty() && !p.starts_with('/'))
+            .collect();
+        samples.push("unrelated/file.json".into());
+        for sample in samples {
+            let file = repo.join(&sample);
+            let ours = hostage_pick(&config, &file);
+            let has_other_keys = config
+                .rule_for(&file)
+                .map(|(_, r)| r.other_keys.iter().any(|g| !g.is_empty()))
+                .unwrap_or(false);
+            let sops = sops_encrypt(&repo, Some(&config_path), &file);
+            if has_other_keys {
+                // sops cannot encrypt to the pgp keys here; it must still have found a rule.
+                if let Err(e) = &sops {
+                    assert!(
+                        !e.contains("no matching creation rules"),
+                        "{}: {sample}: {e}",
+                        source.display()
+                    );
+                }
+                continue;
+            }
+            match (&sops, &ours) {
+                (Err(a), Err(b)) => assert!(
+                    a.contains("no matching creation rules") && b.contains("no creation rule"),
+                    "{}: {sample}: sops {a} / hostage {b}",
+                    source.display()
+                ),
+                _ => assert_eq!(sops, ours, "{}: {sample}", source.display()),
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "only {compared} comparisons");
+}
