@@ -188,10 +188,31 @@ impl SopsConfig {
                 if !done.insert(key) {
                     continue;
                 }
+                self.check_not_shared(key, rules)?;
                 self.add_to_site(site, rule.uses_key_groups, recipient, &mut splices)?;
             }
         }
         splices.apply(self)
+    }
+
+    /// Refuses an edit whose bytes also belong to a rule that is not selected (a list or group
+    /// shared through an anchor, or merged with `<<:`): editing it would change that rule too.
+    fn check_not_shared(&self, key: NodeId, rules: &RuleSelector) -> Result<(), RulesError> {
+        for other in self.rules.iter().filter(|r| !rules.contains(r.index)) {
+            let shares = other
+                .sites
+                .iter()
+                .any(|site| site.age.map(|a| self.edit_site(a)).unwrap_or(site.map) == key);
+            if shares {
+                return Err(self.edit_error(format!(
+                    "line {}: these keys are shared through an anchor with rule {} (line {}); select that rule too, or write the keys out",
+                    self.line(key),
+                    other.index,
+                    other.line
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn add_to_site(
@@ -425,9 +446,11 @@ impl SopsConfig {
                 let Some(age) = site.age.filter(|_| present) else {
                     continue;
                 };
-                if !done.insert(self.edit_site(age)) {
+                let key = self.edit_site(age);
+                if !done.insert(key) {
                     continue;
                 }
+                self.check_not_shared(key, rules)?;
                 let others = !rule.other_keys[g].is_empty();
                 self.remove_from_site(
                     site.map,
@@ -912,5 +935,77 @@ fn quote_regex(regex: &str) -> String {
         regex.to_owned()
     } else {
         format!("'{}'", regex.replace('\'', "''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
+
+    fn parse(text: &str) -> SopsConfig {
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).unwrap()
+    }
+
+    fn new_ref() -> RecipientRef {
+        RecipientRef::literal(&AgeRecipient::from_bytes([3; 32]))
+    }
+
+    #[test]
+    fn a_list_shared_with_an_unselected_rule_is_not_edited() {
+        let config = parse(&format!(
+            "common: &common\n  age:\n    - {A}\ncreation_rules:\n  - path_regex: a/\n    <<: *common\n  - path_regex: b/\n    <<: *common\n"
+        ));
+        let err = config
+            .add_recipient(&RuleSelector::Indices(vec![0]), &new_ref())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("shared through an anchor with rule 1"),
+            "{err}"
+        );
+        let both = config
+            .add_recipient(&RuleSelector::All, &new_ref())
+            .unwrap();
+        let after = parse(&both);
+        assert!(after.rules().iter().all(|r| r.key_groups[0].len() == 2));
+        assert_eq!(both.matches(&new_ref().recipient).count(), 1);
+    }
+
+    #[test]
+    fn removing_the_only_key_of_a_group_is_refused() {
+        let config = parse(&format!(
+            "creation_rules:\n  - key_groups:\n      - age:\n          - {A}\n"
+        ));
+        let err = config.remove_recipient(&RuleSelector::All, A).unwrap_err();
+        assert!(err.to_string().contains("no keys"), "{err}");
+    }
+
+    #[test]
+    fn adding_twice_changes_nothing_the_second_time() {
+        let config = parse(&format!("creation_rules:\n  - age: {A}\n"));
+        let once = config
+            .add_recipient(&RuleSelector::All, &new_ref())
+            .unwrap();
+        let twice = parse(&once)
+            .add_recipient(&RuleSelector::All, &new_ref())
+            .unwrap();
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn regexes_are_quoted_only_when_plain_would_read_differently() {
+        assert_eq!(
+            quote_regex("secrets/hosts/web01/.*"),
+            "secrets/hosts/web01/.*"
+        );
+        assert_eq!(quote_regex("^(a|b)\\.yaml$"), "^(a|b)\\.yaml$");
+        assert_eq!(quote_regex("[ab]/x"), "'[ab]/x'");
+        assert_eq!(quote_regex("*.yaml"), "'*.yaml'");
+        assert_eq!(quote_regex("a: b"), "'a: b'");
+        assert_eq!(quote_regex("it's"), "it's");
+        assert_eq!(quote_regex("'x'"), "'''x'''");
     }
 }
