@@ -1,8 +1,9 @@
 //! hostage's end-to-end suites, one module per area, all in one test binary (faster to link).
-//! They drive the real `hostage` binary and judge it by the real tools: sops 3.11, Go age,
-//! OpenSSH. A missing tool fails with the package to install.
+//! They drive the real `hostage` binary and library and judge them by the real tools: sops 3.11,
+//! Go age, OpenSSH. A missing tool fails with the package to install.
 
 // Test code: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
 mod convert;
+mod rules_sops;
