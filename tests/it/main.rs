@@ -1,1 +1,4 @@
-fn main(){}
+//! hostage's end-to-end suites, one test binary (see `tests/src/lib.rs` for the harness).
+
+mod sops_interop;
+mod sops_support;

@@ -332,9 +332,11 @@ impl SopsFile {
                 return Err(malformed("cannot locate `lastmodified` in the metadata text"));
             }
         }
-        let plan = self.plan(&new_key, groups, true)?;
-        edits.extend(format::age_edits(&self.text, self.format, &self.metadata, &plan)?);
-        Ok(format::apply(&self.text, edits)?.into_bytes())
+        // Then the key groups, on the edited text (dotenv rewrites its metadata lines as a whole).
+        let stage = Self::parse(format::apply(&self.text, edits)?.as_bytes(), Some(self.format))?;
+        let plan = stage.plan(&new_key, groups, true)?;
+        let edits = format::age_edits(&stage.text, stage.format, &stage.metadata, &plan)?;
+        Ok(format::apply(&stage.text, edits)?.into_bytes())
     }
 
     /// Re-encrypts every `ENC[…]` token of the data (values and comments) under `new_key`,

@@ -115,10 +115,7 @@ fn sops_blocks(lines: &[Line<'_>]) -> Vec<Range<usize>> {
         let line = &lines[i];
         if line.indent == 0 && key_is(line.content, "sops") && line.content.trim_end() == "sops:" {
             let mut end = i + 1;
-            while end < lines.len()
-                && (lines[end].blank() || lines[end].indent > 0)
-                && !lines[end].content.starts_with("---")
-            {
+            while end < lines.len() && (lines[end].blank() || lines[end].indent > 0) {
                 end += 1;
             }
             while end > i + 1 && lines[end - 1].blank() {
@@ -299,3 +296,4 @@ fn item_text(dash: usize, block: usize, recipient_first: bool, recipient: &str, 
         format!("{pad}- enc: |\n{armor}{inner}recipient: {recipient}\n")
     }
 }
+
