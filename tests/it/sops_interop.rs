@@ -1,6 +1,9 @@
 //! The interop matrix against the real sops 3.11: sops encrypts, hostage re-wraps or rotates,
 //! sops decrypts (MAC checked) with the new identities and refuses the removed ones.
 
+// Test helpers: a panic with the value is the right failure (clippy.toml allows unwrap in #[test] only).
+#![allow(clippy::unwrap_used)]
+
 use hostage_sops::{MacCheck, SopsError, SopsFile};
 
 use crate::sops_support::{data_key, fixture, groups_of, mask_enc, Key, Sops, FORMATS};

@@ -1,5 +1,8 @@
 //! Shared pieces of the sops suites: throwaway age keys, running the real sops, fixtures.
 
+// Test helpers: a panic with the value is the right failure (clippy.toml allows unwrap in #[test] only).
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use hostage_recipients::{AgeIdentity, IdentitySet, IdentitySource};

@@ -92,12 +92,15 @@ impl Drop for Tree {
     }
 }
 
+/// The callback of [`walk_leaves`].
+pub(crate) type LeafVisitor<'v, 'a> = dyn FnMut(&[String], &'a Value) -> Result<(), crate::SopsError> + 'v;
+
 /// Calls `visit(path, leaf)` for every leaf, depth first in document order. List indices are not
 /// part of the path (as in sops' AAD).
 pub(crate) fn walk_leaves<'a>(
     value: &'a Value,
     path: &mut Vec<String>,
-    visit: &mut dyn FnMut(&[String], &'a Value) -> Result<(), crate::SopsError>,
+    visit: &mut LeafVisitor<'_, 'a>,
 ) -> Result<(), crate::SopsError> {
     match value {
         Value::Map(entries) => {

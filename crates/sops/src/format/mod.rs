@@ -173,7 +173,7 @@ fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec
     let root = json::parse(text)?;
     let sops = root.member("sops").ok_or_else(|| malformed("no `sops` member"))?;
     let arrays: Vec<&json::Spanned> = if meta.flat {
-        vec![sops.member("age").ok_or_else(|| unsupported_empty())?]
+        vec![sops.member("age").ok_or_else(unsupported_empty)?]
     } else {
         let groups = sops
             .member("key_groups")
