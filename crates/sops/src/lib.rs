@@ -16,6 +16,8 @@ mod keys;
 mod metadata;
 pub mod rules;
 mod shamir;
+#[cfg(test)]
+mod fuzz_tests;
 mod timefmt;
 mod tree;
 
