@@ -1,9 +1,13 @@
 //! hostage's end-to-end suites, one module per area, all in one test binary (faster to link).
 //! They drive the real `hostage` binary and library and judge them by the real tools: sops 3.11,
-//! Go age, OpenSSH. A missing tool fails with the package to install.
+//! Go age, OpenSSH. A missing tool fails with the package to install. The harness is
+//! `tests/src/lib.rs`.
 
 // Test code: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
 mod convert;
 mod rules_sops;
+mod sops_interop;
+mod sops_properties;
+mod sops_support;

@@ -9,6 +9,8 @@
 // xtask talks to a developer on a terminal: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
@@ -192,5 +194,13 @@ fn demo() -> anyhow::Result<()> {
 }
 
 fn bench() -> anyhow::Result<()> {
-    bail!("no benchmarks yet: they arrive with the sops engine and fleet issues (see docs/benchmarks.md)")
+    check_tools()?;
+    let sops = provision_sops()?;
+    let files = std::env::args()
+        .nth(2)
+        .map(|n| n.parse::<usize>())
+        .transpose()
+        .context("usage: cargo xtask bench [NUMBER_OF_FILES]")?
+        .unwrap_or(1000);
+    bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)
 }

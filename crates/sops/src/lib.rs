@@ -2,6 +2,458 @@
 //! data key, re-wraps it for a new set of recipients and rotates it, writing bytes sops accepts.
 //! Also the `.sops.yaml` creation rules: finding, parsing, matching and lossless editing.
 //!
+//! Entry point: [`SopsFile::parse`], then [`SopsFile::data_key`], [`SopsFile::verify_mac`],
+//! [`SopsFile::decrypt`], [`SopsFile::rewrap`] and [`SopsFile::rotate`]. Output is always edited
+//! text: bytes the operation does not change stay identical. Writing files is the caller's job
+//! (through `hostage-atomic`).
+//!
 //! It does no network and no printing; plaintext only ever lives in memory.
 
+mod cipher;
+mod error;
+mod format;
+mod keys;
+mod metadata;
 pub mod rules;
+mod shamir;
+#[cfg(test)]
+mod fuzz_tests;
+mod timefmt;
+mod tree;
+
+use hostage_recipients::{IdentitySet, PassphraseProvider};
+use sha2::{Digest as _, Sha512};
+use zeroize::Zeroizing;
+
+pub use error::SopsError;
+pub use format::Format;
+pub use keys::DataKey;
+pub use metadata::{AgeEntry, KeyGroup, MasterKey, Metadata};
+pub use tree::{Tree, Value};
+
+use cipher::{aad_for, EncValue};
+use error::malformed;
+use format::{Edit, Slot};
+
+/// SHA-256("sops"): fed first into the MAC when `mac_only_encrypted` is set.
+const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+];
+
+/// Whether a MAC mismatch stops an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacCheck {
+    /// Refuse files whose MAC does not match (the default everywhere).
+    Verify,
+    /// Go on anyway (the user's explicit override, like sops' `--ignore-mac`).
+    Ignore,
+}
+
+/// A parsed sops file: its text, format, documents (values still encrypted) and metadata.
+#[derive(Debug)]
+pub struct SopsFile {
+    text: String,
+    format: Format,
+    documents: Vec<Value>,
+    metadata: Metadata,
+    meta_ranges: Vec<std::ops::Range<usize>>,
+}
+
+/// One leaf to hash or decrypt: its AAD and either an `ENC[…]` token or a plain value.
+struct Leaf<'a> {
+    aad: String,
+    value: &'a Value,
+    enc: Option<EncValue>,
+}
+
+impl SopsFile {
+    /// Parses a sops file. The format is detected from the content unless `format` forces one.
+    pub fn parse(bytes: &[u8], format: Option<Format>) -> Result<Self, SopsError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| SopsError::NotSops {
+                reason: "the file is not UTF-8 text (sops files always are)".into(),
+            })?
+            .to_owned();
+        let format = match format {
+            Some(format) => format,
+            None => Format::detect(&text)?,
+        };
+        let parsed = format::parse(&text, format)?;
+        let metadata = Metadata::from_value(&parsed.sops)?;
+        Ok(Self {
+            text,
+            format,
+            documents: parsed.documents,
+            metadata,
+            meta_ranges: parsed.meta_ranges,
+        })
+    }
+
+    /// The store format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The metadata (key groups, threshold, lastmodified, …).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The master keys of each key group.
+    pub fn recipients(&self) -> Vec<Vec<MasterKey>> {
+        self.metadata
+            .groups
+            .iter()
+            .map(|g| {
+                g.age
+                    .iter()
+                    .map(|a| MasterKey {
+                        kind: "age".into(),
+                        id: a.recipient.clone(),
+                    })
+                    .chain(g.others.iter().cloned())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Recovers the data key with the first identities that open enough key groups. The error
+    /// lists the file's recipients and every identity tried.
+    pub fn data_key(
+        &self,
+        identities: &IdentitySet,
+        passphrases: &mut dyn PassphraseProvider,
+    ) -> Result<DataKey, SopsError> {
+        keys::recover(&self.metadata, identities, passphrases)
+    }
+
+    fn leaves(&self) -> Result<Vec<Leaf<'_>>, SopsError> {
+        let mut out = Vec::new();
+        for document in &self.documents {
+            tree::walk_leaves(document, &mut Vec::new(), &mut |path, value| {
+                let enc = match value {
+                    Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => Some(
+                        EncValue::parse(s)
+                            .ok_or_else(|| malformed(format!("unreadable ENC value at `{}`", aad_for(path))))?,
+                    ),
+                    _ => None,
+                };
+                out.push(Leaf {
+                    aad: aad_for(path),
+                    value,
+                    enc,
+                });
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// The MAC of the content (128 uppercase hex characters).
+    fn compute_mac(&self, key: &DataKey) -> Result<String, SopsError> {
+        let mut hash = Sha512::new();
+        if self.metadata.mac_only_encrypted {
+            hash.update(MAC_ONLY_ENCRYPTED_INIT);
+        }
+        for leaf in self.leaves()? {
+            match &leaf.enc {
+                Some(enc) => {
+                    let plain = enc.decrypt(key.bytes(), leaf.aad.as_bytes()).ok_or_else(|| {
+                        SopsError::ValueDecrypt {
+                            path: leaf.aad.clone(),
+                        }
+                    })?;
+                    if !enc.is_comment() {
+                        hash.update(plain.as_slice());
+                    }
+                }
+                None if self.metadata.mac_only_encrypted => {}
+                None => {
+                    if let Some(bytes) = tree::plain_bytes(leaf.value) {
+                        hash.update(&bytes);
+                    }
+                }
+            }
+        }
+        Ok(hex::encode_upper(hash.finalize()))
+    }
+
+    /// The MAC's AAD: `lastmodified` re-formatted as Go's RFC 3339.
+    fn mac_aad(&self) -> Result<String, SopsError> {
+        timefmt::normalize_rfc3339(&self.metadata.lastmodified)
+            .ok_or_else(|| malformed(format!("`lastmodified` is not RFC 3339: {}", self.metadata.lastmodified)))
+    }
+
+    fn stored_mac(&self, key: &DataKey) -> Result<Zeroizing<Vec<u8>>, SopsError> {
+        let mac = EncValue::parse(&self.metadata.mac).ok_or_else(|| malformed("`mac` is not an ENC[…] value"))?;
+        mac.decrypt(key.bytes(), self.mac_aad()?.as_bytes())
+            .ok_or(SopsError::MacMismatch)
+    }
+
+    /// Decrypts every value and checks the MAC against the content.
+    pub fn verify_mac(&self, key: &DataKey) -> Result<(), SopsError> {
+        let stored = self.stored_mac(key)?;
+        let computed = self.compute_mac(key)?;
+        if stored.as_slice() == computed.as_bytes() {
+            Ok(())
+        } else {
+            Err(SopsError::MacMismatch)
+        }
+    }
+
+    /// Decrypts the whole file into memory (comments are left out). Does not check the MAC: call
+    /// [`verify_mac`](Self::verify_mac) for that.
+    pub fn decrypt(&self, key: &DataKey) -> Result<Tree, SopsError> {
+        let documents = self
+            .documents
+            .iter()
+            .map(|d| decrypt_value(d, &mut Vec::new(), key))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Tree {
+            documents: documents.into_iter().flatten().collect(),
+        })
+    }
+
+    fn check_mac(&self, key: &DataKey, mac_check: MacCheck) -> Result<(), SopsError> {
+        match mac_check {
+            MacCheck::Verify => self.verify_mac(key),
+            MacCheck::Ignore => Ok(()),
+        }
+    }
+
+    /// Plans each group's age entries: existing ones kept (or re-encrypted when `fresh`), new
+    /// ones wrapped for `key`.
+    fn plan(&self, key: &DataKey, groups: &[Vec<String>], fresh: bool) -> Result<Vec<Vec<Slot>>, SopsError> {
+        if groups.len() != self.metadata.groups.len() {
+            return Err(SopsError::Unsupported {
+                action: "re-wrap".into(),
+                reason: format!(
+                    "the file has {} key group(s) but {} were given; changing the number of groups needs a new Shamir split",
+                    self.metadata.groups.len(),
+                    groups.len()
+                ),
+            });
+        }
+        if key.group_count() != self.metadata.groups.len() {
+            return Err(SopsError::Unsupported {
+                action: "re-wrap".into(),
+                reason: "the data key does not belong to this file's key groups".into(),
+            });
+        }
+        let mut plan = Vec::new();
+        for (index, (group, wanted)) in self.metadata.groups.iter().zip(groups).enumerate() {
+            let mut slots = Vec::new();
+            let mut kept = vec![false; group.age.len()];
+            for (i, entry) in group.age.iter().enumerate() {
+                if wanted.iter().any(|w| w.trim() == entry.recipient) && !kept[i] {
+                    kept[i] = true;
+                    slots.push(if fresh {
+                        Slot::New {
+                            recipient: entry.recipient.clone(),
+                            enc: keys::wrap_for(&entry.recipient, key.payload_for_group(index)?)?,
+                        }
+                    } else {
+                        Slot::Keep(i)
+                    });
+                }
+            }
+            let mut added: Vec<&str> = Vec::new();
+            for recipient in wanted {
+                let recipient = recipient.trim();
+                if group.age.iter().any(|e| e.recipient == recipient) || added.contains(&recipient) {
+                    continue;
+                }
+                added.push(recipient);
+                slots.push(Slot::New {
+                    recipient: recipient.to_owned(),
+                    enc: keys::wrap_for(recipient, key.payload_for_group(index)?)?,
+                });
+            }
+            if slots.is_empty() && group.others.is_empty() {
+                return Err(SopsError::Unsupported {
+                    action: "re-wrap".into(),
+                    reason: format!("key group {} would have no recipients left", index + 1),
+                });
+            }
+            if slots.is_empty() {
+                return Err(SopsError::Unsupported {
+                    action: "re-wrap".into(),
+                    reason: format!("removing every age key from key group {} is not supported", index + 1),
+                });
+            }
+            plan.push(slots);
+        }
+        Ok(plan)
+    }
+
+    /// Sets the age recipients of each key group (same data key). Recipients that stay keep
+    /// their `enc` byte-for-byte, added ones get a new `enc`, removed ones disappear; every other
+    /// byte of the file stays identical. Returns the new file content.
+    pub fn rewrap(&self, key: &DataKey, groups: &[Vec<String>], mac_check: MacCheck) -> Result<Vec<u8>, SopsError> {
+        self.check_mac(key, mac_check)?;
+        let plan = self.plan(key, groups, false)?;
+        let edits = format::age_edits(&self.text, self.format, &self.metadata, &plan)?;
+        Ok(format::apply(&self.text, edits)?.into_bytes())
+    }
+
+    /// Rotates the data key: a new random key, every value and encrypted comment re-encrypted
+    /// with its old IV, the MAC re-encrypted, `lastmodified` set to now, a new `enc` for every
+    /// recipient of `groups`. Refuses files with non-age master keys (we cannot encrypt to them).
+    pub fn rotate(&self, key: &DataKey, groups: &[Vec<String>], mac_check: MacCheck) -> Result<Vec<u8>, SopsError> {
+        self.check_mac(key, mac_check)?;
+        if let Some(other) = self.metadata.groups.iter().flat_map(|g| &g.others).next() {
+            return Err(SopsError::Unsupported {
+                action: "rotate the data key".into(),
+                reason: format!("the file has a {} master key ({}) that hostage cannot encrypt to", other.kind, other.id),
+            });
+        }
+        let new_key = DataKey::generate(self.metadata.groups.len(), self.metadata.threshold)?;
+        let mut edits = self.reencrypt_tokens(key, &new_key)?;
+        // The MAC: same plaintext, new key, AAD = the new lastmodified.
+        let mac_plain = self.stored_mac(key)?;
+        let now = timefmt::now_rfc3339();
+        let mac = EncValue::encrypt_fresh(new_key.bytes(), now.as_bytes(), &mac_plain, "str")?.to_text();
+        for range in &self.meta_ranges {
+            let block = &self.text[range.clone()];
+            for (found, _) in block.match_indices(&self.metadata.mac) {
+                let start = range.start + found;
+                edits.push(Edit {
+                    range: start..start + self.metadata.mac.len(),
+                    replacement: mac.clone(),
+                });
+            }
+            let stored = &self.metadata.lastmodified;
+            if let Some(found) = block.find(stored.as_str()) {
+                let start = range.start + found;
+                edits.push(Edit {
+                    range: start..start + stored.len(),
+                    replacement: now.clone(),
+                });
+            } else {
+                return Err(malformed("cannot locate `lastmodified` in the metadata text"));
+            }
+        }
+        // Then the key groups, on the edited text (dotenv rewrites its metadata lines as a whole).
+        let stage = Self::parse(format::apply(&self.text, edits)?.as_bytes(), Some(self.format))?;
+        let plan = stage.plan(&new_key, groups, true)?;
+        let edits = format::age_edits(&stage.text, stage.format, &stage.metadata, &plan)?;
+        Ok(format::apply(&stage.text, edits)?.into_bytes())
+    }
+
+    /// Re-encrypts every `ENC[…]` token of the data (values and comments) under `new_key`,
+    /// keeping each IV. Comments carry no path in the text, so their AAD is found by trying the
+    /// paths of the containers (GCM authenticates the right one).
+    fn reencrypt_tokens(&self, old: &DataKey, new_key: &DataKey) -> Result<Vec<Edit>, SopsError> {
+        let leaves = self.leaves()?;
+        let value_tokens: Vec<(&str, &str)> = leaves
+            .iter()
+            .filter(|l| l.enc.is_some())
+            .filter_map(|l| l.value.as_str().map(|s| (s, l.aad.as_str())))
+            .collect();
+        let mut containers: Vec<String> = Vec::new();
+        for document in &self.documents {
+            tree::walk_containers(document, &mut Vec::new(), &mut |path| {
+                let aad = aad_for(path);
+                if !containers.contains(&aad) {
+                    containers.push(aad);
+                }
+            });
+        }
+        if !containers.contains(&":".to_owned()) {
+            containers.push(":".into());
+        }
+        let mut next = 0;
+        let mut edits = Vec::new();
+        for range in cipher::find_tokens(&self.text) {
+            if self.meta_ranges.iter().any(|m| m.contains(&range.start)) {
+                continue;
+            }
+            let token = &self.text[range.clone()];
+            let enc = EncValue::parse(token).ok_or_else(|| malformed("unreadable ENC token"))?;
+            let (plain, aad) = match value_tokens.get(next) {
+                Some((value, aad)) if *value == token => {
+                    next += 1;
+                    let plain = enc
+                        .decrypt(old.bytes(), aad.as_bytes())
+                        .ok_or_else(|| SopsError::ValueDecrypt { path: (*aad).to_owned() })?;
+                    (plain, (*aad).to_owned())
+                }
+                _ => {
+                    // A comment: the AAD is the path of the mapping (or list) that holds it.
+                    let hint = value_tokens.get(next).map(|(_, aad)| *aad).unwrap_or(":");
+                    let mut order: Vec<&String> = containers.iter().filter(|c| hint.starts_with(c.as_str())).collect();
+                    order.sort_by_key(|c| std::cmp::Reverse(c.len()));
+                    order.extend(containers.iter().filter(|c| !hint.starts_with(c.as_str())));
+                    order
+                        .into_iter()
+                        .find_map(|aad| enc.decrypt(old.bytes(), aad.as_bytes()).map(|p| (p, aad.clone())))
+                        .ok_or_else(|| SopsError::ValueDecrypt {
+                            path: format!("encrypted comment at byte {}", range.start),
+                        })?
+                }
+            };
+            let fresh = EncValue::encrypt(new_key.bytes(), &enc.iv, aad.as_bytes(), &plain, &enc.kind)?;
+            edits.push(Edit {
+                range,
+                replacement: fresh.to_text(),
+            });
+        }
+        if next != value_tokens.len() {
+            return Err(malformed("could not match every encrypted value to its text"));
+        }
+        Ok(edits)
+    }
+}
+
+fn decrypt_value(value: &Value, path: &mut Vec<String>, key: &DataKey) -> Result<Option<Value>, SopsError> {
+    Ok(Some(match value {
+        Value::Map(entries) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                path.push(k.clone());
+                if let Some(v) = decrypt_value(v, path, key)? {
+                    out.push((k.clone(), v));
+                }
+                path.pop();
+            }
+            Value::Map(out)
+        }
+        Value::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                if let Some(v) = decrypt_value(item, path, key)? {
+                    out.push(v);
+                }
+            }
+            Value::List(out)
+        }
+        Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => {
+            let aad = aad_for(path);
+            let enc = EncValue::parse(s).ok_or_else(|| malformed(format!("unreadable ENC value at `{aad}`")))?;
+            let plain = enc
+                .decrypt(key.bytes(), aad.as_bytes())
+                .ok_or(SopsError::ValueDecrypt { path: aad.clone() })?;
+            let text = || String::from_utf8(plain.to_vec());
+            let bad = || malformed(format!("the value at `{aad}` is not a valid `{}`", enc.kind));
+            match enc.kind.as_str() {
+                "comment" => return Ok(None),
+                "str" => match text() {
+                    Ok(s) => Value::Str(s),
+                    Err(_) => Value::Bytes(plain.to_vec()),
+                },
+                "bytes" => Value::Bytes(plain.to_vec()),
+                "int" => Value::Int(text().ok().and_then(|t| t.parse().ok()).ok_or_else(bad)?),
+                "float" => Value::Float(text().ok().and_then(|t| t.parse().ok()).ok_or_else(bad)?),
+                "bool" => match plain.as_slice() {
+                    b"True" | b"true" => Value::Bool(true),
+                    b"False" | b"false" => Value::Bool(false),
+                    _ => return Err(bad()),
+                },
+                "time" => Value::Time(text().map_err(|_| bad())?),
+                _ => return Err(bad()),
+            }
+        }
+        other => other.clone(),
+    }))
+}

@@ -1,0 +1,227 @@
+//! The one way hostage writes a file: atomically and durably. A reader sees the old content or
+//! the new, never a mix, and after return the new content survives a crash.
+//!
+//! [`write`] does one file: a temp file in the same directory (the existing file's mode copied),
+//! fsync, rename over the target, fsync the directory. [`write_batch`] does many and flushes
+//! once: every temp is written, one `syncfs` per filesystem makes them durable, then every rename,
+//! then one more `syncfs` for the directory entries. It does not print and knows nothing of sops.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A write that failed; the target is left as it was (its old content, or absent).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The target path has no file name or parent directory.
+    #[error("cannot write `{}`: not a file path", path.display())]
+    NotAFilePath {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// An I/O step failed.
+    #[error("cannot write `{}`: {step}", path.display())]
+    Io {
+        /// The file being written.
+        path: PathBuf,
+        /// What was being done.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
+    move |source| WriteError::Io {
+        path: path.to_owned(),
+        step,
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably, keeping the mode of an existing file.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let staged = stage(path, bytes)?;
+    staged.file.sync_all().map_err(io(path, "flushing the temporary file"))?;
+    drop(staged.file);
+    commit(&staged.temp, path)?;
+    let dir = fs_err::File::open(&staged.dir).map_err(io(path, "opening the directory"))?;
+    dir.sync_all().map_err(io(path, "flushing the directory"))?;
+    Ok(())
+}
+
+/// Writes every `(path, bytes)` atomically, durably, with one flush per filesystem instead of
+/// one per file. All content is durable in temp files before the first rename; on an error
+/// before that point no target is touched and the temp files are removed.
+pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(), WriteError> {
+    let mut staged: Vec<(Staged, &Path)> = Vec::with_capacity(files.len());
+    let cleanup = |staged: &[(Staged, &Path)]| {
+        for (s, _) in staged {
+            let _ = fs_err::remove_file(&s.temp);
+        }
+    };
+    for (path, bytes) in files {
+        match stage(path.as_ref(), bytes.as_ref()) {
+            Ok(s) => staged.push((s, path.as_ref())),
+            Err(e) => {
+                cleanup(&staged);
+                return Err(e);
+            }
+        }
+    }
+    // One syncfs per filesystem flushes every temp file's data and inode.
+    let mut devices = BTreeSet::new();
+    for (s, path) in &staged {
+        if devices.insert(s.device) {
+            if let Err(e) = rustix::fs::syncfs(&s.file) {
+                let error = io(path, "flushing the filesystem")(e.into());
+                cleanup(&staged);
+                return Err(error);
+            }
+        }
+    }
+    let mut directories = Vec::new();
+    for (s, path) in &staged {
+        commit(&s.temp, path)?;
+        directories.push((s.device, s.dir.clone(), *path));
+    }
+    // And once more for the renamed directory entries.
+    let mut flushed = BTreeSet::new();
+    for (device, dir, path) in directories {
+        if flushed.insert(device) {
+            let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
+            rustix::fs::syncfs(&handle).map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+struct Staged {
+    file: std::fs::File,
+    temp: PathBuf,
+    dir: PathBuf,
+    device: u64,
+}
+
+fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut name = std::ffi::OsString::from(".");
+    name.push(target);
+    name.push(format!(".hostage-tmp.{}.{n}.{nanos}", std::process::id()));
+    name
+}
+
+/// Writes `bytes` to a new temp file beside `path` (not yet flushed).
+fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
+    let not_a_file = || WriteError::NotAFilePath {
+        path: path.to_owned(),
+    };
+    let name = path.file_name().ok_or_else(not_a_file)?;
+    let dir = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        Some(p) => p.to_owned(),
+        None => return Err(not_a_file()),
+    };
+    let existing_mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777);
+    let temp = dir.join(temp_name(name));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // New files are created private; an existing file's mode is copied below.
+    options.mode(existing_mode.unwrap_or(0o600));
+    let mut file = options.open(&temp).map_err(io(path, "creating the temporary file"))?;
+    let result = (|| {
+        file.write_all(bytes).map_err(io(path, "writing the temporary file"))?;
+        if let Some(mode) = existing_mode {
+            // `mode()` at creation is filtered by the umask; set it exactly.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(io(path, "copying the file mode"))?;
+        }
+        let device = file.metadata().map_err(io(path, "reading the temporary file"))?.dev();
+        Ok(device)
+    })();
+    match result {
+        Ok(device) => Ok(Staged {
+            file,
+            temp,
+            dir,
+            device,
+        }),
+        Err(e) => {
+            let _ = fs_err::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+fn commit(temp: &Path, path: &Path) -> Result<(), WriteError> {
+    fs_err::rename(temp, path).map_err(|e| {
+        let _ = fs_err::remove_file(temp);
+        io(path, "renaming the temporary file into place")(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_content_and_keeps_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret.yaml");
+        fs_err::write(&path, b"old").unwrap();
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write(&path, b"new").unwrap();
+        assert_eq!(fs_err::read(&path).unwrap(), b"new");
+        assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o640);
+        let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn new_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fresh");
+        write(&path, b"x").unwrap();
+        assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn batch_writes_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs_err::create_dir(&sub).unwrap();
+        let files: Vec<(PathBuf, Vec<u8>)> = (0..20)
+            .map(|i| {
+                let parent = if i % 2 == 0 { dir.path() } else { sub.as_path() };
+                (parent.join(format!("f{i}")), format!("content {i}").into_bytes())
+            })
+            .collect();
+        write_batch(&files).unwrap();
+        for (path, bytes) in &files {
+            assert_eq!(&fs_err::read(path).unwrap(), bytes);
+        }
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 11);
+    }
+
+    #[test]
+    fn a_failing_batch_touches_no_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        fs_err::write(&good, b"old").unwrap();
+        let files = vec![
+            (good.clone(), b"new".to_vec()),
+            (dir.path().join("missing-dir/file"), b"x".to_vec()),
+        ];
+        assert!(write_batch(&files).is_err());
+        assert_eq!(fs_err::read(&good).unwrap(), b"old");
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1, "temps removed");
+    }
+}

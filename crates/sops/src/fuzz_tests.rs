@@ -1,0 +1,110 @@
+//! Fuzz-style property tests over the readers and editors: arbitrary and mutated input never
+//! panics (it parses, or it is an error).
+
+use proptest::prelude::*;
+
+use crate::{DataKey, MacCheck, SopsFile};
+
+fn enc_value(kind: &str) -> String {
+    format!(
+        "ENC[AES256_GCM,data:AAAA,iv:{},tag:{},type:{kind}]",
+        "A".repeat(43) + "=",
+        "A".repeat(22) + "=="
+    )
+}
+
+const ARMOR: &str = "-----BEGIN AGE ENCRYPTED FILE-----\nYWJj\n-----END AGE ENCRYPTED FILE-----\n";
+
+fn recipient() -> String {
+    use age::secrecy::ExposeSecret as _;
+    let identity = age::x25519::Identity::generate();
+    let _ = identity.to_string().expose_secret().len();
+    identity.to_public().to_string()
+}
+
+fn samples(r: &str) -> Vec<String> {
+    let e = enc_value("str");
+    let mac = enc_value("str");
+    let yaml = format!(
+        "#{c}\na: {e}\nb:\n    - {e}\n    - c: {e}\nsops:\n    age:\n        - recipient: {r}\n          enc: |\n            -----BEGIN AGE ENCRYPTED FILE-----\n            YWJj\n            -----END AGE ENCRYPTED FILE-----\n    lastmodified: \"2026-11-24T00:52:42Z\"\n    mac: {mac}\n    unencrypted_suffix: _unencrypted\n    version: 3.11.0\n",
+        c = enc_value("comment")
+    );
+    let groups = format!(
+        "a: {e}\nsops:\n    shamir_threshold: 2\n    key_groups:\n        - hc_vault: []\n          age:\n            - recipient: {r}\n              enc: |\n                -----BEGIN AGE ENCRYPTED FILE-----\n                YWJj\n                -----END AGE ENCRYPTED FILE-----\n        - hc_vault: []\n          age:\n            - recipient: {r}\n              enc: |\n                -----BEGIN AGE ENCRYPTED FILE-----\n                YWJj\n                -----END AGE ENCRYPTED FILE-----\n    lastmodified: \"2026-11-24T00:52:42Z\"\n    mac: {mac}\n    version: 3.11.0\n"
+    );
+    let json = format!(
+        "{{\n\t\"a\": \"{e}\",\n\t\"n\": 1.5,\n\t\"sops\": {{\n\t\t\"age\": [\n\t\t\t{{\n\t\t\t\t\"recipient\": \"{r}\",\n\t\t\t\t\"enc\": {armor}\n\t\t\t}}\n\t\t],\n\t\t\"lastmodified\": \"2026-11-24T00:52:42Z\",\n\t\t\"mac\": \"{mac}\",\n\t\t\"version\": \"3.11.0\"\n\t}}\n}}\n",
+        armor = crate::format::json::quote(ARMOR)
+    );
+    let dotenv = format!(
+        "#{c}\nA={e}\nsops_age__list_0__map_enc={armor}\nsops_age__list_0__map_recipient={r}\nsops_lastmodified=2026-11-24T00:52:42Z\nsops_mac={mac}\nsops_version=3.11.0\n",
+        c = enc_value("comment"),
+        armor = ARMOR.replace('\n', "\\n")
+    );
+    vec![yaml, groups, json, dotenv]
+}
+
+/// Everything a caller may do with an untrusted file, none of which may panic.
+fn exercise(bytes: &[u8], r: &str) {
+    let Ok(file) = SopsFile::parse(bytes, None) else {
+        return;
+    };
+    let _ = file.recipients();
+    let groups = file.metadata().groups.len();
+    let Ok(key) = DataKey::generate(groups, file.metadata().threshold.max(1)) else {
+        return;
+    };
+    let _ = file.verify_mac(&key);
+    let _ = file.decrypt(&key);
+    let wanted: Vec<Vec<String>> = (0..groups).map(|_| vec![r.to_owned()]).collect();
+    let _ = file.rewrap(&key, &wanted, MacCheck::Ignore);
+    let _ = file.rotate(&key, &wanted, MacCheck::Ignore);
+}
+
+#[test]
+fn the_samples_parse() {
+    let r = recipient();
+    for sample in samples(&r) {
+        let file = SopsFile::parse(sample.as_bytes(), None).unwrap();
+        assert!(!file.metadata().groups.is_empty());
+        let key = DataKey::generate(file.metadata().groups.len(), file.metadata().threshold).unwrap();
+        let wanted: Vec<Vec<String>> = file
+            .metadata()
+            .groups
+            .iter()
+            .map(|_| vec![r.clone(), recipient()])
+            .collect();
+        let out = file.rewrap(&key, &wanted, MacCheck::Ignore).unwrap();
+        let again = SopsFile::parse(&out, None).unwrap();
+        assert_eq!(again.metadata().groups[0].age.len(), 2);
+        assert_eq!(again.metadata().groups[0].age[0], file.metadata().groups[0].age[0]);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        exercise(&bytes, "age1qqqq");
+    }
+
+    #[test]
+    fn mutated_sops_files_never_panic(
+        which in 0usize..4,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let r = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let mut bytes = samples(r).swap_remove(which).into_bytes();
+        for (index, byte) in flips {
+            let at = index.index(bytes.len());
+            bytes[at] = byte;
+        }
+        if let Some(cut) = cut {
+            let at = cut.index(bytes.len());
+            bytes.truncate(at);
+        }
+        exercise(&bytes, r);
+    }
+}

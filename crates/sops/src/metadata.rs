@@ -1,0 +1,188 @@
+//! The `sops` metadata block, read from its parsed form (any format, either key order).
+
+use crate::error::malformed;
+use crate::tree::Value;
+use crate::SopsError;
+
+/// Master key kinds other than age, kept verbatim in the file.
+pub(crate) const OTHER_KINDS: &[&str] = &["pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault"];
+
+/// One age master key: the recipient string and its armored `enc` blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgeEntry {
+    /// The recipient exactly as stored (`age1…`, `ssh-ed25519 AAAA… comment`, …).
+    pub recipient: String,
+    /// The ASCII-armored age file holding the data key (or this group's Shamir share).
+    pub enc: String,
+}
+
+/// A master key of any kind, for listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MasterKey {
+    /// `age`, `pgp`, `kms`, `gcp_kms`, `azure_kv`, `hc_vault`, `hckms`.
+    pub kind: String,
+    /// The recipient, fingerprint, ARN, URL, … that names the key.
+    pub id: String,
+}
+
+impl std::fmt::Display for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.id)
+    }
+}
+
+/// One key group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyGroup {
+    /// Its age keys, in file order.
+    pub age: Vec<AgeEntry>,
+    /// Its other master keys (kept verbatim; we cannot encrypt to them).
+    pub others: Vec<MasterKey>,
+}
+
+/// The parts of the `sops` block the engine needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// Key groups: one for the flat layout, several with Shamir.
+    pub groups: Vec<KeyGroup>,
+    /// Whether the keys are stored flat (`age:` directly under `sops`).
+    pub flat: bool,
+    /// Shares needed (1 for a single group).
+    pub threshold: usize,
+    /// `lastmodified` exactly as stored.
+    pub lastmodified: String,
+    /// `mac` exactly as stored (an `ENC[…]` string).
+    pub mac: String,
+    /// `mac_only_encrypted`.
+    pub mac_only_encrypted: bool,
+    /// `version`, if present.
+    pub version: Option<String>,
+}
+
+fn int_of(value: &Value) -> Option<usize> {
+    match value {
+        Value::Int(i) => usize::try_from(*i).ok(),
+        Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 => Some(*f as usize),
+        Value::Str(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn first_string(value: &Value) -> String {
+    match value {
+        Value::Map(entries) => entries
+            .iter()
+            .find_map(|(_, v)| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        Value::Str(s) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn read_group(group: &Value, where_: &str) -> Result<KeyGroup, SopsError> {
+    let mut out = KeyGroup::default();
+    if let Some(Value::List(entries)) = group.get("age") {
+        for (i, entry) in entries.iter().enumerate() {
+            let recipient = entry.get("recipient").and_then(Value::as_str);
+            let enc = entry.get("enc").and_then(Value::as_str);
+            let (Some(recipient), Some(enc)) = (recipient, enc) else {
+                return Err(malformed(format!(
+                    "{where_} age entry {} lacks `recipient` or `enc`",
+                    i + 1
+                )));
+            };
+            out.age.push(AgeEntry {
+                recipient: recipient.trim().to_owned(),
+                enc: enc.to_owned(),
+            });
+        }
+    }
+    for kind in OTHER_KINDS {
+        if let Some(Value::List(keys)) = group.get(kind) {
+            out.others.extend(keys.iter().map(|k| MasterKey {
+                kind: (*kind).to_owned(),
+                id: first_string(k),
+            }));
+        }
+    }
+    Ok(out)
+}
+
+impl Metadata {
+    /// Reads the metadata from the parsed `sops` node.
+    pub(crate) fn from_value(sops: &Value) -> Result<Self, SopsError> {
+        if !matches!(sops, Value::Map(_)) {
+            return Err(malformed("`sops` is not a mapping"));
+        }
+        let flat_group = read_group(sops, "sops")?;
+        let flat = !flat_group.age.is_empty() || !flat_group.others.is_empty();
+        let groups = if flat {
+            vec![flat_group]
+        } else {
+            match sops.get("key_groups") {
+                Some(Value::List(groups)) => groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| read_group(g, &format!("key group {}", i + 1)))
+                    .collect::<Result<Vec<_>, _>>()?,
+                _ => Vec::new(),
+            }
+        };
+        if groups.is_empty() {
+            return Err(malformed("the sops block names no master keys"));
+        }
+        let threshold = sops
+            .get("shamir_threshold")
+            .and_then(int_of)
+            .filter(|t| *t > 0)
+            .unwrap_or(if groups.len() > 1 { groups.len() } else { 1 });
+        let lastmodified = sops
+            .get("lastmodified")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("the sops block has no `lastmodified`"))?
+            .to_owned();
+        let mac = sops
+            .get("mac")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("the sops block has no `mac`"))?
+            .to_owned();
+        let mac_only_encrypted = match sops.get("mac_only_encrypted") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Str(s)) => s == "true",
+            _ => false,
+        };
+        let version = sops.get("version").and_then(|v| match v {
+            Value::Str(s) => Some(s.clone()),
+            Value::Float(f) => Some(crate::tree::format_float(*f)),
+            _ => None,
+        });
+        Ok(Self {
+            groups,
+            flat,
+            threshold,
+            lastmodified,
+            mac,
+            mac_only_encrypted,
+            version,
+        })
+    }
+
+    /// Every master key, as `group N: kind id` lines for error messages.
+    pub(crate) fn describe_keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, group) in self.groups.iter().enumerate() {
+            let prefix = if self.groups.len() > 1 {
+                format!("group {}: ", i + 1)
+            } else {
+                String::new()
+            };
+            for entry in &group.age {
+                out.push(format!("{prefix}age {}", entry.recipient));
+            }
+            for other in &group.others {
+                out.push(format!("{prefix}{other}"));
+            }
+        }
+        out
+    }
+}

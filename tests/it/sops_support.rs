@@ -1,0 +1,220 @@
+//! Shared pieces of the sops suites: throwaway age keys, running the real sops, fixtures.
+
+// Test helpers: a panic with the value is the right failure (clippy.toml allows unwrap in #[test] only).
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use hostage_recipients::{AgeIdentity, IdentitySet, IdentitySource};
+use hostage_sops::{DataKey, SopsFile};
+
+/// A throwaway age key pair made by the real `age-keygen`.
+#[derive(Clone)]
+pub struct Key {
+    pub secret: String,
+    pub recipient: String,
+}
+
+impl Key {
+    pub fn generate() -> Self {
+        let out = duct::cmd!(hostage_tests::require(hostage_tests::AGE_KEYGEN))
+            .stderr_null()
+            .read()
+            .expect("age-keygen runs");
+        let secret = out
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .expect("age-keygen prints a secret key")
+            .to_owned();
+        let identity = AgeIdentity::parse(&secret).expect("age-keygen keys parse");
+        Self {
+            recipient: identity.recipient().to_string(),
+            secret,
+        }
+    }
+
+    pub fn identities(keys: &[&Key]) -> IdentitySet {
+        IdentitySet::from_identities(
+            IdentitySource::KeyVariable,
+            keys.iter()
+                .map(|k| AgeIdentity::parse(&k.secret).expect("valid identity"))
+                .collect(),
+        )
+    }
+}
+
+/// A scratch directory with the sops oracle wired to it (HOME isolated so no real keys leak in).
+pub struct Sops {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sops {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self, args: Vec<String>, keys: &[&Key]) -> duct::Expression {
+        let key_text: Vec<&str> = keys.iter().map(|k| k.secret.as_str()).collect();
+        duct::cmd(hostage_tests::sops(), args)
+            .dir(self.dir.path())
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path())
+            .env("SOPS_AGE_KEY", key_text.join("\n"))
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY_CMD")
+            .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+    }
+
+    /// Writes a `.sops.yaml` whose only rule has `groups` (one group: flat `age:`).
+    pub fn config(&self, groups: &[Vec<&Key>]) -> PathBuf {
+        let path = self.path(".sops.yaml");
+        let mut text = String::from("creation_rules:\n");
+        if groups.len() == 1 {
+            let list: Vec<&str> = groups[0].iter().map(|k| k.recipient.as_str()).collect();
+            text.push_str(&format!("  - age: {}\n", list.join(",")));
+        } else {
+            text.push_str("  - shamir_threshold: 2\n    key_groups:\n");
+            for group in groups {
+                text.push_str("      - age:\n");
+                for key in group {
+                    text.push_str(&format!("          - {}\n", key.recipient));
+                }
+            }
+        }
+        fs_err::write(&path, text).expect("write .sops.yaml");
+        path
+    }
+
+    /// Encrypts `plain` (format `kind`) with the rule of `groups`; returns the encrypted bytes.
+    pub fn encrypt(&self, kind: &str, plain: &[u8], groups: &[Vec<&Key>]) -> Vec<u8> {
+        let config = self.config(groups);
+        let input = self.path(&format!("plain.{kind}"));
+        fs_err::write(&input, plain).expect("write plaintext");
+        let out = self
+            .cmd(
+                vec![
+                    "--config".into(),
+                    config.display().to_string(),
+                    "encrypt".into(),
+                    "--input-type".into(),
+                    kind.into(),
+                    "--output-type".into(),
+                    kind.into(),
+                    input.display().to_string(),
+                ],
+                &[],
+            )
+            .stdout_capture()
+            .run()
+            .expect("sops encrypts the fixture");
+        out.stdout
+    }
+
+    /// Decrypts with `keys`; `Err(stderr)` when sops refuses.
+    pub fn decrypt(&self, kind: &str, encrypted: &[u8], keys: &[&Key]) -> Result<Vec<u8>, String> {
+        let path = self.path(&format!("to-decrypt.{kind}"));
+        fs_err::write(&path, encrypted).expect("write file");
+        let out = self
+            .cmd(
+                vec![
+                    "decrypt".into(),
+                    "--input-type".into(),
+                    kind.into(),
+                    "--output-type".into(),
+                    kind.into(),
+                    path.display().to_string(),
+                ],
+                keys,
+            )
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .expect("sops runs");
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `sops updatekeys -y` on a copy of `encrypted` with a config of `groups`.
+    pub fn updatekeys(&self, kind: &str, encrypted: &[u8], groups: &[Vec<&Key>], keys: &[&Key]) -> Vec<u8> {
+        let config = self.config(groups);
+        let path = self.path(&format!("updatekeys.{kind}"));
+        fs_err::write(&path, encrypted).expect("write file");
+        self.cmd(
+            vec![
+                "--config".into(),
+                config.display().to_string(),
+                "updatekeys".into(),
+                "-y".into(),
+                "--input-type".into(),
+                kind.into(),
+                path.display().to_string(),
+            ],
+            keys,
+        )
+        .stdout_null()
+        .stderr_capture()
+        .run()
+        .expect("sops updatekeys works");
+        fs_err::read(&path).expect("read back")
+    }
+}
+
+/// Our data key for `bytes` with `keys`.
+pub fn data_key(bytes: &[u8], keys: &[&Key]) -> (SopsFile, DataKey) {
+    let file = SopsFile::parse(bytes, None).expect("hostage parses the sops file");
+    let key = file
+        .data_key(&Key::identities(keys), &mut ())
+        .expect("hostage recovers the data key");
+    (file, key)
+}
+
+/// Replaces every armored age blob (in YAML block or JSON/dotenv escaped form) by `<ENC>`.
+pub fn mask_enc(text: &str) -> String {
+    const BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
+    const END: &str = "-----END AGE ENCRYPTED FILE-----";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        out.push_str(&rest[..start]);
+        out.push_str("<ENC>");
+        let after = &rest[start..];
+        let end = after.find(END).expect("armor has an end") + END.len();
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Recipient strings of each group.
+pub fn groups_of(keys: &[Vec<&Key>]) -> Vec<Vec<String>> {
+    keys.iter()
+        .map(|g| g.iter().map(|k| k.recipient.clone()).collect())
+        .collect()
+}
+
+
+/// Plaintext fixtures, one per format sops 3.11 writes.
+pub const FORMATS: &[&str] = &["yaml", "json", "dotenv", "binary"];
+
+pub fn fixture(kind: &str) -> Vec<u8> {
+    match kind {
+        "yaml" => "# top comment\napp:\n    user: admin # inline\n    password: s3cr3t\n    port: 5432\n    ratio: 1.5\n    enabled: true\n    empty: \"\"\n    nothing: null\n    list:\n        - one\n        # in a list\n        - two: deux\n          three: 3\n# between\nname_unencrypted: visible\nunicode_ключ: 値\nmulti: |\n    line1\n    line2\n"
+            .into(),
+        "json" => "{\"app\": {\"user\": \"admin\", \"port\": 5432, \"ratio\": 1.5, \"ok\": true, \"list\": [\"a\", {\"b\": \"c\"}], \"empty\": \"\", \"none\": null}, \"name_unencrypted\": \"x\", \"ключ\": \"値 <&>\"}\n"
+            .into(),
+        "dotenv" => "# a comment\nUSER=admin\nPASSWORD=s3cr3t\nNAME_unencrypted=visible\nMULTI=a\\nb\nEMPTY=\n".into(),
+        "binary" => (0..=255u8).rev().chain(0..=255u8).collect(),
+        other => panic!("no fixture for {other}"),
+    }
+}
