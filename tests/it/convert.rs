@@ -18,36 +18,8 @@ fn vectors() -> PathBuf {
     hostage_tests::workspace_root().join("crates/recipients/tests/vectors/mic92")
 }
 
-/// Variables that would make a run depend on the developer's machine.
-const AMBIENT_VARIABLES: &[&str] = &[
-    "HOSTAGE_SSH_PASSPHRASE",
-    "SSH_TO_AGE_PASSPHRASE",
-    "SOPS_AGE_KEY",
-    "SOPS_AGE_KEY_FILE",
-    "SOPS_AGE_KEY_CMD",
-    "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
-    "XDG_CONFIG_HOME",
-];
-
 fn hostage(args: &[&str], stdin: Option<&[u8]>, envs: &[(&str, &str)]) -> Output {
-    let mut command = duct::cmd(hostage_bin(), args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked();
-    // duct applies the innermost setting last-wins-first, so removals and settings must not overlap.
-    for variable in AMBIENT_VARIABLES {
-        if !envs.iter().any(|(key, _)| key == variable) {
-            command = command.env_remove(variable);
-        }
-    }
-    for (key, value) in envs {
-        command = command.env(key, value);
-    }
-    command = match stdin {
-        Some(bytes) => command.stdin_bytes(bytes.to_vec()),
-        None => command.stdin_null(),
-    };
-    command.run().expect("hostage runs")
+    hostage_tests::run_hostage(args, stdin, envs)
 }
 
 fn stdout(output: &Output) -> String {

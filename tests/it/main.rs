@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod convert;
+mod identities;
 mod rules_sops;
 mod sops_interop;
 mod sops_properties;

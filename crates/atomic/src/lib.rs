@@ -45,7 +45,10 @@ fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(std::io::Error) -> 
 /// Writes `bytes` to `path` atomically and durably, keeping the mode of an existing file.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let staged = stage(path, bytes)?;
-    staged.file.sync_all().map_err(io(path, "flushing the temporary file"))?;
+    staged
+        .file
+        .sync_all()
+        .map_err(io(path, "flushing the temporary file"))?;
     drop(staged.file);
     commit(&staged.temp, path)?;
     let dir = fs_err::File::open(&staged.dir).map_err(io(path, "opening the directory"))?;
@@ -93,7 +96,8 @@ pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(
     for (device, dir, path) in directories {
         if flushed.insert(device) {
             let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
-            rustix::fs::syncfs(&handle).map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
+            rustix::fs::syncfs(&handle)
+                .map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
         }
     }
     Ok(())
@@ -130,21 +134,29 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
         Some(p) => p.to_owned(),
         None => return Err(not_a_file()),
     };
-    let existing_mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777);
+    let existing_mode = std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777);
     let temp = dir.join(temp_name(name));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     // New files are created private; an existing file's mode is copied below.
     options.mode(existing_mode.unwrap_or(0o600));
-    let mut file = options.open(&temp).map_err(io(path, "creating the temporary file"))?;
+    let mut file = options
+        .open(&temp)
+        .map_err(io(path, "creating the temporary file"))?;
     let result = (|| {
-        file.write_all(bytes).map_err(io(path, "writing the temporary file"))?;
+        file.write_all(bytes)
+            .map_err(io(path, "writing the temporary file"))?;
         if let Some(mode) = existing_mode {
             // `mode()` at creation is filtered by the umask; set it exactly.
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(io(path, "copying the file mode"))?;
         }
-        let device = file.metadata().map_err(io(path, "reading the temporary file"))?.dev();
+        let device = file
+            .metadata()
+            .map_err(io(path, "reading the temporary file"))?
+            .dev();
         Ok(device)
     })();
     match result {
@@ -180,7 +192,10 @@ mod tests {
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         write(&path, b"new").unwrap();
         assert_eq!(fs_err::read(&path).unwrap(), b"new");
-        assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            fs_err::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
         let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
     }
@@ -190,7 +205,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fresh");
         write(&path, b"x").unwrap();
-        assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs_err::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -200,8 +218,15 @@ mod tests {
         fs_err::create_dir(&sub).unwrap();
         let files: Vec<(PathBuf, Vec<u8>)> = (0..20)
             .map(|i| {
-                let parent = if i % 2 == 0 { dir.path() } else { sub.as_path() };
-                (parent.join(format!("f{i}")), format!("content {i}").into_bytes())
+                let parent = if i % 2 == 0 {
+                    dir.path()
+                } else {
+                    sub.as_path()
+                };
+                (
+                    parent.join(format!("f{i}")),
+                    format!("content {i}").into_bytes(),
+                )
             })
             .collect();
         write_batch(&files).unwrap();
@@ -222,6 +247,10 @@ mod tests {
         ];
         assert!(write_batch(&files).is_err());
         assert_eq!(fs_err::read(&good).unwrap(), b"old");
-        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1, "temps removed");
+        assert_eq!(
+            fs_err::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temps removed"
+        );
     }
 }

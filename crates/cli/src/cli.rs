@@ -63,6 +63,7 @@ const IDENTITIES_EXAMPLES: &str = "\
 Examples:
   hostage identities
   hostage identities --identity ~/.ssh/id_infrastructure --json
+  hostage identities secrets/hosts/gnomeregan/wifi.yaml    # which of its recipients can I decrypt as?
 
 Sources, in the order they are tried: --identity FILE…, SOPS_AGE_SSH_PRIVATE_KEY_FILE (else
 ~/.ssh/id_ed25519), SOPS_AGE_KEY, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY_CMD, and
@@ -70,7 +71,10 @@ $XDG_CONFIG_HOME/sops/age/keys.txt (else ~/.config/sops/age/keys.txt). SSH keys 
 converted age identity, in memory only. Run this when sops says \"failed to get the data key\": a
 file can be decrypted only if one of its recipients is listed here.
 
-Exit codes: 0 at least one identity found, 1 none found.";
+With FILEs: lists each sops file's key groups and marks the recipients an identity was found for;
+a file decrypts when enough groups (the Shamir threshold) have one.
+
+Exit codes: 0 identities found (and every FILE decryptable), 1 otherwise.";
 
 /// Arguments of `hostage convert`.
 #[derive(Debug, Args)]
@@ -91,6 +95,10 @@ pub struct ConvertArgs {
 /// Arguments of `hostage identities`.
 #[derive(Debug, Args)]
 pub struct IdentitiesArgs {
+    /// sops files to check against the identities found.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
     /// Extra identity: an age identity file or an OpenSSH ed25519 private key (repeatable).
     #[arg(long = "identity", short = 'i', value_name = "FILE")]
     pub identities: Vec<PathBuf>,
