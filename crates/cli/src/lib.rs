@@ -1,0 +1,1 @@
+//! The `hostage` command line (the binary lives in `main.rs`).

@@ -1,0 +1,1 @@
+//! Fleet mechanics: no stray ssh masters, even after Ctrl-C.
