@@ -107,8 +107,31 @@ impl SshdFleet {
         fleet
     }
 
+    /// Starts `count` default hosts that all listen on one port, each on its own 127.0.0.x (so
+    /// one `ssh-keyscan -p PORT` invocation can reach them all).
+    pub fn start_on_one_port(count: usize) -> Self {
+        let mut fleet = Self::new();
+        let port = free_port(Ipv4Addr::LOCALHOST);
+        let mut octet = 2u8;
+        while fleet.hosts.len() < count {
+            let address = Ipv4Addr::new(127, 0, 0, octet);
+            octet = octet
+                .checked_add(1)
+                .expect("fewer than 250 hosts on one port");
+            if TcpListener::bind(SocketAddrV4::new(address, port)).is_ok() {
+                fleet.add_at(SshdOptions::default(), Some((address, port)));
+            }
+        }
+        fleet
+    }
+
     /// Starts one more host and returns its index.
     pub fn add(&mut self, options: SshdOptions) -> usize {
+        self.add_at(options, None)
+    }
+
+    /// Starts one more host, on `at` (address and port) when given, and returns its index.
+    pub fn add_at(&mut self, options: SshdOptions, at: Option<(Ipv4Addr, u16)>) -> usize {
         let index = self.hosts.len();
         let dir = self.dir.path().join(format!("host{index}"));
         fs_err::create_dir_all(&dir).expect("a host dir");
@@ -118,7 +141,7 @@ impl SshdFleet {
             let stranger = SshKeyPair::generate(&dir, "stranger", "", None);
             stranger.public
         };
-        let host = Sshd::start(&dir, &authorized, options.host_keys);
+        let host = Sshd::start_at(&dir, &authorized, options.host_keys, at);
         self.hosts.push(host);
         index
     }
@@ -178,6 +201,16 @@ impl Default for SshdFleet {
 impl Sshd {
     /// Starts an sshd in `dir` that accepts the keys in `authorized_keys`.
     pub fn start(dir: &Path, authorized_keys: &Path, host_keys: HostKeys) -> Self {
+        Self::start_at(dir, authorized_keys, host_keys, None)
+    }
+
+    /// Like [`Sshd::start`], listening on `at` when given (else a fresh address and free port).
+    pub fn start_at(
+        dir: &Path,
+        authorized_keys: &Path,
+        host_keys: HostKeys,
+        at: Option<(Ipv4Addr, u16)>,
+    ) -> Self {
         let sshd = require(SSHD);
         // sshd refuses to start without its privilege-separation directory.
         fs_err::create_dir_all("/run/sshd").expect("creating /run/sshd");
@@ -202,8 +235,10 @@ impl Sshd {
         let log = dir.join("sshd.log");
         let config = dir.join("sshd_config");
         for _attempt in 0..5 {
-            let address = next_address();
-            let port = free_port(address);
+            let (address, port) = at.unwrap_or_else(|| {
+                let address = next_address();
+                (address, free_port(address))
+            });
             let text = format!(
                 "ListenAddress {address}:{port}\nHostKey \"{}\"\nAuthorizedKeysFile \"{}\"\n\
                  PidFile \"{}\"\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
