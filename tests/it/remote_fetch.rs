@@ -295,3 +295,77 @@ fn bad_host_specs_are_usage_errors() {
         "a bare pin needs a single host"
     );
 }
+
+#[test]
+fn host_certificate_is_verified_through_cert_authority_in_known_hosts() {
+    let mut fleet = SshdFleet::new();
+    fleet.add(SshdOptions {
+        certificate: true,
+        ..SshdOptions::default()
+    });
+    let host = &fleet.hosts[0];
+    fs_err::write(
+        fleet.known_hosts(),
+        format!("@cert-authority * {}\n", fleet.host_ca().public_line()),
+    )
+    .unwrap();
+    let report = Report::of(&hostage(
+        &fleet,
+        "fetch",
+        &args(&[&specs(&fleet), &key_paths(&fleet)]),
+    ));
+    assert_eq!(report.code, 0, "{}", report.text);
+    let record = report.host(&host.spec());
+    assert_eq!(record["verified_by"], "known_hosts");
+    assert_eq!(
+        record["fingerprint"],
+        host.fingerprint(),
+        "the certified key, not the CA"
+    );
+}
+
+#[test]
+fn text_output_names_refusals_and_sums_up() {
+    let fleet = SshdFleet::start(2);
+    fleet.trust_all_in_known_hosts();
+    let other = SshKeyPair::generate(fleet.dir.path(), "other", "", None);
+    let refused = &fleet.hosts[1];
+    let mut args = args(&[&specs(&fleet), &key_paths(&fleet)]);
+    args.extend([
+        "--expect-fingerprint".into(),
+        format!(
+            "{}={}",
+            refused.spec(),
+            hostage_tests::sshd::fingerprint_of(&other.public)
+        ),
+    ]);
+    // Like `remote_common::command`, without `--json`.
+    let mut plain = std::process::Command::new(hostage_tests::hostage_bin());
+    plain
+        .arg("fetch")
+        .arg("--ssh-config")
+        .arg(fleet.ssh_config())
+        .arg("--known-hosts")
+        .arg(fleet.known_hosts())
+        .arg("--pins")
+        .arg(fleet.dir.path().join("pins"))
+        .args(&args)
+        .env("TMPDIR", crate::remote_common::tmp_dir(&fleet));
+    let output = plain.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let ok_line = stdout
+        .lines()
+        .find(|l| l.starts_with("ok") && l.contains(&fleet.hosts[0].spec()))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(ok_line.contains(&fleet.hosts[0].fingerprint()) && ok_line.contains("age1"));
+    let refused_line = stdout
+        .lines()
+        .find(|l| l.starts_with("REFUSED") && l.contains(&refused.spec()))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        refused_line.contains(&refused.fingerprint()),
+        "{refused_line}"
+    );
+    assert!(stdout.contains("1 host(s) ok, 1 failed"), "{stdout}");
+}

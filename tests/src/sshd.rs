@@ -31,6 +31,8 @@ pub struct SshdOptions {
     pub host_keys: HostKeys,
     /// Authorise the fleet's client key (false: every login is refused).
     pub authorize_client: bool,
+    /// Present a host certificate signed by the fleet's CA ([`SshdFleet::host_ca`]).
+    pub certificate: bool,
 }
 
 impl Default for SshdOptions {
@@ -38,6 +40,7 @@ impl Default for SshdOptions {
         Self {
             host_keys: HostKeys::Ed25519,
             authorize_client: true,
+            certificate: false,
         }
     }
 }
@@ -141,9 +144,22 @@ impl SshdFleet {
             let stranger = SshKeyPair::generate(&dir, "stranger", "", None);
             stranger.public
         };
-        let host = Sshd::start_at(&dir, &authorized, options.host_keys, at);
+        let ca = options.certificate.then(|| self.host_ca().private);
+        let host = Sshd::start_at(&dir, &authorized, options.host_keys, at, ca.as_deref());
         self.hosts.push(host);
         index
+    }
+
+    /// The fleet's host certificate authority (made on first use).
+    pub fn host_ca(&self) -> SshKeyPair {
+        let private = self.dir.path().join("host_ca");
+        if private.exists() {
+            return SshKeyPair {
+                public: self.dir.path().join("host_ca.pub"),
+                private,
+            };
+        }
+        SshKeyPair::generate(self.dir.path(), "host_ca", "", None)
     }
 
     /// An ssh config for the client: the throwaway key, the fleet's own known_hosts, batch mode.
@@ -201,7 +217,7 @@ impl Default for SshdFleet {
 impl Sshd {
     /// Starts an sshd in `dir` that accepts the keys in `authorized_keys`.
     pub fn start(dir: &Path, authorized_keys: &Path, host_keys: HostKeys) -> Self {
-        Self::start_at(dir, authorized_keys, host_keys, None)
+        Self::start_at(dir, authorized_keys, host_keys, None, None)
     }
 
     /// Like [`Sshd::start`], listening on `at` when given (else a fresh address and free port).
@@ -210,6 +226,7 @@ impl Sshd {
         authorized_keys: &Path,
         host_keys: HostKeys,
         at: Option<(Ipv4Addr, u16)>,
+        host_ca: Option<&Path>,
     ) -> Self {
         let sshd = require(SSHD);
         // sshd refuses to start without its privilege-separation directory.
@@ -239,8 +256,28 @@ impl Sshd {
                 let address = next_address();
                 (address, free_port(address))
             });
+            let mut certificate = String::new();
+            if let Some(ca) = host_ca {
+                let public = dir.join("ssh_host_ed25519_key.pub");
+                let status = Command::new(require(SSH_KEYGEN))
+                    .arg("-q")
+                    .arg("-s")
+                    .arg(ca)
+                    .args(["-I", "test-host", "-h", "-n"])
+                    .arg(address.to_string())
+                    .arg(&public)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("ssh-keygen -s runs");
+                assert!(status.success(), "ssh-keygen signs the host key");
+                certificate = format!(
+                    "HostCertificate \"{}\"\n",
+                    dir.join("ssh_host_ed25519_key-cert.pub").display()
+                );
+            }
             let text = format!(
-                "ListenAddress {address}:{port}\nHostKey \"{}\"\nAuthorizedKeysFile \"{}\"\n\
+                "{certificate}ListenAddress {address}:{port}\nHostKey \"{}\"\nAuthorizedKeysFile \"{}\"\n\
                  PidFile \"{}\"\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n\
                  MaxStartups 100:30:200\nMaxSessions 50\n",
