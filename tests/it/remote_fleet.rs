@@ -28,12 +28,7 @@ fn ctrl_c_during_a_run_leaves_no_ssh_master_behind() {
     let fleet = SshdFleet::start(2);
     fleet.trust_all_in_known_hosts();
     // Reading a FIFO nobody writes blocks: the run hangs on the hosts until interrupted.
-    let fifo = fleet.dir.path().join("blocking.pub");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success(), "mkfifo (coreutils) works");
+    let fifo = make_fifo(&fleet);
     let mut args = specs(&fleet);
     args.extend(["--key-path".to_owned(), fifo.display().to_string()]);
     args.extend(["--timeout".to_owned(), "120".to_owned()]);
@@ -78,12 +73,61 @@ fn ctrl_c_during_a_run_leaves_no_ssh_master_behind() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_no_stray_ssh(&fleet);
-    // Release the remote `cat`s still blocked on the FIFO (O_NONBLOCK: never hang here).
+    release(&fifo);
+}
+
+fn make_fifo(fleet: &SshdFleet) -> std::path::PathBuf {
+    let fifo = fleet.dir.path().join("blocking.pub");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo (coreutils) works");
+    fifo
+}
+
+/// Unblocks remote `cat`s still waiting on the FIFO (O_NONBLOCK: never hangs here).
+fn release(fifo: &std::path::Path) {
     if let Ok(mut writer) = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(0o4000)
-        .open(&fifo)
+        .open(fifo)
     {
         let _ = writer.write_all(b"\n");
     }
+}
+
+#[test]
+fn jobs_bound_the_open_connections_and_timeouts_close_them() {
+    let fleet = SshdFleet::start(5);
+    fleet.trust_all_in_known_hosts();
+    let fifo = make_fifo(&fleet);
+    let mut args = specs(&fleet);
+    args.extend(["--key-path".to_owned(), fifo.display().to_string()]);
+    args.extend(["--jobs", "2", "--timeout", "3"].map(str::to_owned));
+    let mut child = command(&fleet, "fetch", &args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let needle = tmp_dir(&fleet).display().to_string();
+    let mut most = 0;
+    while child.try_wait().unwrap().is_none() {
+        // Masters only: `ssh … -M …` (a master whose start is under way counts too).
+        let masters = ssh_processes_mentioning(&needle)
+            .iter()
+            .filter(|line| line.contains(" -M "))
+            .count();
+        most = most.max(masters);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = Report::of(&child.wait_with_output().unwrap());
+    release(&fifo);
+    assert_eq!(report.code, 1, "{}", report.text);
+    for host in &fleet.hosts {
+        assert_eq!(report.error_kind(&host.spec()).as_deref(), Some("timeout"));
+    }
+    assert!(most >= 1, "masters were seen");
+    assert!(most <= 2, "at most --jobs masters at once, saw {most}");
+    assert_no_stray_ssh(&fleet);
 }

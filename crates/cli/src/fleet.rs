@@ -4,6 +4,7 @@
 // Printing results is this module's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -295,8 +296,13 @@ impl Printer {
         Self { bar, json }
     }
 
-    fn emit(&self, line: String) {
+    /// Prints a result line on stdout; when stdout is not the terminal (JSON, a pipe), the
+    /// terminal still sees a short per-host line above the bar on stderr.
+    fn emit(&self, line: String, short: String) {
         self.bar.suspend(|| println!("{line}"));
+        if self.json || !std::io::stdout().is_terminal() {
+            self.bar.println(short);
+        }
         self.bar.inc(1);
     }
 
@@ -310,7 +316,11 @@ impl Printer {
             (Err(error), true) => error_json(&result.target, error),
             (Err(error), false) => error_text(&result.target, error),
         };
-        self.emit(line);
+        let short = match &result.outcome {
+            Ok(host) => format!("ok    {}  {}", host.spec, host.fingerprint),
+            Err(error) => short_error(&result.target, error),
+        };
+        self.emit(line, short);
     }
 
     fn deployed(&self, result: &HostResult<DeployedHost>) {
@@ -350,7 +360,11 @@ impl Printer {
             (Err(error), true) => error_json(&result.target, error),
             (Err(error), false) => error_text(&result.target, error),
         };
-        self.emit(line);
+        let short = match &result.outcome {
+            Ok(done) => format!("ok    {}  {}", done.host.spec, done.action.as_str()),
+            Err(error) => short_error(&result.target, error),
+        };
+        self.emit(line, short);
     }
 
     fn summary<'a>(
@@ -428,6 +442,15 @@ fn error_json(target: &HostTarget, error: &HostError) -> String {
         "error": {"kind": error.kind(), "refused": error.is_refusal(), "message": error.to_string()},
     }})
     .to_string()
+}
+
+fn short_error(target: &HostTarget, error: &HostError) -> String {
+    let label = if error.is_refusal() {
+        "REFUSED"
+    } else {
+        "FAIL"
+    };
+    format!("{label:<5} {}  {}", target.spec, error.kind())
 }
 
 fn error_text(target: &HostTarget, error: &HostError) -> String {

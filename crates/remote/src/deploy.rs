@@ -28,7 +28,8 @@ t=$1; want=$2; owner=$3
 umask 0377
 d=$(dirname -- "$t")
 tmp=$(mktemp "$d/.hostage-deploy.XXXXXXXX")
-trap 'rm -f -- "$tmp"' EXIT HUP INT TERM
+trap 'rm -f -- "$tmp"' EXIT
+trap 'rm -f -- "$tmp"; exit 1' HUP INT TERM
 cat > "$tmp"
 got=$(ssh-keygen -y -P '' -f "$tmp" | cut -d' ' -f1,2)
 if [ "$got" != "$want" ]; then echo "the key received derives another public key: $got" >&2; exit 3; fi

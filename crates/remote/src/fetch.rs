@@ -7,7 +7,8 @@ use crate::connect::Connection;
 use crate::{Fingerprint, HostError, HostSpec, KeyFileError, VerifiedBy};
 
 /// Reads the key file as the login user, or through `sudo -n` when that user cannot read it.
-const READ_KEY_FILE: &str = r#"if [ -r "$1" ] || [ "$(id -u)" = 0 ]; then exec cat -- "$1"; else exec sudo -n cat -- "$1"; fi"#;
+/// A file that does not exist is reported by `cat` itself, not by a confusing sudo error.
+const READ_KEY_FILE: &str = r#"if [ -r "$1" ] || [ ! -e "$1" ] || [ "$(id -u)" = 0 ]; then exec cat -- "$1"; else exec sudo -n cat -- "$1"; fi"#;
 
 /// A host whose ed25519 key was fetched and verified.
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use crate::fetch::verify_key_file;
 use crate::run_dir::RunDir;
 use crate::{
     DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetError, HostError, HostSpec,
-    InfrastructureKey, PinFile, VerifiedBy,
+    InfrastructureKey, PinRecorder, VerifiedBy,
 };
 
 /// Options of one run over the fleet.
@@ -88,7 +88,7 @@ impl Verified for DeployedHost {
 pub async fn fetch(
     targets: Vec<HostTarget>,
     options: &FleetOptions,
-    pins: &mut PinFile,
+    pins: &mut dyn PinRecorder,
     on_done: &(dyn Fn(&HostResult<FetchedHost>) + Sync),
 ) -> Result<Vec<HostResult<FetchedHost>>, FleetError> {
     run(
@@ -109,7 +109,7 @@ pub async fn fetch(
 pub async fn deploy(
     targets: Vec<HostTarget>,
     options: &FleetOptions,
-    pins: &mut PinFile,
+    pins: &mut dyn PinRecorder,
     key: &InfrastructureKey,
     deploy: &DeployOptions,
     on_done: &(dyn Fn(&HostResult<DeployedHost>) + Sync),
@@ -136,7 +136,7 @@ pub async fn deploy(
 async fn run<'a, T, F, Fut>(
     targets: Vec<HostTarget>,
     options: &'a FleetOptions,
-    pins: &mut PinFile,
+    pins: &mut dyn PinRecorder,
     on_done: &(dyn Fn(&HostResult<T>) + Sync),
     work: F,
 ) -> Result<Vec<HostResult<T>>, FleetError>
@@ -168,8 +168,8 @@ where
         if let Ok(done) = &result.outcome {
             let host = done.fetched();
             if host.verified_by == VerifiedBy::TrustedNew && !options.dry_run {
-                if let Err(e) = pins.record(&host.spec.name(), &host.fingerprint) {
-                    result.outcome = Err(HostError::PinRecord(e.to_string()));
+                if let Err(e) = pins.record(host) {
+                    result.outcome = Err(HostError::PinRecord(e));
                 }
             }
         }

@@ -24,7 +24,7 @@ pub use error::{FleetError, HostError, KeyFileError};
 pub use fetch::FetchedHost;
 pub use fleet::{deploy, fetch, FleetOptions, HostResult, HostTarget};
 pub use host::{HostSpec, HostSpecError};
-pub use trust::{Fingerprint, FingerprintError, PinFile, PinFileError, VerifiedBy};
+pub use trust::{Fingerprint, FingerprintError, PinFile, PinFileError, PinRecorder, VerifiedBy};
 
 /// Where a host's ed25519 public key lives unless told otherwise.
 pub const DEFAULT_HOST_KEY_PATH: &str = "/etc/ssh/ssh_host_ed25519_key.pub";

@@ -83,6 +83,23 @@ impl fmt::Display for VerifiedBy {
     }
 }
 
+/// Where pins of hosts accepted with `--trust-new` are recorded: the interim [`PinFile`] today,
+/// the inventory once it is wired in.
+pub trait PinRecorder {
+    /// Records that `host` (verified by [`VerifiedBy::TrustedNew`]) is pinned from now on.
+    fn record(&mut self, host: &crate::FetchedHost) -> Result<(), String>;
+}
+
+impl PinRecorder for PinFile {
+    fn record(&mut self, host: &crate::FetchedHost) -> Result<(), String> {
+        self.record_pin(&host.spec.name(), &host.fingerprint)
+            .map_err(|e| match &self.path {
+                Some(path) => format!("{}: {e}", path.display()),
+                None => e.to_string(),
+            })
+    }
+}
+
 /// A pin file: one `NAME SHA256:…` per line (`NAME` as [`crate::HostSpec::name`] gives it),
 /// `#` comments. Until the inventory exists this is where `--trust-new` records what it trusted.
 #[derive(Clone, Debug, Default)]
@@ -148,7 +165,11 @@ impl PinFile {
     }
 
     /// Appends `name fingerprint` to the file (creating it) and remembers it.
-    pub fn record(&mut self, name: &str, fingerprint: &Fingerprint) -> Result<(), PinFileError> {
+    pub fn record_pin(
+        &mut self,
+        name: &str,
+        fingerprint: &Fingerprint,
+    ) -> Result<(), PinFileError> {
         if let Some(path) = &self.path {
             let mut file = fs_err::OpenOptions::new()
                 .create(true)
@@ -181,7 +202,7 @@ mod tests {
         let path = dir.path().join("pins");
         let mut pins = PinFile::load(&path).unwrap();
         assert!(pins.get("[127.0.0.2]:22").is_none());
-        pins.record("[127.0.0.2]:2222", &Fingerprint::parse(FP).unwrap())
+        pins.record_pin("[127.0.0.2]:2222", &Fingerprint::parse(FP).unwrap())
             .unwrap();
         let again = PinFile::load(&path).unwrap();
         assert_eq!(again.get("[127.0.0.2]:2222").unwrap().as_str(), FP);
