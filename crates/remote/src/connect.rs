@@ -314,6 +314,78 @@ fn offending_fingerprint(entry: &str) -> Option<Fingerprint> {
 mod tests {
     use super::*;
 
+    fn target(pin: Option<&str>) -> HostTarget {
+        HostTarget {
+            spec: crate::HostSpec::parse("root@10.0.0.1:2222").unwrap(),
+            pin: pin.map(|p| Fingerprint::parse(p).unwrap()),
+            key_path: crate::DEFAULT_HOST_KEY_PATH.into(),
+        }
+    }
+
+    const PIN: &str = "SHA256:tSVdMCdgjLnQqlAcPpBGaHhsYsZ8XSFpmQ/NpMBLd+U";
+
+    #[test]
+    fn ssh_failures_map_to_what_the_operator_must_do() {
+        let presented = Ed25519PublicKey::from_bytes([9; 32]);
+        let unknown = "No ED25519 host key is known for [10.0.0.1]:2222 and you have requested \
+                       strict checking.\nHost key verification failed.";
+        assert!(matches!(
+            classify(unknown, Some(presented), &target(Some(PIN)), 5),
+            HostError::PinMismatch { .. }
+        ));
+        assert!(matches!(
+            classify(unknown, Some(presented), &target(None), 5),
+            HostError::UnknownHost { presented: Some(_) }
+        ));
+        let cases: [(&str, &str); 5] = [
+            (
+                "Unable to negotiate with 10.0.0.1 port 2222: no matching host key type found. \
+              Their offer: rsa-sha2-512",
+                "no-ed25519-host-key",
+            ),
+            (
+                "root@10.0.0.1: Permission denied (publickey).",
+                "auth-failed",
+            ),
+            (
+                "ssh: connect to host 10.0.0.1 port 2222: Connection refused",
+                "unreachable",
+            ),
+            ("Connection timed out during banner exchange", "timeout"),
+            ("something new", "ssh"),
+        ];
+        for (text, kind) in cases {
+            assert_eq!(
+                classify(text, None, &target(None), 5).kind(),
+                kind,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn changed_known_hosts_key_names_the_offending_entry() {
+        let text = "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\n\
+                    Offending ED25519 key in /nonexistent/known_hosts:3\n\
+                    Host key verification failed.";
+        let error = classify(
+            text,
+            Some(Ed25519PublicKey::from_bytes([9; 32])),
+            &target(None),
+            5,
+        );
+        let HostError::KnownHostsMismatch {
+            entry,
+            known,
+            presented,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert!(entry.contains("/nonexistent/known_hosts:3"));
+        assert!(known.is_none() && presented.is_some());
+    }
+
     #[test]
     fn certificate_blobs_yield_their_key() {
         let mut blob = Vec::new();
