@@ -64,8 +64,7 @@ pub enum InfrastructureKeyError {
 }
 
 impl InfrastructureKey {
-    /// Reads an OpenSSH ed25519 private key file (the public half is taken from it, no
-    /// passphrase needed).
+    /// Reads an unencrypted OpenSSH ed25519 private key file.
     pub fn load(path: &Path) -> Result<Self, InfrastructureKeyError> {
         let secret = Zeroizing::new(fs_err::read(path)?);
         let not_a_key = |reason: String| InfrastructureKeyError::NotAKey {
@@ -74,6 +73,12 @@ impl InfrastructureKey {
         };
         let text = std::str::from_utf8(&secret).map_err(|_| not_a_key("not text".into()))?;
         let key = OpenSshPrivateKey::parse(text).map_err(|e| not_a_key(e.to_string()))?;
+        if key.is_encrypted() {
+            // The host uses it unattended, and the on-host check derives its public key.
+            return Err(not_a_key(
+                "it is passphrase-protected; hosts need the infrastructure key unencrypted".into(),
+            ));
+        }
         let public = key.public_key();
         Ok(Self { secret, public })
     }
@@ -288,5 +293,33 @@ async fn write(
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passphrase_protected_and_non_key_files_are_refused_locally() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_key = dir.path().join("notes.txt");
+        fs_err::write(&not_key, "hello").unwrap();
+        assert!(matches!(
+            InfrastructureKey::load(&not_key),
+            Err(InfrastructureKeyError::NotAKey { .. })
+        ));
+        let protected = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../recipients/tests/vectors/mic92/id_ed25519_passphrase");
+        let error = InfrastructureKey::load(&protected).unwrap_err();
+        assert!(error.to_string().contains("passphrase"), "{error}");
+        let plain = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../recipients/tests/vectors/mic92/id_ed25519");
+        let key = InfrastructureKey::load(&plain).unwrap();
+        let debug = format!("{key:?}");
+        assert!(
+            debug.contains("REDACTED") && !debug.contains("BEGIN"),
+            "{debug}"
+        );
     }
 }
