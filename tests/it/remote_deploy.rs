@@ -242,3 +242,61 @@ fn secret_never_appears_in_argv_environment_output_or_logs() {
         "no local temp files remain: {tmp_left:?}"
     );
 }
+
+#[test]
+fn non_root_login_deploys_through_sudo_n_with_the_secret_on_stdin_only() {
+    let mut fleet = SshdFleet::new();
+    // Stand-ins: `id -u` says 1000 (a non-root login), `sudo` logs its argv and runs the command.
+    let bin = fleet.dir.path().join("fakebin");
+    fs_err::create_dir_all(&bin).unwrap();
+    let sudo_log = fleet.dir.path().join("sudo.log");
+    fs_err::write(
+        bin.join("id"),
+        "#!/bin/sh\nif [ \"$1\" = -u ]; then echo 1000; else exec /usr/bin/id \"$@\"; fi\n",
+    )
+    .unwrap();
+    fs_err::write(
+        bin.join("sudo"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"sudo $*\" >> '{}'\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n",
+            sudo_log.display()
+        ),
+    )
+    .unwrap();
+    for tool in ["id", "sudo"] {
+        let status = std::process::Command::new("chmod")
+            .arg("755")
+            .arg(bin.join(tool))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    fleet.add(hostage_tests::sshd::SshdOptions {
+        path_prefix: Some(bin),
+        ..Default::default()
+    });
+    fleet.trust_all_in_known_hosts();
+    let key = SshKeyPair::generate(fleet.dir.path(), "infra", "", None);
+    let target = target_in(&fleet);
+    let report = Report::of(&hostage(
+        &fleet,
+        "deploy",
+        &deploy_args(&fleet, &key.private, &target, &[]),
+    ));
+    assert_eq!(report.code, 0, "{}", report.text);
+    assert_eq!(
+        report.host(&fleet.hosts[0].spec())["deploy"]["action"],
+        "written"
+    );
+    assert_eq!(fs_err::metadata(&target).unwrap().mode() & 0o7777, 0o400);
+    let log = fs_err::read_to_string(&sudo_log).unwrap();
+    assert!(log.contains("sudo -n test -e"), "{log}");
+    assert!(
+        log.contains("sudo -n sh -c"),
+        "the write ran under sudo -n: {log}"
+    );
+    let secret = fs_err::read_to_string(&key.private).unwrap();
+    for line in secret.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!log.contains(line), "the secret reached sudo's argv");
+    }
+}

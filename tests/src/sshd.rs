@@ -33,6 +33,8 @@ pub struct SshdOptions {
     pub authorize_client: bool,
     /// Present a host certificate signed by the fleet's CA ([`SshdFleet::host_ca`]).
     pub certificate: bool,
+    /// A directory put first on the `PATH` of sessions (sshd `SetEnv`), for stand-in tools.
+    pub path_prefix: Option<PathBuf>,
 }
 
 impl Default for SshdOptions {
@@ -41,6 +43,7 @@ impl Default for SshdOptions {
             host_keys: HostKeys::Ed25519,
             authorize_client: true,
             certificate: false,
+            path_prefix: None,
         }
     }
 }
@@ -145,7 +148,14 @@ impl SshdFleet {
             stranger.public
         };
         let ca = options.certificate.then(|| self.host_ca().private);
-        let host = Sshd::start_at(&dir, &authorized, options.host_keys, at, ca.as_deref());
+        let host = Sshd::start_at(
+            &dir,
+            &authorized,
+            options.host_keys,
+            at,
+            ca.as_deref(),
+            options.path_prefix.as_deref(),
+        );
         self.hosts.push(host);
         index
     }
@@ -217,7 +227,7 @@ impl Default for SshdFleet {
 impl Sshd {
     /// Starts an sshd in `dir` that accepts the keys in `authorized_keys`.
     pub fn start(dir: &Path, authorized_keys: &Path, host_keys: HostKeys) -> Self {
-        Self::start_at(dir, authorized_keys, host_keys, None, None)
+        Self::start_at(dir, authorized_keys, host_keys, None, None, None)
     }
 
     /// Like [`Sshd::start`], listening on `at` when given (else a fresh address and free port).
@@ -227,6 +237,7 @@ impl Sshd {
         host_keys: HostKeys,
         at: Option<(Ipv4Addr, u16)>,
         host_ca: Option<&Path>,
+        path_prefix: Option<&Path>,
     ) -> Self {
         let sshd = require(SSHD);
         // sshd refuses to start without its privilege-separation directory.
@@ -256,7 +267,7 @@ impl Sshd {
                 let address = next_address();
                 (address, free_port(address))
             });
-            let mut certificate = String::new();
+            let mut extra = String::new();
             if let Some(ca) = host_ca {
                 let public = dir.join("ssh_host_ed25519_key.pub");
                 let status = Command::new(require(SSH_KEYGEN))
@@ -271,13 +282,19 @@ impl Sshd {
                     .status()
                     .expect("ssh-keygen -s runs");
                 assert!(status.success(), "ssh-keygen signs the host key");
-                certificate = format!(
+                extra = format!(
                     "HostCertificate \"{}\"\n",
                     dir.join("ssh_host_ed25519_key-cert.pub").display()
                 );
             }
+            if let Some(prefix) = path_prefix {
+                extra.push_str(&format!(
+                    "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
+                    prefix.display()
+                ));
+            }
             let text = format!(
-                "{certificate}ListenAddress {address}:{port}\nHostKey \"{}\"\nAuthorizedKeysFile \"{}\"\n\
+                "{extra}ListenAddress {address}:{port}\nHostKey \"{}\"\nAuthorizedKeysFile \"{}\"\n\
                  PidFile \"{}\"\nStrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel VERBOSE\n\
                  MaxStartups 100:30:200\nMaxSessions 50\n",
