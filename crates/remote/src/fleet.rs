@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -146,7 +145,7 @@ where
     Fut: Future<Output = Result<T, HostError>> + 'a,
 {
     // Declared first so it is dropped last: after every session, it stops what is left.
-    let run_dir = Arc::new(RunDir::create().map_err(FleetError::RunDir)?);
+    let run_dir = RunDir::create().map_err(FleetError::RunDir)?;
     let seconds = options.timeout.as_secs();
     let work = &work;
     let run_dir_ref = &run_dir;
