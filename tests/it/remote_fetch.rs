@@ -369,3 +369,42 @@ fn text_output_names_refusals_and_sums_up() {
     );
     assert!(stdout.contains("1 host(s) ok, 1 failed"), "{stdout}");
 }
+
+#[test]
+fn proxy_jump_from_the_users_ssh_config_works_and_the_jump_host_is_checked_normally() {
+    let mut fleet = SshdFleet::start(2);
+    fleet.trust_all_in_known_hosts();
+    let (jump_spec, target_spec) = (fleet.hosts[0].spec(), fleet.hosts[1].spec());
+    let target_address = fleet.hosts[1].address;
+    let pin = format!("{target_spec}={}", fleet.hosts[1].fingerprint());
+    fleet.ssh_config_extra = format!("Host {target_address}\n  ProxyJump {jump_spec}\n");
+    let logins = |fleet: &SshdFleet| {
+        fleet.hosts[0]
+            .log_text()
+            .matches("Accepted publickey")
+            .count()
+    };
+    let before = logins(&fleet);
+    let report = Report::of(&hostage(
+        &fleet,
+        "fetch",
+        &[
+            target_spec.clone(),
+            "--key-path".into(),
+            fleet.hosts[1].public_key_file().display().to_string(),
+            "--expect-fingerprint".into(),
+            pin,
+        ],
+    ));
+    assert_eq!(report.code, 0, "{}", report.text);
+    assert_eq!(report.host(&target_spec)["verified_by"], "pin");
+    assert_eq!(
+        report.host(&target_spec)["fingerprint"],
+        fleet.hosts[1].fingerprint()
+    );
+    assert!(
+        logins(&fleet) > before,
+        "the connection went through the jump host"
+    );
+    assert_no_stray_ssh(&fleet);
+}

@@ -56,6 +56,8 @@ pub struct SshdFleet {
     pub client_key: SshKeyPair,
     /// The hosts, in start order.
     pub hosts: Vec<Sshd>,
+    /// Appended to [`SshdFleet::ssh_config`] (e.g. `Host` blocks with `ProxyJump`).
+    pub ssh_config_extra: String,
 }
 
 /// One running test sshd.
@@ -101,6 +103,7 @@ impl SshdFleet {
             dir,
             client_key,
             hosts: Vec::new(),
+            ssh_config_extra: String::new(),
         }
     }
 
@@ -178,9 +181,10 @@ impl SshdFleet {
         let path = self.dir.path().join("ssh_config");
         let text = format!(
             "IdentityFile \"{}\"\nIdentitiesOnly yes\nUserKnownHostsFile \"{}\"\n\
-             GlobalKnownHostsFile /dev/null\nBatchMode yes\nLogLevel ERROR\n",
+             GlobalKnownHostsFile /dev/null\nBatchMode yes\nLogLevel ERROR\n{}",
             self.client_key.private.display(),
-            self.known_hosts().display()
+            self.known_hosts().display(),
+            self.ssh_config_extra
         );
         fs_err::write(&path, text).expect("writing the test ssh config");
         path

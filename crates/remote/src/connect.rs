@@ -128,8 +128,11 @@ fn write_host_files(
         accepted: dir.join("accepted_known_hosts"),
         dir,
     };
-    let mut text = String::from(
-        "# written by hostage for one connection; our settings come first, so they win\n",
+    // Our settings come first, so they win over the user's; the trust settings are scoped to the
+    // target itself, so a ProxyJump host is still checked the user's usual way.
+    let mut text = format!(
+        "# written by hostage for one connection\nMatch originalhost \"{}\"\n",
+        target.spec.address
     );
     let algorithms = if target.pin.is_some() {
         ED25519.to_owned()
@@ -137,23 +140,21 @@ fn write_host_files(
         format!("{ED25519_CERT},{ED25519}")
     };
     let pin = target.pin.as_ref().map_or("-", |p| p.as_str());
-    let _ = writeln!(text, "HostKeyAlgorithms {algorithms}");
+    let _ = writeln!(text, "  HostKeyAlgorithms {algorithms}");
     let _ = writeln!(
         text,
-        "KnownHostsCommand /bin/sh {} {} {pin} %H %t %K %f",
+        "  KnownHostsCommand /bin/sh {} {} {pin} %H %t %K %f",
         quoted(&run.handshake_script()),
         quoted(&files.capture),
     );
-    // INFO, not less: ssh reports a failed key negotiation ("no matching host key type") at INFO.
-    text.push_str("UpdateHostKeys no\nLogLevel INFO\n");
     match (&target.pin, options.trust_new, &options.known_hosts) {
         (Some(_), _, _) => {
-            text.push_str("UserKnownHostsFile /dev/null\nGlobalKnownHostsFile /dev/null\n");
+            text.push_str("  UserKnownHostsFile /dev/null\n  GlobalKnownHostsFile /dev/null\n");
         }
         (None, true, Some(known)) => {
             let _ = writeln!(
                 text,
-                "UserKnownHostsFile {} {}",
+                "  UserKnownHostsFile {} {}",
                 quoted(&files.accepted),
                 quoted(known)
             );
@@ -161,14 +162,16 @@ fn write_host_files(
         (None, true, None) => {
             let _ = writeln!(
                 text,
-                "UserKnownHostsFile {} ~/.ssh/known_hosts ~/.ssh/known_hosts2",
+                "  UserKnownHostsFile {} ~/.ssh/known_hosts ~/.ssh/known_hosts2",
                 quoted(&files.accepted)
             );
         }
-        (None, false, Some(known)) => {
-            let _ = writeln!(text, "UserKnownHostsFile {}", quoted(known));
-        }
-        (None, false, None) => {}
+        (None, false, _) => {}
+    }
+    // INFO, not less: ssh reports a failed key negotiation ("no matching host key type") at INFO.
+    text.push_str("Match all\nUpdateHostKeys no\nLogLevel INFO\n");
+    if let Some(known) = &options.known_hosts {
+        let _ = writeln!(text, "UserKnownHostsFile {}", quoted(known));
     }
     match &options.ssh_config {
         Some(config) => {

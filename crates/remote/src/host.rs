@@ -31,7 +31,7 @@ pub enum HostSpecError {
         port: String,
     },
     /// Characters ssh would read as options or that no host name has.
-    #[error("`{spec}`: a host or user may not start with `-` or contain spaces, quotes or `%`")]
+    #[error("`{spec}`: a host or user may not start with `-` or contain spaces, quotes, `%` or pattern characters (`*?!,`)")]
     BadCharacters {
         /// The input.
         spec: String,
@@ -74,7 +74,7 @@ impl HostSpec {
         let bad = |s: &str| {
             s.starts_with('-')
                 || s.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || "'\"%\\".contains(c))
+                    .any(|c| c.is_whitespace() || c.is_control() || "'\"%\\*?!,".contains(c))
         };
         if bad(address) || user.as_deref().is_some_and(bad) {
             return Err(HostSpecError::BadCharacters {
