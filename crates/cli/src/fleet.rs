@@ -299,7 +299,7 @@ impl Printer {
     /// Prints a result line on stdout; when stdout is not the terminal (JSON, a pipe), the
     /// terminal still sees a short per-host line above the bar on stderr.
     fn emit(&self, line: String, short: String) {
-        self.bar.suspend(|| println!("{line}"));
+        self.bar.suspend(|| out(&line));
         if self.json || !std::io::stdout().is_terminal() {
             self.bar.println(short);
         }
@@ -385,22 +385,19 @@ impl Printer {
                 .iter()
                 .map(|(host, kind)| json!({"host": host, "kind": kind}))
                 .collect();
-            println!(
-                "{}",
-                json!({"type": "summary", "data": {"ok": ok, "failed": failed}})
-            );
+            out(&json!({"type": "summary", "data": {"ok": ok, "failed": failed}}).to_string());
         } else if failed.is_empty() {
-            println!("{ok} host(s) ok");
+            out(&format!("{ok} host(s) ok"));
         } else {
             let names: Vec<String> = failed
                 .iter()
                 .map(|(host, kind)| format!("{host} ({kind})"))
                 .collect();
-            println!(
+            out(&format!(
                 "{ok} host(s) ok, {} failed: {}",
                 failed.len(),
                 names.join(", ")
-            );
+            ));
         }
         if failed.is_empty() {
             ExitCode::SUCCESS
@@ -414,6 +411,12 @@ impl Printer {
         eprintln!("interrupted: every ssh connection of this run was closed");
         ExitCode::from(EXIT_INTERRUPTED)
     }
+}
+
+/// One line on stdout; a closed pipe (`hostage fetch … | head`) is not an error worth a panic.
+fn out(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 fn fetched_json(host: &FetchedHost) -> serde_json::Value {
