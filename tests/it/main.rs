@@ -8,6 +8,10 @@
 
 mod convert;
 mod identities;
+mod remote_common;
+mod remote_deploy;
+mod remote_fetch;
+mod remote_fleet;
 mod rules_sops;
 mod sops_interop;
 mod sops_properties;

@@ -3,6 +3,8 @@
 //!
 //! A missing tool is a test failure that names the package to install, never a silent skip.
 
+pub mod sshd;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_fleet;
 
 use std::path::{Path, PathBuf};
 
@@ -194,13 +195,25 @@ fn demo() -> anyhow::Result<()> {
 }
 
 fn bench() -> anyhow::Result<()> {
-    check_tools()?;
-    let sops = provision_sops()?;
+    let which = std::env::args().nth(2).unwrap_or_else(|| "all".to_owned());
     let files = std::env::args()
-        .nth(2)
+        .nth(3)
         .map(|n| n.parse::<usize>())
         .transpose()
-        .context("usage: cargo xtask bench [NUMBER_OF_FILES]")?
+        .context("usage: cargo xtask bench [all|rewrap|fleet] [NUMBER_OF_FILES]")?
         .unwrap_or(1000);
-    bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)
+    check_tools()?;
+    if matches!(which.as_str(), "all" | "rewrap") {
+        let sops = provision_sops()?;
+        bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)?;
+    }
+    if matches!(which.as_str(), "all" | "fleet") {
+        bench_fleet::fleet(&workspace_root())?;
+    }
+    if !matches!(which.as_str(), "all" | "rewrap" | "fleet") {
+        bail!(
+            "unknown benchmark `{which}`: cargo xtask bench [all|rewrap|fleet] [NUMBER_OF_FILES]"
+        );
+    }
+    Ok(())
 }

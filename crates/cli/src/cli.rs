@@ -36,6 +36,12 @@ pub enum Command {
     #[command(after_help = IDENTITIES_EXAMPLES)]
     Identities(IdentitiesArgs),
 
+    /// Fetch and verify hosts' ed25519 host keys over SSH, and print their age recipients.
+    Fetch(crate::fleet::FetchArgs),
+
+    /// Deploy the shared infrastructure key to hosts without a readable moment.
+    Deploy(crate::fleet::DeployArgs),
+
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  hostage completions bash > /etc/bash_completion.d/hostage"

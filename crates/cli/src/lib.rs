@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod convert;
+pub mod fleet;
 pub mod identities;
 pub mod output;
 pub mod passphrase;
@@ -22,6 +23,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match &cli.command {
         Command::Convert(args) => convert::run(args, &mut out)?,
         Command::Identities(args) => identities::run(args, &mut out)?,
+        // The fleet verbs stream one line per host as it finishes, so they print themselves.
+        Command::Fetch(args) => fleet::run_fetch(args, cli.json)?,
+        Command::Deploy(args) => fleet::run_deploy(args, cli.json)?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);
