@@ -8,6 +8,7 @@ pub mod convert;
 pub mod identities;
 pub mod output;
 pub mod passphrase;
+pub mod rekey;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let code = match &cli.command {
         Command::Convert(args) => convert::run(args, &mut out)?,
         Command::Identities(args) => identities::run(args, &mut out)?,
+        Command::Rekey(args) => rekey::run(args, &mut out)?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);
