@@ -11,3 +11,5 @@ mod rules_sops;
 mod sops_interop;
 mod sops_properties;
 mod sops_support;
+mod rekey_plan;
+mod rekey_support;
