@@ -11,5 +11,6 @@ mod rules_sops;
 mod sops_interop;
 mod sops_properties;
 mod sops_support;
+mod rekey_apply;
 mod rekey_plan;
 mod rekey_support;
