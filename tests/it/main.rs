@@ -12,5 +12,6 @@ mod sops_interop;
 mod sops_properties;
 mod sops_support;
 mod rekey_apply;
+mod rekey_crash;
 mod rekey_plan;
 mod rekey_support;
