@@ -12,6 +12,7 @@ mod sops_interop;
 mod sops_properties;
 mod sops_support;
 mod rekey_apply;
+mod rekey_bad_input;
 mod rekey_crash;
 mod rekey_plan;
 mod rekey_support;
