@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_rekey;
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,7 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, and every test against real sops, age and sshd\n  \
            demo    run the main job on a throwaway demo fleet\n  \
-           bench   run the benchmarks (figures go into docs/benchmarks.md)"
+           bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key"
     );
 }
 
@@ -196,11 +197,27 @@ fn demo() -> anyhow::Result<()> {
 fn bench() -> anyhow::Result<()> {
     check_tools()?;
     let sops = provision_sops()?;
-    let files = std::env::args()
-        .nth(2)
+    let mut args: Vec<String> = std::env::args().skip(2).collect();
+    // `cargo xtask bench rekey [N]` runs only the re-key benchmark.
+    let only_rekey = args.first().is_some_and(|a| a == "rekey");
+    if only_rekey {
+        args.remove(0);
+    }
+    let files = args
+        .first()
         .map(|n| n.parse::<usize>())
         .transpose()
-        .context("usage: cargo xtask bench [NUMBER_OF_FILES]")?
+        .context("usage: cargo xtask bench [rekey] [NUMBER_OF_FILES] (re-key also runs at 10x that)")?
         .unwrap_or(1000);
-    bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)
+    if !only_rekey {
+        bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)?;
+    }
+    let hostage = build_release_hostage()?;
+    bench_rekey::rekey(&sops, &hostage, &workspace_root().join("target/bench/rekey"), &[files, files * 10])
+}
+
+/// `cargo build --release -p hostage`: the re-key benchmark times the real binary.
+fn build_release_hostage() -> anyhow::Result<PathBuf> {
+    run_cmd("cargo", &["build", "--release", "--quiet", "-p", "hostage"], &[])?;
+    Ok(workspace_root().join("target/release/hostage"))
 }
