@@ -8,6 +8,11 @@
 
 mod convert;
 mod identities;
+mod rekey_apply;
+mod rekey_bad_input;
+mod rekey_crash;
+mod rekey_plan;
+mod rekey_support;
 mod remote_common;
 mod remote_deploy;
 mod remote_fetch;

@@ -11,6 +11,7 @@
 
 mod bench;
 mod bench_fleet;
+mod bench_rekey;
 
 use std::path::{Path, PathBuf};
 
@@ -62,7 +63,7 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, and every test against real sops, age and sshd\n  \
            demo    run the main job on a throwaway demo fleet\n  \
-           bench   run the benchmarks (figures go into docs/benchmarks.md)"
+           bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key"
     );
 }
 
@@ -195,25 +196,43 @@ fn demo() -> anyhow::Result<()> {
 }
 
 fn bench() -> anyhow::Result<()> {
-    let which = std::env::args().nth(2).unwrap_or_else(|| "all".to_owned());
-    let files = std::env::args()
-        .nth(3)
+    const USAGE: &str = "usage: cargo xtask bench [all|rewrap|rekey|fleet] [NUMBER_OF_FILES] (re-key also runs at 10x that)";
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let (which, count) = match args.first().map(String::as_str) {
+        Some(name @ ("all" | "rewrap" | "rekey" | "fleet")) => (name.to_owned(), args.get(1)),
+        _ => ("all".to_owned(), args.first()),
+    };
+    let files = count
         .map(|n| n.parse::<usize>())
         .transpose()
-        .context("usage: cargo xtask bench [all|rewrap|fleet] [NUMBER_OF_FILES]")?
+        .context(USAGE)?
         .unwrap_or(1000);
     check_tools()?;
+    let sops = provision_sops()?;
     if matches!(which.as_str(), "all" | "rewrap") {
-        let sops = provision_sops()?;
         bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)?;
+    }
+    if matches!(which.as_str(), "all" | "rekey") {
+        let hostage = build_release_hostage()?;
+        bench_rekey::rekey(
+            &sops,
+            &hostage,
+            &workspace_root().join("target/bench/rekey"),
+            &[files, files * 10],
+        )?;
     }
     if matches!(which.as_str(), "all" | "fleet") {
         bench_fleet::fleet(&workspace_root())?;
     }
-    if !matches!(which.as_str(), "all" | "rewrap" | "fleet") {
-        bail!(
-            "unknown benchmark `{which}`: cargo xtask bench [all|rewrap|fleet] [NUMBER_OF_FILES]"
-        );
-    }
     Ok(())
+}
+
+/// Builds the release `hostage` the benchmarks time.
+fn build_release_hostage() -> anyhow::Result<PathBuf> {
+    run_cmd(
+        "cargo",
+        &["build", "--release", "--quiet", "-p", "hostage"],
+        &[],
+    )?;
+    Ok(workspace_root().join("target/release/hostage"))
 }

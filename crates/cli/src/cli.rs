@@ -41,6 +41,9 @@ pub enum Command {
 
     /// Deploy the shared infrastructure key to hosts without a readable moment.
     Deploy(crate::fleet::DeployArgs),
+    /// Re-key every sops file so it has exactly the recipients .sops.yaml gives it.
+    #[command(after_help = REKEY_EXAMPLES)]
+    Rekey(RekeyArgs),
 
     /// Print shell completions.
     #[command(
@@ -81,6 +84,68 @@ With FILEs: lists each sops file's key groups and marks the recipients an identi
 a file decrypts when enough groups (the Shamir threshold) have one.
 
 Exit codes: 0 identities found (and every FILE decryptable), 1 otherwise.";
+
+const REKEY_EXAMPLES: &str = "\
+Examples:
+  hostage rekey --dry-run                 # what would change, with host names from .sops.yaml anchors
+  hostage rekey --check                   # in CI: no private keys needed, exit 3 when files lag behind
+  hostage rekey secrets/hosts/ --identity ~/.ssh/id_ed25519
+
+Every file under PATHS (default: the directory of .sops.yaml) that carries sops metadata and is
+not ignored by git is compared with the creation rule sops would pick for it, per key group and by
+recipient. Files that only gain recipients are re-wrapped (same data key, new key entries);
+files that lose one are rotated (a new data key, every value re-encrypted) unless --no-rotate.
+When recipients are removed, an exposure report lists the files and values they could read, so
+you know which credentials to change.
+
+Files are written atomically in parallel batches; a run that is killed leaves every file old or
+new, and the next run finishes the job (a journal in .git/hostage/ keeps the exposure report).
+One run at a time per repo. Errors in the plan (no matching rule, invalid recipient, unreadable
+file) stop the run before anything is written; a file that cannot be decrypted or fails its MAC
+is reported and the others are still re-keyed.
+
+Exit codes: 0 done (or nothing to do), 1 some file could not be re-keyed, 2 usage error,
+3 --check found files to re-key.";
+
+/// Arguments of `hostage rekey`.
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// Files or directories to re-key (default: the directory of .sops.yaml).
+    #[arg(value_name = "PATHS")]
+    pub paths: Vec<PathBuf>,
+
+    /// Print the plan (and check the keys can open each file to change); write nothing.
+    #[arg(long, conflicts_with = "check")]
+    pub dry_run: bool,
+
+    /// Write nothing and need no private key: exit 3 if some file must be re-keyed (for CI).
+    #[arg(long)]
+    pub check: bool,
+
+    /// Do not rotate the data key when a recipient is removed (it may have kept the old one).
+    #[arg(long)]
+    pub no_rotate: bool,
+
+    /// The .sops.yaml to follow (default: SOPS_CONFIG, else .sops.yaml here or in a parent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Extra identity: an age identity file or an OpenSSH ed25519 private key (repeatable).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+
+    /// Read the SSH identity's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Worker threads (default: one per core).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Files computed and written per durable batch (bounds memory).
+    #[arg(long, value_name = "N", default_value_t = 256, hide = true)]
+    pub batch_size: usize,
+}
 
 /// Arguments of `hostage convert`.
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod identities;
 pub mod output;
 pub mod passphrase;
+pub mod rekey;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // The fleet verbs stream one line per host as it finishes, so they print themselves.
         Command::Fetch(args) => fleet::run_fetch(args, cli.json)?,
         Command::Deploy(args) => fleet::run_deploy(args, cli.json)?,
+        Command::Rekey(args) => rekey::run(args, &mut out)?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);

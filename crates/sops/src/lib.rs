@@ -118,6 +118,21 @@ impl SopsFile {
             .collect()
     }
 
+    /// The paths of the encrypted values (each a list of mapping keys from the document root),
+    /// in file order; readable without any key, e.g. to say what a recipient could read.
+    pub fn encrypted_paths(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for document in &self.documents {
+            let _ = tree::walk_leaves(document, &mut Vec::new(), &mut |path, value| {
+                if matches!(value, Value::Str(s) if s.starts_with(cipher::ENC_PREFIX)) {
+                    out.push(path.to_vec());
+                }
+                Ok(())
+            });
+        }
+        out
+    }
+
     /// Recovers the data key with the first identities that open enough key groups. The error
     /// lists the file's recipients and every identity tried.
     pub fn data_key(
