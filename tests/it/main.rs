@@ -21,3 +21,4 @@ mod rules_sops;
 mod sops_interop;
 mod sops_properties;
 mod sops_support;
+mod workflow_onboard;

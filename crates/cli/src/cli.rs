@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// The fleet inventory (default: inventory/fleet.yaml in the current directory, when it
+    /// exists).
+    #[arg(long, global = true, env = "HOSTAGE_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -41,6 +46,9 @@ pub enum Command {
 
     /// Deploy the shared infrastructure key to hosts without a readable moment.
     Deploy(crate::fleet::DeployArgs),
+    /// Bring an inventory host into the secrets repo: verify its key, add its recipient, re-key.
+    Onboard(crate::onboard::OnboardArgs),
+
     /// Re-key every sops file so it has exactly the recipients .sops.yaml gives it.
     #[command(after_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),

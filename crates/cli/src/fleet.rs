@@ -4,8 +4,9 @@
 // Printing results is this module's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::collections::HashMap;
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,6 +16,8 @@ use hostage_remote::{
     HostResult, HostSpec, HostTarget, InfrastructureKey, PinFile,
 };
 use serde_json::json;
+
+use crate::workflows::{FleetInventory, InventoryPins};
 
 /// Exit code when some host failed.
 const EXIT_HOST_FAILED: u8 = 1;
@@ -26,11 +29,12 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// Options shared by the fleet verbs.
 #[derive(clap::Args, Debug)]
 pub struct FleetArgs {
-    /// Hosts as user@address[:port] (an ssh config alias works as the address).
+    /// Hosts: names from the inventory, or user@address[:port] (an ssh config alias works as
+    /// the address).
     #[arg(value_name = "HOST", required_unless_present = "all")]
     pub hosts: Vec<String>,
-    /// Every host of the inventory (arrives with the inventory; until then name the hosts).
-    #[arg(long)]
+    /// Every host of the inventory (deploy: every host with `infrastructure_key: true`).
+    #[arg(long, conflicts_with = "hosts")]
     pub all: bool,
     /// Hosts worked on at once.
     #[arg(long, default_value_t = hostage_remote::DEFAULT_JOBS, value_name = "N")]
@@ -46,7 +50,8 @@ pub struct FleetArgs {
     /// pin file. A key that contradicts a pin or known_hosts is still refused.
     #[arg(long)]
     pub trust_new: bool,
-    /// Pin file (`NAME SHA256:…` lines): read for pins, appended to by --trust-new.
+    /// Pin file (`NAME SHA256:…` lines) for hosts outside the inventory: read for pins, appended
+    /// to by --trust-new. Inventory hosts are pinned in the inventory.
     #[arg(long, value_name = "FILE", default_value = "hostage.pins")]
     pub pins: PathBuf,
     /// known_hosts file to trust instead of ssh's defaults.
@@ -91,12 +96,14 @@ pub struct DeployArgs {
     /// Shared fleet options.
     #[command(flatten)]
     pub fleet: FleetArgs,
-    /// The private infrastructure key (OpenSSH ed25519, unencrypted) to deploy.
+    /// The private infrastructure key (OpenSSH ed25519, unencrypted) to deploy (default: the
+    /// inventory's `recipients.infrastructure.private_key_file`).
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// Remote path of the deployed key.
-    #[arg(long, value_name = "PATH", default_value = hostage_remote::DEFAULT_DEPLOY_PATH)]
-    pub target: String,
+    pub key: Option<PathBuf>,
+    /// Remote path of the deployed key (default: the inventory's `deploy_path`, else
+    /// /root/id_infrastructure).
+    #[arg(long, value_name = "PATH")]
+    pub target: Option<String>,
     /// Owner of the deployed file (`user[:group]`); default: the writing user (root).
     #[arg(long, value_name = "USER[:GROUP]")]
     pub owner: Option<String>,
@@ -109,16 +116,27 @@ pub struct DeployArgs {
 struct Usage(String);
 
 /// Runs `hostage fetch`.
-pub fn run_fetch(args: &FetchArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (targets, options, mut pins) = match prepare(&args.fleet) {
+pub fn run_fetch(
+    args: &FetchArgs,
+    json: bool,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut inventory = FleetInventory::find(inventory)?;
+    let Prepared {
+        targets,
+        options,
+        mut pins,
+        names,
+    } = match prepare(&args.fleet, inventory.as_ref(), Verb::Fetch) {
         Ok(prepared) => prepared,
         Err(Usage(message)) => return Ok(usage(&message)),
     };
+    let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
     let outcome = runtime()?.block_on(async {
         tokio::select! {
-            results = hostage_remote::fetch(targets, &options, &mut pins, &on_done) => Some(results),
+            results = hostage_remote::fetch(targets, &options, &mut recorder, &on_done) => Some(results),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -126,6 +144,13 @@ pub fn run_fetch(args: &FetchArgs, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(printer.interrupted());
     };
     let results = results.context("cannot start the run")?;
+    if !options.dry_run {
+        for host in results.iter().filter_map(|r| r.outcome.as_ref().ok()) {
+            if let Err(e) = recorder.record_verified(host) {
+                crate::output::error(&format!("cannot record the pin of {}: {e}", host.spec));
+            }
+        }
+    }
     Ok(printer.summary(
         results
             .iter()
@@ -134,19 +159,54 @@ pub fn run_fetch(args: &FetchArgs, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `hostage deploy`.
-pub fn run_deploy(args: &DeployArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let (targets, options, mut pins) = match prepare(&args.fleet) {
+pub fn run_deploy(
+    args: &DeployArgs,
+    json: bool,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut inventory = FleetInventory::find(inventory)?;
+    let Prepared {
+        targets,
+        options,
+        mut pins,
+        names,
+    } = match prepare(&args.fleet, inventory.as_ref(), Verb::Deploy) {
         Ok(prepared) => prepared,
         Err(Usage(message)) => return Ok(usage(&message)),
     };
-    let key = InfrastructureKey::load(&args.key).with_context(|| {
+    let infrastructure = inventory
+        .as_ref()
+        .and_then(|i| i.inventory.infrastructure.clone());
+    let key_path = match (&args.key, &infrastructure) {
+        (Some(key), _) => key.clone(),
+        (None, Some(infra)) => match &infra.private_key {
+            hostage_inventory::PrivateKeySource::File(path) => crate::workflows::expand_home(path),
+            hostage_inventory::PrivateKeySource::Sops { .. } => {
+                return Ok(usage(
+                    "the inventory keeps the infrastructure key in a sops file, which deploy cannot read yet: pass --key FILE",
+                ))
+            }
+        },
+        (None, None) => {
+            return Ok(usage(
+                "name the infrastructure key with --key FILE (or in the inventory's recipients.infrastructure)",
+            ))
+        }
+    };
+    let key = InfrastructureKey::load(&key_path).with_context(|| {
         format!(
             "cannot use {} as the infrastructure key",
-            args.key.display()
+            key_path.display()
         )
     })?;
+    let target = args
+        .target
+        .clone()
+        .or_else(|| infrastructure.as_ref().map(|i| i.deploy_path.clone()))
+        .unwrap_or_else(|| hostage_remote::DEFAULT_DEPLOY_PATH.to_owned());
+    let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let deploy = DeployOptions {
-        target: args.target.clone(),
+        target,
         owner: args.owner.clone(),
         replace: args.replace,
     };
@@ -154,7 +214,7 @@ pub fn run_deploy(args: &DeployArgs, json: bool) -> anyhow::Result<ExitCode> {
     let on_done = |result: &HostResult<DeployedHost>| printer.deployed(result);
     let outcome = runtime()?.block_on(async {
         tokio::select! {
-            results = hostage_remote::deploy(targets, &options, &mut pins, &key, &deploy, &on_done) => Some(results),
+            results = hostage_remote::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done) => Some(results),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -162,6 +222,13 @@ pub fn run_deploy(args: &DeployArgs, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(printer.interrupted());
     };
     let results = results.context("cannot start the run")?;
+    if !options.dry_run {
+        for done in results.iter().filter_map(|r| r.outcome.as_ref().ok()) {
+            if let Err(e) = recorder.record_verified(&done.host) {
+                crate::output::error(&format!("cannot record the pin of {}: {e}", done.host.spec));
+            }
+        }
+    }
     Ok(printer.summary(
         results
             .iter()
@@ -181,33 +248,79 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-/// Turns the arguments into targets, options and the pin file.
-fn prepare(args: &FleetArgs) -> Result<(Vec<HostTarget>, FleetOptions, PinFile), Usage> {
-    if args.all {
-        return Err(Usage(
-            "--all needs the inventory, which is not there yet: name the hosts as user@address[:port]"
-                .into(),
-        ));
-    }
+/// Which verb the hosts are for (`--all` means every host for fetch, infrastructure hosts for deploy).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Fetch,
+    Deploy,
+}
+
+/// What a fleet verb runs on.
+struct Prepared {
+    targets: Vec<HostTarget>,
+    options: FleetOptions,
+    pins: PinFile,
+    /// Host spec text → inventory host name, for targets taken from the inventory.
+    names: HashMap<String, String>,
+}
+
+/// Turns the arguments into targets (inventory hosts by name, or `user@address[:port]`), options
+/// and the pin file.
+fn prepare(
+    args: &FleetArgs,
+    inventory: Option<&FleetInventory>,
+    verb: Verb,
+) -> Result<Prepared, Usage> {
     if args.jobs == 0 || args.timeout == 0 {
         return Err(Usage("--jobs and --timeout must be at least 1".into()));
     }
-    let specs = args
-        .hosts
-        .iter()
-        .map(|h| HostSpec::parse(h).map(|spec| (h.as_str(), spec)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Usage(e.to_string()))?;
     let pins =
         PinFile::load(&args.pins).map_err(|e| Usage(format!("{}: {e}", args.pins.display())))?;
-    let mut targets: Vec<HostTarget> = specs
-        .iter()
-        .map(|(_, spec)| HostTarget {
+    let mut specs: Vec<(String, HostSpec)> = Vec::new();
+    let mut targets: Vec<HostTarget> = Vec::new();
+    let mut names = HashMap::new();
+    let mut add_inventory_host = |host: &hostage_inventory::Host,
+                                  specs: &mut Vec<(String, HostSpec)>,
+                                  targets: &mut Vec<HostTarget>| {
+        let target = FleetInventory::target(host);
+        names.insert(target.spec.to_string(), host.name.as_str().to_owned());
+        specs.push((host.name.as_str().to_owned(), target.spec.clone()));
+        targets.push(target);
+    };
+    if args.all {
+        let Some(inventory) = inventory else {
+            return Err(Usage(format!(
+                "--all needs an inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
+                crate::workflows::DEFAULT_INVENTORY
+            )));
+        };
+        for host in &inventory.inventory.hosts {
+            if verb == Verb::Deploy && !host.infrastructure_key {
+                continue;
+            }
+            add_inventory_host(host, &mut specs, &mut targets);
+        }
+        if targets.is_empty() {
+            return Err(Usage(format!(
+                "{} has no host to work on",
+                inventory.inventory.path.display()
+            )));
+        }
+    }
+    for given in &args.hosts {
+        if let Some(host) = inventory.and_then(|i| i.inventory.host(given)) {
+            add_inventory_host(host, &mut specs, &mut targets);
+            continue;
+        }
+        let spec = HostSpec::parse(given).map_err(|e| Usage(e.to_string()))?;
+        targets.push(HostTarget {
             spec: spec.clone(),
             pin: pins.get(&spec.name()).cloned(),
             key_path: args.key_path.clone(),
-        })
-        .collect();
+        });
+        specs.push((given.clone(), spec));
+    }
+    let specs: Vec<(&str, HostSpec)> = specs.iter().map(|(g, s)| (g.as_str(), s.clone())).collect();
     for pin in &args.expect_fingerprint {
         let (host, fingerprint) = match pin.rsplit_once('=') {
             Some((host, fp)) => (Some(host), fp),
@@ -235,7 +348,12 @@ fn prepare(args: &FleetArgs) -> Result<(Vec<HostTarget>, FleetOptions, PinFile),
         timeout: Duration::from_secs(args.timeout),
         dry_run: args.dry_run,
     };
-    Ok((targets, options, pins))
+    Ok(Prepared {
+        targets,
+        options,
+        pins,
+        names,
+    })
 }
 
 /// The hosts an option names: `None` means "the only host".

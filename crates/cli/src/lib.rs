@@ -7,9 +7,11 @@ pub mod cli;
 pub mod convert;
 pub mod fleet;
 pub mod identities;
+pub mod onboard;
 pub mod output;
 pub mod passphrase;
 pub mod rekey;
+pub mod workflows;
 
 use std::process::ExitCode;
 
@@ -25,9 +27,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(args) => convert::run(args, &mut out)?,
         Command::Identities(args) => identities::run(args, &mut out)?,
         // The fleet verbs stream one line per host as it finishes, so they print themselves.
-        Command::Fetch(args) => fleet::run_fetch(args, cli.json)?,
-        Command::Deploy(args) => fleet::run_deploy(args, cli.json)?,
+        Command::Fetch(args) => fleet::run_fetch(args, cli.json, cli.inventory.as_deref())?,
+        Command::Deploy(args) => fleet::run_deploy(args, cli.json, cli.inventory.as_deref())?,
         Command::Rekey(args) => rekey::run(args, &mut out)?,
+        Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);

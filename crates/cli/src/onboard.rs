@@ -1,0 +1,201 @@
+//! `hostage onboard HOST`: print the onboarding plan (`--dry-run`) or apply it with progress.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hostage_remote::Fingerprint;
+use serde_json::json;
+
+use crate::output::{self, Output};
+use crate::passphrase::CliPassphrases;
+use crate::workflows::onboard::{self, OnboardOptions, OnboardPlan, Step};
+use crate::workflows::FleetInventory;
+
+/// `hostage onboard`: bring an inventory host into the secrets repo.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage onboard gnomeregan --dry-run                      # what would change\n  \
+    hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
+    hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
+    Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts, or\n\
+    --trust-new), saves pubkeys/HOST.pub, adds the host's anchor and the rules its `secrets:`\n\
+    paths need to .sops.yaml, re-keys exactly the files that gain its recipients, deploys the\n\
+    infrastructure key when the host gets it, and records the pin in the inventory. A host that\n\
+    fails verification (e.g. a key that contradicts its pin) changes nothing. Running it again\n\
+    does nothing.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct OnboardArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The host key must have this fingerprint (overrides the inventory pin).
+    #[arg(long, value_name = "SHA256:…")]
+    pub expect_fingerprint: Option<String>,
+    /// Accept a host that neither a pin nor known_hosts vouches for (its pin is recorded).
+    #[arg(long)]
+    pub trust_new: bool,
+    /// known_hosts file to trust instead of ssh's defaults.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds allowed per SSH connection.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Extra identity to open the files to re-key (the inventory's workstation identity is used).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Read the SSH identity's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Runs `hostage onboard`.
+pub fn run(
+    args: &OnboardArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut inventory = FleetInventory::find(inventory)?.with_context(|| {
+        format!(
+            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
+            crate::workflows::DEFAULT_INVENTORY
+        )
+    })?;
+    let expect_fingerprint = args
+        .expect_fingerprint
+        .as_deref()
+        .map(Fingerprint::parse)
+        .transpose()?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let options = OnboardOptions {
+        ssh_config: args.ssh_config.as_ref().map(absolute),
+        known_hosts: args.known_hosts.as_ref().map(absolute),
+        expect_fingerprint,
+        trust_new: args.trust_new,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        identities: args.identities.clone(),
+    };
+    let plan = onboard::plan(&inventory, &args.host, &options)?;
+    if !out.json() {
+        for warning in &plan.warnings {
+            output::warn(warning);
+        }
+    }
+    if args.dry_run || plan.is_noop() {
+        print_plan(out, &plan, args.dry_run)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let json = out.json();
+    let host = plan.host.clone();
+    let steps = plan.steps.clone();
+    let next_steps = plan.next_steps.clone();
+    let warnings = plan.warnings.clone();
+    let verified = json!({
+        "fingerprint": plan.fetched.fingerprint.as_str(),
+        "recipient": plan.fetched.recipient.to_string(),
+        "verified_by": plan.fetched.verified_by.as_str(),
+    });
+    let outcome = onboard::apply(&mut inventory, plan, &mut passphrases, &|step| {
+        if !json {
+            progress(&describe(step));
+        }
+    })?;
+    if json {
+        out.json_value(&json!({
+            "host": host,
+            "mode": "apply",
+            "verified": verified,
+            "steps": steps,
+            "outcome": outcome,
+            "warnings": warnings,
+            "next_steps": next_steps,
+        }))?;
+    } else {
+        out.line(&format!(
+            "onboarded {host}: {} change(s) applied",
+            steps.len()
+        ))?;
+        for step in &next_steps {
+            out.line(&format!("next: {step}"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stderr)]
+fn progress(text: &str) {
+    eprintln!("  {text}");
+}
+
+fn print_plan(out: &mut Output, plan: &OnboardPlan, dry_run: bool) -> std::io::Result<()> {
+    if out.json() {
+        return out.json_value(&json!({
+            "host": plan.host,
+            "mode": if dry_run { "dry-run" } else { "apply" },
+            "verified": {
+                "fingerprint": plan.fetched.fingerprint.as_str(),
+                "recipient": plan.fetched.recipient.to_string(),
+                "verified_by": plan.fetched.verified_by.as_str(),
+            },
+            "steps": plan.steps,
+            "outcome": serde_json::Value::Null,
+            "warnings": plan.warnings,
+            "next_steps": plan.next_steps,
+        }));
+    }
+    out.line(&format!(
+        "{}: host key {} ({}, verified by {})",
+        plan.host, plan.fetched.fingerprint, plan.fetched.recipient, plan.fetched.verified_by
+    ))?;
+    if plan.is_noop() {
+        out.line(&format!("{} is onboarded: nothing to do", plan.host))?;
+    } else {
+        out.line(if dry_run {
+            "would (dry run, nothing written):"
+        } else {
+            "plan:"
+        })?;
+        for step in &plan.steps {
+            out.line(&format!("  {}", describe(step)))?;
+        }
+    }
+    for step in &plan.next_steps {
+        out.line(&format!("next: {step}"))?;
+    }
+    Ok(())
+}
+
+/// One line for a step.
+fn describe(step: &Step) -> String {
+    match step {
+        Step::SavePublicKey { path } => format!("save the host key to {path}"),
+        Step::AddAnchor { name, recipient } => {
+            format!("add &{name} {recipient} to .sops.yaml")
+        }
+        Step::AddToRule {
+            path_regex,
+            recipient,
+        } => format!("add {recipient} to the rule for {path_regex}"),
+        Step::AddRule {
+            path_regex,
+            recipient,
+        } => format!("add a rule for {path_regex} (above the catch-all) with {recipient}"),
+        Step::Rekey { files } => format!("re-key {} file(s): {}", files.len(), files.join(", ")),
+        Step::DeployInfrastructureKey {
+            target,
+            fingerprint,
+        } => format!("deploy the infrastructure key {fingerprint} to {target}"),
+        Step::RecordPin {
+            fingerprint,
+            recipient: _,
+        } => format!("record the pin {fingerprint} in the inventory"),
+    }
+}

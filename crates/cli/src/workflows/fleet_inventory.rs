@@ -1,0 +1,175 @@
+//! The inventory as the fleet verbs and workflows use it: hosts as SSH targets, and host-key pins
+//! written back into the inventory file (losslessly, atomically) instead of the interim pin file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use hostage_inventory::{Host, Inventory, Pin};
+use hostage_recipients::AgeRecipient;
+use hostage_remote::{FetchedHost, Fingerprint, HostSpec, HostTarget, PinFile, PinRecorder};
+
+/// Where the inventory is looked for when neither `--inventory` nor `HOSTAGE_INVENTORY` names it
+/// (relative to the current directory).
+pub const DEFAULT_INVENTORY: &str = "inventory/fleet.yaml";
+
+/// A loaded inventory and the text it was read from (pins are spliced into that text).
+#[derive(Debug)]
+pub struct FleetInventory {
+    /// The parsed inventory.
+    pub inventory: Inventory,
+    text: String,
+}
+
+impl FleetInventory {
+    /// Loads the inventory at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = fs_err::read_to_string(path)?;
+        let inventory = Inventory::parse(path, &text)?;
+        Ok(Self { inventory, text })
+    }
+
+    /// Loads the inventory named by `explicit` (`--inventory`/`HOSTAGE_INVENTORY`), else
+    /// [`DEFAULT_INVENTORY`] when it exists; `None` when there is none.
+    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Option<Self>> {
+        match explicit {
+            Some(path) => Self::load(path).map(Some),
+            None => {
+                let default = PathBuf::from(DEFAULT_INVENTORY);
+                if default.is_file() {
+                    Self::load(&default).map(Some)
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// The host called `name`, or an error listing the known ones.
+    pub fn host(&self, name: &str) -> anyhow::Result<&Host> {
+        self.inventory.host(name).with_context(|| {
+            let names: Vec<&str> = self
+                .inventory
+                .hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect();
+            format!(
+                "`{name}` is not a host of {} (hosts: {})",
+                self.inventory.path.display(),
+                names.join(", ")
+            )
+        })
+    }
+
+    /// How to reach `host` over SSH, with its pin (when it has one) as the fingerprint to expect.
+    pub fn target(host: &Host) -> HostTarget {
+        let spec = HostSpec {
+            // An ssh config alias brings its own user and port.
+            user: host.address.as_ref().map(|_| host.user.clone()),
+            address: host.ssh_destination().to_owned(),
+            port: host.port,
+        };
+        HostTarget {
+            spec,
+            pin: host
+                .pin
+                .as_ref()
+                .and_then(|p| Fingerprint::parse(p.fingerprint.as_str()).ok()),
+            key_path: host.host_key_path.clone(),
+        }
+    }
+
+    /// Records `host`'s pin in the inventory file; returns whether the file changed (an identical
+    /// pin is left alone, so re-verifying a host does not touch the file).
+    pub fn record_pin(
+        &mut self,
+        host: &str,
+        fingerprint: &Fingerprint,
+        recipient: &AgeRecipient,
+    ) -> anyhow::Result<bool> {
+        let current = self.host(host)?.pin.clone();
+        if current.as_ref().is_some_and(|p| {
+            p.fingerprint.as_str() == fingerprint.as_str() && &p.recipient == recipient
+        }) {
+            return Ok(false);
+        }
+        let pin = Pin {
+            fingerprint: fingerprint
+                .as_str()
+                .to_owned()
+                .try_into()
+                .map_err(|e: String| anyhow::anyhow!(e))?,
+            recipient: *recipient,
+            verified: super::now_rfc3339(),
+        };
+        let text = self.inventory.with_pin(&self.text, host, &pin)?;
+        hostage_atomic::write(&self.inventory.path, text.as_bytes())?;
+        self.inventory = Inventory::parse(&self.inventory.path, &text)?;
+        self.text = text;
+        Ok(true)
+    }
+}
+
+/// Records pins of inventory hosts into the inventory and of other hosts into the pin file.
+pub struct InventoryPins<'a> {
+    inventory: Option<&'a mut FleetInventory>,
+    /// `HostSpec` text → inventory host name.
+    names: HashMap<String, String>,
+    fallback: &'a mut PinFile,
+}
+
+impl<'a> InventoryPins<'a> {
+    /// A recorder for `targets`: those named in `names` (spec text → host name) go to the inventory.
+    pub fn new(
+        inventory: Option<&'a mut FleetInventory>,
+        names: HashMap<String, String>,
+        fallback: &'a mut PinFile,
+    ) -> Self {
+        Self {
+            inventory,
+            names,
+            fallback,
+        }
+    }
+
+    /// The inventory host name of a target, when it came from the inventory.
+    pub fn host_name(&self, spec: &HostSpec) -> Option<&str> {
+        self.names.get(&spec.to_string()).map(String::as_str)
+    }
+
+    /// Records a verified host that has no pin yet (hosts ssh trusted through known_hosts get an
+    /// inventory pin too, so later runs do not depend on known_hosts). Hosts outside the
+    /// inventory are left to the pin file's own rules.
+    pub fn record_verified(&mut self, host: &FetchedHost) -> Result<(), String> {
+        let Some(name) = self.names.get(&host.spec.to_string()).cloned() else {
+            return Ok(());
+        };
+        match self.inventory.as_deref_mut() {
+            Some(inventory) => inventory
+                .record_pin(&name, &host.fingerprint, &host.recipient)
+                .map(|_| ())
+                .map_err(|e| format!("{e:#}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl PinRecorder for InventoryPins<'_> {
+    fn record(&mut self, host: &FetchedHost) -> Result<(), String> {
+        if self.names.contains_key(&host.spec.to_string()) {
+            self.record_verified(host)
+        } else {
+            self.fallback.record(host)
+        }
+    }
+}
+
+/// Records nothing: for plans, whose pins are written when they are applied.
+pub struct NoPins;
+
+impl PinRecorder for NoPins {
+    fn record(&mut self, _host: &FetchedHost) -> Result<(), String> {
+        Ok(())
+    }
+}

@@ -1,0 +1,613 @@
+//! `onboard HOST`: bring an inventory host into the secrets repo. The plan fetches and verifies
+//! the host key (a pin, `--expect-fingerprint`, known_hosts or `--trust-new`), then works out the
+//! changes: `pubkeys/<host>.pub`, the host's anchor and rules in `.sops.yaml`, the files to re-key
+//! (exactly those that only gain this host's recipients), the infrastructure key to deploy and the
+//! pin to record. Applying writes them in that order, under the repo lock; a run that is stopped
+//! half way is finished by the next, and a second run finds nothing to do.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use hostage_inventory::{Host, PrivateKeySource};
+use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
+use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock, Rotate};
+use hostage_remote::{
+    DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
+    InfrastructureKey,
+};
+use hostage_sops::rules::{RecipientRef, RuleSelector, SopsConfig};
+use serde::Serialize;
+
+use super::fleet_inventory::NoPins;
+use super::FleetInventory;
+
+/// How to reach and trust the host.
+#[derive(Clone, Debug, Default)]
+pub struct OnboardOptions {
+    /// ssh config instead of the user's.
+    pub ssh_config: Option<PathBuf>,
+    /// known_hosts instead of ssh's defaults.
+    pub known_hosts: Option<PathBuf>,
+    /// The fingerprint the host key must have (overrides the inventory pin).
+    pub expect_fingerprint: Option<Fingerprint>,
+    /// Accept a host nothing vouches for (its pin is recorded when the plan is applied).
+    pub trust_new: bool,
+    /// Seconds allowed per SSH connection.
+    pub timeout: Duration,
+    /// Extra identities to open the files to re-key with.
+    pub identities: Vec<PathBuf>,
+}
+
+/// One change the plan makes, in the order it is applied.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// Write the host's public key to the secrets repo.
+    SavePublicKey {
+        /// The file, relative to the secrets repo.
+        path: String,
+    },
+    /// Add `&name age1…` to `.sops.yaml`.
+    AddAnchor {
+        /// The anchor name.
+        name: String,
+        /// The recipient.
+        recipient: String,
+    },
+    /// Add a recipient to the rule for `path_regex`.
+    AddToRule {
+        /// The rule's `path_regex`.
+        path_regex: String,
+        /// The recipient's name (anchor) or key.
+        recipient: String,
+    },
+    /// Create a rule for `path_regex` above the catch-all (a copy of it plus the recipient).
+    AddRule {
+        /// The new rule's `path_regex`.
+        path_regex: String,
+        /// The recipient's name (anchor) or key.
+        recipient: String,
+    },
+    /// Re-key these files (they gain recipients; the data key stays).
+    Rekey {
+        /// Paths relative to the secrets repo.
+        files: Vec<String>,
+    },
+    /// Deploy the infrastructure key to the host.
+    DeployInfrastructureKey {
+        /// Where on the host.
+        target: String,
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// Record the verified host-key pin in the inventory.
+    RecordPin {
+        /// The host key's fingerprint.
+        fingerprint: String,
+        /// Its age recipient.
+        recipient: String,
+    },
+}
+
+/// What onboarding a host would change (nothing, when it is already onboarded).
+#[derive(Debug)]
+pub struct OnboardPlan {
+    /// The host's inventory name.
+    pub host: String,
+    /// The verified host key.
+    pub fetched: FetchedHost,
+    /// The changes, in order.
+    pub steps: Vec<Step>,
+    /// Problems that do not stop onboarding but need the operator (e.g. files that lag behind
+    /// `.sops.yaml` for other reasons, left to `hostage rekey`).
+    pub warnings: Vec<String>,
+    /// What to do next, outside hostage (the host's NixOS config).
+    pub next_steps: Vec<String>,
+    target: HostTarget,
+    config_path: PathBuf,
+    public_key: Option<(PathBuf, String)>,
+    new_config: Option<String>,
+    rekey: Plan,
+    deploy: Option<(InfrastructureKey, DeployOptions)>,
+    options: OnboardOptions,
+}
+
+impl OnboardPlan {
+    /// Whether applying would change nothing.
+    pub fn is_noop(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// What applying did.
+#[derive(Debug, Default, Serialize)]
+pub struct OnboardOutcome {
+    /// Files re-keyed.
+    pub rekeyed: Vec<String>,
+    /// What the deploy did (`written`, `unchanged`), when there was one.
+    pub deployed: Option<&'static str>,
+    /// Whether the inventory pin was written.
+    pub pin_recorded: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn fleet_options(options: &OnboardOptions, dry_run: bool) -> FleetOptions {
+    FleetOptions {
+        ssh_config: options.ssh_config.clone(),
+        known_hosts: options.known_hosts.clone(),
+        trust_new: options.trust_new,
+        jobs: 1,
+        timeout: options.timeout,
+        dry_run,
+    }
+}
+
+/// The infrastructure private key the inventory names.
+pub fn infrastructure_key(inventory: &FleetInventory) -> anyhow::Result<InfrastructureKey> {
+    let Some(infra) = &inventory.inventory.infrastructure else {
+        bail!("the inventory has no recipients.infrastructure");
+    };
+    match &infra.private_key {
+        PrivateKeySource::File(path) => {
+            let path = super::expand_home(path);
+            InfrastructureKey::load(&path).with_context(|| {
+                format!("cannot use {} as the infrastructure key", path.display())
+            })
+        }
+        PrivateKeySource::Sops { file, .. } => bail!(
+            "the infrastructure key is kept in the sops file {}, which onboarding cannot read yet; set private_key_file",
+            file.display()
+        ),
+    }
+}
+
+/// Fetches and verifies `host`'s key (and, for infrastructure hosts, checks what a deploy would
+/// do), then computes every change. Writes nothing.
+pub fn plan(
+    inventory: &FleetInventory,
+    name: &str,
+    options: &OnboardOptions,
+) -> anyhow::Result<OnboardPlan> {
+    let host = inventory.host(name)?.clone();
+    let mut target = FleetInventory::target(&host);
+    if let Some(fp) = &options.expect_fingerprint {
+        target.pin = Some(fp.clone());
+    }
+    let infra = inventory.inventory.infrastructure.clone();
+    let deploy = match (&infra, host.infrastructure_key) {
+        (Some(infra), true) => Some((
+            infrastructure_key(inventory)?,
+            DeployOptions {
+                target: infra.deploy_path.clone(),
+                owner: None,
+                replace: false,
+            },
+        )),
+        _ => None,
+    };
+    // Verify the host (and see what a deploy would do) before looking at anything else: a host
+    // that fails verification changes nothing.
+    let (fetched, deploy_action) = verify(&target, options, deploy.as_ref())?;
+
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    let repo = &inventory.inventory.secrets_repo;
+
+    // pubkeys/<host>.pub
+    let pub_rel = format!("pubkeys/{name}.pub");
+    let pub_path = repo.join(&pub_rel);
+    let pub_text = format!("{} {name}\n", fetched.key.to_openssh());
+    let public_key = if fs_err::read_to_string(&pub_path).ok().as_deref() == Some(pub_text.as_str())
+    {
+        None
+    } else {
+        steps.push(Step::SavePublicKey { path: pub_rel });
+        Some((pub_path, pub_text))
+    };
+
+    // .sops.yaml
+    let config_path = repo.join(".sops.yaml");
+    let config = SopsConfig::load(&config_path)?;
+    let mut recipients: Vec<RecipientRef> = Vec::new();
+    let mut text = config.text().to_owned();
+    let mut config = config;
+    if host.per_host_recipient {
+        if let Some(other) = config
+            .named_recipients()
+            .into_iter()
+            .find(|(n, v)| n != name && v == &fetched.recipient.to_string())
+        {
+            bail!(
+                "{name}'s recipient {} is already in .sops.yaml as &{}: is it a clone of that host?",
+                fetched.recipient,
+                other.0
+            );
+        }
+        let named = config
+            .add_named_recipient(name, &fetched.recipient)
+            .with_context(|| {
+                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
+            })?;
+        if named.text != text {
+            steps.push(Step::AddAnchor {
+                name: name.to_owned(),
+                recipient: fetched.recipient.to_string(),
+            });
+            text = named.text;
+            config = SopsConfig::parse(&config_path, &text)?;
+        }
+        recipients.push(named.reference);
+    }
+    if let Some(infra) = infra.as_ref().filter(|_| host.infrastructure_key) {
+        let value = infra.recipient.to_string();
+        recipients.push(RecipientRef {
+            anchor: config.name_of(&value),
+            recipient: value,
+        });
+    }
+    for secret in &host.secrets {
+        let regex = secret.as_str();
+        for recipient in &recipients {
+            let label = recipient
+                .anchor
+                .clone()
+                .unwrap_or_else(|| recipient.recipient.clone());
+            let existing = config
+                .rules()
+                .iter()
+                .find(|r| r.path_regex.as_deref() == Some(regex))
+                .map(|r| r.index);
+            let (new_text, step) = match existing {
+                Some(index) => (
+                    config.add_recipient(&RuleSelector::Indices(vec![index]), recipient)?,
+                    Step::AddToRule {
+                        path_regex: regex.to_owned(),
+                        recipient: label,
+                    },
+                ),
+                None if catch_all_has(&config, &recipient.recipient) => continue,
+                None => (
+                    config
+                        .add_path_rule(regex, recipient)
+                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?,
+                    Step::AddRule {
+                        path_regex: regex.to_owned(),
+                        recipient: label,
+                    },
+                ),
+            };
+            if new_text != text {
+                steps.push(step);
+                text = new_text;
+                config = SopsConfig::parse(&config_path, &text)?;
+            }
+        }
+    }
+    let new_config = (text != fs_err::read_to_string(&config_path)?).then_some(text);
+
+    // The files to re-key: those whose only change is gaining this host's recipients.
+    let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
+    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
+    let full = hostage_rekey::plan(
+        &config,
+        &candidates,
+        &PlanOptions {
+            rotate: Rotate::Yes,
+            threads: hostage_rekey::default_threads(),
+        },
+        &|| {},
+    );
+    let mut files = Vec::new();
+    for file in full.files {
+        match file.action {
+            Action::Unchanged => {}
+            Action::Error => bail!(
+                "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
+                file.display,
+                file.reason.unwrap_or_default()
+            ),
+            Action::Rewrap | Action::Rotate => {
+                let only_ours = !file.removes()
+                    && file
+                        .groups
+                        .iter()
+                        .all(|g| g.added.iter().all(|r| ours.contains(&r.recipient)));
+                if only_ours {
+                    files.push(file);
+                } else {
+                    warnings.push(format!(
+                        "{} lags behind .sops.yaml for reasons other than {name}; left to `hostage rekey`",
+                        file.display
+                    ));
+                }
+            }
+        }
+    }
+    for file in &candidates {
+        let rel = file.strip_prefix(repo).unwrap_or(file);
+        let rel = rel.to_string_lossy();
+        for secret in &host.secrets {
+            let matches = regex::Regex::new(secret.as_str()).is_ok_and(|r| r.is_match(&rel));
+            if matches && !config_gives(&config, &rel, &ours) && is_sops_file(file) {
+                warnings.push(format!(
+                    "{rel} matches {name}'s secret path {} but an earlier rule of .sops.yaml does not give it to {name}",
+                    secret.as_str()
+                ));
+            }
+        }
+    }
+    if !files.is_empty() {
+        steps.push(Step::Rekey {
+            files: files.iter().map(|f| f.display.clone()).collect(),
+        });
+    }
+    let rekey = Plan {
+        config: config_path.clone(),
+        files,
+        skipped: 0,
+    };
+
+    let deploy = match (deploy, deploy_action) {
+        (Some((key, deploy_options)), Some(action)) => match action {
+            DeployAction::Unchanged => None,
+            DeployAction::WouldReplace { old } => bail!(
+                "{name} already has another key ({old}) at {}: that is `hostage rotate-infra`'s job, not onboarding's",
+                deploy_options.target
+            ),
+            _ => {
+                steps.push(Step::DeployInfrastructureKey {
+                    target: deploy_options.target.clone(),
+                    fingerprint: key.fingerprint().to_string(),
+                });
+                Some((key, deploy_options))
+            }
+        },
+        _ => None,
+    };
+
+    let pinned = host.pin.as_ref().is_some_and(|p| {
+        p.fingerprint.as_str() == fetched.fingerprint.as_str() && p.recipient == fetched.recipient
+    });
+    if !pinned {
+        steps.push(Step::RecordPin {
+            fingerprint: fetched.fingerprint.to_string(),
+            recipient: fetched.recipient.to_string(),
+        });
+    }
+
+    let next_steps = next_steps(&host, infra.as_ref().map(|i| i.deploy_path.as_str()));
+    Ok(OnboardPlan {
+        host: name.to_owned(),
+        fetched,
+        steps,
+        warnings,
+        next_steps,
+        target,
+        config_path,
+        public_key,
+        new_config,
+        rekey,
+        deploy,
+        options: options.clone(),
+    })
+}
+
+/// Whether the first catch-all rule already gives every file it catches to `recipient`.
+fn catch_all_has(config: &SopsConfig, recipient: &str) -> bool {
+    config
+        .rules()
+        .iter()
+        .find(|r| {
+            r.path_regex
+                .as_deref()
+                .is_none_or(|p| p.is_empty() || p == ".*")
+        })
+        .is_some_and(|r| {
+            !r.key_groups.is_empty()
+                && r.key_groups
+                    .iter()
+                    .all(|g| g.iter().any(|e| e.recipient == recipient))
+        })
+}
+
+/// Whether the rule sops picks for `rel` has every recipient of `ours` in some group.
+fn config_gives(config: &SopsConfig, rel: &str, ours: &BTreeSet<String>) -> bool {
+    match config.rule_for_sops_path(rel) {
+        Ok((_, rule)) => ours.iter().all(|o| {
+            rule.key_groups
+                .iter()
+                .any(|g| g.iter().any(|e| &e.recipient == o))
+        }),
+        Err(_) => false,
+    }
+}
+
+fn is_sops_file(path: &Path) -> bool {
+    fs_err::read(path).is_ok_and(|bytes| bytes.windows(4).any(|w| w == b"sops"))
+}
+
+/// The NixOS settings the host needs to decrypt with what onboarding set up.
+fn next_steps(host: &Host, deploy_path: Option<&str>) -> Vec<String> {
+    let mut paths = Vec::new();
+    if host.per_host_recipient {
+        let private = host
+            .host_key_path
+            .strip_suffix(".pub")
+            .unwrap_or(&host.host_key_path);
+        paths.push(format!("\"{private}\""));
+    }
+    if host.infrastructure_key {
+        if let Some(path) = deploy_path {
+            paths.push(format!("\"{path}\""));
+        }
+    }
+    let mut steps = Vec::new();
+    if !paths.is_empty() {
+        steps.push(format!(
+            "in {}'s NixOS config: sops.age.sshKeyPaths = [ {} ];",
+            host.name,
+            paths.join(" ")
+        ));
+    }
+    steps.push("commit the secrets repo (.sops.yaml, pubkeys/, the re-keyed files) and the inventory, then deploy the host".to_owned());
+    steps
+}
+
+/// Verifies the host; with a deploy, through a dry-run deploy that also says what it would do.
+fn verify(
+    target: &HostTarget,
+    options: &OnboardOptions,
+    deploy: Option<&(InfrastructureKey, DeployOptions)>,
+) -> anyhow::Result<(FetchedHost, Option<DeployAction>)> {
+    let fleet = fleet_options(options, true);
+    let rt = runtime()?;
+    match deploy {
+        None => {
+            let mut results = rt.block_on(hostage_remote::fetch(
+                vec![target.clone()],
+                &fleet,
+                &mut NoPins,
+                &|_| {},
+            ))?;
+            let result = results.pop().context("the fleet run returned no result")?;
+            let fetched = result
+                .outcome
+                .with_context(|| format!("cannot verify {}; nothing was changed", target.spec))?;
+            Ok((fetched, None))
+        }
+        Some((key, deploy_options)) => {
+            let mut results = rt.block_on(hostage_remote::deploy(
+                vec![target.clone()],
+                &fleet,
+                &mut NoPins,
+                key,
+                deploy_options,
+                &|_| {},
+            ))?;
+            let result = results.pop().context("the fleet run returned no result")?;
+            let done = result
+                .outcome
+                .with_context(|| format!("cannot verify {}; nothing was changed", target.spec))?;
+            Ok((done.host, Some(done.action)))
+        }
+    }
+}
+
+/// Applies `plan`: public key, `.sops.yaml`, re-key, deploy, pin, in that order, under the repo
+/// lock. `progress` hears about each step as it starts.
+pub fn apply(
+    inventory: &mut FleetInventory,
+    plan: OnboardPlan,
+    passphrases: &mut dyn PassphraseProvider,
+    progress: &dyn Fn(&Step),
+) -> anyhow::Result<OnboardOutcome> {
+    let mut outcome = OnboardOutcome::default();
+    if plan.is_noop() {
+        return Ok(outcome);
+    }
+    let config_dir = plan
+        .config_path
+        .parent()
+        .context("the .sops.yaml path has a directory")?;
+    let state = hostage_rekey::state_dir(config_dir);
+    let _lock = RepoLock::acquire(&state)?;
+    if let Some(previous) = Journal::load(&state)? {
+        previous.clean_temp_files();
+    }
+    for step in &plan.steps {
+        progress(step);
+        match step {
+            Step::SavePublicKey { .. } => {
+                if let Some((path, text)) = &plan.public_key {
+                    if let Some(dir) = path.parent() {
+                        fs_err::create_dir_all(dir)?;
+                    }
+                    hostage_atomic::write(path, text.as_bytes())?;
+                }
+            }
+            // The rule edits are written together, once, with the last of them.
+            Step::AddAnchor { .. } | Step::AddToRule { .. } | Step::AddRule { .. } => {
+                if let Some(text) = &plan.new_config {
+                    if fs_err::read_to_string(&plan.config_path)? != *text {
+                        hostage_atomic::write(&plan.config_path, text.as_bytes())?;
+                    }
+                }
+            }
+            Step::Rekey { .. } => {
+                let mut explicit = plan.options.identities.clone();
+                if let Some(identity) = inventory
+                    .inventory
+                    .workstation
+                    .as_ref()
+                    .and_then(|w| w.identity.as_ref())
+                {
+                    explicit.push(super::expand_home(identity));
+                }
+                let identities = IdentitySet::load(&IdentityOptions::from_env(explicit));
+                let identities = hostage_rekey::unlock_identities(
+                    &identities,
+                    &plan.rekey.recipients_to_open(),
+                    passphrases,
+                );
+                let journal = Journal::from_plan(&plan.rekey);
+                journal.save(&state)?;
+                let report = hostage_rekey::apply(
+                    &plan.rekey,
+                    &identities,
+                    &ApplyOptions::default(),
+                    &|| {},
+                );
+                let failures: Vec<String> = report
+                    .failures()
+                    .map(|(path, reason)| format!("{path}: {reason}"))
+                    .collect();
+                if !failures.is_empty() {
+                    bail!(
+                        "{} file(s) could not be re-keyed (run onboard again once fixed):\n  {}",
+                        failures.len(),
+                        failures.join("\n  ")
+                    );
+                }
+                Journal::remove(&state)?;
+                outcome.rekeyed = report.files.into_iter().map(|(p, _)| p).collect();
+            }
+            Step::DeployInfrastructureKey { .. } => {
+                if let Some((key, deploy_options)) = &plan.deploy {
+                    // The host must still be the one the plan verified.
+                    let mut target = plan.target.clone();
+                    target.pin = Some(plan.fetched.fingerprint.clone());
+                    let rt = runtime()?;
+                    let mut results = rt.block_on(hostage_remote::deploy(
+                        vec![target],
+                        &fleet_options(&plan.options, false),
+                        &mut NoPins,
+                        key,
+                        deploy_options,
+                        &|_| {},
+                    ))?;
+                    let result = results.pop().context("the fleet run returned no result")?;
+                    let done = result.outcome.with_context(|| {
+                        format!("cannot deploy the infrastructure key to {}", plan.host)
+                    })?;
+                    outcome.deployed = Some(done.action.as_str());
+                }
+            }
+            Step::RecordPin { .. } => {
+                outcome.pin_recorded = inventory.record_pin(
+                    &plan.host,
+                    &plan.fetched.fingerprint,
+                    &plan.fetched.recipient,
+                )?;
+            }
+        }
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,276 @@
+//! `hostage onboard` and the inventory-driven fleet verbs, end to end: real sshd hosts on
+//! loopback, a secrets repo of files made by the real sops 3.11, and sops itself as the judge of
+//! who can decrypt what afterwards.
+
+use std::path::Path;
+
+use hostage_recipients::OpenSshPrivateKey;
+use hostage_tests::sshd::SshdFleet;
+use hostage_tests::SshKeyPair;
+
+use crate::rekey_support::{json, stderr, stdout, Repo};
+use crate::sops_support::Key;
+
+/// The age key an OpenSSH ed25519 private key converts to.
+fn key_of_ssh(private: &Path) -> Key {
+    let text = fs_err::read_to_string(private).unwrap();
+    let seed = OpenSshPrivateKey::parse(&text)
+        .unwrap()
+        .unlock(&mut ())
+        .unwrap();
+    let identity = seed.to_age_identity();
+    Key {
+        recipient: identity.recipient().to_string(),
+        secret: identity.to_secret_string().to_string(),
+    }
+}
+
+/// A repo with a workstation and an infrastructure key, a seed-style `.sops.yaml` (catch-all for
+/// both) and files of mixed formats; an inventory naming the fleet's hosts.
+struct World {
+    fleet: SshdFleet,
+    repo: Repo,
+    inventory: std::path::PathBuf,
+    deploy_path: std::path::PathBuf,
+}
+
+const FILES: &[&str] = &[
+    "secrets/hosts/h0/db.yaml",
+    "secrets/hosts/h0/wifi.env",
+    "secrets/hosts/h1/api.json",
+    "secrets/common/smtp.yaml",
+    "secrets/workstation-only.json",
+];
+
+fn world() -> World {
+    let fleet = SshdFleet::start(2);
+    let mut repo = Repo::new(&["workstation"]);
+    let infra = SshKeyPair::generate(fleet.dir.path(), "id_infrastructure", "", None);
+    repo.keys
+        .insert("infrastructure".into(), key_of_ssh(&infra.private));
+    for (i, host) in fleet.hosts.iter().enumerate() {
+        let key = key_of_ssh(&host.host_key.as_ref().unwrap().private);
+        repo.keys.insert(format!("h{i}"), key);
+    }
+    let ws = repo.recipient("workstation").to_owned();
+    let infra_recipient = repo.recipient("infrastructure").to_owned();
+    repo.write(
+        ".sops.yaml",
+        format!(
+            "# Recipients:\n#   workstation    - the operator\n#   infrastructure - shared key\n\
+             keys:\n  - &workstation {ws}\n  - &infrastructure {infra_recipient}\n\
+             creation_rules:\n  - path_regex: secrets/workstation-only\\.json$\n    key_groups:\n      - age:\n          - *workstation\n\
+             \x20 - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n"
+        )
+        .as_bytes(),
+    );
+    for file in FILES {
+        let plain: &[u8] = match crate::rekey_support::sops_type(file) {
+            "yaml" => b"password: hunter2\nnested:\n  token: abc\n",
+            "json" => b"{\"key\": \"value\", \"n\": 1}\n",
+            "dotenv" => b"SSID=home\nPSK=secret\n",
+            _ => b"binary\n",
+        };
+        repo.encrypt(file, plain);
+    }
+    let deploy_path = fleet.dir.path().join("deployed").join("id_infrastructure");
+    fs_err::create_dir_all(deploy_path.parent().unwrap()).unwrap();
+    let mut hosts = String::new();
+    for (i, host) in fleet.hosts.iter().enumerate() {
+        let infra_host = i == 0;
+        hosts.push_str(&format!(
+            "  h{i}:\n    address: {}\n    port: {}\n    host_key_path: {}\n    per_host_recipient: true\n    infrastructure_key: {infra_host}\n    secrets:\n      - secrets/hosts/h{i}/.*\n",
+            host.address,
+            host.port,
+            host.public_key_file().display()
+        ));
+    }
+    let inventory = fleet.dir.path().join("fleet.yaml");
+    fs_err::write(
+        &inventory,
+        format!(
+            "# the test fleet\nsecrets_repo: {}\nrecipients:\n  workstation:\n    recipient: {ws}\n  infrastructure:\n    recipient: {infra_recipient}\n    private_key_file: {}\n    deploy_path: {}\nhosts:\n{hosts}",
+            repo.dir.path().display(),
+            infra.private.display(),
+            deploy_path.display()
+        ),
+    )
+    .unwrap();
+    World {
+        fleet,
+        repo,
+        inventory,
+        deploy_path,
+    }
+}
+
+impl World {
+    /// `hostage --inventory … ARGS… --ssh-config … --known-hosts …` with the workstation key.
+    fn hostage(&self, args: &[&str]) -> std::process::Output {
+        let mut all = vec![
+            "--inventory".to_owned(),
+            self.inventory.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all.extend([
+            "--ssh-config".to_owned(),
+            self.fleet.ssh_config().display().to_string(),
+            "--known-hosts".to_owned(),
+            self.fleet.known_hosts().display().to_string(),
+        ]);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.repo.hostage(&refs, &["workstation"])
+    }
+
+    fn inventory_text(&self) -> String {
+        fs_err::read_to_string(&self.inventory).unwrap()
+    }
+
+    /// Every file of the repo and the inventory.
+    fn state(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+        String,
+    ) {
+        (self.repo.snapshot(), self.inventory_text())
+    }
+}
+
+#[test]
+fn onboarding_gives_the_host_exactly_its_files_records_the_pin_and_is_then_a_noop() {
+    let w = world();
+    let before_config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+
+    // The plan changes nothing.
+    let before = w.state();
+    let out = w.hostage(&["--json", "onboard", "h0", "--trust-new", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json(&out);
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "save-public-key",
+            "add-anchor",
+            "add-rule",
+            "rekey",
+            "deploy-infrastructure-key",
+            "record-pin"
+        ],
+        "{plan:#}"
+    );
+    assert_eq!(w.state(), before, "--dry-run wrote something");
+    assert!(!w.deploy_path.exists());
+
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("sops.age.sshKeyPaths"),
+        "{}",
+        stdout(&out)
+    );
+
+    // .sops.yaml: the anchor and a per-host rule above the catch-all; nothing else changed.
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    let h0 = w.repo.recipient("h0").to_owned();
+    assert!(config.contains(&format!("  - &h0 {h0}\n")), "{config}");
+    let rule = config
+        .find("path_regex: secrets/hosts/h0/.*")
+        .expect(&config);
+    assert!(rule < config.find("path_regex: .*\n").unwrap(), "{config}");
+    assert!(before_config
+        .lines()
+        .all(|l| config.lines().any(|m| m == l)));
+
+    // pubkeys/h0.pub is the host's key; the pin is in the inventory; the key is deployed.
+    let pubkey = fs_err::read_to_string(w.repo.path("pubkeys/h0.pub")).unwrap();
+    let host_pub = fs_err::read_to_string(w.fleet.hosts[0].public_key_file()).unwrap();
+    assert!(host_pub.starts_with(
+        pubkey
+            .split(' ')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .as_str()
+    ));
+    let inventory = w.inventory_text();
+    assert!(
+        inventory.contains(&format!("fingerprint: {}", w.fleet.hosts[0].fingerprint())),
+        "{inventory}"
+    );
+    assert!(inventory.starts_with("# the test fleet\n"));
+    assert!(w.deploy_path.exists(), "the infrastructure key is deployed");
+
+    // sops decides: h0's own key opens exactly its files; the workstation still opens all.
+    for file in FILES {
+        let h0_reads = w.repo.decrypt(file, "h0").is_some();
+        assert_eq!(h0_reads, file.contains("/h0/"), "h0 and {file}");
+        assert!(w.repo.decrypt(file, "workstation").is_some(), "{file}");
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+        assert!(w.repo.decrypt(file, "h1").is_none(), "h1 and {file}");
+    }
+
+    // Again: nothing to do, nothing written.
+    let after = w.state();
+    let deployed = fs_err::read(&w.deploy_path).unwrap();
+    let out = w.hostage(&["onboard", "h0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    assert_eq!(w.state(), after, "a second onboard changed something");
+    assert_eq!(fs_err::read(&w.deploy_path).unwrap(), deployed);
+}
+
+#[test]
+fn a_host_key_that_contradicts_the_expected_fingerprint_changes_nothing() {
+    let w = world();
+    let before = w.state();
+    // A MITM: the fingerprint read on the console is not the key the network shows.
+    let wrong = w.fleet.hosts[0].fingerprint();
+    let out = w.hostage(&["onboard", "h1", "--expect-fingerprint", &wrong]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before);
+    // Unverified (no pin, no known_hosts, no --trust-new): refused as well.
+    let out = w.hostage(&["onboard", "h1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(w.state(), before);
+}
+
+#[test]
+fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
+    let w = world();
+    let out = w.hostage(&["--json", "fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let inventory = w.inventory_text();
+    for host in &w.fleet.hosts {
+        assert!(
+            inventory.contains(&format!("fingerprint: {}", host.fingerprint())),
+            "{inventory}"
+        );
+    }
+    assert!(!w.repo.path("hostage.pins").exists(), "no interim pin file");
+    // Pinned now: without --trust-new the hosts verify by their inventory pins.
+    let out = w.hostage(&["--json", "fetch", "h0", "h1"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        stdout(&out).matches("\"verified_by\":\"pin\"").count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        w.inventory_text(),
+        inventory,
+        "re-verifying rewrote the pins"
+    );
+}
