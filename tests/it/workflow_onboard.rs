@@ -184,6 +184,13 @@ fn onboarding_gives_the_host_exactly_its_files_records_the_pin_and_is_then_a_noo
         .find("path_regex: secrets/hosts/h0/.*")
         .expect(&config);
     assert!(rule < config.find("path_regex: .*\n").unwrap(), "{config}");
+    // Seed style: the host's own rule is the workstation and the host, not the shared key.
+    let block = &config[rule..config[rule..].find("  - path_regex: .*\n").unwrap() + rule];
+    assert!(
+        block.contains("*workstation") && block.contains("*h0"),
+        "{config}"
+    );
+    assert!(!block.contains("*infrastructure"), "{config}");
     assert!(before_config
         .lines()
         .all(|l| config.lines().any(|m| m == l)));

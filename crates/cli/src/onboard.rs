@@ -98,6 +98,7 @@ pub fn run(
     let steps = plan.steps.clone();
     let next_steps = plan.next_steps.clone();
     let warnings = plan.warnings.clone();
+    let exposure = plan.exposure();
     let verified = json!({
         "fingerprint": plan.fetched.fingerprint.as_str(),
         "recipient": plan.fetched.recipient.to_string(),
@@ -115,6 +116,7 @@ pub fn run(
             "verified": verified,
             "steps": steps,
             "outcome": outcome,
+            "exposure": exposure,
             "warnings": warnings,
             "next_steps": next_steps,
         }))?;
@@ -147,6 +149,7 @@ fn print_plan(out: &mut Output, plan: &OnboardPlan, dry_run: bool) -> std::io::R
             },
             "steps": plan.steps,
             "outcome": serde_json::Value::Null,
+            "exposure": plan.exposure(),
             "warnings": plan.warnings,
             "next_steps": plan.next_steps,
         }));
@@ -166,9 +169,28 @@ fn print_plan(out: &mut Output, plan: &OnboardPlan, dry_run: bool) -> std::io::R
         for step in &plan.steps {
             out.line(&format!("  {}", describe(step)))?;
         }
+        print_exposure(out, &plan.exposure())?;
     }
     for step in &plan.next_steps {
         out.line(&format!("next: {step}"))?;
+    }
+    Ok(())
+}
+
+/// Which files recipients taken off could read (their data keys are rotated).
+fn print_exposure(out: &mut Output, exposure: &[hostage_rekey::Exposure]) -> std::io::Result<()> {
+    for exposed in exposure {
+        let who = exposed
+            .recipient
+            .name
+            .clone()
+            .unwrap_or_else(|| exposed.recipient.recipient.clone());
+        let files: Vec<&str> = exposed.files.iter().map(|f| f.path.as_str()).collect();
+        out.line(&format!(
+            "exposure: {who} is taken off {} file(s) it could read (data keys rotated): {}",
+            files.len(),
+            files.join(", ")
+        ))?;
     }
     Ok(())
 }

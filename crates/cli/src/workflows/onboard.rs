@@ -119,6 +119,11 @@ impl OnboardPlan {
     pub fn is_noop(&self) -> bool {
         self.steps.is_empty()
     }
+
+    /// What recipients taken off files could read (the data keys of those files are rotated).
+    pub fn exposure(&self) -> Vec<hostage_rekey::Exposure> {
+        self.rekey.exposure()
+    }
 }
 
 /// What applying did.
@@ -246,12 +251,19 @@ pub fn plan(
         }
         recipients.push(named.reference);
     }
-    if let Some(infra) = infra.as_ref().filter(|_| host.infrastructure_key) {
-        let value = infra.recipient.to_string();
-        recipients.push(RecipientRef {
+    // A host with its own recipient reads its secret paths through it; an infrastructure-only
+    // host through the infrastructure key.
+    let infra_ref = infra.as_ref().map(|i| {
+        let value = i.recipient.to_string();
+        RecipientRef {
             anchor: config.name_of(&value),
             recipient: value,
-        });
+        }
+    });
+    if !host.per_host_recipient && host.infrastructure_key {
+        if let Some(infra_ref) = &infra_ref {
+            recipients.push(infra_ref.clone());
+        }
     }
     for secret in &host.secrets {
         let regex = secret.as_str();
@@ -274,15 +286,26 @@ pub fn plan(
                     },
                 ),
                 None if catch_all_has(&config, &recipient.recipient) => continue,
-                None => (
-                    config
+                None => {
+                    let added = config
                         .add_path_rule(regex, recipient)
-                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?,
-                    Step::AddRule {
-                        path_regex: regex.to_owned(),
-                        recipient: label,
-                    },
-                ),
+                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?;
+                    // The new rule copies the catch-all; a host's own secrets do not go to the
+                    // shared infrastructure key unless that is how the host reads them.
+                    let added = match infra_ref.as_ref().filter(|i| i != &recipient) {
+                        Some(infra_ref) => {
+                            without_recipient(&config_path, &added, regex, infra_ref)?
+                        }
+                        None => added,
+                    };
+                    (
+                        added,
+                        Step::AddRule {
+                            path_regex: regex.to_owned(),
+                            recipient: label,
+                        },
+                    )
+                }
             };
             if new_text != text {
                 steps.push(step);
@@ -293,7 +316,13 @@ pub fn plan(
     }
     let new_config = (text != fs_err::read_to_string(&config_path)?).then_some(text);
 
-    // The files to re-key: those whose only change is gaining this host's recipients.
+    // The files to re-key: those whose rule gives them other recipients now, and those a
+    // stopped onboarding left in its journal; other drift is left to `hostage rekey`.
+    let original = SopsConfig::load(&config_path)?;
+    let state = hostage_rekey::state_dir(repo);
+    let pending: BTreeSet<PathBuf> = Journal::load(&state)?
+        .map(|j| j.files.into_iter().map(|f| f.path).collect())
+        .unwrap_or_default();
     let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
     let full = hostage_rekey::plan(
@@ -315,12 +344,7 @@ pub fn plan(
                 file.reason.unwrap_or_default()
             ),
             Action::Rewrap | Action::Rotate => {
-                let only_ours = !file.removes()
-                    && file
-                        .groups
-                        .iter()
-                        .all(|g| g.added.iter().all(|r| ours.contains(&r.recipient)));
-                if only_ours {
+                if pending.contains(&file.path) || rule_changed(&original, &config, &file.path) {
                     files.push(file);
                 } else {
                     warnings.push(format!(
@@ -398,6 +422,49 @@ pub fn plan(
         deploy,
         options: options.clone(),
     })
+}
+
+/// `text` with `recipient` taken out of the rule for `regex` (when it is there).
+fn without_recipient(
+    config_path: &Path,
+    text: &str,
+    regex: &str,
+    recipient: &RecipientRef,
+) -> anyhow::Result<String> {
+    let config = SopsConfig::parse(config_path, text)?;
+    let Some(rule) = config
+        .rules()
+        .iter()
+        .find(|r| r.path_regex.as_deref() == Some(regex))
+    else {
+        return Ok(text.to_owned());
+    };
+    let present = rule
+        .key_groups
+        .iter()
+        .any(|g| g.iter().any(|e| e.recipient == recipient.recipient));
+    if !present {
+        return Ok(text.to_owned());
+    }
+    let name = recipient.anchor.as_deref().unwrap_or(&recipient.recipient);
+    Ok(config.remove_recipient(&RuleSelector::Indices(vec![rule.index]), name)?)
+}
+
+/// Whether the rule sops picks for `file` gives it other recipients in `new` than in `old`.
+fn rule_changed(old: &SopsConfig, new: &SopsConfig, file: &Path) -> bool {
+    let groups = |config: &SopsConfig| {
+        config.rule_for(file).ok().map(|(_, rule)| {
+            rule.key_groups
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|e| e.recipient.clone())
+                        .collect::<BTreeSet<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    groups(old) != groups(new)
 }
 
 /// Whether the first catch-all rule already gives every file it catches to `recipient`.
@@ -522,6 +589,13 @@ pub fn apply(
     if let Some(previous) = Journal::load(&state)? {
         previous.clean_temp_files();
     }
+    // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
+    // files to finish (the rule edit alone no longer shows them once it is on disk).
+    if !plan.rekey.files.is_empty() {
+        let mut journal = Journal::from_plan(&plan.rekey);
+        journal.exposure = plan.rekey.exposure();
+        journal.save(&state)?;
+    }
     for step in &plan.steps {
         progress(step);
         match step {
@@ -557,8 +631,6 @@ pub fn apply(
                     &plan.rekey.recipients_to_open(),
                     passphrases,
                 );
-                let journal = Journal::from_plan(&plan.rekey);
-                journal.save(&state)?;
                 let report = hostage_rekey::apply(
                     &plan.rekey,
                     &identities,
