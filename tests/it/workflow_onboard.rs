@@ -166,6 +166,10 @@ fn onboarding_gives_the_host_exactly_its_files_records_the_pin_and_is_then_a_noo
         "{plan:#}"
     );
     assert_eq!(w.state(), before, "--dry-run wrote something");
+    // h0's files move from the catch-all to h0's own rule: the shared key is taken off them.
+    let exposed = &plan["exposure"][0];
+    assert_eq!(exposed["recipient"]["name"], "infrastructure", "{plan:#}");
+    assert_eq!(exposed["files"].as_array().unwrap().len(), 2, "{plan:#}");
     assert!(!w.deploy_path.exists());
 
     let out = w.hostage(&["onboard", "h0", "--trust-new"]);

@@ -12,6 +12,7 @@
 mod bench;
 mod bench_fleet;
 mod bench_rekey;
+mod demo;
 
 use std::path::{Path, PathBuf};
 
@@ -189,10 +190,10 @@ fn make_executable(path: &Path) -> anyhow::Result<()> {
 }
 
 fn demo() -> anyhow::Result<()> {
-    bail!(
-        "not built yet: the demo runs the onboarding, rotation and re-key workflows, which land with \
-         the workflows issue; today `cargo xtask test` and `hostage convert` work"
-    )
+    check_tools()?;
+    let sops = provision_sops()?;
+    run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
+    demo::demo(&sops, &workspace_root().join("target/debug/hostage"))
 }
 
 fn bench() -> anyhow::Result<()> {

@@ -125,6 +125,7 @@ pub fn run(
             "onboarded {host}: {} change(s) applied",
             steps.len()
         ))?;
+        print_exposure(out, &exposure)?;
         for step in &next_steps {
             out.line(&format!("next: {step}"))?;
         }
