@@ -236,6 +236,21 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
         failures.push("a second onboard changed the secrets repo".into());
     }
 
+    step("hostage status: no drift left, and who reads what according to the files' metadata");
+    let mut all: Vec<String> = vec!["--inventory".into(), inventory.display().to_string()];
+    all.push("status".into());
+    println!("$ hostage {}", all.join(" "));
+    let output = duct::cmd(hostage, &all)
+        .dir(&work)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+    print!("{}", indent(&String::from_utf8_lossy(&output.stdout)));
+    if !output.status.success() {
+        failures.push("hostage status found drift after onboarding every host".into());
+    }
+
     step(".sops.yaml, before → after");
     print!("{}", indent(&git(&["diff", "--", ".sops.yaml"])?));
 

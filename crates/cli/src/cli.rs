@@ -49,6 +49,9 @@ pub enum Command {
     /// Bring an inventory host into the secrets repo: verify its key, add its recipient, re-key.
     Onboard(crate::onboard::OnboardArgs),
 
+    /// The fleet on one screen: hosts, pins, recipients, drift, who can read what.
+    Status(crate::status::StatusArgs),
+
     /// Re-key every sops file so it has exactly the recipients .sops.yaml gives it.
     #[command(after_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),

@@ -1,0 +1,147 @@
+//! `hostage status`: the fleet on one screen (or as one JSON document).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hostage_remote::FleetOptions;
+
+use crate::output::Output;
+use crate::workflows::status::{status, Status};
+use crate::workflows::FleetInventory;
+
+/// Exit code when something drifted.
+const EXIT_DRIFT: u8 = 3;
+
+/// `hostage status`: hosts, recipients, drift and who can read what.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage status\n  \
+    hostage status --online --known-hosts ~/.ssh/known_hosts\n  \
+    hostage --json status | jq .drift\n\n\
+    Needs no private key: file recipients are read from their sops metadata. A host reads a file\n\
+    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\n\
+    Exit codes: 0 everything agrees, 1 error, 3 drift found (listed with what to run).")]
+pub struct StatusArgs {
+    /// Also reach every host and verify its key (nothing is recorded).
+    #[arg(long)]
+    pub online: bool,
+    /// known_hosts file to trust instead of ssh's defaults (with --online).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config to use instead of ~/.ssh/config (with --online).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds allowed per host (with --online).
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+/// Runs `hostage status`.
+pub fn run(
+    args: &StatusArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let inventory = FleetInventory::find(inventory)?.with_context(|| {
+        format!(
+            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
+            crate::workflows::DEFAULT_INVENTORY
+        )
+    })?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let online = args.online.then(|| FleetOptions {
+        ssh_config: args.ssh_config.as_ref().map(absolute),
+        known_hosts: args.known_hosts.as_ref().map(absolute),
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        ..FleetOptions::default()
+    });
+    let status = status(&inventory, online)?;
+    if out.json() {
+        out.json_value(&status)?;
+    } else {
+        print_text(out, &status)?;
+    }
+    Ok(if status.drift.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DRIFT)
+    })
+}
+
+fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
+    out.line(&format!("secrets repo: {}", status.secrets_repo))?;
+    out.line("")?;
+    out.line("hosts:")?;
+    for host in &status.hosts {
+        let role = match (host.per_host_recipient, host.infrastructure_key) {
+            (true, true) => "own key + infrastructure",
+            (true, false) => "own key",
+            (false, true) => "infrastructure",
+            (false, false) => "no recipient",
+        };
+        out.line(&format!(
+            "  {:<14} {:<26} pin {:<52} {}{}",
+            host.name,
+            role,
+            host.pin.as_deref().unwrap_or("-"),
+            if host.in_sops_config || !host.per_host_recipient {
+                "onboarded"
+            } else {
+                "NOT onboarded"
+            },
+            host.online
+                .as_deref()
+                .map(|o| format!(", online: {o}"))
+                .unwrap_or_default()
+        ))?;
+    }
+    out.line("")?;
+    out.line("recipients (.sops.yaml anchors):")?;
+    for (name, recipient) in &status.recipients {
+        out.line(&format!("  {name:<14} {recipient}"))?;
+    }
+    out.line("")?;
+    out.line("who can read what (✓ reads; the action is what `hostage rekey` would do):")?;
+    let mut columns = vec!["workstation".to_owned()];
+    columns.extend(status.hosts.iter().map(|h| h.name.clone()));
+    let width = status
+        .files
+        .iter()
+        .map(|f| f.path.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut header = format!("  {:<width$}  {:<9}", "file", "action");
+    for column in &columns {
+        header.push_str(&format!(" {column:>12}"));
+    }
+    out.line(&header)?;
+    for file in &status.files {
+        let action = serde_json::to_value(file.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let mut line = format!("  {:<width$}  {action:<9}", file.path);
+        for column in &columns {
+            let mark = if file.readers.contains(column) {
+                "✓"
+            } else {
+                "·"
+            };
+            line.push_str(&format!(" {mark:>12}"));
+        }
+        out.line(&line)?;
+    }
+    out.line("")?;
+    if status.drift.is_empty() {
+        out.line("no drift: the inventory, .sops.yaml and the files agree")?;
+    } else {
+        out.line(&format!("drift ({}):", status.drift.len()))?;
+        for item in &status.drift {
+            out.line(&format!("  - {item}"))?;
+        }
+    }
+    Ok(())
+}

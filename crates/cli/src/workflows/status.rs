@@ -1,0 +1,244 @@
+//! `status`: one look at the fleet. Hosts (pinned? onboarded? reachable with `--online`), the
+//! recipients, drift between the inventory, `.sops.yaml` and the files (through the re-key
+//! planner, so no private key is needed), and who can read which file.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hostage_rekey::{Action, PlanOptions, Rotate};
+use hostage_remote::FleetOptions;
+use hostage_sops::rules::SopsConfig;
+use serde::Serialize;
+
+use super::fleet_inventory::NoPins;
+use super::FleetInventory;
+
+/// One host as the inventory, the repo and (with `--online`) the host itself see it.
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    /// Inventory name.
+    pub name: String,
+    /// The pinned fingerprint, when verified.
+    pub pin: Option<String>,
+    /// The pinned recipient.
+    pub recipient: Option<String>,
+    /// Whether it gets its own recipient.
+    pub per_host_recipient: bool,
+    /// Whether it receives the infrastructure key.
+    pub infrastructure_key: bool,
+    /// `.sops.yaml` has the host's anchor with the pinned recipient.
+    pub in_sops_config: bool,
+    /// `pubkeys/<host>.pub` exists.
+    pub public_key_saved: bool,
+    /// With `--online`: `ok` (verified), or why not.
+    pub online: Option<String>,
+}
+
+/// One sops file: what the planner says, and who can read it now.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    /// Relative to the secrets repo.
+    pub path: String,
+    /// `unchanged`, `rewrap`, `rotate` or `error` against `.sops.yaml`.
+    pub action: Action,
+    /// Names that can read it now: `workstation`, `infrastructure`, hosts.
+    pub readers: Vec<String>,
+}
+
+/// The whole picture.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The secrets repo.
+    pub secrets_repo: String,
+    /// Hosts in inventory order.
+    pub hosts: Vec<HostStatus>,
+    /// Named recipients of `.sops.yaml` (anchor → key).
+    pub recipients: Vec<(String, String)>,
+    /// Everything that disagrees, one sentence each, with what to run.
+    pub drift: Vec<String>,
+    /// Every sops file.
+    pub files: Vec<FileStatus>,
+}
+
+/// Computes the status; with `online`, every host is also reached and verified (nothing is
+/// recorded).
+pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> anyhow::Result<Status> {
+    let inv = &inventory.inventory;
+    let repo = &inv.secrets_repo;
+    let config = SopsConfig::load(&repo.join(".sops.yaml"))?;
+    let named = config.named_recipients();
+    let mut drift = Vec::new();
+
+    let online_results = match online {
+        Some(options) => {
+            let targets = inv.hosts.iter().map(FleetInventory::target).collect();
+            let options = FleetOptions {
+                dry_run: true,
+                timeout: options.timeout.max(Duration::from_secs(1)),
+                ..options
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Some(runtime.block_on(hostage_remote::fetch(
+                targets,
+                &options,
+                &mut NoPins,
+                &|_| {},
+            ))?)
+        }
+        None => None,
+    };
+
+    let mut hosts = Vec::new();
+    for (index, host) in inv.hosts.iter().enumerate() {
+        let name = host.name.as_str();
+        let pin = host.pin.as_ref();
+        let anchor = named.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+        let in_sops_config = match (pin, anchor) {
+            (Some(pin), Some(value)) => *value == pin.recipient.to_string(),
+            _ => false,
+        };
+        let public_key_saved = repo.join(format!("pubkeys/{name}.pub")).is_file();
+        match (pin, anchor) {
+            (None, _) => drift.push(format!(
+                "{name} has no pin: run `hostage onboard {name}` (or `hostage fetch {name}`)"
+            )),
+            (Some(_), None) if host.per_host_recipient => drift.push(format!(
+                "{name} is not in .sops.yaml: run `hostage onboard {name}`"
+            )),
+            (Some(pin), Some(value)) if *value != pin.recipient.to_string() => drift.push(format!(
+                "{name}: .sops.yaml has {value} but the pin says {}: run `hostage rotate {name}` if the host was rebuilt",
+                pin.recipient
+            )),
+            _ => {}
+        }
+        if pin.is_some() && !public_key_saved {
+            drift.push(format!(
+                "pubkeys/{name}.pub is missing: run `hostage onboard {name}`"
+            ));
+        }
+        let online = online_results
+            .as_ref()
+            .and_then(|r| r.get(index))
+            .map(|r| match &r.outcome {
+                Ok(fetched) => {
+                    if pin.is_some_and(|p| p.fingerprint.as_str() != fetched.fingerprint.as_str()) {
+                        drift.push(format!("{name} shows another host key than its pin"));
+                    }
+                    format!("ok ({})", fetched.verified_by)
+                }
+                Err(e) => format!("{}: {e}", e.kind()),
+            });
+        hosts.push(HostStatus {
+            name: name.to_owned(),
+            pin: pin.map(|p| p.fingerprint.to_string()),
+            recipient: pin.map(|p| p.recipient.to_string()),
+            per_host_recipient: host.per_host_recipient,
+            infrastructure_key: host.infrastructure_key,
+            in_sops_config,
+            public_key_saved,
+            online,
+        });
+    }
+    for (role, recipient) in [
+        ("workstation", inv.workstation.as_ref().map(|w| w.recipient)),
+        (
+            "infrastructure",
+            inv.infrastructure.as_ref().map(|i| i.recipient),
+        ),
+    ] {
+        if let Some(recipient) = recipient {
+            if config.name_of(&recipient.to_string()).is_none()
+                && !config.rules().iter().any(|r| {
+                    r.key_groups
+                        .iter()
+                        .flatten()
+                        .any(|e| e.recipient == recipient.to_string())
+                })
+            {
+                drift.push(format!(
+                    "the inventory's {role} recipient {recipient} is nowhere in .sops.yaml"
+                ));
+            }
+        }
+    }
+
+    // Files: the planner says which lag behind .sops.yaml; their current recipients say who
+    // can read them today.
+    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
+    let plan = hostage_rekey::plan(
+        &config,
+        &candidates,
+        &PlanOptions {
+            rotate: Rotate::Yes,
+            threads: hostage_rekey::default_threads(),
+        },
+        &|| {},
+    );
+    let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
+    let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
+    let mut files = Vec::new();
+    let mut lagging = 0;
+    for file in &plan.files {
+        if matches!(file.action, Action::Rewrap | Action::Rotate) {
+            lagging += 1;
+        }
+        if file.action == Action::Error {
+            drift.push(format!(
+                "{}: {}",
+                file.display,
+                file.reason.clone().unwrap_or_default()
+            ));
+        }
+        let current: BTreeSet<&str> = file
+            .current_recipients()
+            .map(|r| r.recipient.as_str())
+            .collect();
+        let mut readers = Vec::new();
+        if workstation.as_deref().is_some_and(|w| current.contains(w)) {
+            readers.push("workstation".to_owned());
+        }
+        if infra.as_deref().is_some_and(|i| current.contains(i)) {
+            readers.push("infrastructure".to_owned());
+        }
+        for host in &inv.hosts {
+            let own = host
+                .pin
+                .as_ref()
+                .is_some_and(|p| current.contains(p.recipient.to_string().as_str()));
+            let shared =
+                host.infrastructure_key && infra.as_deref().is_some_and(|i| current.contains(i));
+            if own || shared {
+                readers.push(host.name.as_str().to_owned());
+            }
+            let should = host
+                .secrets
+                .iter()
+                .any(|s| regex::Regex::new(s.as_str()).is_ok_and(|r| r.is_match(&file.display)));
+            if should && !(own || shared) && file.action != Action::Error {
+                drift.push(format!(
+                    "{} cannot read {} (one of its secret paths): run `hostage onboard {}`",
+                    host.name, file.display, host.name
+                ));
+            }
+        }
+        files.push(FileStatus {
+            path: file.display.clone(),
+            action: file.action,
+            readers,
+        });
+    }
+    if lagging > 0 {
+        drift.push(format!(
+            "{lagging} file(s) lag behind .sops.yaml: run `hostage rekey --dry-run`, then `hostage rekey`"
+        ));
+    }
+    Ok(Status {
+        secrets_repo: repo.display().to_string(),
+        hosts,
+        recipients: named,
+        drift,
+        files,
+    })
+}
