@@ -353,3 +353,93 @@ fn status_shows_drift_until_every_host_is_onboarded_then_who_reads_what() {
         );
     }
 }
+
+#[test]
+fn rotating_a_rebuilt_host_replaces_its_recipient_and_locks_the_old_key_out() {
+    let mut w = world();
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // h0 is rebuilt: same name, a new machine with a new host key.
+    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
+    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
+    let text = w
+        .inventory_text()
+        .replace(
+            &format!(
+                "address: {}\n    port: {}\n",
+                old_host.address, old_host.port
+            ),
+            &format!(
+                "address: {}\n    port: {}\n",
+                new_host.address, new_host.port
+            ),
+        )
+        .replace(
+            &old_host.public_key_file().display().to_string(),
+            &new_host.public_key_file().display().to_string(),
+        );
+    fs_err::write(&w.inventory, text).unwrap();
+    let new_key = key_of_ssh(&new_host.host_key.as_ref().unwrap().private);
+    let new_fingerprint = new_host.fingerprint();
+    w.repo.keys.insert("h0-new".into(), new_key.clone());
+
+    // Without --expect-fingerprint and no terminal to ask on: refused, nothing changed.
+    let before = w.state();
+    let out = w.hostage(&["rotate", "h0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("--expect-fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before);
+
+    let out = w.hostage(&[
+        "--json",
+        "rotate",
+        "h0",
+        "--expect-fingerprint",
+        &new_fingerprint,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    let exposed = doc["exposure"].to_string();
+    assert!(exposed.contains("secrets/hosts/h0/db.yaml"), "{doc:#}");
+
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains(&format!("&h0 {}", new_key.recipient)),
+        "{config}"
+    );
+    assert!(!config.contains(w.repo.recipient("h0")), "{config}");
+    for file in FILES {
+        let mine = file.contains("/h0/");
+        assert_eq!(
+            w.repo.decrypt(file, "h0-new").is_some(),
+            mine,
+            "new key and {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "h0").is_none(),
+            "the old key still opens {file}"
+        );
+        assert!(w.repo.decrypt(file, "workstation").is_some(), "{file}");
+    }
+    assert!(w
+        .inventory_text()
+        .contains(&format!("fingerprint: {new_fingerprint}")));
+    let pubkey = fs_err::read_to_string(w.repo.path("pubkeys/h0.pub")).unwrap();
+    let new_pub = fs_err::read_to_string(new_host_pub(&w, index)).unwrap();
+    assert!(new_pub.starts_with(&pubkey.split(' ').take(2).collect::<Vec<_>>().join(" ")));
+
+    // Again: the pin matches, nothing to do.
+    let after = w.state();
+    let out = w.hostage(&["rotate", "h0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(w.state(), after);
+}
+
+fn new_host_pub(w: &World, index: usize) -> std::path::PathBuf {
+    w.fleet.hosts[index].public_key_file()
+}

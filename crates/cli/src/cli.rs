@@ -49,6 +49,9 @@ pub enum Command {
     /// Bring an inventory host into the secrets repo: verify its key, add its recipient, re-key.
     Onboard(crate::onboard::OnboardArgs),
 
+    /// A host has a new identity: replace its recipient everywhere and rotate its files' keys.
+    Rotate(crate::rotate::RotateArgs),
+
     /// The fleet on one screen: hosts, pins, recipients, drift, who can read what.
     Status(crate::status::StatusArgs),
 

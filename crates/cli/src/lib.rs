@@ -11,6 +11,7 @@ pub mod onboard;
 pub mod output;
 pub mod passphrase;
 pub mod rekey;
+pub mod rotate;
 pub mod status;
 pub mod workflows;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => fleet::run_deploy(args, cli.json, cli.inventory.as_deref())?,
         Command::Rekey(args) => rekey::run(args, &mut out)?,
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();

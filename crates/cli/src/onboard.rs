@@ -134,11 +134,15 @@ pub fn run(
 }
 
 #[allow(clippy::print_stderr)]
-fn progress(text: &str) {
+pub(crate) fn progress(text: &str) {
     eprintln!("  {text}");
 }
 
-fn print_plan(out: &mut Output, plan: &OnboardPlan, dry_run: bool) -> std::io::Result<()> {
+pub(crate) fn print_plan(
+    out: &mut Output,
+    plan: &OnboardPlan,
+    dry_run: bool,
+) -> std::io::Result<()> {
     if out.json() {
         return out.json_value(&json!({
             "host": plan.host,
@@ -179,7 +183,10 @@ fn print_plan(out: &mut Output, plan: &OnboardPlan, dry_run: bool) -> std::io::R
 }
 
 /// Which files recipients taken off could read (their data keys are rotated).
-fn print_exposure(out: &mut Output, exposure: &[hostage_rekey::Exposure]) -> std::io::Result<()> {
+pub(crate) fn print_exposure(
+    out: &mut Output,
+    exposure: &[hostage_rekey::Exposure],
+) -> std::io::Result<()> {
     for exposed in exposure {
         let who = exposed
             .recipient
@@ -197,7 +204,7 @@ fn print_exposure(out: &mut Output, exposure: &[hostage_rekey::Exposure]) -> std
 }
 
 /// One line for a step.
-fn describe(step: &Step) -> String {
+pub(crate) fn describe(step: &Step) -> String {
     match step {
         Step::SavePublicKey { path } => format!("save the host key to {path}"),
         Step::AddAnchor { name, recipient } => {
@@ -216,6 +223,9 @@ fn describe(step: &Step) -> String {
             target,
             fingerprint,
         } => format!("deploy the infrastructure key {fingerprint} to {target}"),
+        Step::ReplaceRecipient { name, old, new } => {
+            format!("replace {name}'s recipient {old} with {new} in .sops.yaml")
+        }
         Step::RecordPin {
             fingerprint,
             recipient: _,

@@ -82,6 +82,15 @@ pub enum Step {
         /// The key's fingerprint.
         fingerprint: String,
     },
+    /// Replace the host's old recipient with its new one everywhere in `.sops.yaml`.
+    ReplaceRecipient {
+        /// The host.
+        name: String,
+        /// The recipient being retired.
+        old: String,
+        /// Its replacement.
+        new: String,
+    },
     /// Record the verified host-key pin in the inventory.
     RecordPin {
         /// The host key's fingerprint.
@@ -105,13 +114,13 @@ pub struct OnboardPlan {
     pub warnings: Vec<String>,
     /// What to do next, outside hostage (the host's NixOS config).
     pub next_steps: Vec<String>,
-    target: HostTarget,
-    config_path: PathBuf,
-    public_key: Option<(PathBuf, String)>,
-    new_config: Option<String>,
-    rekey: Plan,
-    deploy: Option<(InfrastructureKey, DeployOptions)>,
-    options: OnboardOptions,
+    pub(crate) target: HostTarget,
+    pub(crate) config_path: PathBuf,
+    pub(crate) public_key: Option<(PathBuf, String)>,
+    pub(crate) new_config: Option<String>,
+    pub(crate) rekey: Plan,
+    pub(crate) deploy: Option<(InfrastructureKey, DeployOptions)>,
+    pub(crate) options: OnboardOptions,
 }
 
 impl OnboardPlan {
@@ -137,14 +146,14 @@ pub struct OnboardOutcome {
     pub pin_recorded: bool,
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn fleet_options(options: &OnboardOptions, dry_run: bool) -> FleetOptions {
+pub(crate) fn fleet_options(options: &OnboardOptions, dry_run: bool) -> FleetOptions {
     FleetOptions {
         ssh_config: options.ssh_config.clone(),
         known_hosts: options.known_hosts.clone(),
@@ -451,7 +460,7 @@ fn without_recipient(
 }
 
 /// Whether the rule sops picks for `file` gives it other recipients in `new` than in `old`.
-fn rule_changed(old: &SopsConfig, new: &SopsConfig, file: &Path) -> bool {
+pub(crate) fn rule_changed(old: &SopsConfig, new: &SopsConfig, file: &Path) -> bool {
     let groups = |config: &SopsConfig| {
         config.rule_for(file).ok().map(|(_, rule)| {
             rule.key_groups
@@ -502,7 +511,7 @@ fn is_sops_file(path: &Path) -> bool {
 }
 
 /// The NixOS settings the host needs to decrypt with what onboarding set up.
-fn next_steps(host: &Host, deploy_path: Option<&str>) -> Vec<String> {
+pub(crate) fn next_steps(host: &Host, deploy_path: Option<&str>) -> Vec<String> {
     let mut paths = Vec::new();
     if host.per_host_recipient {
         let private = host
@@ -529,7 +538,7 @@ fn next_steps(host: &Host, deploy_path: Option<&str>) -> Vec<String> {
 }
 
 /// Verifies the host; with a deploy, through a dry-run deploy that also says what it would do.
-fn verify(
+pub(crate) fn verify(
     target: &HostTarget,
     options: &OnboardOptions,
     deploy: Option<&(InfrastructureKey, DeployOptions)>,
@@ -608,7 +617,10 @@ pub fn apply(
                 }
             }
             // The rule edits are written together, once, with the last of them.
-            Step::AddAnchor { .. } | Step::AddToRule { .. } | Step::AddRule { .. } => {
+            Step::AddAnchor { .. }
+            | Step::AddToRule { .. }
+            | Step::AddRule { .. }
+            | Step::ReplaceRecipient { .. } => {
                 if let Some(text) = &plan.new_config {
                     if fs_err::read_to_string(&plan.config_path)? != *text {
                         hostage_atomic::write(&plan.config_path, text.as_bytes())?;

@@ -1,0 +1,145 @@
+//! `hostage rotate HOST`: a host with a new identity gets a new recipient; files are rotated.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hostage_remote::Fingerprint;
+use serde_json::json;
+
+use crate::onboard::{describe, print_exposure, print_plan, progress};
+use crate::output::{self, Output};
+use crate::passphrase::CliPassphrases;
+use crate::workflows::onboard::{self, OnboardOptions};
+use crate::workflows::{rotate, FleetInventory};
+
+/// `hostage rotate`: replace a rebuilt or compromised host's recipient everywhere.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage rotate gnomeregan --expect-fingerprint SHA256:…   # the new key, read on the console\n  \
+    hostage rotate gnomeregan --dry-run\n\n\
+    The host's key must differ from its pin. It is trusted through --expect-fingerprint, or a\n\
+    yes on the terminal after the fingerprint is shown. The old recipient is replaced everywhere\n\
+    in .sops.yaml, every file it could open gets a new data key (the exposure report lists them:\n\
+    change those credentials), the infrastructure key is deployed again to an infrastructure\n\
+    host, and pubkeys/HOST.pub and the pin are updated.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct RotateArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The new host key's fingerprint (else you are asked on the terminal).
+    #[arg(long, value_name = "SHA256:…")]
+    pub expect_fingerprint: Option<String>,
+    /// known_hosts file to trust instead of ssh's defaults.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds allowed per SSH connection.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Extra identity to open the files (the inventory's workstation identity is used).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Read the SSH identity's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Runs `hostage rotate`.
+pub fn run(
+    args: &RotateArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut inventory = FleetInventory::find(inventory)?.with_context(|| {
+        format!(
+            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
+            crate::workflows::DEFAULT_INVENTORY
+        )
+    })?;
+    let expect_fingerprint = args
+        .expect_fingerprint
+        .as_deref()
+        .map(Fingerprint::parse)
+        .transpose()?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let options = OnboardOptions {
+        ssh_config: args.ssh_config.as_ref().map(absolute),
+        known_hosts: args.known_hosts.as_ref().map(absolute),
+        expect_fingerprint,
+        trust_new: false,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        identities: args.identities.clone(),
+    };
+    let host_name = args.host.clone();
+    let mut confirm = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "{host_name} shows a new key {}: pass --expect-fingerprint with the fingerprint read on its console (nothing was changed)",
+                fetched.fingerprint
+            );
+        }
+        eprint_prompt(&format!(
+            "{host_name} now shows host key {} ({}). Is this the key you expect? [y/N] ",
+            fetched.fingerprint, fetched.recipient
+        ));
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    };
+    let plan = rotate::plan(&inventory, &args.host, &options, &mut confirm)?;
+    if !out.json() {
+        for warning in &plan.warnings {
+            output::warn(warning);
+        }
+    }
+    if args.dry_run || plan.is_noop() {
+        print_plan(out, &plan, args.dry_run)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let json = out.json();
+    let host = plan.host.clone();
+    let steps = plan.steps.clone();
+    let next_steps = plan.next_steps.clone();
+    let exposure = plan.exposure();
+    let fingerprint = plan.fetched.fingerprint.to_string();
+    let recipient = plan.fetched.recipient.to_string();
+    let outcome = onboard::apply(&mut inventory, plan, &mut passphrases, &|step| {
+        if !json {
+            progress(&describe(step));
+        }
+    })?;
+    if json {
+        out.json_value(&json!({
+            "host": host,
+            "mode": "apply",
+            "verified": {"fingerprint": fingerprint, "recipient": recipient},
+            "steps": steps,
+            "outcome": outcome,
+            "exposure": exposure,
+            "next_steps": next_steps,
+        }))?;
+    } else {
+        out.line(&format!("rotated {host} to {fingerprint} ({recipient})"))?;
+        print_exposure(out, &exposure)?;
+        for step in &next_steps {
+            out.line(&format!("next: {step}"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::print_stderr)]
+fn eprint_prompt(text: &str) {
+    eprint!("{text}");
+    let _ = std::io::stderr().flush();
+}

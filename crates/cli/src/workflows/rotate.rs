@@ -1,0 +1,202 @@
+//! `rotate HOST`: the host has a new identity (rebuilt or compromised). The new key is fetched
+//! and must differ from the pin; it is trusted only through `--expect-fingerprint` or the
+//! caller's confirmation. The plan replaces the old recipient everywhere in `.sops.yaml`, rotates
+//! the data key of every file the old key could open (with the exposure report), re-deploys the
+//! infrastructure key to an infrastructure host, and updates `pubkeys/` and the pin. It is applied
+//! by [`super::onboard::apply`]: the same steps, the same lock and journal.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use hostage_rekey::{Action, Journal, Plan, PlanOptions, Rotate};
+use hostage_remote::{DeployAction, DeployOptions, FetchedHost};
+use hostage_sops::rules::SopsConfig;
+
+use super::onboard::{
+    infrastructure_key, next_steps, rule_changed, verify, OnboardOptions, OnboardPlan, Step,
+};
+use super::FleetInventory;
+
+/// Plans the rotation of `name`'s host key. `confirm` is asked about the new key when no
+/// `--expect-fingerprint` vouches for it; answering no stops with nothing changed.
+pub fn plan(
+    inventory: &FleetInventory,
+    name: &str,
+    options: &OnboardOptions,
+    confirm: &mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>,
+) -> anyhow::Result<OnboardPlan> {
+    let host = inventory.host(name)?.clone();
+    let Some(old_pin) = host.pin.clone() else {
+        bail!("{name} has no pin yet, so there is no identity to rotate: run `hostage onboard {name}`");
+    };
+    let mut target = FleetInventory::target(&host);
+    let mut verify_options = options.clone();
+    match &options.expect_fingerprint {
+        Some(fp) => target.pin = Some(fp.clone()),
+        None => {
+            // The old pin would refuse the new key; the operator vouches for it below instead.
+            target.pin = None;
+            verify_options.trust_new = true;
+        }
+    }
+    let infra = inventory.inventory.infrastructure.clone();
+    let deploy = match (&infra, host.infrastructure_key) {
+        (Some(infra), true) => Some((
+            infrastructure_key(inventory)?,
+            DeployOptions {
+                target: infra.deploy_path.clone(),
+                owner: None,
+                replace: false,
+            },
+        )),
+        _ => None,
+    };
+    let (fetched, deploy_action) = verify(&target, &verify_options, deploy.as_ref())?;
+    let repo = &inventory.inventory.secrets_repo;
+    let config_path = repo.join(".sops.yaml");
+    let unchanged = fetched.fingerprint.as_str() == old_pin.fingerprint.as_str();
+    if !unchanged && options.expect_fingerprint.is_none() && !confirm(&fetched)? {
+        bail!("the new key of {name} was not confirmed; nothing was changed");
+    }
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    let state = hostage_rekey::state_dir(repo);
+    let pending: BTreeSet<PathBuf> = Journal::load(&state)?
+        .map(|j| j.files.into_iter().map(|f| f.path).collect())
+        .unwrap_or_default();
+    if unchanged && pending.is_empty() {
+        warnings.push(format!(
+            "{name} still shows its pinned key {}: nothing to rotate",
+            old_pin.fingerprint
+        ));
+    }
+
+    // pubkeys/<host>.pub
+    let pub_rel = format!("pubkeys/{name}.pub");
+    let pub_path = repo.join(&pub_rel);
+    let pub_text = format!("{} {name}\n", fetched.key.to_openssh());
+    let public_key = if fs_err::read_to_string(&pub_path).ok().as_deref() == Some(pub_text.as_str())
+    {
+        None
+    } else {
+        steps.push(Step::SavePublicKey { path: pub_rel });
+        Some((pub_path, pub_text))
+    };
+
+    // .sops.yaml: the old recipient becomes the new one wherever it is written.
+    let original = SopsConfig::load(&config_path)?;
+    let old = old_pin.recipient.to_string();
+    let mut config = SopsConfig::parse(&config_path, original.text())?;
+    let mut new_config = None;
+    if !unchanged && original.text().contains(&old) {
+        let text = original
+            .replace_recipient(&old, &fetched.recipient)
+            .with_context(|| format!("cannot replace {name}'s recipient in .sops.yaml"))?;
+        steps.push(Step::ReplaceRecipient {
+            name: name.to_owned(),
+            old: old.clone(),
+            new: fetched.recipient.to_string(),
+        });
+        config = SopsConfig::parse(&config_path, &text)?;
+        new_config = Some(text);
+    }
+
+    // Every file the old key could open, and every file whose rule changed, gets a new data key.
+    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
+    let full = hostage_rekey::plan(
+        &config,
+        &candidates,
+        &PlanOptions {
+            rotate: Rotate::Yes,
+            threads: hostage_rekey::default_threads(),
+        },
+        &|| {},
+    );
+    let mut files = Vec::new();
+    for file in full.files {
+        match file.action {
+            Action::Unchanged => {}
+            Action::Error => bail!(
+                "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
+                file.display,
+                file.reason.unwrap_or_default()
+            ),
+            Action::Rewrap | Action::Rotate => {
+                let had_old = file.current_recipients().any(|r| r.recipient == old);
+                if had_old
+                    || pending.contains(&file.path)
+                    || rule_changed(&original, &config, &file.path)
+                {
+                    files.push(file);
+                } else {
+                    warnings.push(format!(
+                        "{} lags behind .sops.yaml for reasons other than {name}; left to `hostage rekey`",
+                        file.display
+                    ));
+                }
+            }
+        }
+    }
+    if !files.is_empty() {
+        steps.push(Step::Rekey {
+            files: files.iter().map(|f| f.display.clone()).collect(),
+        });
+    }
+    let rekey = Plan {
+        config: config_path.clone(),
+        files,
+        skipped: 0,
+    };
+
+    let deploy = match (deploy, deploy_action) {
+        (Some((key, deploy_options)), Some(action)) => match action {
+            DeployAction::Unchanged => None,
+            DeployAction::WouldReplace { old } => bail!(
+                "{name} has another key ({old}) at {}: run `hostage rotate-infra`, or remove it",
+                deploy_options.target
+            ),
+            _ => {
+                steps.push(Step::DeployInfrastructureKey {
+                    target: deploy_options.target.clone(),
+                    fingerprint: key.fingerprint().to_string(),
+                });
+                Some((key, deploy_options))
+            }
+        },
+        _ => None,
+    };
+    if !unchanged {
+        steps.push(Step::RecordPin {
+            fingerprint: fetched.fingerprint.to_string(),
+            recipient: fetched.recipient.to_string(),
+        });
+    }
+    let mut next = next_steps(&host, infra.as_ref().map(|i| i.deploy_path.as_str()));
+    if !unchanged && host.infrastructure_key {
+        next.insert(
+            0,
+            format!("if {name} was compromised, its copy of the infrastructure key is too: run `hostage rotate-infra`"),
+        );
+    }
+    if !unchanged {
+        next.insert(
+            0,
+            "change the credentials in the files of the exposure report: the old key could read them".to_owned(),
+        );
+    }
+    Ok(OnboardPlan {
+        host: name.to_owned(),
+        fetched,
+        steps,
+        warnings,
+        next_steps: next,
+        target,
+        config_path,
+        public_key,
+        new_config,
+        rekey,
+        deploy,
+        options: options.clone(),
+    })
+}
