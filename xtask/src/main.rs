@@ -46,6 +46,9 @@ fn run() -> anyhow::Result<()> {
     match task.as_str() {
         "test" => test(),
         "demo" => demo(),
+        verb @ ("onboard" | "rotate" | "rekey" | "status" | "fetch" | "deploy") => {
+            workflow(verb, &args[1..])
+        }
         "bench" => bench(),
         "help" | "--help" | "-h" => {
             print_usage();
@@ -64,6 +67,8 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, and every test against real sops, age and sshd\n  \
            demo    run the main job on a throwaway demo fleet\n  \
+           onboard|rotate|rekey|status|fetch|deploy ARGS…\n          \
+           the hostage workflow against this workspace's inventory/fleet.yaml\n  \
            bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key"
     );
 }
@@ -194,6 +199,26 @@ fn demo() -> anyhow::Result<()> {
     let sops = provision_sops()?;
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
     demo::demo(&sops, &workspace_root().join("target/debug/hostage"))
+}
+
+/// `cargo xtask VERB ARGS…`: the same workflow the `hostage` binary runs, against this
+/// workspace's `inventory/fleet.yaml`.
+fn workflow(verb: &str, args: &[String]) -> anyhow::Result<()> {
+    run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
+    let hostage = workspace_root().join("target/debug/hostage");
+    let inventory = workspace_root().join("inventory/fleet.yaml");
+    let mut all = vec![
+        "--inventory".to_owned(),
+        inventory.display().to_string(),
+        verb.to_owned(),
+    ];
+    all.extend(args.iter().cloned());
+    println!("$ hostage {}", all.join(" "));
+    let status = duct::cmd(&hostage, &all).unchecked().run()?.status;
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
 }
 
 fn bench() -> anyhow::Result<()> {

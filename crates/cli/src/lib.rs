@@ -31,7 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // The fleet verbs stream one line per host as it finishes, so they print themselves.
         Command::Fetch(args) => fleet::run_fetch(args, cli.json, cli.inventory.as_deref())?,
         Command::Deploy(args) => fleet::run_deploy(args, cli.json, cli.inventory.as_deref())?,
-        Command::Rekey(args) => rekey::run(args, &mut out)?,
+        Command::Rekey(args) => rekey::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,

@@ -101,10 +101,27 @@ fn recipients_json(list: &[hostage_rekey::Recipient]) -> Vec<RecipientJson> {
 }
 
 /// Runs `hostage rekey`.
-pub fn run(args: &RekeyArgs, out: &mut Output) -> anyhow::Result<ExitCode> {
+///
+/// With an inventory named explicitly (`--inventory`, `HOSTAGE_INVENTORY`) and no `--config` or
+/// `SOPS_CONFIG`, the inventory's secrets repo is re-keyed.
+pub fn run(
+    args: &RekeyArgs,
+    out: &mut Output,
+    inventory: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let env_config = std::env::var_os("SOPS_CONFIG");
-    let location = SopsConfig::find(&cwd, args.config.as_deref(), env_config.as_deref())?;
+    let from_inventory = match (inventory, &args.config, &env_config) {
+        (Some(path), None, None) => Some(
+            crate::workflows::FleetInventory::load(path)?
+                .inventory
+                .secrets_repo
+                .join(".sops.yaml"),
+        ),
+        _ => None,
+    };
+    let explicit = args.config.as_deref().or(from_inventory.as_deref());
+    let location = SopsConfig::find(&cwd, explicit, env_config.as_deref())?;
     if let Some(warning) = &location.warning {
         output::warn(warning);
     }

@@ -86,7 +86,7 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
             host.name,
             role,
             host.pin.as_deref().unwrap_or("-"),
-            if host.in_sops_config || !host.per_host_recipient {
+            if host.pin.is_some() && (host.in_sops_config || !host.per_host_recipient) {
                 "onboarded"
             } else {
                 "NOT onboarded"
