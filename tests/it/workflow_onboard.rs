@@ -443,3 +443,54 @@ fn rotating_a_rebuilt_host_replaces_its_recipient_and_locks_the_old_key_out() {
 fn new_host_pub(w: &World, index: usize) -> std::path::PathBuf {
     w.fleet.hosts[index].public_key_file()
 }
+
+#[test]
+fn an_onboarding_stopped_between_steps_is_finished_by_the_next_run() {
+    let w = world();
+    let stopped = |step: &str| {
+        let mut args = vec![
+            "--inventory".to_owned(),
+            w.inventory.display().to_string(),
+            "onboard".to_owned(),
+            "h0".to_owned(),
+            "--trust-new".to_owned(),
+            "--ssh-config".to_owned(),
+            w.fleet.ssh_config().display().to_string(),
+        ];
+        args.push("--known-hosts".to_owned());
+        args.push(w.fleet.known_hosts().display().to_string());
+        duct::cmd(hostage_tests::hostage_bin(), &args)
+            .dir(w.repo.dir.path())
+            .env("HOME", w.repo.dir.path())
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
+            .env("HOSTAGE_WORKFLOW_STOP_AFTER", step)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .unwrap()
+    };
+    // Stopped once .sops.yaml names h0 but before any file is re-keyed: the rule edit alone no
+    // longer shows which files are h0's to finish; the journal does.
+    let out = stopped("add-rule");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(config.contains("&h0 "), "{config}");
+    assert!(w.repo.decrypt("secrets/hosts/h0/db.yaml", "h0").is_none());
+
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    for file in FILES {
+        assert_eq!(
+            w.repo.decrypt(file, "h0").is_some(),
+            file.contains("/h0/"),
+            "h0 and {file}"
+        );
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    let after = w.state();
+    let out = w.hostage(&["onboard", "h0"]);
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    assert_eq!(w.state(), after);
+}

@@ -605,6 +605,9 @@ pub fn apply(
         journal.exposure = plan.rekey.exposure();
         journal.save(&state)?;
     }
+    // Tests stop a run between steps to check that the next run converges (a crash there would
+    // leave the same state: every write before is durable, nothing after has started).
+    let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
     for step in &plan.steps {
         progress(step);
         match step {
@@ -690,6 +693,14 @@ pub fn apply(
                     &plan.fetched.fingerprint,
                     &plan.fetched.recipient,
                 )?;
+            }
+        }
+        if let Some(stop) = &stop_after {
+            let name = serde_json::to_value(step)
+                .ok()
+                .and_then(|v| v["step"].as_str().map(str::to_owned));
+            if name.as_deref() == Some(stop.as_str()) {
+                bail!("stopped after the {stop} step (HOSTAGE_WORKFLOW_STOP_AFTER)");
             }
         }
     }
