@@ -29,6 +29,7 @@ fn key_of_ssh(private: &Path) -> Key {
 /// both) and files of mixed formats; an inventory naming the fleet's hosts.
 struct World {
     fleet: SshdFleet,
+    infra: SshKeyPair,
     repo: Repo,
     inventory: std::path::PathBuf,
     deploy_path: std::path::PathBuf,
@@ -43,7 +44,12 @@ const FILES: &[&str] = &[
 ];
 
 fn world() -> World {
-    let fleet = SshdFleet::start(2);
+    world_with(&[true, false])
+}
+
+/// A world whose host `i` receives the infrastructure key when `infrastructure[i]`.
+fn world_with(infrastructure: &[bool]) -> World {
+    let fleet = SshdFleet::start(infrastructure.len());
     let mut repo = Repo::new(&["workstation"]);
     let infra = SshKeyPair::generate(fleet.dir.path(), "id_infrastructure", "", None);
     repo.keys
@@ -77,7 +83,7 @@ fn world() -> World {
     fs_err::create_dir_all(deploy_path.parent().unwrap()).unwrap();
     let mut hosts = String::new();
     for (i, host) in fleet.hosts.iter().enumerate() {
-        let infra_host = i == 0;
+        let infra_host = infrastructure[i];
         hosts.push_str(&format!(
             "  h{i}:\n    address: {}\n    port: {}\n    host_key_path: {}\n    per_host_recipient: true\n    infrastructure_key: {infra_host}\n    secrets:\n      - secrets/hosts/h{i}/.*\n",
             host.address,
@@ -98,6 +104,7 @@ fn world() -> World {
     .unwrap();
     World {
         fleet,
+        infra,
         repo,
         inventory,
         deploy_path,
@@ -493,4 +500,105 @@ fn an_onboarding_stopped_between_steps_is_finished_by_the_next_run() {
     let out = w.hostage(&["onboard", "h0"]);
     assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
     assert_eq!(w.state(), after);
+}
+
+#[test]
+fn rotate_infra_stops_before_removing_the_old_key_while_a_host_is_unreachable_then_resumes() {
+    let mut w = world_with(&[true, true]);
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    w.repo
+        .keys
+        .insert("infrastructure-new".into(), key_of_ssh(&new.private));
+    let old_recipient = w.repo.recipient("infrastructure").to_owned();
+    let new_recipient = w.repo.recipient("infrastructure-new").to_owned();
+    let catch_all_files: Vec<&str> = FILES
+        .iter()
+        .copied()
+        .filter(|f| !f.contains("workstation-only"))
+        .collect();
+
+    // h1 is down during phase 2.
+    let inventory = w.inventory_text();
+    let h1 = &w.fleet.hosts[1];
+    let closed = hostage_tests::sshd::free_port(h1.address);
+    let down = inventory.replace(
+        &format!("port: {}\n", h1.port),
+        &format!("port: {closed}\n"),
+    );
+    fs_err::write(&w.inventory, &down).unwrap();
+    let new_key = new.private.display().to_string();
+    let out = w.hostage(&["rotate-infra", "--new-key", &new_key, "--timeout", "5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("phase 2: stopped"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("run the same command again"),
+        "{}",
+        stderr(&out)
+    );
+    // Phase 3 did not run: both keys open every catch-all file; the inventory is unchanged.
+    for file in &catch_all_files {
+        assert!(
+            w.repo.decrypt(file, "infrastructure").is_some(),
+            "old key and {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "infrastructure-new").is_some(),
+            "new key and {file}"
+        );
+    }
+    assert!(w.inventory_text().contains(&old_recipient));
+
+    // h1 is back: the same command resumes and finishes.
+    let back = w.inventory_text().replace(
+        &format!("port: {closed}\n"),
+        &format!("port: {}\n", w.fleet.hosts[1].port),
+    );
+    fs_err::write(&w.inventory, back).unwrap();
+    let out = w.hostage(&["rotate-infra", "--new-key", &new_key]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        !stdout(&out).contains("phase 1"),
+        "phase 1 ran twice: {}",
+        stdout(&out)
+    );
+    for file in &catch_all_files {
+        assert!(
+            w.repo.decrypt(file, "infrastructure").is_none(),
+            "old key still opens {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "infrastructure-new").is_some(),
+            "new key and {file}"
+        );
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains(&format!("&infrastructure {new_recipient}")),
+        "{config}"
+    );
+    assert!(
+        !config.contains(&old_recipient) && !config.contains("infrastructure_next"),
+        "{config}"
+    );
+    let inventory = w.inventory_text();
+    assert!(
+        inventory.contains(&new_recipient) && inventory.contains(&new_key),
+        "{inventory}"
+    );
+    let deployed = fs_err::read_to_string(&w.deploy_path).unwrap();
+    assert_eq!(deployed, fs_err::read_to_string(&new.private).unwrap());
+    let _ = &w.infra;
 }

@@ -52,6 +52,9 @@ pub enum Command {
     /// A host has a new identity: replace its recipient everywhere and rotate its files' keys.
     Rotate(crate::rotate::RotateArgs),
 
+    /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
+    RotateInfra(crate::rotate_infra::RotateInfraArgs),
+
     /// The fleet on one screen: hosts, pins, recipients, drift, who can read what.
     Status(crate::status::StatusArgs),
 

@@ -12,6 +12,7 @@ pub mod output;
 pub mod passphrase;
 pub mod rekey;
 pub mod rotate;
+pub mod rotate_infra;
 pub mod status;
 pub mod workflows;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rekey(args) => rekey::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::RotateInfra(args) => rotate_infra::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();

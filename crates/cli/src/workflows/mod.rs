@@ -6,6 +6,7 @@
 pub mod fleet_inventory;
 pub mod onboard;
 pub mod rotate;
+pub mod rotate_infra;
 pub mod status;
 
 pub use fleet_inventory::{FleetInventory, InventoryPins, DEFAULT_INVENTORY};

@@ -1,0 +1,93 @@
+//! `hostage rotate-infra`: replace the shared infrastructure key in four resumable phases.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::onboard::{print_exposure, progress};
+use crate::output::Output;
+use crate::passphrase::CliPassphrases;
+use crate::workflows::rotate_infra::{self, RotateInfraOptions};
+use crate::workflows::FleetInventory;
+
+/// `hostage rotate-infra`: a new infrastructure key, with no window where a host cannot decrypt.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    ssh-keygen -t ed25519 -N '' -f ~/.ssh/id_infrastructure.new\n  \
+    hostage rotate-infra --new-key ~/.ssh/id_infrastructure.new\n\n\
+    Phases: (1) add the new recipient next to the old one and re-key; (2) deploy the new key to\n\
+    every infrastructure host and verify it; (3) remove the old recipient and rotate the data\n\
+    keys; (4) point the inventory at the new key (destroy the old one yourself). Progress is saved\n\
+    after each phase: if a host cannot be reached in phase 2 the run stops before phase 3 (every\n\
+    host still decrypts with the old key) and the same command resumes it later.\n\n\
+    Exit codes: 0 every phase done, 1 error or stopped in phase 2, 2 usage.")]
+pub struct RotateInfraArgs {
+    /// The new private key (OpenSSH ed25519, unencrypted).
+    #[arg(long, value_name = "FILE")]
+    pub new_key: PathBuf,
+    /// known_hosts file to trust instead of ssh's defaults.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds allowed per host.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Extra identity to open the files (the inventory's workstation identity is used).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Read the SSH identity's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Runs `hostage rotate-infra`.
+pub fn run(
+    args: &RotateInfraArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut inventory = FleetInventory::find(inventory)?.with_context(|| {
+        format!(
+            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
+            crate::workflows::DEFAULT_INVENTORY
+        )
+    })?;
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let options = RotateInfraOptions {
+        new_key: absolute(&args.new_key),
+        ssh_config: args.ssh_config.as_ref().map(absolute),
+        known_hosts: args.known_hosts.as_ref().map(absolute),
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        identities: args.identities.clone(),
+    };
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let json = out.json();
+    let report = rotate_infra::run(&mut inventory, &options, &mut passphrases, &|n, what| {
+        if !json {
+            progress(&format!("phase {n}: {what}"));
+        }
+    })?;
+    if json {
+        out.json_value(&report)?;
+    } else {
+        for (phase, what) in &report.phases {
+            out.line(&format!("phase {phase}: {what}"))?;
+        }
+        for host in &report.failed_hosts {
+            out.line(&format!("  not deployed: {host}"))?;
+        }
+        print_exposure(out, &report.exposure)?;
+    }
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else {
+        crate::output::error(
+            "rotate-infra stopped before phase 3 (listed above); run the same command again to resume",
+        );
+        ExitCode::from(1)
+    })
+}

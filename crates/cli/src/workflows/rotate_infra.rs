@@ -1,0 +1,332 @@
+//! `rotate-infra`: a new infrastructure key with no moment where a host cannot decrypt.
+//!
+//! 1. the new recipient is added next to the old one in `.sops.yaml` and the files re-keyed
+//!    (they gain it; same data keys);
+//! 2. the new key is deployed to every infrastructure host and verified there;
+//! 3. the old recipient is removed and every file it was on gets a new data key;
+//! 4. the inventory names the new key; the old one is retired (the operator destroys it).
+//!
+//! Progress is saved after each phase (`rotate-infra.json` in the repo's state directory), so an
+//! interrupted run resumes where it stopped; phase 3 never starts while some host lacks the new
+//! key. Runs hold the repo lock, so two cannot interleave.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
+use hostage_rekey::{Action, ApplyOptions, Exposure, Journal, PlanOptions, RepoLock, Rotate};
+use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
+use hostage_sops::rules::{RuleSelector, SopsConfig};
+use serde::{Deserialize, Serialize};
+
+use super::fleet_inventory::NoPins;
+use super::onboard::rule_changed;
+use super::FleetInventory;
+
+/// The temporary anchor of the new key while both are on the files.
+const NEXT_ANCHOR: &str = "infrastructure_next";
+/// Where progress is kept, in the repo's state directory.
+const STATE_FILE: &str = "rotate-infra.json";
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RotateInfraOptions {
+    /// The new private key (OpenSSH ed25519, unencrypted).
+    pub new_key: PathBuf,
+    /// ssh config instead of the user's.
+    pub ssh_config: Option<PathBuf>,
+    /// known_hosts instead of ssh's defaults.
+    pub known_hosts: Option<PathBuf>,
+    /// Time allowed per host.
+    pub timeout: Duration,
+    /// Extra identities to open the files with.
+    pub identities: Vec<PathBuf>,
+}
+
+/// Saved progress.
+#[derive(Debug, Serialize, Deserialize)]
+struct Progress {
+    old_recipient: String,
+    new_recipient: String,
+    new_key: PathBuf,
+    /// The last phase finished (0: none).
+    done: u8,
+}
+
+/// What happened, phase by phase.
+#[derive(Debug, Default, Serialize)]
+pub struct RotateInfraReport {
+    /// Phase → what it did (or why it stopped).
+    pub phases: Vec<(u8, String)>,
+    /// What the old key could read (rotated in phase 3).
+    pub exposure: Vec<Exposure>,
+    /// Hosts that did not get the new key (phase 2 stopped).
+    pub failed_hosts: Vec<String>,
+    /// Whether every phase is done.
+    pub complete: bool,
+}
+
+/// Runs (or resumes) the rotation; `progress` hears each phase as it starts.
+pub fn run(
+    inventory: &mut FleetInventory,
+    options: &RotateInfraOptions,
+    passphrases: &mut dyn PassphraseProvider,
+    progress: &dyn Fn(u8, &str),
+) -> anyhow::Result<RotateInfraReport> {
+    let infra = inventory
+        .inventory
+        .infrastructure
+        .clone()
+        .context("the inventory has no recipients.infrastructure")?;
+    let new_key = InfrastructureKey::load(&options.new_key).with_context(|| {
+        format!(
+            "cannot use {} as the new infrastructure key",
+            options.new_key.display()
+        )
+    })?;
+    let new_recipient = new_key
+        .public_key()
+        .to_age_recipient()
+        .context("the new key has no age recipient")?
+        .to_string();
+    let repo = inventory.inventory.secrets_repo.clone();
+    let config_path = repo.join(".sops.yaml");
+    let state = hostage_rekey::state_dir(&repo);
+    let _lock = RepoLock::acquire(&state)?;
+    let state_file = state.join(STATE_FILE);
+    let mut saved: Progress = match fs_err::read_to_string(&state_file) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a rotation record", state_file.display()))?,
+        Err(_) => {
+            if infra.recipient.to_string() == new_recipient {
+                bail!("the inventory already names this key as the infrastructure key: nothing to rotate");
+            }
+            Progress {
+                old_recipient: infra.recipient.to_string(),
+                new_recipient: new_recipient.clone(),
+                new_key: options.new_key.clone(),
+                done: 0,
+            }
+        }
+    };
+    if saved.new_recipient != new_recipient {
+        bail!(
+            "a rotation to {} is under way (recorded in {}): finish it with that key",
+            saved.new_recipient,
+            state_file.display()
+        );
+    }
+    let save = |saved: &Progress| -> anyhow::Result<()> {
+        hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
+        Ok(())
+    };
+    let mut report = RotateInfraReport::default();
+    let old = saved.old_recipient.clone();
+    let mut explicit = options.identities.clone();
+    if let Some(identity) = inventory
+        .inventory
+        .workstation
+        .as_ref()
+        .and_then(|w| w.identity.as_ref())
+    {
+        explicit.push(super::expand_home(identity));
+    }
+    let identities = IdentitySet::load(&IdentityOptions::from_env(explicit));
+
+    if saved.done < 1 {
+        progress(1, "add the new recipient next to the old one, re-key");
+        let original = SopsConfig::load(&config_path)?;
+        let rules: Vec<usize> = original
+            .rules()
+            .iter()
+            .filter(|r| r.key_groups.iter().flatten().any(|e| e.recipient == old))
+            .map(|r| r.index)
+            .collect();
+        let recipient = hostage_recipients::AgeRecipient::parse(&new_recipient)?;
+        let named = original.add_named_recipient(NEXT_ANCHOR, &recipient)?;
+        let with_anchor = SopsConfig::parse(&config_path, &named.text)?;
+        let text = with_anchor.add_recipient(&RuleSelector::Indices(rules), &named.reference)?;
+        let n = rekey(&repo, &original, &text, &identities, passphrases, &state)?.0;
+        report
+            .phases
+            .push((1, format!("{n} file(s) gained the new key")));
+        saved.done = 1;
+        save(&saved)?;
+    }
+
+    if saved.done < 2 {
+        progress(
+            2,
+            "deploy the new key to every infrastructure host and verify it",
+        );
+        let targets: Vec<_> = inventory
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| h.infrastructure_key)
+            .map(|h| (h.name.as_str().to_owned(), FleetInventory::target(h)))
+            .collect();
+        let fleet = FleetOptions {
+            ssh_config: options.ssh_config.clone(),
+            known_hosts: options.known_hosts.clone(),
+            trust_new: false,
+            jobs: hostage_remote::DEFAULT_JOBS,
+            timeout: options.timeout,
+            dry_run: false,
+        };
+        let deploy = DeployOptions {
+            target: infra.deploy_path.clone(),
+            owner: None,
+            replace: true,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let results = runtime.block_on(hostage_remote::deploy(
+            targets.iter().map(|(_, t)| t.clone()).collect(),
+            &fleet,
+            &mut NoPins,
+            &new_key,
+            &deploy,
+            &|_| {},
+        ))?;
+        for ((name, _), result) in targets.iter().zip(&results) {
+            if let Err(e) = &result.outcome {
+                report.failed_hosts.push(format!("{name}: {e}"));
+            }
+        }
+        if !report.failed_hosts.is_empty() {
+            report.phases.push((
+                2,
+                format!(
+                    "stopped: {} host(s) did not get the new key; the old key stays on every file, so every host still decrypts. Run again to resume",
+                    report.failed_hosts.len()
+                ),
+            ));
+            return Ok(report);
+        }
+        report
+            .phases
+            .push((2, format!("{} host(s) hold the new key", targets.len())));
+        saved.done = 2;
+        save(&saved)?;
+    }
+
+    if saved.done < 3 {
+        progress(3, "remove the old recipient, rotate the data keys");
+        let original = SopsConfig::load(&config_path)?;
+        let rules = RuleSelector::Indices(original.rules().iter().map(|r| r.index).collect());
+        // Back to the file's own shape: the temporary anchor goes, the old key's anchor takes
+        // the new value.
+        let mut text = original.text().to_owned();
+        let current = SopsConfig::parse(&config_path, &text)?;
+        if current
+            .named_recipients()
+            .iter()
+            .any(|(n, _)| n == NEXT_ANCHOR)
+        {
+            text = current.remove_recipient(&rules, NEXT_ANCHOR)?;
+            text = SopsConfig::parse(&config_path, &text)?.remove_named_recipient(NEXT_ANCHOR)?;
+        }
+        let current = SopsConfig::parse(&config_path, &text)?;
+        if text.contains(&old) {
+            let recipient = hostage_recipients::AgeRecipient::parse(&new_recipient)?;
+            text = current.replace_recipient(&old, &recipient)?;
+        }
+        let (n, exposure) = rekey(&repo, &original, &text, &identities, passphrases, &state)?;
+        report.exposure = exposure;
+        report.phases.push((
+            3,
+            format!("{n} file(s) lost the old key and got new data keys"),
+        ));
+        saved.done = 3;
+        save(&saved)?;
+    }
+
+    if saved.done < 4 {
+        progress(4, "retire the old key: the inventory names the new one");
+        let text = fs_err::read_to_string(&inventory.inventory.path)?;
+        let mut edited = text.replace(&old, &new_recipient);
+        if let hostage_inventory::PrivateKeySource::File(path) = &infra.private_key {
+            let old_line = format!("private_key_file: {}", path.display());
+            let new_line = format!("private_key_file: {}", saved.new_key.display());
+            edited = edited.replacen(&old_line, &new_line, 1);
+        }
+        hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?;
+        hostage_atomic::write(&inventory.inventory.path, edited.as_bytes())?;
+        *inventory = FleetInventory::load(&inventory.inventory.path)?;
+        report.phases.push((
+            4,
+            format!("the inventory names {new_recipient}; destroy the old private key"),
+        ));
+        saved.done = 4;
+        save(&saved)?;
+    }
+    fs_err::remove_file(&state_file)?;
+    report.complete = true;
+    Ok(report)
+}
+
+/// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
+/// journaled), writing `.sops.yaml` after the journal; returns how many and the exposure.
+fn rekey(
+    repo: &Path,
+    original: &SopsConfig,
+    text: &str,
+    identities: &IdentitySet,
+    passphrases: &mut dyn PassphraseProvider,
+    state: &Path,
+) -> anyhow::Result<(usize, Vec<Exposure>)> {
+    let config = SopsConfig::parse(original.path(), text)?;
+    let pending: BTreeSet<PathBuf> = Journal::load(state)?
+        .map(|j| j.files.into_iter().map(|f| f.path).collect())
+        .unwrap_or_default();
+    let candidates = hostage_rekey::walk(&[repo.to_owned()])?;
+    let mut plan = hostage_rekey::plan(
+        &config,
+        &candidates,
+        &PlanOptions {
+            rotate: Rotate::Yes,
+            threads: hostage_rekey::default_threads(),
+        },
+        &|| {},
+    );
+    if let Some(bad) = plan.files.iter().find(|f| f.action == Action::Error) {
+        bail!(
+            "{}: {}; nothing was changed in this phase",
+            bad.display,
+            bad.reason.clone().unwrap_or_default()
+        );
+    }
+    plan.files.retain(|f| {
+        f.action != Action::Unchanged
+            && (pending.contains(&f.path) || rule_changed(original, &config, &f.path))
+    });
+    let exposure = plan.exposure();
+    if !plan.files.is_empty() {
+        let mut journal = Journal::from_plan(&plan);
+        journal.exposure = exposure.clone();
+        journal.save(state)?;
+    }
+    if text != original.text() {
+        hostage_atomic::write(original.path(), text.as_bytes())?;
+    }
+    let unlocked =
+        hostage_rekey::unlock_identities(identities, &plan.recipients_to_open(), passphrases);
+    let report = hostage_rekey::apply(&plan, &unlocked, &ApplyOptions::default(), &|| {});
+    let failures: Vec<String> = report
+        .failures()
+        .map(|(p, r)| format!("{p}: {r}"))
+        .collect();
+    if !failures.is_empty() {
+        bail!(
+            "{} file(s) could not be re-keyed (run again once fixed):\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Journal::remove(state)?;
+    Ok((report.written(), exposure))
+}
