@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: the main job on a throwaway fleet. Three loopback sshd hosts (from the
 //! test harness), a secrets repo in the seed's style with a dozen files made by the real sops,
-//! `hostage onboard` for every host, then proof on each host — over SSH, with only the keys its
+//! `hostage onboard` for every host (twice: the second is a no-op), `hostage rotate` for a rebuilt
+//! host, `hostage rotate-infra`, `hostage status`, then proof on each host — over SSH, with only the keys its
 //! NixOS config would give sops — that it decrypts exactly the files it should. Prints each step,
 //! the `.sops.yaml` diff and the access matrix; fails if any check fails; cleans up on the way out.
 
@@ -86,7 +87,9 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
         }
     }
     step("starting 3 loopback sshd hosts (throwaway host keys)");
-    let fleet = SshdFleet::start(HOSTS.len());
+    let mut fleet = SshdFleet::start(HOSTS.len());
+    let ssh_config = fleet.ssh_config();
+    let known_hosts = fleet.known_hosts();
     let work = fleet.dir.path().to_owned();
     for (host, sshd) in HOSTS.iter().zip(&fleet.hosts) {
         println!("    {:<11} root@{}:{}", host.name, sshd.address, sshd.port);
@@ -194,9 +197,9 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
         all.extend(args.iter().map(|a| (*a).to_owned()));
         all.extend([
             "--ssh-config".into(),
-            fleet.ssh_config().display().to_string(),
+            ssh_config.display().to_string(),
             "--known-hosts".into(),
-            fleet.known_hosts().display().to_string(),
+            known_hosts.display().to_string(),
         ]);
         println!("$ hostage {}", all.join(" "));
         let output = duct::cmd(hostage, &all)
@@ -236,6 +239,53 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
         failures.push("a second onboard changed the secrets repo".into());
     }
 
+    // Which sshd each host is now (a rebuilt host is a new sshd).
+    let mut machine: Vec<usize> = (0..HOSTS.len()).collect();
+
+    step("gnomeregan is rebuilt: a new machine with a new host key; rotating its identity");
+    let old_gnomeregan_key = fleet.hosts[0]
+        .host_key
+        .as_ref()
+        .context("demo hosts have ed25519 keys")?
+        .private
+        .clone();
+    let rebuilt = fleet.add(hostage_tests::sshd::SshdOptions::default());
+    let (old_sshd, new_sshd) = (&fleet.hosts[0], &fleet.hosts[rebuilt]);
+    let text = fs_err::read_to_string(&inventory)?
+        .replace(
+            &format!(
+                "address: {}\n    port: {}\n",
+                old_sshd.address, old_sshd.port
+            ),
+            &format!(
+                "address: {}\n    port: {}\n",
+                new_sshd.address, new_sshd.port
+            ),
+        )
+        .replace(
+            &old_sshd.public_key_file().display().to_string(),
+            &new_sshd.public_key_file().display().to_string(),
+        );
+    fs_err::write(&inventory, text)?;
+    machine[0] = rebuilt;
+    let new_fingerprint = new_sshd.fingerprint();
+    println!("    the fingerprint read on the new machine's console: {new_fingerprint}");
+    run_hostage(&[
+        "rotate",
+        "gnomeregan",
+        "--expect-fingerprint",
+        &new_fingerprint,
+    ])?;
+
+    step("rotating the infrastructure key (phases: add, deploy + verify, remove + rotate, retire)");
+    let old_infra_key = infra.private.clone();
+    let new_infra = SshKeyPair::generate(&work, "id_infrastructure.new", "", None);
+    run_hostage(&[
+        "rotate-infra",
+        "--new-key",
+        &new_infra.private.display().to_string(),
+    ])?;
+
     step("hostage status: no drift left, and who reads what according to the files' metadata");
     let mut all: Vec<String> = vec!["--inventory".into(), inventory.display().to_string()];
     all.push("status".into());
@@ -258,13 +308,13 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
     // ssh trusts exactly the host keys onboarding verified and saved in pubkeys/.
     let pinned = work.join("known_hosts.pinned");
     let mut known = String::new();
-    for (host, sshd) in HOSTS.iter().zip(&fleet.hosts) {
+    for (host, sshd) in HOSTS.iter().zip(machine.iter().map(|&i| &fleet.hosts[i])) {
         let key = fs_err::read_to_string(repo.join(format!("pubkeys/{}.pub", host.name)))?;
         known.push_str(&format!("[{}]:{} {}", sshd.address, sshd.port, key));
     }
     fs_err::write(&pinned, known)?;
     let mut matrix: BTreeMap<&str, Vec<(bool, bool)>> = BTreeMap::new();
-    for (host, sshd) in HOSTS.iter().zip(&fleet.hosts) {
+    for (host, sshd) in HOSTS.iter().zip(machine.iter().map(|&i| &fleet.hosts[i])) {
         // sops.age.sshKeyPaths: the host key for a per-host recipient, the deployed key for
         // infrastructure hosts.
         let mut keys = Vec::new();
@@ -303,7 +353,7 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
                     "-o",
                     &format!("UserKnownHostsFile={}", pinned.display()),
                     "-F",
-                    &fleet.ssh_config().display().to_string(),
+                    &ssh_config.display().to_string(),
                     "-p",
                     &sshd.port.to_string(),
                     &format!("root@{}", sshd.address),
@@ -381,6 +431,41 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
     }
     println!("    {} file(s) checked", FILES.len());
 
+    step("the retired keys (gnomeregan's old host key, the old infrastructure key) open nothing");
+    for old_key in [&old_gnomeregan_key, &old_infra_key] {
+        for (file, _) in FILES {
+            let kind = sops_type(file);
+            let ok = duct::cmd(
+                sops,
+                ["decrypt", "--input-type", kind, "--output-type", kind, file],
+            )
+            .dir(&repo)
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .env(
+                "SOPS_AGE_KEY_CMD",
+                format!(
+                    "{} convert --private {}",
+                    hostage.display(),
+                    old_key.display()
+                ),
+            )
+            .env("HOME", "/nonexistent")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run()?;
+            if ok.status.success() {
+                failures.push(format!(
+                    "the retired key {} still opens {file}",
+                    old_key.display()
+                ));
+            }
+        }
+    }
+    println!("    {} file(s) checked against 2 retired keys", FILES.len());
+
     step("access matrix (✓ decrypts, · does not; ✗ marks a check that failed)");
     print!("    {:<38}", "file");
     for host in HOSTS {
@@ -400,10 +485,6 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
         println!();
     }
 
-    println!(
-        "\n    not shown yet: rotating a host's identity and the infrastructure key (`hostage rotate`,\n    \
-         `hostage rotate-infra`) are not built yet"
-    );
     if failures.is_empty() {
         step("every check passed; removing the demo fleet");
         Ok(())

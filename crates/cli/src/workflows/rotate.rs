@@ -138,6 +138,16 @@ pub fn plan(
             }
         }
     }
+    // The old key has no anchor any more: name it for the exposure report.
+    for file in &mut files {
+        for group in &mut file.groups {
+            for removed in &mut group.removed {
+                if removed.name.is_none() && removed.recipient == old {
+                    removed.name = Some(format!("{name}'s old key"));
+                }
+            }
+        }
+    }
     if !files.is_empty() {
         steps.push(Step::Rekey {
             files: files.iter().map(|f| f.display.clone()).collect(),

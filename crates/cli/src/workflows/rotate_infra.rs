@@ -148,7 +148,16 @@ pub fn run(
         let named = original.add_named_recipient(NEXT_ANCHOR, &recipient)?;
         let with_anchor = SopsConfig::parse(&config_path, &named.text)?;
         let text = with_anchor.add_recipient(&RuleSelector::Indices(rules), &named.reference)?;
-        let n = rekey(&repo, &original, &text, &identities, passphrases, &state)?.0;
+        let n = rekey(
+            &old,
+            &repo,
+            &original,
+            &text,
+            &identities,
+            passphrases,
+            &state,
+        )?
+        .0;
         report
             .phases
             .push((1, format!("{n} file(s) gained the new key")));
@@ -235,7 +244,15 @@ pub fn run(
             let recipient = hostage_recipients::AgeRecipient::parse(&new_recipient)?;
             text = current.replace_recipient(&old, &recipient)?;
         }
-        let (n, exposure) = rekey(&repo, &original, &text, &identities, passphrases, &state)?;
+        let (n, exposure) = rekey(
+            &old,
+            &repo,
+            &original,
+            &text,
+            &identities,
+            passphrases,
+            &state,
+        )?;
         report.exposure = exposure;
         report.phases.push((
             3,
@@ -272,6 +289,7 @@ pub fn run(
 /// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
 /// journaled), writing `.sops.yaml` after the journal; returns how many and the exposure.
 fn rekey(
+    old: &str,
     repo: &Path,
     original: &SopsConfig,
     text: &str,
@@ -304,6 +322,16 @@ fn rekey(
         f.action != Action::Unchanged
             && (pending.contains(&f.path) || rule_changed(original, &config, &f.path))
     });
+    // The old key loses its anchor in phase 3: name it for the exposure report.
+    for file in &mut plan.files {
+        for group in &mut file.groups {
+            for removed in &mut group.removed {
+                if removed.name.is_none() && removed.recipient == old {
+                    removed.name = Some("the old infrastructure key".to_owned());
+                }
+            }
+        }
+    }
     let exposure = plan.exposure();
     if !plan.files.is_empty() {
         let mut journal = Journal::from_plan(&plan);
