@@ -46,7 +46,8 @@ fn run() -> anyhow::Result<()> {
     match task.as_str() {
         "test" => test(),
         "demo" => demo(),
-        verb @ ("onboard" | "rotate" | "rekey" | "status" | "fetch" | "deploy") => {
+        verb
+        @ ("onboard" | "rotate" | "rotate-infra" | "rekey" | "status" | "fetch" | "deploy") => {
             workflow(verb, &args[1..])
         }
         "bench" => bench(),
@@ -67,7 +68,7 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, and every test against real sops, age and sshd\n  \
            demo    run the main job on a throwaway demo fleet\n  \
-           onboard|rotate|rekey|status|fetch|deploy ARGS…\n          \
+           onboard|rotate|rotate-infra|rekey|status|fetch|deploy ARGS…\n          \
            the hostage workflow against this workspace's inventory/fleet.yaml\n  \
            bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key"
     );
