@@ -22,3 +22,6 @@ mod sops_interop;
 mod sops_properties;
 mod sops_support;
 mod workflow_onboard;
+mod workflow_rotate;
+mod workflow_status;
+mod workflow_support;

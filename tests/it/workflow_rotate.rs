@@ -1,0 +1,196 @@
+//! `hostage rotate` and `hostage rotate-infra`, end to end against real sshd and sops.
+
+use hostage_tests::SshKeyPair;
+
+use crate::rekey_support::{json, stderr, stdout};
+use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
+
+#[test]
+fn rotating_a_rebuilt_host_replaces_its_recipient_and_locks_the_old_key_out() {
+    let mut w = world();
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // h0 is rebuilt: same name, a new machine with a new host key.
+    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
+    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
+    let text = w
+        .inventory_text()
+        .replace(
+            &format!(
+                "address: {}\n    port: {}\n",
+                old_host.address, old_host.port
+            ),
+            &format!(
+                "address: {}\n    port: {}\n",
+                new_host.address, new_host.port
+            ),
+        )
+        .replace(
+            &old_host.public_key_file().display().to_string(),
+            &new_host.public_key_file().display().to_string(),
+        );
+    fs_err::write(&w.inventory, text).unwrap();
+    let new_key = key_of_ssh(&new_host.host_key.as_ref().unwrap().private);
+    let new_fingerprint = new_host.fingerprint();
+    w.repo.keys.insert("h0-new".into(), new_key.clone());
+
+    // Without --expect-fingerprint and no terminal to ask on: refused, nothing changed.
+    let before = w.state();
+    let out = w.hostage(&["rotate", "h0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("--expect-fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before);
+
+    let out = w.hostage(&[
+        "--json",
+        "rotate",
+        "h0",
+        "--expect-fingerprint",
+        &new_fingerprint,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    let exposed = doc["exposure"].to_string();
+    assert!(exposed.contains("secrets/hosts/h0/db.yaml"), "{doc:#}");
+
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains(&format!("&h0 {}", new_key.recipient)),
+        "{config}"
+    );
+    assert!(!config.contains(w.repo.recipient("h0")), "{config}");
+    for file in FILES {
+        let mine = file.contains("/h0/");
+        assert_eq!(
+            w.repo.decrypt(file, "h0-new").is_some(),
+            mine,
+            "new key and {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "h0").is_none(),
+            "the old key still opens {file}"
+        );
+        assert!(w.repo.decrypt(file, "workstation").is_some(), "{file}");
+    }
+    assert!(w
+        .inventory_text()
+        .contains(&format!("fingerprint: {new_fingerprint}")));
+    let pubkey = fs_err::read_to_string(w.repo.path("pubkeys/h0.pub")).unwrap();
+    let new_pub = fs_err::read_to_string(new_host_pub(&w, index)).unwrap();
+    assert!(new_pub.starts_with(&pubkey.split(' ').take(2).collect::<Vec<_>>().join(" ")));
+
+    // Again: the pin matches, nothing to do.
+    let after = w.state();
+    let out = w.hostage(&["rotate", "h0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(w.state(), after);
+}
+
+fn new_host_pub(w: &World, index: usize) -> std::path::PathBuf {
+    w.fleet.hosts[index].public_key_file()
+}
+
+#[test]
+fn rotate_infra_stops_before_removing_the_old_key_while_a_host_is_unreachable_then_resumes() {
+    let mut w = world_with(&[true, true]);
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    w.repo
+        .keys
+        .insert("infrastructure-new".into(), key_of_ssh(&new.private));
+    let old_recipient = w.repo.recipient("infrastructure").to_owned();
+    let new_recipient = w.repo.recipient("infrastructure-new").to_owned();
+    let catch_all_files: Vec<&str> = FILES
+        .iter()
+        .copied()
+        .filter(|f| !f.contains("workstation-only"))
+        .collect();
+
+    // h1 is down during phase 2.
+    let inventory = w.inventory_text();
+    let h1 = &w.fleet.hosts[1];
+    let closed = hostage_tests::sshd::free_port(h1.address);
+    let down = inventory.replace(
+        &format!("port: {}\n", h1.port),
+        &format!("port: {closed}\n"),
+    );
+    fs_err::write(&w.inventory, &down).unwrap();
+    let new_key = new.private.display().to_string();
+    let out = w.hostage(&["rotate-infra", "--new-key", &new_key, "--timeout", "5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("phase 2: stopped"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("run the same command again"),
+        "{}",
+        stderr(&out)
+    );
+    // Phase 3 did not run: both keys open every catch-all file; the inventory is unchanged.
+    for file in &catch_all_files {
+        assert!(
+            w.repo.decrypt(file, "infrastructure").is_some(),
+            "old key and {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "infrastructure-new").is_some(),
+            "new key and {file}"
+        );
+    }
+    assert!(w.inventory_text().contains(&old_recipient));
+
+    // h1 is back: the same command resumes and finishes.
+    let back = w.inventory_text().replace(
+        &format!("port: {closed}\n"),
+        &format!("port: {}\n", w.fleet.hosts[1].port),
+    );
+    fs_err::write(&w.inventory, back).unwrap();
+    let out = w.hostage(&["rotate-infra", "--new-key", &new_key]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        !stdout(&out).contains("phase 1"),
+        "phase 1 ran twice: {}",
+        stdout(&out)
+    );
+    for file in &catch_all_files {
+        assert!(
+            w.repo.decrypt(file, "infrastructure").is_none(),
+            "old key still opens {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "infrastructure-new").is_some(),
+            "new key and {file}"
+        );
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains(&format!("&infrastructure {new_recipient}")),
+        "{config}"
+    );
+    assert!(
+        !config.contains(&old_recipient) && !config.contains("infrastructure_next"),
+        "{config}"
+    );
+    let inventory = w.inventory_text();
+    assert!(
+        inventory.contains(&new_recipient) && inventory.contains(&new_key),
+        "{inventory}"
+    );
+    let deployed = fs_err::read_to_string(&w.deploy_path).unwrap();
+    assert_eq!(deployed, fs_err::read_to_string(&new.private).unwrap());
+}
