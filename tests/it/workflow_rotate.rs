@@ -122,6 +122,37 @@ fn rotate_infra_stops_before_removing_the_old_key_while_a_host_is_unreachable_th
     );
     fs_err::write(&w.inventory, &down).unwrap();
     let new_key = new.private.display().to_string();
+    // The plan: nothing written, the down host named.
+    let before = w.state();
+    let out = w.hostage(&[
+        "--json",
+        "rotate-infra",
+        "--new-key",
+        &new_key,
+        "--dry-run",
+        "--timeout",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json(&out);
+    assert_eq!(
+        plan["phase1_files"].as_array().unwrap().len(),
+        catch_all_files.len(),
+        "{plan:#}"
+    );
+    assert_eq!(plan["phase3_files"], plan["phase1_files"], "{plan:#}");
+    assert!(
+        plan["hosts"][0][1].as_str().unwrap().starts_with("would"),
+        "{plan:#}"
+    );
+    assert!(
+        plan["hosts"][1][1]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{plan:#}"
+    );
+    assert_eq!(w.state(), before, "--dry-run wrote something");
     let out = w.hostage(&["rotate-infra", "--new-key", &new_key, "--timeout", "5"]);
     assert_eq!(
         out.status.code(),

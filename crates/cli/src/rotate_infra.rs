@@ -24,6 +24,9 @@ use crate::workflows::FleetInventory;
     host still decrypts with the old key) and the same command resumes it later.\n\n\
     Exit codes: 0 every phase done, 1 error or stopped in phase 2, 2 usage.")]
 pub struct RotateInfraArgs {
+    /// Print what each phase would do (hosts are reached and verified); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// The new private key (OpenSSH ed25519, unencrypted).
     #[arg(long, value_name = "FILE")]
     pub new_key: PathBuf,
@@ -64,6 +67,38 @@ pub fn run(
         timeout: Duration::from_secs(args.timeout.max(1)),
         identities: args.identities.clone(),
     };
+    if args.dry_run {
+        let plan = rotate_infra::plan(&inventory, &options)?;
+        if out.json() {
+            out.json_value(&plan)?;
+        } else {
+            out.line(&format!(
+                "rotate the infrastructure key {} → {} (dry run, nothing written){}",
+                plan.old_recipient,
+                plan.new_recipient,
+                if plan.done > 0 {
+                    format!("; resuming after phase {}", plan.done)
+                } else {
+                    String::new()
+                }
+            ))?;
+            out.line(&format!(
+                "phase 1: {} file(s) would gain the new key: {}",
+                plan.phase1_files.len(),
+                plan.phase1_files.join(", ")
+            ))?;
+            for (host, what) in &plan.hosts {
+                out.line(&format!("phase 2: {host}: {what}"))?;
+            }
+            out.line(&format!(
+                "phase 3: {} file(s) would lose the old key and get new data keys: {}",
+                plan.phase3_files.len(),
+                plan.phase3_files.join(", ")
+            ))?;
+            out.line("phase 4: the inventory would name the new key")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
     let json = out.json();
     let report = rotate_infra::run(&mut inventory, &options, &mut passphrases, &|n, what| {

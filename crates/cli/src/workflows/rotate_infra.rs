@@ -138,16 +138,7 @@ pub fn run(
     if saved.done < 1 {
         progress(1, "add the new recipient next to the old one, re-key");
         let original = SopsConfig::load(&config_path)?;
-        let rules: Vec<usize> = original
-            .rules()
-            .iter()
-            .filter(|r| r.key_groups.iter().flatten().any(|e| e.recipient == old))
-            .map(|r| r.index)
-            .collect();
-        let recipient = hostage_recipients::AgeRecipient::parse(&new_recipient)?;
-        let named = original.add_named_recipient(NEXT_ANCHOR, &recipient)?;
-        let with_anchor = SopsConfig::parse(&config_path, &named.text)?;
-        let text = with_anchor.add_recipient(&RuleSelector::Indices(rules), &named.reference)?;
+        let text = phase1_text(&original, &old, &new_recipient)?;
         let n = rekey(
             &old,
             &repo,
@@ -226,24 +217,7 @@ pub fn run(
     if saved.done < 3 {
         progress(3, "remove the old recipient, rotate the data keys");
         let original = SopsConfig::load(&config_path)?;
-        let rules = RuleSelector::Indices(original.rules().iter().map(|r| r.index).collect());
-        // Back to the file's own shape: the temporary anchor goes, the old key's anchor takes
-        // the new value.
-        let mut text = original.text().to_owned();
-        let current = SopsConfig::parse(&config_path, &text)?;
-        if current
-            .named_recipients()
-            .iter()
-            .any(|(n, _)| n == NEXT_ANCHOR)
-        {
-            text = current.remove_recipient(&rules, NEXT_ANCHOR)?;
-            text = SopsConfig::parse(&config_path, &text)?.remove_named_recipient(NEXT_ANCHOR)?;
-        }
-        let current = SopsConfig::parse(&config_path, &text)?;
-        if text.contains(&old) {
-            let recipient = hostage_recipients::AgeRecipient::parse(&new_recipient)?;
-            text = current.replace_recipient(&old, &recipient)?;
-        }
+        let text = phase3_text(&original, &old, &new_recipient)?;
         let (n, exposure) = rekey(
             &old,
             &repo,
@@ -284,6 +258,178 @@ pub fn run(
     fs_err::remove_file(&state_file)?;
     report.complete = true;
     Ok(report)
+}
+
+/// `.sops.yaml` with the new key next to the old one wherever the old one is (under a temporary
+/// anchor).
+fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<String> {
+    let rules: Vec<usize> = original
+        .rules()
+        .iter()
+        .filter(|r| r.key_groups.iter().flatten().any(|e| e.recipient == old))
+        .map(|r| r.index)
+        .collect();
+    let recipient = hostage_recipients::AgeRecipient::parse(new)?;
+    let named = original.add_named_recipient(NEXT_ANCHOR, &recipient)?;
+    let with_anchor = SopsConfig::parse(original.path(), &named.text)?;
+    Ok(with_anchor.add_recipient(&RuleSelector::Indices(rules), &named.reference)?)
+}
+
+/// `.sops.yaml` back in its own shape with the new key only: the temporary anchor goes, the old
+/// key's anchor takes the new value.
+fn phase3_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<String> {
+    let path = original.path();
+    let rules = RuleSelector::Indices(original.rules().iter().map(|r| r.index).collect());
+    let mut text = original.text().to_owned();
+    if original
+        .named_recipients()
+        .iter()
+        .any(|(n, _)| n == NEXT_ANCHOR)
+    {
+        text = original.remove_recipient(&rules, NEXT_ANCHOR)?;
+        text = SopsConfig::parse(path, &text)?.remove_named_recipient(NEXT_ANCHOR)?;
+    }
+    if text.contains(old) {
+        let recipient = hostage_recipients::AgeRecipient::parse(new)?;
+        text = SopsConfig::parse(path, &text)?.replace_recipient(old, &recipient)?;
+    }
+    Ok(text)
+}
+
+/// What a rotation would do, for `--dry-run`.
+#[derive(Debug, Serialize)]
+pub struct RotateInfraPlan {
+    /// The last phase a previous run finished (0: a fresh rotation).
+    pub done: u8,
+    /// The recipient being retired.
+    pub old_recipient: String,
+    /// Its replacement.
+    pub new_recipient: String,
+    /// Phase 1: files that gain the new key.
+    pub phase1_files: Vec<String>,
+    /// Phase 2: infrastructure host → what deploying would do there, or why it cannot.
+    pub hosts: Vec<(String, String)>,
+    /// Phase 3: files that lose the old key (new data keys).
+    pub phase3_files: Vec<String>,
+}
+
+/// Computes what [`run`] would do, writing nothing (hosts are reached and verified, and asked
+/// what a deploy would change).
+pub fn plan(
+    inventory: &FleetInventory,
+    options: &RotateInfraOptions,
+) -> anyhow::Result<RotateInfraPlan> {
+    let infra = inventory
+        .inventory
+        .infrastructure
+        .clone()
+        .context("the inventory has no recipients.infrastructure")?;
+    let new_key = InfrastructureKey::load(&options.new_key).with_context(|| {
+        format!(
+            "cannot use {} as the new infrastructure key",
+            options.new_key.display()
+        )
+    })?;
+    let new_recipient = new_key
+        .public_key()
+        .to_age_recipient()
+        .context("the new key has no age recipient")?
+        .to_string();
+    let repo = &inventory.inventory.secrets_repo;
+    let state_file = hostage_rekey::state_dir(repo).join(STATE_FILE);
+    let saved: Option<Progress> = match fs_err::read_to_string(&state_file) {
+        Ok(text) => Some(serde_json::from_str(&text)?),
+        Err(_) => None,
+    };
+    let done = saved.as_ref().map_or(0, |s| s.done);
+    let old = saved
+        .as_ref()
+        .map_or_else(|| infra.recipient.to_string(), |s| s.old_recipient.clone());
+    let original = SopsConfig::load(&repo.join(".sops.yaml"))?;
+    let t1 = if done < 1 {
+        phase1_text(&original, &old, &new_recipient)?
+    } else {
+        original.text().to_owned()
+    };
+    let c1 = SopsConfig::parse(original.path(), &t1)?;
+    let t3 = phase3_text(&c1, &old, &new_recipient)?;
+    let c3 = SopsConfig::parse(original.path(), &t3)?;
+    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
+    let changed = |from: &SopsConfig, to: &SopsConfig| -> Vec<String> {
+        let plan = hostage_rekey::plan(
+            to,
+            &candidates,
+            &PlanOptions {
+                rotate: Rotate::Yes,
+                threads: hostage_rekey::default_threads(),
+            },
+            &|| {},
+        );
+        plan.files
+            .iter()
+            .filter(|f| f.action != Action::Unchanged && rule_changed(from, to, &f.path))
+            .map(|f| f.display.clone())
+            .collect()
+    };
+    let phase1_files = if done < 1 {
+        changed(&original, &c1)
+    } else {
+        Vec::new()
+    };
+    let phase3_files = if done < 3 {
+        changed(&c1, &c3)
+    } else {
+        Vec::new()
+    };
+    let mut hosts = Vec::new();
+    if done < 2 {
+        let targets: Vec<_> = inventory
+            .inventory
+            .hosts
+            .iter()
+            .filter(|h| h.infrastructure_key)
+            .map(|h| (h.name.as_str().to_owned(), FleetInventory::target(h)))
+            .collect();
+        let fleet = FleetOptions {
+            ssh_config: options.ssh_config.clone(),
+            known_hosts: options.known_hosts.clone(),
+            trust_new: false,
+            jobs: hostage_remote::DEFAULT_JOBS,
+            timeout: options.timeout,
+            dry_run: true,
+        };
+        let deploy = DeployOptions {
+            target: infra.deploy_path.clone(),
+            owner: None,
+            replace: true,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let results = runtime.block_on(hostage_remote::deploy(
+            targets.iter().map(|(_, t)| t.clone()).collect(),
+            &fleet,
+            &mut NoPins,
+            &new_key,
+            &deploy,
+            &|_| {},
+        ))?;
+        for ((name, _), result) in targets.iter().zip(&results) {
+            let what = match &result.outcome {
+                Ok(done) => done.action.as_str().to_owned(),
+                Err(e) => format!("unreachable or refused: {e}"),
+            };
+            hosts.push((name.clone(), what));
+        }
+    }
+    Ok(RotateInfraPlan {
+        done,
+        old_recipient: old,
+        new_recipient,
+        phase1_files,
+        hosts,
+        phase3_files,
+    })
 }
 
 /// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
