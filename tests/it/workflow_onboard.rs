@@ -2,7 +2,7 @@
 //! loopback, files made by the real sops 3.11, and sops itself as the judge of who can decrypt what.
 
 use crate::rekey_support::{json, stderr, stdout};
-use crate::workflow_support::{world, FILES};
+use crate::workflow_support::{key_of_ssh, world, World, FILES};
 
 #[test]
 fn onboarding_gives_the_host_exactly_its_files_records_the_pin_and_is_then_a_noop() {
@@ -220,4 +220,97 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
         fs_err::read_to_string(&w.deploy_path).unwrap(),
         fs_err::read_to_string(&w.infra.private).unwrap()
     );
+}
+
+/// Runs hostage like [`World::hostage`] with the sops oracle as `HOSTAGE_SOPS`.
+fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    duct::cmd(hostage_tests::hostage_bin(), &all)
+        .dir(w.repo.dir.path())
+        .env("HOME", w.repo.dir.path())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
+        .env("HOSTAGE_SOPS", hostage_tests::sops())
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .unwrap()
+}
+
+#[test]
+fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first_boot_decrypts() {
+    let w = world();
+    // h1 does not exist yet: no SSH at all.
+    let out = hostage_with_sops(&w, &["--json", "onboard", "h1", "--generate-host-key"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["verified"]["verified_by"], "generated", "{doc:#}");
+    let steps = doc["steps"].to_string();
+    assert!(
+        steps.contains("store-host-key") && steps.contains("rekey"),
+        "{doc:#}"
+    );
+    let stored = w.repo.path("secrets/hosts/h1/ssh_host_ed25519_key");
+    assert!(fs_err::read_to_string(&stored)
+        .unwrap()
+        .contains("ENC[AES256_GCM"));
+
+    // export-host-key writes the --extra-files tree at the host's key path.
+    let extra = w.fleet.dir.path().join("extra");
+    let out = hostage_with_sops(&w, &["export-host-key", "h1", &extra.display().to_string()]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let key_path = w.fleet.hosts[1].public_key_file();
+    let rel = key_path.strip_prefix("/").unwrap().with_extension("");
+    let private = extra.join(&rel);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs_err::metadata(&private).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let exported_pub = fs_err::read_to_string(extra.join(rel.with_extension("pub"))).unwrap();
+    let saved_pub = fs_err::read_to_string(w.repo.path("pubkeys/h1.pub")).unwrap();
+    assert_eq!(
+        exported_pub.split(' ').nth(1),
+        saved_pub.split(' ').nth(1),
+        "exported and registered keys differ"
+    );
+
+    // The new machine's key opens exactly h1's files, as its first boot will.
+    for file in FILES {
+        let opens = decrypt_with(&w, file, &key_of_ssh(&private).secret);
+        assert_eq!(opens, file.contains("/h1/"), "generated key and {file}");
+    }
+
+    // Again: nothing to do, nothing regenerated.
+    let after = w.state();
+    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    assert!(
+        stdout(&out).contains("nothing to do"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(w.state(), after);
+}
+
+/// Whether sops decrypts `file` of the world's repo with the age identity `secret`.
+fn decrypt_with(w: &World, file: &str, secret: &str) -> bool {
+    let kind = crate::rekey_support::sops_type(file);
+    duct::cmd(
+        hostage_tests::sops(),
+        ["decrypt", "--input-type", kind, "--output-type", kind, file],
+    )
+    .dir(w.repo.dir.path())
+    .env("HOME", w.repo.dir.path())
+    .env("SOPS_DISABLE_VERSION_CHECK", "1")
+    .env("SOPS_AGE_KEY", secret)
+    .env_remove("SOPS_AGE_KEY_FILE")
+    .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+    .stdout_null()
+    .stderr_null()
+    .unchecked()
+    .run()
+    .unwrap()
+    .status
+    .success()
 }

@@ -55,6 +55,9 @@ pub enum Command {
     /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
     RotateInfra(crate::rotate_infra::RotateInfraArgs),
 
+    /// Write a host key made by `onboard --generate-host-key` as a nixos-anywhere --extra-files tree.
+    ExportHostKey(crate::onboard::ExportHostKeyArgs),
+
     /// The fleet on one screen: hosts, pins, recipients, drift, who can read what.
     Status(crate::status::StatusArgs),
 

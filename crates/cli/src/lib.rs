@@ -36,6 +36,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::RotateInfra(args) => rotate_infra::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::ExportHostKey(args) => {
+            onboard::run_export(args, &mut out, cli.inventory.as_deref())?
+        }
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();

@@ -39,6 +39,10 @@ pub struct OnboardArgs {
     /// Accept a host that neither a pin nor known_hosts vouches for (its pin is recorded).
     #[arg(long)]
     pub trust_new: bool,
+    /// The host does not exist yet: generate its ed25519 host key here, register it, and store
+    /// the private key sops-encrypted in the repo (`hostage export-host-key` writes it out).
+    #[arg(long, conflicts_with_all = ["trust_new", "expect_fingerprint"])]
+    pub generate_host_key: bool,
     /// known_hosts file to trust instead of ssh's defaults.
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
@@ -81,6 +85,7 @@ pub fn run(
         trust_new: args.trust_new,
         timeout: Duration::from_secs(args.timeout.max(1)),
         identities: args.identities.clone(),
+        generate_host_key: args.generate_host_key,
     };
     let plan = onboard::plan(&inventory, &args.host, &options)?;
     if !out.json() {
@@ -102,7 +107,7 @@ pub fn run(
     let verified = json!({
         "fingerprint": plan.fetched.fingerprint.as_str(),
         "recipient": plan.fetched.recipient.to_string(),
-        "verified_by": plan.fetched.verified_by.as_str(),
+        "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
     });
     let outcome = onboard::apply(&mut inventory, plan, &mut passphrases, &|step| {
         if !json {
@@ -150,7 +155,7 @@ pub(crate) fn print_plan(
             "verified": {
                 "fingerprint": plan.fetched.fingerprint.as_str(),
                 "recipient": plan.fetched.recipient.to_string(),
-                "verified_by": plan.fetched.verified_by.as_str(),
+                "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
             },
             "steps": plan.steps,
             "outcome": serde_json::Value::Null,
@@ -159,9 +164,14 @@ pub(crate) fn print_plan(
             "next_steps": plan.next_steps,
         }));
     }
+    let how = if plan.generated_locally {
+        "generated locally".to_owned()
+    } else {
+        format!("verified by {}", plan.fetched.verified_by)
+    };
     out.line(&format!(
-        "{}: host key {} ({}, verified by {})",
-        plan.host, plan.fetched.fingerprint, plan.fetched.recipient, plan.fetched.verified_by
+        "{}: host key {} ({}, {how})",
+        plan.host, plan.fetched.fingerprint, plan.fetched.recipient
     ))?;
     if plan.is_noop() {
         out.line(&format!("{} is onboarded: nothing to do", plan.host))?;
@@ -223,6 +233,9 @@ pub(crate) fn describe(step: &Step) -> String {
             target,
             fingerprint,
         } => format!("deploy the infrastructure key {fingerprint} to {target}"),
+        Step::StoreHostKey { path } => {
+            format!("store the generated private host key sops-encrypted at {path}")
+        }
         Step::ReplaceRecipient { name, old, new } => {
             format!("replace {name}'s recipient {old} with {new} in .sops.yaml")
         }
@@ -231,4 +244,80 @@ pub(crate) fn describe(step: &Step) -> String {
             recipient: _,
         } => format!("record the pin {fingerprint} in the inventory"),
     }
+}
+
+/// `hostage export-host-key`: write a generated host key as an `--extra-files` tree.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage onboard web02 --generate-host-key\n  \
+    hostage export-host-key web02 ./extra\n  \
+    nixos-anywhere --extra-files ./extra --flake .#web02 root@203.0.113.7\n\n\
+    Decrypts secrets/hosts/HOST/ssh_host_ed25519_key (stored by onboard --generate-host-key) with\n\
+    your identities and writes it (0600) and its .pub under DIR at the host's host_key_path, e.g.\n\
+    DIR/etc/ssh/ssh_host_ed25519_key. Delete DIR once the host is installed.")]
+pub struct ExportHostKeyArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// The directory to write the tree into.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Extra identity to decrypt with (the inventory's workstation identity is used).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Read the SSH identity's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// Runs `hostage export-host-key`.
+pub fn run_export(
+    args: &ExportHostKeyArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let inventory = FleetInventory::find(inventory)?.with_context(|| {
+        format!(
+            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
+            crate::workflows::DEFAULT_INVENTORY
+        )
+    })?;
+    let host = inventory.host(&args.host)?;
+    let mut explicit = args.identities.clone();
+    if let Some(identity) = inventory
+        .inventory
+        .workstation
+        .as_ref()
+        .and_then(|w| w.identity.as_ref())
+    {
+        explicit.push(crate::workflows::expand_home(identity));
+    }
+    let identities = hostage_recipients::IdentitySet::load(
+        &hostage_recipients::IdentityOptions::from_env(explicit),
+    );
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let written = crate::workflows::host_key::export(
+        &inventory.inventory.secrets_repo,
+        host.name.as_str(),
+        &host.host_key_path,
+        &args.dir,
+        &identities,
+        &mut passphrases,
+    )?;
+    if out.json() {
+        out.json_value(&json!({
+            "host": args.host,
+            "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        for path in &written {
+            out.line(&format!("wrote {}", path.display()))?;
+        }
+        out.line(&format!(
+            "next: nixos-anywhere --extra-files {} …; delete it once {} is installed",
+            args.dir.display(),
+            args.host
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

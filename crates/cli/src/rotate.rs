@@ -78,6 +78,7 @@ pub fn run(
         trust_new: false,
         timeout: Duration::from_secs(args.timeout.max(1)),
         identities: args.identities.clone(),
+        generate_host_key: false,
     };
     let host_name = args.host.clone();
     let mut confirm = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {

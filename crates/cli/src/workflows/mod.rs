@@ -4,6 +4,7 @@
 //! may pass a progress callback.
 
 pub mod fleet_inventory;
+pub mod host_key;
 pub mod onboard;
 pub mod rotate;
 pub mod rotate_infra;

@@ -208,5 +208,7 @@ pub fn plan(
         rekey,
         deploy,
         options: options.clone(),
+        generated_locally: false,
+        generated: None,
     })
 }
