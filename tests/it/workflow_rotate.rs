@@ -225,3 +225,70 @@ fn rotate_infra_stops_before_removing_the_old_key_while_a_host_is_unreachable_th
     let deployed = fs_err::read_to_string(&w.deploy_path).unwrap();
     assert_eq!(deployed, fs_err::read_to_string(&new.private).unwrap());
 }
+
+#[test]
+fn rotate_infra_stopped_after_each_phase_resumes_at_the_next() {
+    let w = world_with(&[true, false]);
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    let new_key = new.private.display().to_string();
+    for phase in 1..=3 {
+        let out = duct::cmd(
+            hostage_tests::hostage_bin(),
+            [
+                "--inventory",
+                &w.inventory.display().to_string(),
+                "rotate-infra",
+                "--new-key",
+                &new_key,
+                "--ssh-config",
+                &w.fleet.ssh_config().display().to_string(),
+            ],
+        )
+        .dir(w.repo.dir.path())
+        .env("HOME", w.repo.dir.path())
+        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
+        .env("HOSTAGE_WORKFLOW_STOP_AFTER", format!("phase-{phase}"))
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "phase {phase}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("stopped after phase {phase}")),
+            "{}",
+            stderr(&out)
+        );
+        // Each run did exactly one phase: the next one starts where it stopped.
+        let err = stderr(&out);
+        let ran: Vec<&str> = err
+            .lines()
+            .filter(|l| l.trim_start().starts_with("phase "))
+            .collect();
+        assert_eq!(ran.len(), 1, "phase {phase}: {ran:?}");
+    }
+    // After phase 3 the files have only the new key; phase 4 (the inventory) is still to do.
+    assert!(w
+        .inventory_text()
+        .contains(w.repo.recipient("infrastructure")));
+    let out = w.hostage(&["rotate-infra", "--new-key", &new_key]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("phase 4") && !stdout(&out).contains("phase 3"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!w
+        .inventory_text()
+        .contains(w.repo.recipient("infrastructure")));
+    for file in FILES.iter().filter(|f| !f.contains("workstation-only")) {
+        assert!(w.repo.decrypt(file, "infrastructure").is_none(), "{file}");
+    }
+}

@@ -118,8 +118,16 @@ pub fn run(
             state_file.display()
         );
     }
+    // Tests stop a run after a phase (`phase-N`) to check that the next run resumes there.
+    let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
     let save = |saved: &Progress| -> anyhow::Result<()> {
         hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
+        if stop_after.as_deref() == Some(format!("phase-{}", saved.done).as_str()) {
+            bail!(
+                "stopped after phase {} (HOSTAGE_WORKFLOW_STOP_AFTER)",
+                saved.done
+            );
+        }
         Ok(())
     };
     let mut report = RotateInfraReport::default();
