@@ -314,3 +314,29 @@ fn decrypt_with(w: &World, file: &str, secret: &str) -> bool {
     .status
     .success()
 }
+
+#[test]
+fn deploy_reads_an_infrastructure_key_kept_in_a_sops_file_in_memory() {
+    let w = world();
+    let private = fs_err::read_to_string(&w.infra.private).unwrap();
+    let yaml = format!(
+        "id_infrastructure: |\n{}",
+        private
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    w.repo
+        .encrypt("secrets/infrastructure-key.yaml", yaml.as_bytes());
+    let text = w.inventory_text().replace(
+        &format!("private_key_file: {}", w.infra.private.display()),
+        "private_key_sops: secrets/infrastructure-key.yaml",
+    );
+    assert!(text.contains("private_key_sops"), "{text}");
+    fs_err::write(&w.inventory, text).unwrap();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = w.hostage(&["deploy", "--all"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(fs_err::read_to_string(&w.deploy_path).unwrap(), private);
+}

@@ -177,28 +177,17 @@ pub fn run_deploy(
     let infrastructure = inventory
         .as_ref()
         .and_then(|i| i.inventory.infrastructure.clone());
-    let key_path = match (&args.key, &infrastructure) {
-        (Some(key), _) => key.clone(),
-        (None, Some(infra)) => match &infra.private_key {
-            hostage_inventory::PrivateKeySource::File(path) => crate::workflows::expand_home(path),
-            hostage_inventory::PrivateKeySource::Sops { .. } => {
-                return Ok(usage(
-                    "the inventory keeps the infrastructure key in a sops file, which deploy cannot read yet: pass --key FILE",
-                ))
-            }
-        },
-        (None, None) => {
+    let key = match (&args.key, &inventory) {
+        (Some(path), _) => InfrastructureKey::load(path).with_context(|| {
+            format!("cannot use {} as the infrastructure key", path.display())
+        })?,
+        (None, Some(inventory)) if infrastructure.is_some() => inventory.infrastructure_key(&[])?,
+        _ => {
             return Ok(usage(
                 "name the infrastructure key with --key FILE (or in the inventory's recipients.infrastructure)",
             ))
         }
     };
-    let key = InfrastructureKey::load(&key_path).with_context(|| {
-        format!(
-            "cannot use {} as the infrastructure key",
-            key_path.display()
-        )
-    })?;
     let target = args
         .target
         .clone()

@@ -67,8 +67,17 @@ impl InfrastructureKey {
     /// Reads an unencrypted OpenSSH ed25519 private key file.
     pub fn load(path: &Path) -> Result<Self, InfrastructureKeyError> {
         let secret = Zeroizing::new(fs_err::read(path)?);
+        Self::from_openssh(secret, &path.display().to_string())
+    }
+
+    /// Takes an unencrypted OpenSSH ed25519 private key already in memory (e.g. decrypted from a
+    /// sops file); `source` names where it came from, for errors.
+    pub fn from_openssh(
+        secret: Zeroizing<Vec<u8>>,
+        source: &str,
+    ) -> Result<Self, InfrastructureKeyError> {
         let not_a_key = |reason: String| InfrastructureKeyError::NotAKey {
-            path: path.display().to_string(),
+            path: source.to_owned(),
             reason,
         };
         let text = std::str::from_utf8(&secret).map_err(|_| not_a_key("not text".into()))?;

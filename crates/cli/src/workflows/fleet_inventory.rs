@@ -111,6 +111,66 @@ impl FleetInventory {
     }
 }
 
+impl FleetInventory {
+    /// The infrastructure private key the inventory names: a local key file, or a value of a sops
+    /// file in the repo decrypted in memory with the workstation identity (plus `extra`
+    /// identities and the sops variables; passphrase-protected SSH identities are not unlocked
+    /// here).
+    pub fn infrastructure_key(
+        &self,
+        extra: &[PathBuf],
+    ) -> anyhow::Result<hostage_remote::InfrastructureKey> {
+        use hostage_inventory::PrivateKeySource;
+        let Some(infra) = &self.inventory.infrastructure else {
+            anyhow::bail!("the inventory has no recipients.infrastructure");
+        };
+        match &infra.private_key {
+            PrivateKeySource::File(path) => {
+                let path = super::expand_home(path);
+                hostage_remote::InfrastructureKey::load(&path).with_context(|| {
+                    format!("cannot use {} as the infrastructure key", path.display())
+                })
+            }
+            PrivateKeySource::Sops { file, key } => {
+                let path = self.inventory.secrets_repo.join(file);
+                let mut explicit = extra.to_vec();
+                if let Some(identity) = self
+                    .inventory
+                    .workstation
+                    .as_ref()
+                    .and_then(|w| w.identity.as_ref())
+                {
+                    explicit.push(super::expand_home(identity));
+                }
+                let identities = hostage_recipients::IdentitySet::load(
+                    &hostage_recipients::IdentityOptions::from_env(explicit),
+                );
+                let bytes = fs_err::read(&path)?;
+                let sops = hostage_sops::SopsFile::parse(&bytes, None)
+                    .with_context(|| format!("{} is not a sops file", path.display()))?;
+                let data_key = sops
+                    .data_key(&identities, &mut ())
+                    .with_context(|| format!("cannot decrypt {}", path.display()))?;
+                sops.verify_mac(&data_key)?;
+                let tree = sops.decrypt(&data_key)?;
+                let secret = match tree.documents.first().and_then(|d| d.get(key)) {
+                    Some(hostage_sops::Value::Str(text)) => {
+                        zeroize::Zeroizing::new(text.clone().into_bytes())
+                    }
+                    _ => anyhow::bail!(
+                        "{} has no top-level string `{key}` holding the infrastructure key",
+                        path.display()
+                    ),
+                };
+                Ok(hostage_remote::InfrastructureKey::from_openssh(
+                    secret,
+                    &format!("{}:{key}", path.display()),
+                )?)
+            }
+        }
+    }
+}
+
 /// Records pins of inventory hosts into the inventory and of other hosts into the pin file.
 pub struct InventoryPins<'a> {
     inventory: Option<&'a mut FleetInventory>,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use hostage_inventory::{Host, PrivateKeySource};
+use hostage_inventory::Host;
 use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock, Rotate};
 use hostage_remote::{
@@ -174,23 +174,10 @@ pub(crate) fn fleet_options(options: &OnboardOptions, dry_run: bool) -> FleetOpt
     }
 }
 
-/// The infrastructure private key the inventory names.
+/// The infrastructure private key the inventory names (a key file, or a sops file decrypted in
+/// memory).
 pub fn infrastructure_key(inventory: &FleetInventory) -> anyhow::Result<InfrastructureKey> {
-    let Some(infra) = &inventory.inventory.infrastructure else {
-        bail!("the inventory has no recipients.infrastructure");
-    };
-    match &infra.private_key {
-        PrivateKeySource::File(path) => {
-            let path = super::expand_home(path);
-            InfrastructureKey::load(&path).with_context(|| {
-                format!("cannot use {} as the infrastructure key", path.display())
-            })
-        }
-        PrivateKeySource::Sops { file, .. } => bail!(
-            "the infrastructure key is kept in the sops file {}, which onboarding cannot read yet; set private_key_file",
-            file.display()
-        ),
-    }
+    inventory.infrastructure_key(&[])
 }
 
 /// Fetches and verifies `host`'s key (and, for infrastructure hosts, checks what a deploy would
