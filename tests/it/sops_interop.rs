@@ -33,15 +33,40 @@ fn people() -> People {
 }
 
 /// `(initial groups, new groups, identity sets that must decrypt after, sets that must not)`.
-type Case<'a> = (Vec<Vec<&'a Key>>, Vec<Vec<&'a Key>>, Vec<Vec<&'a Key>>, Vec<Vec<&'a Key>>);
+type Case<'a> = (
+    Vec<Vec<&'a Key>>,
+    Vec<Vec<&'a Key>>,
+    Vec<Vec<&'a Key>>,
+    Vec<Vec<&'a Key>>,
+);
 
 fn case<'a>(p: &'a People, shamir: bool, op: Op) -> Case<'a> {
     let (a, b, c, d) = (&p.alice, &p.bob, &p.carol, &p.dave);
     match (shamir, op) {
-        (false, Op::Add) => (vec![vec![a, b]], vec![vec![a, b, d]], vec![vec![d], vec![a]], vec![vec![c]]),
-        (false, Op::Remove) => (vec![vec![a, b]], vec![vec![a]], vec![vec![a]], vec![vec![b]]),
-        (false, Op::Replace) => (vec![vec![a, b]], vec![vec![a, d]], vec![vec![d]], vec![vec![b]]),
-        (false, Op::Rotate) => (vec![vec![a, b]], vec![vec![a, b]], vec![vec![a], vec![b]], vec![vec![c]]),
+        (false, Op::Add) => (
+            vec![vec![a, b]],
+            vec![vec![a, b, d]],
+            vec![vec![d], vec![a]],
+            vec![vec![c]],
+        ),
+        (false, Op::Remove) => (
+            vec![vec![a, b]],
+            vec![vec![a]],
+            vec![vec![a]],
+            vec![vec![b]],
+        ),
+        (false, Op::Replace) => (
+            vec![vec![a, b]],
+            vec![vec![a, d]],
+            vec![vec![d]],
+            vec![vec![b]],
+        ),
+        (false, Op::Rotate) => (
+            vec![vec![a, b]],
+            vec![vec![a, b]],
+            vec![vec![a], vec![b]],
+            vec![vec![c]],
+        ),
         (true, Op::Add) => (
             vec![vec![a], vec![b, c]],
             vec![vec![a, d], vec![b, c]],
@@ -88,7 +113,8 @@ fn run(kind: &str, shamir: bool, op: Op) {
         .expect("sops decrypts its own file");
 
     let (file, key) = data_key(&encrypted, &opener);
-    file.verify_mac(&key).expect("the MAC of a sops-made file verifies");
+    file.verify_mac(&key)
+        .expect("the MAC of a sops-made file verifies");
     let output = match op {
         Op::Rotate => file.rotate(&key, &groups_of(&wanted), MacCheck::Verify),
         _ => file.rewrap(&key, &groups_of(&wanted), MacCheck::Verify),
@@ -96,12 +122,16 @@ fn run(kind: &str, shamir: bool, op: Op) {
     .unwrap_or_else(|e| panic!("{kind} shamir={shamir} {op:?}: {e}"));
 
     for keys in &can {
-        let got = sops
-            .decrypt(kind, &output, keys)
-            .unwrap_or_else(|e| panic!("{kind} shamir={shamir} {op:?}: sops refuses our output: {e}"));
-        assert_eq!(got, expected, "{kind} shamir={shamir} {op:?}: plaintext changed");
+        let got = sops.decrypt(kind, &output, keys).unwrap_or_else(|e| {
+            panic!("{kind} shamir={shamir} {op:?}: sops refuses our output: {e}")
+        });
+        assert_eq!(
+            got, expected,
+            "{kind} shamir={shamir} {op:?}: plaintext changed"
+        );
         let (ours, our_key) = data_key(&output, keys);
-        ours.verify_mac(&our_key).expect("our output verifies with hostage too");
+        ours.verify_mac(&our_key)
+            .expect("our output verifies with hostage too");
     }
     for keys in &cannot {
         assert!(
@@ -121,26 +151,49 @@ fn run(kind: &str, shamir: bool, op: Op) {
         Op::Rotate => {
             // The data keeps its size (only `data` and `tag` change); the `enc` blobs may not, as
             // the Rust age crate adds a random grease stanza that Go age does not.
-            assert_eq!(data_end(&before), data_end(&after), "{kind}: the data changed size");
+            assert_eq!(
+                data_end(&before),
+                data_end(&after),
+                "{kind}: the data changed size"
+            );
             let (old, new) = (ivs(&before), ivs(&after));
             assert_eq!(old.len(), new.len());
             let changed = old.iter().zip(&new).filter(|(a, b)| a != b).count();
-            assert!(changed <= 1, "{kind}: only the MAC's IV may change, {changed} did");
+            assert!(
+                changed <= 1,
+                "{kind}: only the MAC's IV may change, {changed} did"
+            );
             let rotated = SopsFile::parse(&output, None).unwrap();
-            assert!(rotated.verify_mac(&key).is_err(), "{kind}: the old data key still works");
+            assert!(
+                rotated.verify_mac(&key).is_err(),
+                "{kind}: the old data key still works"
+            );
         }
         _ => {
             // Kept recipients keep their enc byte-for-byte.
             let rewrapped = SopsFile::parse(&output, None).unwrap();
-            for (old_group, new_group) in file.metadata().groups.iter().zip(&rewrapped.metadata().groups) {
+            for (old_group, new_group) in file
+                .metadata()
+                .groups
+                .iter()
+                .zip(&rewrapped.metadata().groups)
+            {
                 for entry in &new_group.age {
-                    if let Some(old) = old_group.age.iter().find(|o| o.recipient == entry.recipient) {
+                    if let Some(old) = old_group
+                        .age
+                        .iter()
+                        .find(|o| o.recipient == entry.recipient)
+                    {
                         assert_eq!(old.enc, entry.enc, "{kind}: a kept recipient's enc changed");
                     }
                 }
             }
             // Outside the metadata nothing changed.
-            assert_eq!(before[..data_end(&before)], after[..data_end(&after)], "{kind}: data changed");
+            assert_eq!(
+                before[..data_end(&before)],
+                after[..data_end(&after)],
+                "{kind}: data changed"
+            );
         }
     }
     if let Op::Add = op {
@@ -151,11 +204,18 @@ fn run(kind: &str, shamir: bool, op: Op) {
             // sops 3.11 adds this to binary files on updatekeys; we keep the file as it was.
             theirs = theirs.replace(",\n\t\t\"unencrypted_suffix\": \"_unencrypted\"", "");
         }
-        assert_eq!(mask_enc(&after), mask_enc(&theirs), "{kind} shamir={shamir}: differs from sops updatekeys");
+        assert_eq!(
+            mask_enc(&after),
+            mask_enc(&theirs),
+            "{kind} shamir={shamir}: differs from sops updatekeys"
+        );
         if !shamir {
             // sops rewrites the existing blobs; we keep them.
             let sops_file = SopsFile::parse(theirs.as_bytes(), None).unwrap();
-            assert_ne!(sops_file.metadata().groups[0].age[0].enc, file.metadata().groups[0].age[0].enc);
+            assert_ne!(
+                sops_file.metadata().groups[0].age[0].enc,
+                file.metadata().groups[0].age[0].enc
+            );
         }
     }
 }
@@ -212,7 +272,9 @@ fn no_identity_error_lists_recipients_and_identities_tried() {
     let sops = Sops::new();
     let encrypted = sops.encrypt("yaml", &fixture("yaml"), &[vec![&p.alice]]);
     let file = SopsFile::parse(&encrypted, None).unwrap();
-    let error = file.data_key(&Key::identities(&[&p.bob]), &mut ()).unwrap_err();
+    let error = file
+        .data_key(&Key::identities(&[&p.bob]), &mut ())
+        .unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, SopsError::NoIdentity { .. }));
     assert!(text.contains(&p.alice.recipient), "{text}");
@@ -224,7 +286,8 @@ fn tampered_values_and_macs_are_refused() {
     let p = people();
     let sops = Sops::new();
     for kind in ["yaml", "json", "dotenv"] {
-        let encrypted = String::from_utf8(sops.encrypt(kind, &fixture(kind), &[vec![&p.alice]])).unwrap();
+        let encrypted =
+            String::from_utf8(sops.encrypt(kind, &fixture(kind), &[vec![&p.alice]])).unwrap();
         let (_, key) = data_key(encrypted.as_bytes(), &[&p.alice]);
         // Flip one character of the first encrypted value's data.
         // (Comments are not covered by the MAC, in sops either: flip a value.)
@@ -237,20 +300,34 @@ fn tampered_values_and_macs_are_refused() {
         let mut flipped = encrypted.clone().into_bytes();
         flipped[at] = if flipped[at] == b'A' { b'B' } else { b'A' };
         let file = SopsFile::parse(&flipped, None).unwrap();
-        assert!(file.verify_mac(&key).is_err(), "{kind}: flipped value accepted");
-        assert!(file.rewrap(&key, &[vec![p.bob.recipient.clone()]], MacCheck::Verify).is_err());
-        assert!(file.rotate(&key, &[vec![p.alice.recipient.clone()]], MacCheck::Verify).is_err());
+        assert!(
+            file.verify_mac(&key).is_err(),
+            "{kind}: flipped value accepted"
+        );
+        assert!(file
+            .rewrap(&key, &[vec![p.bob.recipient.clone()]], MacCheck::Verify)
+            .is_err());
+        assert!(file
+            .rotate(&key, &[vec![p.alice.recipient.clone()]], MacCheck::Verify)
+            .is_err());
         // Replace the MAC by one over other content.
         let mac_at = encrypted.rfind("ENC[AES256_GCM,data:").unwrap() + 20;
         let mut edited = encrypted.clone().into_bytes();
         edited[mac_at] = if edited[mac_at] == b'A' { b'B' } else { b'A' };
         let file = SopsFile::parse(&edited, None).unwrap();
-        assert!(matches!(file.verify_mac(&key), Err(SopsError::MacMismatch)), "{kind}: edited mac accepted");
+        assert!(
+            matches!(file.verify_mac(&key), Err(SopsError::MacMismatch)),
+            "{kind}: edited mac accepted"
+        );
         let refused = file.rewrap(&key, &[vec![p.bob.recipient.clone()]], MacCheck::Verify);
         assert!(matches!(refused, Err(SopsError::MacMismatch)));
         // The explicit override goes through.
         assert!(file
-            .rewrap(&key, &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]], MacCheck::Ignore)
+            .rewrap(
+                &key,
+                &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]],
+                MacCheck::Ignore
+            )
             .is_ok());
     }
 }
@@ -312,21 +389,44 @@ fn to_alphabetical(text: &str) -> String {
 fn sops_3_13_alphabetical_layout_is_kept() {
     let p = people();
     let sops = Sops::new();
-    let encrypted = String::from_utf8(sops.encrypt("yaml", &fixture("yaml"), &[vec![&p.alice]])).unwrap();
+    let encrypted =
+        String::from_utf8(sops.encrypt("yaml", &fixture("yaml"), &[vec![&p.alice]])).unwrap();
     let alphabetical = to_alphabetical(&encrypted);
-    assert!(alphabetical.contains("        - enc: |\n"), "{alphabetical}");
-    let expected = sops.decrypt("yaml", encrypted.as_bytes(), &[&p.alice]).unwrap();
-    assert_eq!(sops.decrypt("yaml", alphabetical.as_bytes(), &[&p.alice]).unwrap(), expected);
+    assert!(
+        alphabetical.contains("        - enc: |\n"),
+        "{alphabetical}"
+    );
+    let expected = sops
+        .decrypt("yaml", encrypted.as_bytes(), &[&p.alice])
+        .unwrap();
+    assert_eq!(
+        sops.decrypt("yaml", alphabetical.as_bytes(), &[&p.alice])
+            .unwrap(),
+        expected
+    );
 
     let (file, key) = data_key(alphabetical.as_bytes(), &[&p.alice]);
     let output = file
-        .rewrap(&key, &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]], MacCheck::Verify)
+        .rewrap(
+            &key,
+            &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]],
+            MacCheck::Verify,
+        )
         .unwrap();
     let output = String::from_utf8(output).unwrap();
     assert!(output.starts_with(&alphabetical[..alphabetical.find("          recipient:").unwrap()]));
-    assert!(output.contains(&format!("          recipient: {}\n    lastmodified", p.bob.recipient)), "{output}");
+    assert!(
+        output.contains(&format!(
+            "          recipient: {}\n    lastmodified",
+            p.bob.recipient
+        )),
+        "{output}"
+    );
     assert_eq!(output.matches("        - enc: |\n").count(), 2);
-    assert_eq!(sops.decrypt("yaml", output.as_bytes(), &[&p.bob]).unwrap(), expected);
+    assert_eq!(
+        sops.decrypt("yaml", output.as_bytes(), &[&p.bob]).unwrap(),
+        expected
+    );
 }
 
 #[test]
@@ -335,20 +435,44 @@ fn multi_document_yaml_rewraps_and_rotates_every_sops_block() {
     let sops = Sops::new();
     let plain = b"a: 1\nb: two\n---\nc: [x, y]\nd:\n    e: f\n";
     let encrypted = sops.encrypt("yaml", plain, &[vec![&p.alice]]);
-    assert_eq!(String::from_utf8_lossy(&encrypted).matches("\nsops:\n").count(), 2);
+    assert_eq!(
+        String::from_utf8_lossy(&encrypted)
+            .matches("\nsops:\n")
+            .count(),
+        2
+    );
     let expected = sops.decrypt("yaml", &encrypted, &[&p.alice]).unwrap();
     let (file, key) = data_key(&encrypted, &[&p.alice]);
     file.verify_mac(&key).unwrap();
     let rewrapped = file
-        .rewrap(&key, &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]], MacCheck::Verify)
+        .rewrap(
+            &key,
+            &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]],
+            MacCheck::Verify,
+        )
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&rewrapped).matches(&p.bob.recipient).count(), 2);
-    assert_eq!(sops.decrypt("yaml", &rewrapped, &[&p.bob]).unwrap(), expected);
+    assert_eq!(
+        String::from_utf8_lossy(&rewrapped)
+            .matches(&p.bob.recipient)
+            .count(),
+        2
+    );
+    assert_eq!(
+        sops.decrypt("yaml", &rewrapped, &[&p.bob]).unwrap(),
+        expected
+    );
     let (file, key) = data_key(&rewrapped, &[&p.bob]);
     let rotated = file
-        .rotate(&key, &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]], MacCheck::Verify)
+        .rotate(
+            &key,
+            &[vec![p.alice.recipient.clone(), p.bob.recipient.clone()]],
+            MacCheck::Verify,
+        )
         .unwrap();
-    assert_eq!(sops.decrypt("yaml", &rotated, &[&p.alice]).unwrap(), expected);
+    assert_eq!(
+        sops.decrypt("yaml", &rotated, &[&p.alice]).unwrap(),
+        expected
+    );
 }
 
 #[test]
@@ -361,5 +485,8 @@ fn decrypted_tree_matches_the_plaintext() {
     let app = tree.documents[0].get("app").unwrap();
     assert_eq!(app.get("user").unwrap().as_str(), Some("admin"));
     assert_eq!(app.get("port"), Some(&hostage_sops::Value::Float(5432.0)));
-    assert_eq!(tree.documents[0].get("ключ").unwrap().as_str(), Some("値 <&>"));
+    assert_eq!(
+        tree.documents[0].get("ключ").unwrap().as_str(),
+        Some("値 <&>")
+    );
 }

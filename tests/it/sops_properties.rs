@@ -55,13 +55,21 @@ fn json_scalar(node: &Node) -> String {
             "{{{}}}",
             entries
                 .iter()
-                .map(|(k, v, _)| format!("{}: {}", serde_json::to_string(k).unwrap(), json_scalar(v)))
+                .map(|(k, v, _)| format!(
+                    "{}: {}",
+                    serde_json::to_string(k).unwrap(),
+                    json_scalar(v)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         Node::List(items) => format!(
             "[{}]",
-            items.iter().map(|(v, _)| json_scalar(v)).collect::<Vec<_>>().join(", ")
+            items
+                .iter()
+                .map(|(v, _)| json_scalar(v))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -106,13 +114,21 @@ fn round_trip(kind: &str, plain: &str, keys: &(Key, Key, Key)) {
     file.decrypt(&key).unwrap();
     let groups = vec![vec![alice.recipient.clone(), carol.recipient.clone()]];
     let rotated = file.rotate(&key, &groups, MacCheck::Verify).unwrap();
-    assert_eq!(sops.decrypt(kind, &rotated, &[carol]).unwrap(), expected, "{plain}");
+    assert_eq!(
+        sops.decrypt(kind, &rotated, &[carol]).unwrap(),
+        expected,
+        "{plain}"
+    );
     assert!(sops.decrypt(kind, &rotated, &[bob]).is_err());
     let (file, key) = data_key(&rotated, &[carol]);
     let rewrapped = file
         .rewrap(&key, &[vec![bob.recipient.clone()]], MacCheck::Verify)
         .unwrap();
-    assert_eq!(sops.decrypt(kind, &rewrapped, &[bob]).unwrap(), expected, "{plain}");
+    assert_eq!(
+        sops.decrypt(kind, &rewrapped, &[bob]).unwrap(),
+        expected,
+        "{plain}"
+    );
     SopsFile::parse(&rewrapped, None).unwrap();
 }
 

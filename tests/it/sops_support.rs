@@ -146,7 +146,13 @@ impl Sops {
     }
 
     /// `sops updatekeys -y` on a copy of `encrypted` with a config of `groups`.
-    pub fn updatekeys(&self, kind: &str, encrypted: &[u8], groups: &[Vec<&Key>], keys: &[&Key]) -> Vec<u8> {
+    pub fn updatekeys(
+        &self,
+        kind: &str,
+        encrypted: &[u8],
+        groups: &[Vec<&Key>],
+        keys: &[&Key],
+    ) -> Vec<u8> {
         let config = self.config(groups);
         let path = self.path(&format!("updatekeys.{kind}"));
         fs_err::write(&path, encrypted).expect("write file");
@@ -202,7 +208,6 @@ pub fn groups_of(keys: &[Vec<&Key>]) -> Vec<Vec<String>> {
         .map(|g| g.iter().map(|k| k.recipient.clone()).collect())
         .collect()
 }
-
 
 /// Plaintext fixtures, one per format sops 3.11 writes.
 pub const FORMATS: &[&str] = &["yaml", "json", "dotenv", "binary"];

@@ -18,7 +18,10 @@ struct Keys {
 }
 
 fn keygen() -> anyhow::Result<(String, String)> {
-    let out = duct::cmd!("age-keygen").stderr_null().read().context("running age-keygen")?;
+    let out = duct::cmd!("age-keygen")
+        .stderr_null()
+        .read()
+        .context("running age-keygen")?;
     let secret = out
         .lines()
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
@@ -39,13 +42,17 @@ fn keys(dir: &Path) -> anyhow::Result<Keys> {
         }
         fs_write(&path, &text)?;
     }
-    let text = fs_err::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        fs_err::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let secrets: Vec<String> = text.lines().map(str::to_owned).collect();
     let recipients = secrets
         .iter()
         .map(|s| Ok(AgeIdentity::parse(s)?.recipient().to_string()))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Keys { secrets, recipients })
+    Ok(Keys {
+        secrets,
+        recipients,
+    })
 }
 
 fn fs_write(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -80,10 +87,19 @@ fn fixtures(sops: &Path, dir: &Path, keys: &Keys, count: usize) -> anyhow::Resul
     fs_err::create_dir_all(&pristine)?;
     fs_write(&pristine.join(".sops.yaml"), &config(&keys.recipients[..3]))?;
     let names: Vec<String> = (0..count).map(|i| format!("f{i:04}.yaml")).collect();
-    let missing: Vec<&String> = names.iter().filter(|n| !pristine.join(n).exists()).collect();
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|n| !pristine.join(n).exists())
+        .collect();
     if !missing.is_empty() {
-        println!("making {} sops-encrypted fixtures with sops (once)…", missing.len());
-        let chunks: Vec<Vec<&String>> = missing.chunks(missing.len().div_ceil(threads())).map(<[_]>::to_vec).collect();
+        println!(
+            "making {} sops-encrypted fixtures with sops (once)…",
+            missing.len()
+        );
+        let chunks: Vec<Vec<&String>> = missing
+            .chunks(missing.len().div_ceil(threads()))
+            .map(<[_]>::to_vec)
+            .collect();
         std::thread::scope(|scope| -> anyhow::Result<()> {
             let handles: Vec<_> = chunks
                 .into_iter()
@@ -97,18 +113,30 @@ fn fixtures(sops: &Path, dir: &Path, keys: &Keys, count: usize) -> anyhow::Resul
                                 sops,
                                 pristine,
                                 "",
-                                vec!["encrypt".into(), "--input-type".into(), "yaml".into(), "--output-type".into(), "yaml".into(), plain.display().to_string()],
+                                vec![
+                                    "encrypt".into(),
+                                    "--input-type".into(),
+                                    "yaml".into(),
+                                    "--output-type".into(),
+                                    "yaml".into(),
+                                    plain.display().to_string(),
+                                ],
                             )
                             .read()?;
                             fs_err::remove_file(&plain)?;
-                            hostage_atomic::write(&pristine.join(name), format!("{out}\n").as_bytes())?;
+                            hostage_atomic::write(
+                                &pristine.join(name),
+                                format!("{out}\n").as_bytes(),
+                            )?;
                         }
                         Ok(())
                     })
                 })
                 .collect();
             for handle in handles {
-                handle.join().map_err(|_| anyhow::anyhow!("a fixture thread panicked"))??;
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a fixture thread panicked"))??;
             }
             Ok(())
         })?;
@@ -163,7 +191,11 @@ fn hostage_rewrap(work: &Path, files: &[String], keys: &Keys) -> anyhow::Result<
             .collect();
         let mut all = Vec::new();
         for handle in handles {
-            all.extend(handle.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??);
+            all.extend(
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a worker panicked"))??,
+            );
         }
         Ok(all)
     })?;
@@ -183,10 +215,15 @@ fn check(sops: &Path, work: &Path, files: &[String], keys: &Keys) -> anyhow::Res
         if !text.contains(&keys.recipients[3]) {
             bail!("{name} in {} lacks the new recipient", work.display());
         }
-        sops_cmd(sops, work, &keys.secrets[3], vec!["decrypt".into(), name.clone()])
-            .stdout_null()
-            .run()
-            .with_context(|| format!("sops cannot decrypt {name} with the new key"))?;
+        sops_cmd(
+            sops,
+            work,
+            &keys.secrets[3],
+            vec!["decrypt".into(), name.clone()],
+        )
+        .stdout_null()
+        .run()
+        .with_context(|| format!("sops cannot decrypt {name} with the new key"))?;
     }
     Ok(())
 }
@@ -223,19 +260,30 @@ pub(crate) fn rewrap(sops: &Path, dir: &Path, count: usize) -> anyhow::Result<()
     args.extend(files.iter().cloned());
     println!("$ sops updatekeys -y f0000.yaml … ({} files)", files.len());
     let batch = time(|| {
-        sops_cmd(sops, &work, &secret, args.clone()).stdout_null().stderr_null().run()?;
+        sops_cmd(sops, &work, &secret, args.clone())
+            .stdout_null()
+            .stderr_null()
+            .run()?;
         Ok(())
     })?;
     check(sops, &work, &files, &keys)?;
 
     let work = workdir(dir, "sops-loop", &files, &keys)?;
-    println!("$ for f in …; do sops updatekeys -y $f; done ({} files)", files.len());
+    println!(
+        "$ for f in …; do sops updatekeys -y $f; done ({} files)",
+        files.len()
+    );
     let looped = time(|| {
         for name in &files {
-            sops_cmd(sops, &work, &secret, vec!["updatekeys".into(), "-y".into(), name.clone()])
-                .stdout_null()
-                .stderr_null()
-                .run()?;
+            sops_cmd(
+                sops,
+                &work,
+                &secret,
+                vec!["updatekeys".into(), "-y".into(), name.clone()],
+            )
+            .stdout_null()
+            .stderr_null()
+            .run()?;
         }
         Ok(())
     })?;
@@ -248,6 +296,11 @@ pub(crate) fn rewrap(sops: &Path, dir: &Path, count: usize) -> anyhow::Result<()
     println!("|---|---|---|---|");
     println!("| hostage (verify MAC, re-wrap, durable batched write; median of 3) | {:.0} ms | {:.3} ms | — |", ms(hostage), ms(hostage) / files.len() as f64);
     println!("| `sops updatekeys -y f1 … f{}` (one call, no fsync) | {:.0} ms | {:.3} ms | {:.1}× faster |", files.len(), ms(batch), ms(batch) / files.len() as f64, ms(batch) / ms(hostage));
-    println!("| `sops updatekeys -y f` per file (no fsync) | {:.0} ms | {:.3} ms | {:.1}× faster |", ms(looped), ms(looped) / files.len() as f64, ms(looped) / ms(hostage));
+    println!(
+        "| `sops updatekeys -y f` per file (no fsync) | {:.0} ms | {:.3} ms | {:.1}× faster |",
+        ms(looped),
+        ms(looped) / files.len() as f64,
+        ms(looped) / ms(hostage)
+    );
     Ok(())
 }

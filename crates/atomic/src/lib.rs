@@ -4,7 +4,7 @@
 //! [`write`] does one file: a temp file in the same directory (the existing file's mode copied),
 //! fsync, rename over the target, fsync the directory. [`write_batch`] does many and flushes
 //! once: every temp is written, one `syncfs` per filesystem makes them durable, then every rename,
-//! then one more `syncfs` for the directory entries. It does not print and knows nothing of sops.
+//! then one fsync per directory for the new entries. It does not print and knows nothing of sops.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -45,7 +45,10 @@ fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(std::io::Error) -> 
 /// Writes `bytes` to `path` atomically and durably, keeping the mode of an existing file.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let staged = stage(path, bytes)?;
-    staged.file.sync_all().map_err(io(path, "flushing the temporary file"))?;
+    staged
+        .file
+        .sync_all()
+        .map_err(io(path, "flushing the temporary file"))?;
     drop(staged.file);
     commit(&staged.temp, path)?;
     let dir = fs_err::File::open(&staged.dir).map_err(io(path, "opening the directory"))?;
@@ -55,7 +58,8 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 
 /// Writes every `(path, bytes)` atomically, durably, with one flush per filesystem instead of
 /// one per file. All content is durable in temp files before the first rename; on an error
-/// before that point no target is touched and the temp files are removed.
+/// before that point no target is touched and the temp files are removed. Each file is replaced
+/// atomically; the batch as a whole is not a transaction.
 pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(), WriteError> {
     let mut staged: Vec<(Staged, &Path)> = Vec::with_capacity(files.len());
     let cleanup = |staged: &[(Staged, &Path)]| {
@@ -83,17 +87,24 @@ pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(
             }
         }
     }
+    // Each rename is atomic; a failure here leaves earlier files new and later ones old (never a
+    // torn file), and removes the temps not yet renamed.
     let mut directories = Vec::new();
-    for (s, path) in &staged {
-        commit(&s.temp, path)?;
-        directories.push((s.device, s.dir.clone(), *path));
+    for (index, (s, path)) in staged.iter().enumerate() {
+        if let Err(e) = commit(&s.temp, path) {
+            cleanup(&staged[index + 1..]);
+            return Err(e);
+        }
+        directories.push((s.dir.clone(), *path));
     }
-    // And once more for the renamed directory entries.
+    // Then each directory once, for the renamed entries.
     let mut flushed = BTreeSet::new();
-    for (device, dir, path) in directories {
-        if flushed.insert(device) {
+    for (dir, path) in directories {
+        if flushed.insert(dir.clone()) {
             let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
-            rustix::fs::syncfs(&handle).map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
+            handle
+                .sync_all()
+                .map_err(io(path, "flushing the directory"))?;
         }
     }
     Ok(())
@@ -130,21 +141,29 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
         Some(p) => p.to_owned(),
         None => return Err(not_a_file()),
     };
-    let existing_mode = std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777);
+    let existing_mode = std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777);
     let temp = dir.join(temp_name(name));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     // New files are created private; an existing file's mode is copied below.
     options.mode(existing_mode.unwrap_or(0o600));
-    let mut file = options.open(&temp).map_err(io(path, "creating the temporary file"))?;
+    let mut file = options
+        .open(&temp)
+        .map_err(io(path, "creating the temporary file"))?;
     let result = (|| {
-        file.write_all(bytes).map_err(io(path, "writing the temporary file"))?;
+        file.write_all(bytes)
+            .map_err(io(path, "writing the temporary file"))?;
         if let Some(mode) = existing_mode {
             // `mode()` at creation is filtered by the umask; set it exactly.
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(io(path, "copying the file mode"))?;
         }
-        let device = file.metadata().map_err(io(path, "reading the temporary file"))?.dev();
+        let device = file
+            .metadata()
+            .map_err(io(path, "reading the temporary file"))?
+            .dev();
         Ok(device)
     })();
     match result {
@@ -180,7 +199,10 @@ mod tests {
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         write(&path, b"new").unwrap();
         assert_eq!(fs_err::read(&path).unwrap(), b"new");
-        assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            fs_err::metadata(&path).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
         let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
     }
@@ -190,7 +212,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fresh");
         write(&path, b"x").unwrap();
-        assert_eq!(fs_err::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs_err::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -200,8 +225,15 @@ mod tests {
         fs_err::create_dir(&sub).unwrap();
         let files: Vec<(PathBuf, Vec<u8>)> = (0..20)
             .map(|i| {
-                let parent = if i % 2 == 0 { dir.path() } else { sub.as_path() };
-                (parent.join(format!("f{i}")), format!("content {i}").into_bytes())
+                let parent = if i % 2 == 0 {
+                    dir.path()
+                } else {
+                    sub.as_path()
+                };
+                (
+                    parent.join(format!("f{i}")),
+                    format!("content {i}").into_bytes(),
+                )
             })
             .collect();
         write_batch(&files).unwrap();
@@ -222,6 +254,10 @@ mod tests {
         ];
         assert!(write_batch(&files).is_err());
         assert_eq!(fs_err::read(&good).unwrap(), b"old");
-        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 1, "temps removed");
+        assert_eq!(
+            fs_err::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temps removed"
+        );
     }
 }

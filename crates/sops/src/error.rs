@@ -34,7 +34,9 @@ pub enum SopsError {
         problems: Vec<String>,
     },
     /// An `ENC[…]` value does not decrypt with the data key (wrong key, or tampered value).
-    #[error("the value at `{path}` does not decrypt with the data key (tampered file or wrong key)")]
+    #[error(
+        "the value at `{path}` does not decrypt with the data key (tampered file or wrong key)"
+    )]
     ValueDecrypt {
         /// The value's path (its AAD).
         path: String,

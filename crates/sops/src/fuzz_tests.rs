@@ -67,7 +67,8 @@ fn the_samples_parse() {
     for sample in samples(&r) {
         let file = SopsFile::parse(sample.as_bytes(), None).unwrap();
         assert!(!file.metadata().groups.is_empty());
-        let key = DataKey::generate(file.metadata().groups.len(), file.metadata().threshold).unwrap();
+        let key =
+            DataKey::generate(file.metadata().groups.len(), file.metadata().threshold).unwrap();
         let wanted: Vec<Vec<String>> = file
             .metadata()
             .groups
@@ -77,7 +78,10 @@ fn the_samples_parse() {
         let out = file.rewrap(&key, &wanted, MacCheck::Ignore).unwrap();
         let again = SopsFile::parse(&out, None).unwrap();
         assert_eq!(again.metadata().groups[0].age.len(), 2);
-        assert_eq!(again.metadata().groups[0].age[0], file.metadata().groups[0].age[0]);
+        assert_eq!(
+            again.metadata().groups[0].age[0],
+            file.metadata().groups[0].age[0]
+        );
     }
 }
 

@@ -38,7 +38,11 @@ impl DataKey {
         Self::from_key(key, groups, threshold)
     }
 
-    fn from_key(key: Zeroizing<[u8; 32]>, groups: usize, threshold: usize) -> Result<Self, SopsError> {
+    fn from_key(
+        key: Zeroizing<[u8; 32]>,
+        groups: usize,
+        threshold: usize,
+    ) -> Result<Self, SopsError> {
         let shares = if groups > 1 {
             let parts = u8::try_from(groups).map_err(|_| too_many_groups())?;
             let threshold = u8::try_from(threshold).map_err(|_| too_many_groups())?;
@@ -57,10 +61,15 @@ impl DataKey {
                 action: "re-wrap".into(),
                 reason: "the data key was recovered for a single key group".into(),
             }),
-            Some(shares) => shares.get(index).map(|s| s.as_slice()).ok_or_else(|| SopsError::Unsupported {
-                action: "re-wrap".into(),
-                reason: format!("the file has no key group {}", index + 1),
-            }),
+            Some(shares) => {
+                shares
+                    .get(index)
+                    .map(|s| s.as_slice())
+                    .ok_or_else(|| SopsError::Unsupported {
+                        action: "re-wrap".into(),
+                        reason: format!("the file has no key group {}", index + 1),
+                    })
+            }
         }
     }
 
@@ -79,8 +88,11 @@ fn too_many_groups() -> SopsError {
 
 /// Decrypts an armored age file with one identity.
 fn open_enc(identity: &age::x25519::Identity, enc: &str) -> Option<Zeroizing<Vec<u8>>> {
-    let decryptor = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(enc.as_bytes())).ok()?;
-    let mut reader = decryptor.decrypt(std::iter::once(identity as &dyn age::Identity)).ok()?;
+    let decryptor =
+        age::Decryptor::new_buffered(age::armor::ArmoredReader::new(enc.as_bytes())).ok()?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .ok()?;
     let mut out = Zeroizing::new(Vec::new());
     reader.read_to_end(&mut out).ok()?;
     Some(out)
@@ -105,13 +117,15 @@ pub(crate) fn wrap_for(recipient: &str, payload: &[u8]) -> Result<String, SopsEr
         .trim()
         .parse()
         .map_err(|e: &str| unsupported(e.to_owned()))?;
-    let encryptor = age::Encryptor::with_recipients(std::iter::once(&parsed as &dyn age::Recipient))
-        .map_err(|e| unsupported(e.to_string()))?;
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&parsed as &dyn age::Recipient))
+            .map_err(|e| unsupported(e.to_string()))?;
     let mut armored = Vec::new();
     let io = |e: std::io::Error| unsupported(e.to_string());
     let mut writer = encryptor
         .wrap_output(
-            age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor).map_err(io)?,
+            age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor)
+                .map_err(io)?,
         )
         .map_err(io)?;
     writer.write_all(payload).map_err(io)?;
@@ -131,10 +145,15 @@ pub(crate) fn recover(
 ) -> Result<DataKey, SopsError> {
     let mut tried: Vec<String> = Vec::new();
     let mut shares: Vec<Zeroizing<Vec<u8>>> = Vec::new();
-    let needed = if meta.groups.len() > 1 { meta.threshold.max(1) } else { 1 };
+    let needed = if meta.groups.len() > 1 {
+        meta.threshold.max(1)
+    } else {
+        1
+    };
     'groups: for group in &meta.groups {
         for entry in &group.age {
-            let Ok(RecipientString::X25519(recipient)) = RecipientString::parse(&entry.recipient) else {
+            let Ok(RecipientString::X25519(recipient)) = RecipientString::parse(&entry.recipient)
+            else {
                 continue;
             };
             let Some(candidate) = identities.find(&recipient) else {
@@ -143,7 +162,10 @@ pub(crate) fn recover(
             let identity = match candidate.identity(passphrases) {
                 Ok(identity) => identity,
                 Err(e) => {
-                    tried.push(format!("{} ({}): {e}", candidate.recipient, candidate.source));
+                    tried.push(format!(
+                        "{} ({}): {e}",
+                        candidate.recipient, candidate.source
+                    ));
                     continue;
                 }
             };
@@ -172,14 +194,21 @@ pub(crate) fn recover(
             needed,
             recipients: meta.describe_keys(),
             tried: all_tried,
-            problems: identities.problems.iter().map(ToString::to_string).collect(),
+            problems: identities
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         });
     }
     if meta.groups.len() == 1 {
         let payload = &shares[0];
-        let key: [u8; 32] = payload.as_slice().try_into().map_err(|_| SopsError::Malformed {
-            what: format!("the data key is {} bytes, expected 32", payload.len()),
-        })?;
+        let key: [u8; 32] = payload
+            .as_slice()
+            .try_into()
+            .map_err(|_| SopsError::Malformed {
+                what: format!("the data key is {} bytes, expected 32", payload.len()),
+            })?;
         return Ok(DataKey {
             key: Zeroizing::new(key),
             shares: None,

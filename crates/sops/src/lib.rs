@@ -12,12 +12,12 @@
 mod cipher;
 mod error;
 mod format;
+#[cfg(test)]
+mod fuzz_tests;
 mod keys;
 mod metadata;
 pub mod rules;
 mod shamir;
-#[cfg(test)]
-mod fuzz_tests;
 mod timefmt;
 mod tree;
 
@@ -133,10 +133,11 @@ impl SopsFile {
         for document in &self.documents {
             tree::walk_leaves(document, &mut Vec::new(), &mut |path, value| {
                 let enc = match value {
-                    Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => Some(
-                        EncValue::parse(s)
-                            .ok_or_else(|| malformed(format!("unreadable ENC value at `{}`", aad_for(path))))?,
-                    ),
+                    Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => {
+                        Some(EncValue::parse(s).ok_or_else(|| {
+                            malformed(format!("unreadable ENC value at `{}`", aad_for(path)))
+                        })?)
+                    }
                     _ => None,
                 };
                 out.push(Leaf {
@@ -159,11 +160,11 @@ impl SopsFile {
         for leaf in self.leaves()? {
             match &leaf.enc {
                 Some(enc) => {
-                    let plain = enc.decrypt(key.bytes(), leaf.aad.as_bytes()).ok_or_else(|| {
-                        SopsError::ValueDecrypt {
+                    let plain = enc
+                        .decrypt(key.bytes(), leaf.aad.as_bytes())
+                        .ok_or_else(|| SopsError::ValueDecrypt {
                             path: leaf.aad.clone(),
-                        }
-                    })?;
+                        })?;
                     if !enc.is_comment() {
                         hash.update(plain.as_slice());
                     }
@@ -181,12 +182,17 @@ impl SopsFile {
 
     /// The MAC's AAD: `lastmodified` re-formatted as Go's RFC 3339.
     fn mac_aad(&self) -> Result<String, SopsError> {
-        timefmt::normalize_rfc3339(&self.metadata.lastmodified)
-            .ok_or_else(|| malformed(format!("`lastmodified` is not RFC 3339: {}", self.metadata.lastmodified)))
+        timefmt::normalize_rfc3339(&self.metadata.lastmodified).ok_or_else(|| {
+            malformed(format!(
+                "`lastmodified` is not RFC 3339: {}",
+                self.metadata.lastmodified
+            ))
+        })
     }
 
     fn stored_mac(&self, key: &DataKey) -> Result<Zeroizing<Vec<u8>>, SopsError> {
-        let mac = EncValue::parse(&self.metadata.mac).ok_or_else(|| malformed("`mac` is not an ENC[…] value"))?;
+        let mac = EncValue::parse(&self.metadata.mac)
+            .ok_or_else(|| malformed("`mac` is not an ENC[…] value"))?;
         mac.decrypt(key.bytes(), self.mac_aad()?.as_bytes())
             .ok_or(SopsError::MacMismatch)
     }
@@ -224,7 +230,12 @@ impl SopsFile {
 
     /// Plans each group's age entries: existing ones kept (or re-encrypted when `fresh`), new
     /// ones wrapped for `key`.
-    fn plan(&self, key: &DataKey, groups: &[Vec<String>], fresh: bool) -> Result<Vec<Vec<Slot>>, SopsError> {
+    fn plan(
+        &self,
+        key: &DataKey,
+        groups: &[Vec<String>],
+        fresh: bool,
+    ) -> Result<Vec<Vec<Slot>>, SopsError> {
         if groups.len() != self.metadata.groups.len() {
             return Err(SopsError::Unsupported {
                 action: "re-wrap".into(),
@@ -261,7 +272,8 @@ impl SopsFile {
             let mut added: Vec<&str> = Vec::new();
             for recipient in wanted {
                 let recipient = recipient.trim();
-                if group.age.iter().any(|e| e.recipient == recipient) || added.contains(&recipient) {
+                if group.age.iter().any(|e| e.recipient == recipient) || added.contains(&recipient)
+                {
                     continue;
                 }
                 added.push(recipient);
@@ -279,7 +291,10 @@ impl SopsFile {
             if slots.is_empty() {
                 return Err(SopsError::Unsupported {
                     action: "re-wrap".into(),
-                    reason: format!("removing every age key from key group {} is not supported", index + 1),
+                    reason: format!(
+                        "removing every age key from key group {} is not supported",
+                        index + 1
+                    ),
                 });
             }
             plan.push(slots);
@@ -290,7 +305,12 @@ impl SopsFile {
     /// Sets the age recipients of each key group (same data key). Recipients that stay keep
     /// their `enc` byte-for-byte, added ones get a new `enc`, removed ones disappear; every other
     /// byte of the file stays identical. Returns the new file content.
-    pub fn rewrap(&self, key: &DataKey, groups: &[Vec<String>], mac_check: MacCheck) -> Result<Vec<u8>, SopsError> {
+    pub fn rewrap(
+        &self,
+        key: &DataKey,
+        groups: &[Vec<String>],
+        mac_check: MacCheck,
+    ) -> Result<Vec<u8>, SopsError> {
         self.check_mac(key, mac_check)?;
         let plan = self.plan(key, groups, false)?;
         let edits = format::age_edits(&self.text, self.format, &self.metadata, &plan)?;
@@ -300,12 +320,20 @@ impl SopsFile {
     /// Rotates the data key: a new random key, every value and encrypted comment re-encrypted
     /// with its old IV, the MAC re-encrypted, `lastmodified` set to now, a new `enc` for every
     /// recipient of `groups`. Refuses files with non-age master keys (we cannot encrypt to them).
-    pub fn rotate(&self, key: &DataKey, groups: &[Vec<String>], mac_check: MacCheck) -> Result<Vec<u8>, SopsError> {
+    pub fn rotate(
+        &self,
+        key: &DataKey,
+        groups: &[Vec<String>],
+        mac_check: MacCheck,
+    ) -> Result<Vec<u8>, SopsError> {
         self.check_mac(key, mac_check)?;
         if let Some(other) = self.metadata.groups.iter().flat_map(|g| &g.others).next() {
             return Err(SopsError::Unsupported {
                 action: "rotate the data key".into(),
-                reason: format!("the file has a {} master key ({}) that hostage cannot encrypt to", other.kind, other.id),
+                reason: format!(
+                    "the file has a {} master key ({}) that hostage cannot encrypt to",
+                    other.kind, other.id
+                ),
             });
         }
         let new_key = DataKey::generate(self.metadata.groups.len(), self.metadata.threshold)?;
@@ -313,7 +341,8 @@ impl SopsFile {
         // The MAC: same plaintext, new key, AAD = the new lastmodified.
         let mac_plain = self.stored_mac(key)?;
         let now = timefmt::now_rfc3339();
-        let mac = EncValue::encrypt_fresh(new_key.bytes(), now.as_bytes(), &mac_plain, "str")?.to_text();
+        let mac =
+            EncValue::encrypt_fresh(new_key.bytes(), now.as_bytes(), &mac_plain, "str")?.to_text();
         for range in &self.meta_ranges {
             let block = &self.text[range.clone()];
             for (found, _) in block.match_indices(&self.metadata.mac) {
@@ -331,11 +360,16 @@ impl SopsFile {
                     replacement: now.clone(),
                 });
             } else {
-                return Err(malformed("cannot locate `lastmodified` in the metadata text"));
+                return Err(malformed(
+                    "cannot locate `lastmodified` in the metadata text",
+                ));
             }
         }
         // Then the key groups, on the edited text (dotenv rewrites its metadata lines as a whole).
-        let stage = Self::parse(format::apply(&self.text, edits)?.as_bytes(), Some(self.format))?;
+        let stage = Self::parse(
+            format::apply(&self.text, edits)?.as_bytes(),
+            Some(self.format),
+        )?;
         let plan = stage.plan(&new_key, groups, true)?;
         let edits = format::age_edits(&stage.text, stage.format, &stage.metadata, &plan)?;
         Ok(format::apply(&stage.text, edits)?.into_bytes())
@@ -374,39 +408,54 @@ impl SopsFile {
             let (plain, aad) = match value_tokens.get(next) {
                 Some((value, aad)) if *value == token => {
                     next += 1;
-                    let plain = enc
-                        .decrypt(old.bytes(), aad.as_bytes())
-                        .ok_or_else(|| SopsError::ValueDecrypt { path: (*aad).to_owned() })?;
+                    let plain = enc.decrypt(old.bytes(), aad.as_bytes()).ok_or_else(|| {
+                        SopsError::ValueDecrypt {
+                            path: (*aad).to_owned(),
+                        }
+                    })?;
                     (plain, (*aad).to_owned())
                 }
                 _ => {
                     // A comment: the AAD is the path of the mapping (or list) that holds it.
                     let hint = value_tokens.get(next).map(|(_, aad)| *aad).unwrap_or(":");
-                    let mut order: Vec<&String> = containers.iter().filter(|c| hint.starts_with(c.as_str())).collect();
+                    let mut order: Vec<&String> = containers
+                        .iter()
+                        .filter(|c| hint.starts_with(c.as_str()))
+                        .collect();
                     order.sort_by_key(|c| std::cmp::Reverse(c.len()));
                     order.extend(containers.iter().filter(|c| !hint.starts_with(c.as_str())));
                     order
                         .into_iter()
-                        .find_map(|aad| enc.decrypt(old.bytes(), aad.as_bytes()).map(|p| (p, aad.clone())))
+                        .find_map(|aad| {
+                            enc.decrypt(old.bytes(), aad.as_bytes())
+                                .map(|p| (p, aad.clone()))
+                        })
                         .ok_or_else(|| SopsError::ValueDecrypt {
                             path: format!("encrypted comment at byte {}", range.start),
                         })?
                 }
             };
-            let fresh = EncValue::encrypt(new_key.bytes(), &enc.iv, aad.as_bytes(), &plain, &enc.kind)?;
+            let fresh =
+                EncValue::encrypt(new_key.bytes(), &enc.iv, aad.as_bytes(), &plain, &enc.kind)?;
             edits.push(Edit {
                 range,
                 replacement: fresh.to_text(),
             });
         }
         if next != value_tokens.len() {
-            return Err(malformed("could not match every encrypted value to its text"));
+            return Err(malformed(
+                "could not match every encrypted value to its text",
+            ));
         }
         Ok(edits)
     }
 }
 
-fn decrypt_value(value: &Value, path: &mut Vec<String>, key: &DataKey) -> Result<Option<Value>, SopsError> {
+fn decrypt_value(
+    value: &Value,
+    path: &mut Vec<String>,
+    key: &DataKey,
+) -> Result<Option<Value>, SopsError> {
     Ok(Some(match value {
         Value::Map(entries) => {
             let mut out = Vec::with_capacity(entries.len());
@@ -430,12 +479,18 @@ fn decrypt_value(value: &Value, path: &mut Vec<String>, key: &DataKey) -> Result
         }
         Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => {
             let aad = aad_for(path);
-            let enc = EncValue::parse(s).ok_or_else(|| malformed(format!("unreadable ENC value at `{aad}`")))?;
+            let enc = EncValue::parse(s)
+                .ok_or_else(|| malformed(format!("unreadable ENC value at `{aad}`")))?;
             let plain = enc
                 .decrypt(key.bytes(), aad.as_bytes())
                 .ok_or(SopsError::ValueDecrypt { path: aad.clone() })?;
             let text = || String::from_utf8(plain.to_vec());
-            let bad = || malformed(format!("the value at `{aad}` is not a valid `{}`", enc.kind));
+            let bad = || {
+                malformed(format!(
+                    "the value at `{aad}` is not a valid `{}`",
+                    enc.kind
+                ))
+            };
             match enc.kind.as_str() {
                 "comment" => return Ok(None),
                 "str" => match text() {

@@ -100,7 +100,10 @@ mod tests {
         let shares = split(&secret, 3, 2);
         for pair in [[0, 1], [1, 2], [0, 2]] {
             let chosen: Vec<&[u8]> = pair.iter().map(|&i| shares[i].as_slice()).collect();
-            assert_eq!(interpolate(&chosen, 0).unwrap().as_slice(), secret.as_slice());
+            assert_eq!(
+                interpolate(&chosen, 0).unwrap().as_slice(),
+                secret.as_slice()
+            );
         }
         let chosen: Vec<&[u8]> = vec![&shares[0], &shares[1]];
         let third = interpolate(&chosen, 3).unwrap();

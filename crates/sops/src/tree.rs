@@ -93,7 +93,8 @@ impl Drop for Tree {
 }
 
 /// The callback of [`walk_leaves`].
-pub(crate) type LeafVisitor<'v, 'a> = dyn FnMut(&[String], &'a Value) -> Result<(), crate::SopsError> + 'v;
+pub(crate) type LeafVisitor<'v, 'a> =
+    dyn FnMut(&[String], &'a Value) -> Result<(), crate::SopsError> + 'v;
 
 /// Calls `visit(path, leaf)` for every leaf, depth first in document order. List indices are not
 /// part of the path (as in sops' AAD).
@@ -122,7 +123,11 @@ pub(crate) fn walk_leaves<'a>(
 }
 
 /// Calls `visit(path)` for every mapping and sequence (the places comments can live).
-pub(crate) fn walk_containers(value: &Value, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String])) {
+pub(crate) fn walk_containers(
+    value: &Value,
+    path: &mut Vec<String>,
+    visit: &mut dyn FnMut(&[String]),
+) {
     match value {
         Value::Map(entries) => {
             visit(path);

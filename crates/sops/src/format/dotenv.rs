@@ -19,7 +19,9 @@ fn entries(text: &str) -> Vec<Entry<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < text.len() {
-        let end = text[start..].find('\n').map_or(text.len(), |i| start + i + 1);
+        let end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
         let line = text[start..end].trim_end_matches(['\n', '\r']);
         if !line.trim().is_empty() && !line.starts_with('#') {
             if let Some((key, value)) = line.split_once('=') {
@@ -46,7 +48,9 @@ pub(crate) fn parse(text: &str) -> Result<Parsed, SopsError> {
     let mut meta_range: Option<std::ops::Range<usize>> = None;
     for line in text.lines() {
         if !line.trim().is_empty() && !line.starts_with('#') && !line.contains('=') {
-            return Err(malformed(format!("dotenv: a line is not KEY=value: {line:.40}")));
+            return Err(malformed(format!(
+                "dotenv: a line is not KEY=value: {line:.40}"
+            )));
         }
     }
     for entry in entries(text) {
@@ -126,14 +130,21 @@ enum Step {
     Index(usize),
 }
 
-pub(crate) fn age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec<Edit>, SopsError> {
+pub(crate) fn age_edits(
+    text: &str,
+    meta: &Metadata,
+    plan: &[Vec<Slot>],
+) -> Result<Vec<Edit>, SopsError> {
     let all = entries(text);
     let metadata: Vec<&Entry<'_>> = all.iter().filter(|e| e.key.starts_with("sops_")).collect();
     let (Some(first), Some(last)) = (metadata.first(), metadata.last()) else {
         return Err(malformed("no sops_ lines"));
     };
     // Metadata lines must be one contiguous run (as sops writes them) to be rewritten in place.
-    if all.iter().any(|e| !e.key.starts_with("sops_") && e.start > first.start && e.start < last.end) {
+    if all
+        .iter()
+        .any(|e| !e.key.starts_with("sops_") && e.start > first.start && e.start < last.end)
+    {
         return Err(SopsError::Unsupported {
             action: "edit the age keys".into(),
             reason: "the sops_ metadata lines are not one block at the end of the file".into(),
@@ -175,7 +186,11 @@ pub(crate) fn age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Resu
             lines.insert(format!("{prefix}{index}__map_recipient"), recipient);
         }
     }
-    let newline = if text[first.start..first.end].ends_with("\r\n") { "\r\n" } else { "\n" };
+    let newline = if text[first.start..first.end].ends_with("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
     let mut replacement = String::new();
     for (key, value) in &lines {
         replacement.push_str(key);

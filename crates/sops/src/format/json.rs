@@ -38,12 +38,18 @@ impl Spanned {
     /// The plain tree (numbers become floats, as sops ≤ 3.13.1 decodes them).
     pub fn to_value(&self) -> Value {
         match &self.kind {
-            Kind::Object(members) => {
-                Value::Map(members.iter().map(|(k, v)| (k.clone(), v.to_value())).collect())
-            }
+            Kind::Object(members) => Value::Map(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_value()))
+                    .collect(),
+            ),
             Kind::Array(items) => Value::List(items.iter().map(Spanned::to_value).collect()),
             Kind::Str(s) => Value::Str(s.clone()),
-            Kind::Number(n) => n.parse::<f64>().map(Value::Float).unwrap_or(Value::Str(n.clone())),
+            Kind::Number(n) => n
+                .parse::<f64>()
+                .map(Value::Float)
+                .unwrap_or(Value::Str(n.clone())),
             Kind::Bool(b) => Value::Bool(*b),
             Kind::Null => Value::Null,
         }
@@ -279,13 +285,24 @@ mod tests {
         let root = parse(text).unwrap();
         let a = root.member("a").unwrap();
         assert_eq!(&text[a.span.clone()], "[1, \"x\\n\"]");
-        let Kind::Array(items) = &a.kind else { panic!() };
+        let Kind::Array(items) = &a.kind else {
+            panic!()
+        };
         assert!(matches!(&items[1].kind, Kind::Str(s) if s == "x\n"));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for text in ["", "{", "[1,", "\"\\u12", "{\"a\" 1}", "nul", "[[[[", "\"\\ud800\\u"] {
+        for text in [
+            "",
+            "{",
+            "[1,",
+            "\"\\u12",
+            "{\"a\" 1}",
+            "nul",
+            "[[[[",
+            "\"\\ud800\\u",
+        ] {
             assert!(parse(text).is_err(), "{text}");
         }
     }

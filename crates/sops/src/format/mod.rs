@@ -105,7 +105,9 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Parsed, SopsError> {
             if format == Format::Binary
                 && (data.len() != 1 || data[0].0 != "data" || !matches!(data[0].1, Value::Str(_)))
             {
-                return Err(malformed("a binary envelope needs exactly one string member `data`"));
+                return Err(malformed(
+                    "a binary envelope needs exactly one string member `data`",
+                ));
             }
             Ok(Parsed {
                 documents: vec![Value::Map(data)],
@@ -171,7 +173,9 @@ pub(crate) fn age_edits(
 
 fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec<Edit>, SopsError> {
     let root = json::parse(text)?;
-    let sops = root.member("sops").ok_or_else(|| malformed("no `sops` member"))?;
+    let sops = root
+        .member("sops")
+        .ok_or_else(|| malformed("no `sops` member"))?;
     let arrays: Vec<&json::Spanned> = if meta.flat {
         vec![sops.member("age").ok_or_else(unsupported_empty)?]
     } else {
@@ -206,7 +210,9 @@ fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec
         let json::Kind::Object(members) = &first.kind else {
             return Err(malformed("an age entry is not an object"));
         };
-        let (first_key, first_value) = members.first().ok_or_else(|| malformed("empty age entry"))?;
+        let (first_key, first_value) = members
+            .first()
+            .ok_or_else(|| malformed("empty age entry"))?;
         let key_start = text[..first_value.span.start]
             .rfind(&json::quote(first_key))
             .ok_or_else(|| malformed("cannot locate an age entry key"))?;
@@ -218,11 +224,16 @@ fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec
         for slot in slots {
             pieces.push(match slot {
                 Slot::Keep(index) => {
-                    let item = items.get(*index).ok_or_else(|| malformed("age entry index"))?;
+                    let item = items
+                        .get(*index)
+                        .ok_or_else(|| malformed("age entry index"))?;
                     text[item.span.clone()].to_owned()
                 }
                 Slot::New { recipient, enc } => {
-                    let r = format!("{member_indent}\"recipient\"{colon}{}", json::quote(recipient));
+                    let r = format!(
+                        "{member_indent}\"recipient\"{colon}{}",
+                        json::quote(recipient)
+                    );
                     let e = format!("{member_indent}\"enc\"{colon}{}", json::quote(enc));
                     let (a, b) = if recipient_first { (r, e) } else { (e, r) };
                     format!("{{\n{a},\n{b}\n{item_indent}}}")

@@ -87,7 +87,9 @@ fn lines(text: &str) -> Vec<Line<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < text.len() {
-        let end = text[start..].find('\n').map_or(text.len(), |i| start + i + 1);
+        let end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
         let raw = text[start..end].trim_end_matches(['\n', '\r']);
         let indent = raw.len() - raw.trim_start_matches(' ').len();
         out.push(Line {
@@ -186,7 +188,11 @@ fn find_key(lines: &[Line<'_>], range: Range<usize>, col: usize, key: &str) -> O
         .find(|&i| lines[i].indent == col && key_is(lines[i].content, key))
 }
 
-fn age_lists(lines: &[Line<'_>], block: Range<usize>, meta: &Metadata) -> Result<Vec<AgeList>, SopsError> {
+fn age_lists(
+    lines: &[Line<'_>],
+    block: Range<usize>,
+    meta: &Metadata,
+) -> Result<Vec<AgeList>, SopsError> {
     let child_col = block
         .clone()
         .find(|&i| !lines[i].blank())
@@ -206,17 +212,19 @@ fn age_lists(lines: &[Line<'_>], block: Range<usize>, meta: &Metadata) -> Result
         Ok(AgeList { dash, items })
     };
     if meta.flat {
-        let key_line = find_key(lines, block.clone(), child_col, "age").ok_or_else(|| SopsError::Unsupported {
-            action: "edit the age keys".into(),
-            reason: "the sops block has no `age` list".into(),
+        let key_line = find_key(lines, block.clone(), child_col, "age").ok_or_else(|| {
+            SopsError::Unsupported {
+                action: "edit the age keys".into(),
+                reason: "the sops block has no `age` list".into(),
+            }
         })?;
         lists.push(list_at(key_line, child_col, block.end)?);
     } else {
         let groups_line = find_key(lines, block.clone(), child_col, "key_groups")
             .ok_or_else(|| malformed("no `key_groups` in the sops block"))?;
         let values = value_lines(lines, groups_line, child_col, block.end);
-        let (dash, groups) =
-            items(lines, values).ok_or_else(|| malformed("`key_groups` is not a block sequence"))?;
+        let (dash, groups) = items(lines, values)
+            .ok_or_else(|| malformed("`key_groups` is not a block sequence"))?;
         for group in groups {
             let first = &lines[group.start];
             let after_dash = first.content[1..].trim_start();
@@ -236,17 +244,25 @@ fn age_lists(lines: &[Line<'_>], block: Range<usize>, meta: &Metadata) -> Result
 }
 
 /// The edits that give each group the age entries of `plan`.
-pub(crate) fn age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec<Edit>, SopsError> {
+pub(crate) fn age_edits(
+    text: &str,
+    meta: &Metadata,
+    plan: &[Vec<Slot>],
+) -> Result<Vec<Edit>, SopsError> {
     let lines = lines(text);
     let mut edits = Vec::new();
     for block in sops_blocks(&lines) {
         let lists = age_lists(&lines, block, meta)?;
         if lists.len() != meta.groups.len() || lists.len() != plan.len() {
-            return Err(malformed("the sops block's key groups do not match its parsed metadata"));
+            return Err(malformed(
+                "the sops block's key groups do not match its parsed metadata",
+            ));
         }
         for ((list, group), slots) in lists.iter().zip(&meta.groups).zip(plan) {
             if list.items.len() != group.age.len() {
-                return Err(malformed("the sops block's age entries do not match its parsed metadata"));
+                return Err(malformed(
+                    "the sops block's age entries do not match its parsed metadata",
+                ));
             }
             let template = &list.items[0];
             let first_line = &lines[template.start];
@@ -262,7 +278,13 @@ pub(crate) fn age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Resu
                         new_text.push_str(&text[lines[item.start].start..lines[item.end - 1].end]);
                     }
                     Slot::New { recipient, enc } => {
-                        new_text.push_str(&item_text(list.dash, block_indent, recipient_first, recipient, enc));
+                        new_text.push_str(&item_text(
+                            list.dash,
+                            block_indent,
+                            recipient_first,
+                            recipient,
+                            enc,
+                        ));
                     }
                 }
             }
@@ -280,7 +302,13 @@ pub(crate) fn age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Resu
     Ok(edits)
 }
 
-fn item_text(dash: usize, block: usize, recipient_first: bool, recipient: &str, enc: &str) -> String {
+fn item_text(
+    dash: usize,
+    block: usize,
+    recipient_first: bool,
+    recipient: &str,
+    enc: &str,
+) -> String {
     let pad = " ".repeat(dash);
     let inner = " ".repeat(dash + 2);
     let blk = " ".repeat(block);
@@ -296,4 +324,3 @@ fn item_text(dash: usize, block: usize, recipient_first: bool, recipient: &str, 
         format!("{pad}- enc: |\n{armor}{inner}recipient: {recipient}\n")
     }
 }
-
