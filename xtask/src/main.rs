@@ -91,15 +91,7 @@ fn test() -> anyhow::Result<()> {
     run_cmd("cargo", &["fmt", "--all", "--check"], &[])?;
     run_cmd(
         "cargo",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--quiet",
-            "--",
-            "-D",
-            "warnings",
-        ],
+        &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"],
         &[],
     )?;
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;

@@ -52,23 +52,20 @@ impl OpenSshPrivateKey {
     }
 
     /// Decrypts the key (asking `passphrases` only when it is protected) and returns its seed.
-    pub fn unlock(
-        &self,
-        passphrases: &mut dyn PassphraseProvider,
-    ) -> Result<Ed25519Seed, KeyError> {
+    pub fn unlock(&self, passphrases: &mut dyn PassphraseProvider) -> Result<Ed25519Seed, KeyError> {
         let seed = if self.inner.is_encrypted() {
             let passphrase = passphrases
                 .passphrase(&self.public)
                 .ok_or(KeyError::PassphraseRequired)?;
-            let decrypted =
-                self.inner
-                    .decrypt(passphrase.expose().as_bytes())
-                    .map_err(|e| match e {
-                        ssh_key::Error::Crypto => KeyError::WrongPassphrase,
-                        other => KeyError::NotAPrivateKey {
-                            reason: format!("cannot decrypt it ({other})"),
-                        },
-                    })?;
+            let decrypted = self
+                .inner
+                .decrypt(passphrase.expose().as_bytes())
+                .map_err(|e| match e {
+                    ssh_key::Error::Crypto => KeyError::WrongPassphrase,
+                    other => KeyError::NotAPrivateKey {
+                        reason: format!("cannot decrypt it ({other})"),
+                    },
+                })?;
             seed_of(&decrypted)?
         } else {
             seed_of(&self.inner)?
@@ -84,11 +81,7 @@ impl OpenSshPrivateKey {
 
 impl fmt::Debug for OpenSshPrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "OpenSshPrivateKey([REDACTED] for {})",
-            self.public.fingerprint()
-        )
+        write!(f, "OpenSshPrivateKey([REDACTED] for {})", self.public.fingerprint())
     }
 }
 
@@ -109,23 +102,12 @@ fn foreign_format(text: &str) -> Option<String> {
         return None;
     }
     if text.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
-        return Some(
-            "this is already an age identity (AGE-SECRET-KEY-1…); nothing to convert".to_owned(),
-        );
+        return Some("this is already an age identity (AGE-SECRET-KEY-1…); nothing to convert".to_owned());
     }
     if text.starts_with("ssh-") {
-        return Some(
-            "this is a public key; --private expects the private key file (without .pub)"
-                .to_owned(),
-        );
+        return Some("this is a public key; --private expects the private key file (without .pub)".to_owned());
     }
-    for kind in [
-        "RSA PRIVATE KEY",
-        "EC PRIVATE KEY",
-        "DSA PRIVATE KEY",
-        "PRIVATE KEY",
-        "ENCRYPTED PRIVATE KEY",
-    ] {
+    for kind in ["RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY"] {
         if text.starts_with(&format!("-----BEGIN {kind}-----")) {
             return Some(format!(
                 "this is a PEM `{kind}`; hostage reads OpenSSH-format ed25519 keys (`ssh-keygen -t ed25519` writes one)"
@@ -156,11 +138,7 @@ impl Ed25519Seed {
     pub fn public_key(&self) -> Ed25519PublicKey {
         let mut scalar = Zeroizing::new([0u8; 32]);
         scalar.copy_from_slice(&self.expanded()[..32]);
-        Ed25519PublicKey::from_bytes(
-            EdwardsPoint::mul_base_clamped(*scalar)
-                .compress()
-                .to_bytes(),
-        )
+        Ed25519PublicKey::from_bytes(EdwardsPoint::mul_base_clamped(*scalar).compress().to_bytes())
     }
 
     fn expanded(&self) -> Zeroizing<[u8; 64]> {
@@ -219,10 +197,7 @@ mod tests {
             key.unlock(&mut Fixed(Some("wrong"))),
             Err(KeyError::WrongPassphrase)
         ));
-        let identity = key
-            .unlock(&mut Fixed(Some("test")))
-            .unwrap()
-            .to_age_identity();
+        let identity = key.unlock(&mut Fixed(Some("test"))).unwrap().to_age_identity();
         assert_eq!(
             identity.recipient(),
             key.public_key().to_age_recipient().unwrap()
@@ -238,9 +213,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("already an age identity"), "{err}");
-        assert!(
-            !err.to_string().contains("K3VN4N03"),
-            "secret leaked into: {err}"
-        );
+        assert!(!err.to_string().contains("K3VN4N03"), "secret leaked into: {err}");
     }
 }
