@@ -210,7 +210,7 @@ pub fn groups_of(keys: &[Vec<&Key>]) -> Vec<Vec<String>> {
 }
 
 /// Plaintext fixtures, one per format sops 3.11 writes.
-pub const FORMATS: &[&str] = &["yaml", "json", "dotenv", "binary"];
+pub const FORMATS: &[&str] = &["yaml", "json", "dotenv", "ini", "binary"];
 
 pub fn fixture(kind: &str) -> Vec<u8> {
     match kind {
@@ -219,6 +219,7 @@ pub fn fixture(kind: &str) -> Vec<u8> {
         "json" => "{\"app\": {\"user\": \"admin\", \"port\": 5432, \"ratio\": 1.5, \"ok\": true, \"list\": [\"a\", {\"b\": \"c\"}], \"empty\": \"\", \"none\": null}, \"name_unencrypted\": \"x\", \"ключ\": \"値 <&>\"}\n"
             .into(),
         "dotenv" => "# a comment\nUSER=admin\nPASSWORD=s3cr3t\nNAME_unencrypted=visible\nMULTI=a\\nb\nEMPTY=\n".into(),
+        "ini" => "; top comment\n[db]\nuser = admin\npass = s3cr3t\n\n[app]\n# app comment\nname_unencrypted = visible\nport = 5432\nempty =\n".into(),
         "binary" => (0..=255u8).rev().chain(0..=255u8).collect(),
         other => panic!("no fixture for {other}"),
     }

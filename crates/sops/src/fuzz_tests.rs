@@ -41,7 +41,12 @@ fn samples(r: &str) -> Vec<String> {
         c = enc_value("comment"),
         armor = ARMOR.replace('\n', "\\n")
     );
-    vec![yaml, groups, json, dotenv]
+    let ini = format!(
+        "; {c}\n[db]\nuser = {e}\n\n[sops]\nage__list_0__map_enc       = {armor}\nage__list_0__map_recipient = {r}\nlastmodified               = 2026-11-24T00:52:42Z\nmac                        = {mac}\nversion                    = 3.11.0\n",
+        c = enc_value("comment"),
+        armor = ARMOR.replace('\n', "\\n")
+    );
+    vec![yaml, groups, json, dotenv, ini]
 }
 
 /// Everything a caller may do with an untrusted file, none of which may panic.
@@ -95,7 +100,7 @@ proptest! {
 
     #[test]
     fn mutated_sops_files_never_panic(
-        which in 0usize..4,
+        which in 0usize..5,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
         cut in proptest::option::of(any::<prop::sample::Index>()),
     ) {

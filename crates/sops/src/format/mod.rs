@@ -2,6 +2,7 @@
 //! its `sops` node, and locating the metadata so it can be edited in place.
 
 pub(crate) mod dotenv;
+pub(crate) mod ini;
 pub(crate) mod json;
 pub(crate) mod yaml;
 
@@ -21,6 +22,8 @@ pub enum Format {
     Json,
     /// `KEY=value` lines.
     Dotenv,
+    /// INI sections (`[sops]` holds the metadata).
+    Ini,
     /// Any file, stored as a JSON envelope `{"data": …, "sops": …}`.
     Binary,
 }
@@ -49,8 +52,11 @@ impl Format {
         if text.lines().any(|l| l.trim_end() == "sops:") {
             return Ok(Self::Yaml);
         }
+        if ini::looks_like(text) {
+            return Ok(Self::Ini);
+        }
         Err(SopsError::NotSops {
-            reason: "no sops metadata found (no `sops:` YAML key, JSON `\"sops\"` member or `sops_mac=` line)".into(),
+            reason: "no sops metadata found (no `sops:` YAML key, JSON `\"sops\"` member, `sops_mac=` line or `[sops]` section)".into(),
         })
     }
 
@@ -60,6 +66,7 @@ impl Format {
             Self::Yaml => "yaml",
             Self::Json => "json",
             Self::Dotenv => "dotenv",
+            Self::Ini => "ini",
             Self::Binary => "binary",
         }
     }
@@ -116,6 +123,7 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Parsed, SopsError> {
             })
         }
         Format::Dotenv => dotenv::parse(text),
+        Format::Ini => ini::parse(text),
     }
 }
 
@@ -168,6 +176,7 @@ pub(crate) fn age_edits(
         Format::Yaml => yaml::age_edits(text, meta, plan),
         Format::Json | Format::Binary => json_age_edits(text, meta, plan),
         Format::Dotenv => dotenv::age_edits(text, meta, plan),
+        Format::Ini => ini::age_edits(text, meta, plan),
     }
 }
 
