@@ -3,8 +3,8 @@
 //!
 //! [`write`] does one file: a temp file in the same directory (the existing file's mode copied),
 //! fsync, rename over the target, fsync the directory. [`write_batch`] does many and flushes
-//! once: every temp is written, one `syncfs` per filesystem makes them durable, then every rename,
-//! then one fsync per directory for the new entries. It does not print and knows nothing of sops.
+//! once: every temp is written, then all are flushed together ([`Flush`]: concurrent
+//! `fdatasync`s, or one `syncfs` per filesystem), then every rename, then one fsync per directory. It does not print and knows nothing of sops.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -61,6 +61,14 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 /// before that point no target is touched and the temp files are removed. Each file is replaced
 /// atomically; the batch as a whole is not a transaction.
 pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(), WriteError> {
+    write_batch_with(files, Flush::default())
+}
+
+/// [`write_batch`] with an explicit [`Flush`] strategy.
+pub fn write_batch_with<P: AsRef<Path>, B: AsRef<[u8]>>(
+    files: &[(P, B)],
+    how: Flush,
+) -> Result<(), WriteError> {
     let mut staged: Vec<(Staged, &Path)> = Vec::with_capacity(files.len());
     let cleanup = |staged: &[(Staged, &Path)]| {
         for (s, _) in staged {
@@ -76,16 +84,9 @@ pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(
             }
         }
     }
-    // One syncfs per filesystem flushes every temp file's data and inode.
-    let mut devices = BTreeSet::new();
-    for (s, path) in &staged {
-        if devices.insert(s.device) {
-            if let Err(e) = rustix::fs::syncfs(&s.file) {
-                let error = io(path, "flushing the filesystem")(e.into());
-                cleanup(&staged);
-                return Err(error);
-            }
-        }
+    if let Err(error) = flush(&staged, how) {
+        cleanup(&staged);
+        return Err(error);
     }
     // Each rename is atomic; a failure here leaves earlier files new and later ones old (never a
     // torn file), and removes the temps not yet renamed.
@@ -109,6 +110,65 @@ pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(
     }
     Ok(())
 }
+
+/// How a batch makes its temp files durable before renaming them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flush {
+    /// `fdatasync` every temp file from a pool of threads; the journal merges the concurrent
+    /// flushes into a few commits and only our files are written out. The default.
+    #[default]
+    Files,
+    /// One `syncfs` per filesystem: a single call, but it also writes out every other process's
+    /// dirty data on that filesystem (slow on a busy machine).
+    Filesystem,
+}
+
+fn flush(staged: &[(Staged, &Path)], how: Flush) -> Result<(), WriteError> {
+    if how == Flush::Filesystem {
+        let mut devices = BTreeSet::new();
+        for (s, path) in staged {
+            if devices.insert(s.device) {
+                rustix::fs::syncfs(&s.file)
+                    .map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
+            }
+        }
+        return Ok(());
+    }
+    let workers = staged.len().clamp(1, FLUSH_THREADS);
+    let chunk = staged.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = staged
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<(), WriteError> {
+                    for (s, path) in part {
+                        s.file
+                            .sync_data()
+                            .map_err(io(path, "flushing the temporary file"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for handle in handles {
+            let outcome = handle.join().unwrap_or_else(|_| {
+                Err(WriteError::Io {
+                    path: PathBuf::new(),
+                    step: "flushing (a flush thread panicked)",
+                    source: std::io::Error::other("thread panicked"),
+                })
+            });
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    })
+}
+
+/// Concurrent flushes in [`write_batch`].
+const FLUSH_THREADS: usize = 32;
 
 struct Staged {
     file: std::fs::File,
@@ -240,6 +300,12 @@ mod tests {
         for (path, bytes) in &files {
             assert_eq!(&fs_err::read(path).unwrap(), bytes);
         }
+        let again: Vec<(PathBuf, Vec<u8>)> = files
+            .iter()
+            .map(|(p, _)| (p.clone(), b"syncfs".to_vec()))
+            .collect();
+        write_batch_with(&again, Flush::Filesystem).unwrap();
+        assert_eq!(fs_err::read(&files[3].0).unwrap(), b"syncfs");
         assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 11);
     }
 
