@@ -117,3 +117,74 @@ proptest! {
         exercise(&bytes, r);
     }
 }
+
+#[test]
+fn rewrap_with_the_same_recipients_changes_no_byte() {
+    let r = recipient();
+    for sample in samples(&r) {
+        let file = SopsFile::parse(sample.as_bytes(), None).unwrap();
+        let key =
+            DataKey::generate(file.metadata().groups.len(), file.metadata().threshold).unwrap();
+        let same: Vec<Vec<String>> = file
+            .metadata()
+            .groups
+            .iter()
+            .map(|g| g.age.iter().map(|a| a.recipient.clone()).collect())
+            .collect();
+        let out = file.rewrap(&key, &same, MacCheck::Ignore).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), sample);
+    }
+}
+
+#[test]
+fn two_space_and_unindented_yaml_sequences_keep_their_layout() {
+    let r = recipient();
+    let mac = enc_value("str");
+    for (age_line, dash, block) in [
+        ("  age:\n", "    ", "        "),
+        ("  age:\n", "  ", "      "),
+    ] {
+        let text = format!(
+            "a: b\nsops:\n{age_line}{dash}- recipient: {r}\n{dash}  enc: |\n{block}-----BEGIN AGE ENCRYPTED FILE-----\n{block}YWJj\n{block}-----END AGE ENCRYPTED FILE-----\n  lastmodified: \"2026-11-24T00:52:42Z\"\n  mac: {mac}\n  version: 3.11.0\n"
+        );
+        let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+        let key = DataKey::generate(1, 1).unwrap();
+        let added = recipient();
+        let out = file
+            .rewrap(&key, &[vec![r.clone(), added.clone()]], MacCheck::Ignore)
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let expected_head = format!("{dash}- recipient: {added}\n{dash}  enc: |\n{block}-----BEGIN AGE ENCRYPTED FILE-----\n");
+        assert!(out.contains(&expected_head), "{out}");
+        assert!(out.starts_with(&text[..text.find("  lastmodified").unwrap()]));
+        assert!(out.ends_with(&text[text.find("  lastmodified").unwrap()..]));
+    }
+}
+
+#[test]
+fn json_entries_in_3_13_order_stay_enc_first() {
+    let r = recipient();
+    let mac = enc_value("str");
+    let armor = crate::format::json::quote(ARMOR);
+    let text = format!(
+        "{{\n\t\"a\": \"b\",\n\t\"sops\": {{\n\t\t\"age\": [\n\t\t\t{{\n\t\t\t\t\"enc\": {armor},\n\t\t\t\t\"recipient\": \"{r}\"\n\t\t\t}}\n\t\t],\n\t\t\"lastmodified\": \"2026-11-24T00:52:42Z\",\n\t\t\"mac\": \"{mac}\",\n\t\t\"version\": \"3.13.0\"\n\t}}\n}}\n"
+    );
+    let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+    let key = DataKey::generate(1, 1).unwrap();
+    let added = recipient();
+    let out = file
+        .rewrap(&key, &[vec![added.clone()]], MacCheck::Ignore)
+        .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(!out.contains(&r));
+    assert!(
+        out.contains(&format!("\t\t\t{{\n\t\t\t\t\"enc\": \"-----BEGIN")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "\",\n\t\t\t\t\"recipient\": \"{added}\"\n\t\t\t}}\n\t\t],"
+        )),
+        "{out}"
+    );
+}
