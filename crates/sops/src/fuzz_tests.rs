@@ -178,7 +178,7 @@ fn json_entries_in_3_13_order_stay_enc_first() {
     let out = String::from_utf8(out).unwrap();
     assert!(!out.contains(&r));
     assert!(
-        out.contains(&format!("\t\t\t{{\n\t\t\t\t\"enc\": \"-----BEGIN")),
+        out.contains("\t\t\t{\n\t\t\t\t\"enc\": \"-----BEGIN"),
         "{out}"
     );
     assert!(
