@@ -176,38 +176,35 @@ fn hostage_rewrap(
     let wanted = vec![keys.recipients.clone()];
     let started = Instant::now();
     let chunk = files.len().div_ceil(threads()).max(1);
-    let outputs: Vec<(PathBuf, Vec<u8>)> = std::thread::scope(|scope| -> anyhow::Result<Vec<_>> {
+    let batch = hostage_atomic::Batch::new(how);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|names| {
-                let (identities, wanted) = (&identities, &wanted);
-                scope.spawn(move || -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
-                    let mut out = Vec::with_capacity(names.len());
+                let (identities, wanted, batch) = (&identities, &wanted, &batch);
+                scope.spawn(move || -> anyhow::Result<()> {
                     for name in names {
                         let path = work.join(name);
                         let bytes = fs_err::read(&path)?;
                         let file = SopsFile::parse(&bytes, None)?;
                         let key = file.data_key(identities, &mut ())?;
-                        out.push((path, file.rewrap(&key, wanted, MacCheck::Verify)?));
+                        batch.stage(&path, &file.rewrap(&key, wanted, MacCheck::Verify)?)?;
                     }
-                    Ok(out)
+                    Ok(())
                 })
             })
             .collect();
-        let mut all = Vec::new();
         for handle in handles {
-            all.extend(
-                handle
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("a worker panicked"))??,
-            );
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
         }
-        Ok(all)
+        Ok(())
     })?;
     let compute = started.elapsed();
-    hostage_atomic::write_batch_with(&outputs, how)?;
+    batch.commit()?;
     println!(
-        "  hostage: read+verify+re-wrap {:.0} ms, durable batched write ({how:?}) {:.0} ms",
+        "  hostage: read+verify+re-wrap+stage {:.0} ms, flush+rename ({how:?}) {:.0} ms",
         compute.as_secs_f64() * 1000.0,
         (started.elapsed() - compute).as_secs_f64() * 1000.0
     );

@@ -69,46 +69,105 @@ pub fn write_batch_with<P: AsRef<Path>, B: AsRef<[u8]>>(
     files: &[(P, B)],
     how: Flush,
 ) -> Result<(), WriteError> {
-    let mut staged: Vec<(Staged, &Path)> = Vec::with_capacity(files.len());
-    let cleanup = |staged: &[(Staged, &Path)]| {
-        for (s, _) in staged {
-            let _ = fs_err::remove_file(&s.temp);
-        }
-    };
+    let batch = Batch::new(how);
     for (path, bytes) in files {
-        match stage(path.as_ref(), bytes.as_ref()) {
-            Ok(s) => staged.push((s, path.as_ref())),
-            Err(e) => {
-                cleanup(&staged);
+        batch.stage(path.as_ref(), bytes.as_ref())?;
+    }
+    batch.commit()
+}
+
+/// A batch of atomic writes that threads can fill concurrently: [`stage`](Batch::stage) writes a
+/// temp file right away (no flush), [`commit`](Batch::commit) flushes them all together, renames
+/// them into place and flushes their directories. Dropping an uncommitted batch removes its temps
+/// and touches no target.
+pub struct Batch {
+    how: Flush,
+    staged: std::sync::Mutex<Vec<(Staged, PathBuf)>>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new(how: Flush) -> Self {
+        Self {
+            how,
+            staged: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Writes `bytes` to a temp file beside `path`; the target is replaced on [`commit`](Self::commit).
+    pub fn stage(&self, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+        let staged = stage(path, bytes)?;
+        self.lock().push((staged, path.to_owned()));
+        Ok(())
+    }
+
+    /// Number of files staged so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Staged, PathBuf)>> {
+        // A panic while holding the lock leaves a consistent Vec: keep using it.
+        self.staged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Flushes every temp, renames each over its target, flushes each directory once. Each file
+    /// is replaced atomically; a failure while renaming leaves earlier files new, later ones old
+    /// (never a torn file) and removes the remaining temps.
+    pub fn commit(self) -> Result<(), WriteError> {
+        let staged = std::mem::take(&mut *self.lock());
+        let cleanup = |staged: &[(Staged, PathBuf)]| {
+            for (s, _) in staged {
+                let _ = fs_err::remove_file(&s.temp);
+            }
+        };
+        if let Err(error) = flush(&staged, self.how) {
+            cleanup(&staged);
+            return Err(error);
+        }
+        let mut directories = Vec::new();
+        for (index, (s, path)) in staged.iter().enumerate() {
+            if let Err(e) = commit(&s.temp, path) {
+                cleanup(&staged[index + 1..]);
                 return Err(e);
             }
+            directories.push((s.dir.clone(), path.as_path()));
+        }
+        let mut flushed = BTreeSet::new();
+        for (dir, path) in directories {
+            if flushed.insert(dir.clone()) {
+                let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
+                handle
+                    .sync_all()
+                    .map_err(io(path, "flushing the directory"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for (s, _) in self.lock().drain(..) {
+            let _ = fs_err::remove_file(&s.temp);
         }
     }
-    if let Err(error) = flush(&staged, how) {
-        cleanup(&staged);
-        return Err(error);
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("how", &self.how)
+            .field("staged", &self.len())
+            .finish()
     }
-    // Each rename is atomic; a failure here leaves earlier files new and later ones old (never a
-    // torn file), and removes the temps not yet renamed.
-    let mut directories = Vec::new();
-    for (index, (s, path)) in staged.iter().enumerate() {
-        if let Err(e) = commit(&s.temp, path) {
-            cleanup(&staged[index + 1..]);
-            return Err(e);
-        }
-        directories.push((s.dir.clone(), *path));
-    }
-    // Then each directory once, for the renamed entries.
-    let mut flushed = BTreeSet::new();
-    for (dir, path) in directories {
-        if flushed.insert(dir.clone()) {
-            let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
-            handle
-                .sync_all()
-                .map_err(io(path, "flushing the directory"))?;
-        }
-    }
-    Ok(())
 }
 
 /// How a batch makes its temp files durable before renaming them.
@@ -123,7 +182,7 @@ pub enum Flush {
     Filesystem,
 }
 
-fn flush(staged: &[(Staged, &Path)], how: Flush) -> Result<(), WriteError> {
+fn flush(staged: &[(Staged, PathBuf)], how: Flush) -> Result<(), WriteError> {
     if how == Flush::Filesystem {
         let mut devices = BTreeSet::new();
         for (s, path) in staged {
@@ -307,6 +366,30 @@ mod tests {
         write_batch_with(&again, Flush::Filesystem).unwrap();
         assert_eq!(fs_err::read(&files[3].0).unwrap(), b"syncfs");
         assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 11);
+    }
+
+    #[test]
+    fn threads_stage_into_one_batch_and_a_dropped_batch_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = Batch::new(Flush::Files);
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (batch, dir) = (&batch, dir.path());
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        batch.stage(&dir.join(format!("t{t}-{i}")), b"x").unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(batch.len(), 40);
+        batch.commit().unwrap();
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 40);
+
+        let dropped = Batch::new(Flush::Files);
+        dropped.stage(&dir.path().join("never"), b"y").unwrap();
+        drop(dropped);
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 40);
     }
 
     #[test]
