@@ -502,3 +502,33 @@ fn decrypted_tree_matches_the_plaintext() {
         Some("値 <&>")
     );
 }
+
+#[test]
+fn pgp_keys_are_kept_verbatim_and_rotation_refuses_them() {
+    let p = people();
+    let sops = Sops::new();
+    let encrypted =
+        String::from_utf8(sops.encrypt("yaml", &fixture("yaml"), &[vec![&p.alice]])).unwrap();
+    // A pgp master key as sops 3.11 writes it (after `mac`), whose blob nobody here can open.
+    let pgp = "    pgp:\n        - created_at: \"2026-01-01T00:00:00Z\"\n          enc: |-\n            -----BEGIN PGP MESSAGE-----\n\n            hQEMA5l1bC6vYkNOAQf/not-a-real-message\n            =abcd\n            -----END PGP MESSAGE-----\n          fp: 0123456789ABCDEF0123456789ABCDEF01234567\n";
+    let at = encrypted.find("    unencrypted_suffix:").unwrap();
+    let with_pgp = format!("{}{pgp}{}", &encrypted[..at], &encrypted[at..]);
+    let expected = sops
+        .decrypt("yaml", encrypted.as_bytes(), &[&p.alice])
+        .unwrap();
+
+    let (file, key) = data_key(with_pgp.as_bytes(), &[&p.alice]);
+    assert_eq!(file.recipients()[0].len(), 2);
+    assert_eq!(file.recipients()[0][1].kind, "pgp");
+    let wanted = [vec![p.alice.recipient.clone(), p.bob.recipient.clone()]];
+    let output = String::from_utf8(file.rewrap(&key, &wanted, MacCheck::Verify).unwrap()).unwrap();
+    assert!(output.contains(pgp), "the pgp entry changed");
+    assert_eq!(
+        sops.decrypt("yaml", output.as_bytes(), &[&p.bob]).unwrap(),
+        expected
+    );
+
+    let refused = file.rotate(&key, &wanted, MacCheck::Verify).unwrap_err();
+    assert!(matches!(refused, SopsError::Unsupported { .. }));
+    assert!(refused.to_string().contains("pgp"), "{refused}");
+}
