@@ -532,3 +532,28 @@ fn pgp_keys_are_kept_verbatim_and_rotation_refuses_them() {
     assert!(matches!(refused, SopsError::Unsupported { .. }));
     assert!(refused.to_string().contains("pgp"), "{refused}");
 }
+
+#[test]
+fn encrypted_regex_and_mac_only_encrypted_files_verify_rewrap_and_rotate() {
+    let p = people();
+    let sops = Sops::new();
+    let rules = [
+        "    encrypted_regex: ^(password|port|b)$\n",
+        "    encrypted_regex: ^(password|port|b)$\n    mac_only_encrypted: true\n",
+        "    unencrypted_suffix: _plain\n    mac_only_encrypted: true\n",
+    ];
+    for rule in rules {
+        for kind in ["yaml", "json"] {
+            let encrypted = sops.encrypt_with(kind, &fixture(kind), &[vec![&p.alice]], rule);
+            let expected = sops.decrypt(kind, &encrypted, &[&p.alice]).unwrap();
+            let (file, key) = data_key(&encrypted, &[&p.alice]);
+            file.verify_mac(&key)
+                .unwrap_or_else(|e| panic!("{kind} {rule}: {e}"));
+            let wanted = [vec![p.alice.recipient.clone(), p.bob.recipient.clone()]];
+            let rewrapped = file.rewrap(&key, &wanted, MacCheck::Verify).unwrap();
+            assert_eq!(sops.decrypt(kind, &rewrapped, &[&p.bob]).unwrap(), expected);
+            let rotated = file.rotate(&key, &wanted, MacCheck::Verify).unwrap();
+            assert_eq!(sops.decrypt(kind, &rotated, &[&p.bob]).unwrap(), expected);
+        }
+    }
+}

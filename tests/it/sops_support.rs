@@ -94,7 +94,23 @@ impl Sops {
 
     /// Encrypts `plain` (format `kind`) with the rule of `groups`; returns the encrypted bytes.
     pub fn encrypt(&self, kind: &str, plain: &[u8], groups: &[Vec<&Key>]) -> Vec<u8> {
+        self.encrypt_with(kind, plain, groups, "")
+    }
+
+    /// Like [`encrypt`](Self::encrypt), with extra rule keys (e.g. `    encrypted_regex: …\n`).
+    pub fn encrypt_with(
+        &self,
+        kind: &str,
+        plain: &[u8],
+        groups: &[Vec<&Key>],
+        rule_extra: &str,
+    ) -> Vec<u8> {
         let config = self.config(groups);
+        if !rule_extra.is_empty() {
+            let mut text = fs_err::read_to_string(&config).expect("read config");
+            text.push_str(rule_extra);
+            fs_err::write(&config, text).expect("write config");
+        }
         let input = self.path(&format!("plain.{kind}"));
         fs_err::write(&input, plain).expect("write plaintext");
         let out = self
