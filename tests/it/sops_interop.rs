@@ -557,3 +557,13 @@ fn encrypted_regex_and_mac_only_encrypted_files_verify_rewrap_and_rotate() {
         }
     }
 }
+
+#[test]
+fn unencrypted_timestamps_count_in_the_mac_like_go_times() {
+    let p = people();
+    let sops = Sops::new();
+    let plain = "a: secret\nwhen_unencrypted: 2024-01-02T03:04:05.500+02:00\nday_unencrypted: 2024-01-02\nquoted_unencrypted: \"2024-01-02\"\n";
+    let encrypted = sops.encrypt("yaml", plain.as_bytes(), &[vec![&p.alice]]);
+    let (file, key) = data_key(&encrypted, &[&p.alice]);
+    file.verify_mac(&key).unwrap();
+}
