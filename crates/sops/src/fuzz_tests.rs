@@ -188,3 +188,17 @@ fn json_entries_in_3_13_order_stay_enc_first() {
         "{out}"
     );
 }
+
+#[test]
+fn diff_reports_kept_added_and_removed_recipients() {
+    let r = recipient();
+    let sample = &samples(&r)[0];
+    let file = SopsFile::parse(sample.as_bytes(), None).unwrap();
+    let added = recipient();
+    let diff = file.diff(&[vec![format!(" {added} ")]]);
+    assert_eq!(diff.len(), 1);
+    assert_eq!(diff[0].added, vec![added]);
+    assert_eq!(diff[0].removed, vec![r.clone()]);
+    assert!(diff[0].kept.is_empty());
+    assert!(file.diff(&[vec![r]]).iter().all(crate::GroupDiff::is_empty));
+}
