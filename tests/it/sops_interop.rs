@@ -567,3 +567,72 @@ fn unencrypted_timestamps_count_in_the_mac_like_go_times() {
     let (file, key) = data_key(&encrypted, &[&p.alice]);
     file.verify_mac(&key).unwrap();
 }
+
+/// Adds a (fake) pgp master key to a flat sops file, where sops 3.11 would write it.
+fn with_fake_pgp(kind: &str, text: &str) -> String {
+    let armor = "-----BEGIN PGP MESSAGE-----\n\nhQEMA5l1bC6vYkNOAQf/not-a-real-message\n=abcd\n-----END PGP MESSAGE-----";
+    let fp = "0123456789ABCDEF0123456789ABCDEF01234567";
+    let (anchor, insert) = match kind {
+        "yaml" => (
+            "    unencrypted_suffix:",
+            format!(
+                "    pgp:\n        - created_at: \"2026-01-01T00:00:00Z\"\n          enc: |-\n{}\n          fp: {fp}\n",
+                armor.lines().map(|l| if l.is_empty() { String::new() } else { format!("            {l}") }).collect::<Vec<_>>().join("\n")
+            ),
+        ),
+        "json" => (
+            "\t\t\"unencrypted_suffix\"",
+            format!(
+                "\t\t\"pgp\": [\n\t\t\t{{\n\t\t\t\t\"created_at\": \"2026-01-01T00:00:00Z\",\n\t\t\t\t\"enc\": {},\n\t\t\t\t\"fp\": \"{fp}\"\n\t\t\t}}\n\t\t],\n",
+                serde_json::to_string(armor).unwrap()
+            ),
+        ),
+        "dotenv" => (
+            "sops_unencrypted_suffix=",
+            format!(
+                "sops_pgp__list_0__map_created_at=2026-01-01T00:00:00Z\nsops_pgp__list_0__map_enc={}\nsops_pgp__list_0__map_fp={fp}\n",
+                armor.replace('\n', "\\n")
+            ),
+        ),
+        other => panic!("{other}"),
+    };
+    let at = text.find(anchor).unwrap();
+    format!("{}{insert}{}", &text[..at], &text[at..])
+}
+
+#[test]
+fn a_group_left_with_only_pgp_can_lose_and_regain_age_keys() {
+    let p = people();
+    let sops = Sops::new();
+    for kind in ["yaml", "json", "dotenv"] {
+        let encrypted =
+            String::from_utf8(sops.encrypt(kind, &fixture(kind), &[vec![&p.alice]])).unwrap();
+        let expected = sops
+            .decrypt(kind, encrypted.as_bytes(), &[&p.alice])
+            .unwrap();
+        let with_pgp = with_fake_pgp(kind, &encrypted);
+        let (file, key) = data_key(with_pgp.as_bytes(), &[&p.alice]);
+
+        // Remove every age key: only the pgp key is left.
+        let pgp_only = file.rewrap(&key, &[vec![]], MacCheck::Verify).unwrap();
+        let pgp_file = SopsFile::parse(&pgp_only, None).unwrap();
+        assert!(pgp_file.metadata().groups[0].age.is_empty(), "{kind}");
+        assert_eq!(pgp_file.metadata().groups[0].others.len(), 1, "{kind}");
+        assert!(!String::from_utf8_lossy(&pgp_only).contains(&p.alice.recipient));
+
+        // Add one back: the layout is exactly the one sops wrote (recipient aside).
+        let regained = pgp_file
+            .rewrap(&key, &[vec![p.bob.recipient.clone()]], MacCheck::Verify)
+            .unwrap();
+        let regained = String::from_utf8(regained).unwrap();
+        assert_eq!(
+            mask_enc(&regained).replace(&p.bob.recipient, &p.alice.recipient),
+            mask_enc(&with_pgp),
+            "{kind}: the re-added age key is not where sops puts it"
+        );
+        assert_eq!(
+            sops.decrypt(kind, regained.as_bytes(), &[&p.bob]).unwrap(),
+            expected
+        );
+    }
+}

@@ -202,3 +202,52 @@ fn diff_reports_kept_added_and_removed_recipients() {
     assert!(diff[0].kept.is_empty());
     assert!(file.diff(&[vec![r]]).iter().all(crate::GroupDiff::is_empty));
 }
+
+fn mask(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN AGE") {
+        out.push_str(&rest[..start]);
+        let end = rest.find("-----END AGE ENCRYPTED FILE-----").unwrap() + 32;
+        out.push_str("<ENC>");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn a_shamir_group_keeping_only_pgp_gets_an_empty_age_list_and_can_regain_one() {
+    let r = recipient();
+    let mac = enc_value("str");
+    let armor = crate::format::json::quote(ARMOR);
+    // The second group also has a pgp key (3.11 order: pgp, hc_vault, age).
+    let original = samples(&r)[1].clone();
+    let at = original.rfind("        - hc_vault: []").unwrap();
+    let pgp = "        - pgp:\n            - fp: ABC\n          hc_vault: []";
+    let yaml = format!(
+        "{}{pgp}{}",
+        &original[..at],
+        &original[at + "        - hc_vault: []".len()..]
+    );
+    let json = format!(
+        "{{\n\t\"a\": \"{e}\",\n\t\"sops\": {{\n\t\t\"shamir_threshold\": 2,\n\t\t\"key_groups\": [\n\t\t\t{{\n\t\t\t\t\"hc_vault\": null,\n\t\t\t\t\"age\": [\n\t\t\t\t\t{{\n\t\t\t\t\t\t\"recipient\": \"{r}\",\n\t\t\t\t\t\t\"enc\": {armor}\n\t\t\t\t\t}}\n\t\t\t\t]\n\t\t\t}},\n\t\t\t{{\n\t\t\t\t\"pgp\": [\n\t\t\t\t\t{{\n\t\t\t\t\t\t\"fp\": \"ABC\"\n\t\t\t\t\t}}\n\t\t\t\t],\n\t\t\t\t\"hc_vault\": null,\n\t\t\t\t\"age\": [\n\t\t\t\t\t{{\n\t\t\t\t\t\t\"recipient\": \"{r}\",\n\t\t\t\t\t\t\"enc\": {armor}\n\t\t\t\t\t}}\n\t\t\t\t]\n\t\t\t}}\n\t\t],\n\t\t\"lastmodified\": \"2026-11-24T00:52:42Z\",\n\t\t\"mac\": \"{mac}\",\n\t\t\"version\": \"3.11.0\"\n\t}}\n}}\n",
+        e = enc_value("str")
+    );
+    for (text, empty) in [(yaml, "          age: []\n"), (json, "\"age\": null")] {
+        let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+        assert_eq!(file.metadata().groups[1].others.len(), 1);
+        let key = DataKey::generate(2, 2).unwrap();
+        let emptied = file
+            .rewrap(&key, &[vec![r.clone()], vec![]], MacCheck::Ignore)
+            .unwrap();
+        let emptied = String::from_utf8(emptied).unwrap();
+        assert!(emptied.contains(empty), "{emptied}");
+        let again = SopsFile::parse(emptied.as_bytes(), None).unwrap();
+        assert!(again.metadata().groups[1].age.is_empty());
+        let regained = again
+            .rewrap(&key, &[vec![r.clone()], vec![r.clone()]], MacCheck::Ignore)
+            .unwrap();
+        assert_eq!(mask(&String::from_utf8(regained).unwrap()), mask(&text));
+    }
+}

@@ -340,15 +340,6 @@ impl SopsFile {
                     reason: format!("key group {} would have no recipients left", index + 1),
                 });
             }
-            if slots.is_empty() {
-                return Err(SopsError::Unsupported {
-                    action: "re-wrap".into(),
-                    reason: format!(
-                        "removing every age key from key group {} is not supported",
-                        index + 1
-                    ),
-                });
-            }
             plan.push(slots);
         }
         Ok(plan)

@@ -162,7 +162,12 @@ pub(crate) fn age_edits(
         }
     }
     if !emitted {
-        return Err(malformed("the [sops] section has no age entries"));
+        if !replacement.is_empty() && !replacement.ends_with('\n') {
+            replacement.push('\n');
+        }
+        for (k, v) in &age_lines {
+            replacement.push_str(&format!("{k:<width$} = {v}\n"));
+        }
     }
     let range_start = body.first().map_or(text.len(), |l| l.start);
     Ok(vec![Edit {
