@@ -251,3 +251,15 @@ fn a_shamir_group_keeping_only_pgp_gets_an_empty_age_list_and_can_regain_one() {
         assert_eq!(mask(&String::from_utf8(regained).unwrap()), mask(&text));
     }
 }
+
+#[test]
+fn formats_are_named_like_sops_input_types() {
+    for name in ["yaml", "json", "dotenv", "ini", "binary"] {
+        assert_eq!(
+            crate::Format::from_name(name).map(crate::Format::name),
+            Some(name)
+        );
+    }
+    assert_eq!(crate::Format::from_name("YAML"), Some(crate::Format::Yaml));
+    assert!(crate::Format::from_name("toml").is_none());
+}

@@ -60,6 +60,19 @@ impl Format {
         })
     }
 
+    /// The format named like sops' `--input-type` (`yaml`, `json`, `dotenv`, `ini`, `binary`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Yaml,
+            Self::Json,
+            Self::Dotenv,
+            Self::Ini,
+            Self::Binary,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name.trim().to_ascii_lowercase())
+    }
+
     /// The name sops uses for `--input-type`.
     pub fn name(self) -> &'static str {
         match self {
@@ -187,11 +200,7 @@ fn json_key_start<'t>(text: &'t str, key: &str, value: &json::Spanned) -> Option
     Some((start, &text[line..start]))
 }
 
-fn json_age_edits(
-    text: &str,
-    meta: &Metadata,
-    plan: &[Vec<Slot>],
-) -> Result<Vec<Edit>, SopsError> {
+fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec<Edit>, SopsError> {
     let root = json::parse(text)?;
     let sops = root
         .member("sops")
@@ -337,13 +346,22 @@ fn json_age_edits(
                     let sorted = names.windows(2).all(|w| w[0] <= w[1]);
                     let before = members
                         .iter()
-                        .find(|(k, _)| if sorted { k.as_str() > "age" } else { k == "lastmodified" })
+                        .find(|(k, _)| {
+                            if sorted {
+                                k.as_str() > "age"
+                            } else {
+                                k == "lastmodified"
+                            }
+                        })
                         .ok_or_else(|| malformed("no `lastmodified` in the sops member"))?;
                     let (at, key_indent) = json_key_start(text, &before.0, &before.1)
                         .ok_or_else(|| malformed("cannot locate a sops member"))?;
                     edits.push(Edit {
                         range: at..at,
-                        replacement: format!("\"age\": {},\n{key_indent}", array(key_indent, slots)),
+                        replacement: format!(
+                            "\"age\": {},\n{key_indent}",
+                            array(key_indent, slots)
+                        ),
                     });
                 } else {
                     let (last_key, last_value) = members
@@ -354,7 +372,10 @@ fn json_age_edits(
                     let at = last_value.span.end;
                     edits.push(Edit {
                         range: at..at,
-                        replacement: format!(",\n{key_indent}\"age\": {}", array(key_indent, slots)),
+                        replacement: format!(
+                            ",\n{key_indent}\"age\": {}",
+                            array(key_indent, slots)
+                        ),
                     });
                 }
             }

@@ -269,7 +269,9 @@ fn age_lists(
                 let before = if sorted {
                     keys.iter().find(|(k, _)| *k > "age").map(|(_, i)| *i)
                 } else {
-                    keys.iter().find(|(k, _)| *k == "lastmodified").map(|(_, i)| *i)
+                    keys.iter()
+                        .find(|(k, _)| *k == "lastmodified")
+                        .map(|(_, i)| *i)
                 };
                 let at = before.map_or(lines[block.end - 1].end, |i| lines[i].start);
                 lists.push(AgeList::Missing {
