@@ -50,7 +50,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .sync_all()
         .map_err(io(path, "flushing the temporary file"))?;
     drop(staged.file);
-    commit(&staged.temp, path)?;
+    commit(&staged.temp, &staged.target)?;
     let dir = fs_err::File::open(&staged.dir).map_err(io(path, "opening the directory"))?;
     dir.sync_all().map_err(io(path, "flushing the directory"))?;
     Ok(())
@@ -134,7 +134,7 @@ impl Batch {
         }
         let mut directories = Vec::new();
         for (index, (s, path)) in staged.iter().enumerate() {
-            if let Err(e) = commit(&s.temp, path) {
+            if let Err(e) = commit(&s.temp, &s.target) {
                 cleanup(&staged[index + 1..]);
                 return Err(e);
             }
@@ -231,6 +231,8 @@ const FLUSH_THREADS: usize = 32;
 
 struct Staged {
     file: std::fs::File,
+    /// The file the rename replaces (symlinks resolved).
+    target: PathBuf,
     temp: PathBuf,
     dir: PathBuf,
     device: u64,
@@ -253,6 +255,15 @@ fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
 fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
     let not_a_file = || WriteError::NotAFilePath {
         path: path.to_owned(),
+    };
+    // Writing through a symlink replaces the file it points to, not the link.
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).map_err(io(path, "resolving the symlink"))?;
+            resolved.as_path()
+        }
+        _ => path,
     };
     let name = path.file_name().ok_or_else(not_a_file)?;
     let dir = match path.parent() {
@@ -288,6 +299,7 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
     match result {
         Ok(device) => Ok(Staged {
             file,
+            target: path.to_owned(),
             temp,
             dir,
             device,
@@ -324,6 +336,24 @@ mod tests {
         );
         let leftovers: Vec<_> = fs_err::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn writing_through_a_symlink_replaces_its_target_and_keeps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        fs_err::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("secret.yaml");
+        fs_err::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink("real/secret.yaml", &link).unwrap();
+        write(&link, b"new").unwrap();
+        write_batch(&[(&link, b"newer")]).unwrap();
+        assert!(fs_err::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs_err::read(&real).unwrap(), b"newer");
     }
 
     #[test]
