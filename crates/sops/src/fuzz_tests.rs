@@ -263,3 +263,20 @@ fn formats_are_named_like_sops_input_types() {
     assert_eq!(crate::Format::from_name("YAML"), Some(crate::Format::Yaml));
     assert!(crate::Format::from_name("toml").is_none());
 }
+
+#[test]
+fn a_json_file_whose_data_is_an_object_is_json_not_binary() {
+    let r = recipient();
+    let json = samples(&r)[2]
+        .replace("\t\"a\": \"", "\t\"data\": {\"x\": \"")
+        .replace("\",\n\t\"n\": 1.5,", "\"},");
+    let file = SopsFile::parse(json.as_bytes(), None).unwrap();
+    assert_eq!(file.format(), crate::Format::Json);
+    let binary = samples(&r)[2]
+        .replace("\t\"a\":", "\t\"data\":")
+        .replace("\t\"n\": 1.5,\n", "");
+    assert_eq!(
+        SopsFile::parse(binary.as_bytes(), None).unwrap().format(),
+        crate::Format::Binary
+    );
+}

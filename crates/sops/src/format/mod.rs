@@ -36,7 +36,11 @@ impl Format {
             if let Ok(root) = json::parse(text) {
                 if let json::Kind::Object(members) = &root.kind {
                     let keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
-                    if keys.len() == 2 && keys.contains(&"data") && keys.contains(&"sops") {
+                    let data_is_string = matches!(
+                        root.member("data").map(|d| &d.kind),
+                        Some(json::Kind::Str(_))
+                    );
+                    if keys.len() == 2 && keys.contains(&"sops") && data_is_string {
                         return Ok(Self::Binary);
                     }
                 }
