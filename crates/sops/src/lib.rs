@@ -9,6 +9,7 @@
 //!
 //! It does no network and no printing; plaintext only ever lives in memory.
 
+mod age_file;
 mod cipher;
 mod error;
 mod format;
