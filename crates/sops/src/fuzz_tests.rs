@@ -91,7 +91,7 @@ fn the_samples_parse() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
@@ -101,17 +101,30 @@ proptest! {
     #[test]
     fn mutated_sops_files_never_panic(
         which in 0usize..5,
-        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+        edits in proptest::collection::vec(
+            (any::<prop::sample::Index>(), 0u8..3, prop::sample::select(b" \n\t:-,[]{}\"'#=|>&*!a1Z\\".to_vec()), 1usize..40),
+            0..6,
+        ),
         cut in proptest::option::of(any::<prop::sample::Index>()),
     ) {
         let r = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
         let mut bytes = samples(r).swap_remove(which).into_bytes();
-        for (index, byte) in flips {
+        for (index, op, byte, len) in edits {
+            if bytes.is_empty() {
+                break;
+            }
             let at = index.index(bytes.len());
-            bytes[at] = byte;
+            match op {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => {
+                    let end = (at + len).min(bytes.len());
+                    bytes.drain(at..end);
+                }
+            }
         }
         if let Some(cut) = cut {
-            let at = cut.index(bytes.len());
+            let at = cut.index(bytes.len().max(1));
             bytes.truncate(at);
         }
         exercise(&bytes, r);
