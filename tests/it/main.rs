@@ -1,5 +1,23 @@
-//! hostage's end-to-end suites, one test binary (see `tests/src/lib.rs` for the harness).
+//! hostage's end-to-end suites, one module per area, all in one test binary (faster to link).
+//! They drive the real `hostage` binary and library and judge them by the real tools: sops 3.11,
+//! Go age, OpenSSH. A missing tool fails with the package to install. The harness is
+//! `tests/src/lib.rs`.
 
+// Test code: a failed unwrap is a failed test, which is what we want.
+#![allow(clippy::unwrap_used)]
+
+mod convert;
+mod identities;
+mod rekey_apply;
+mod rekey_bad_input;
+mod rekey_crash;
+mod rekey_plan;
+mod rekey_support;
+mod remote_common;
+mod remote_deploy;
+mod remote_fetch;
+mod remote_fleet;
+mod rules_sops;
 mod sops_interop;
 mod sops_properties;
 mod sops_support;

@@ -3,6 +3,8 @@
 //!
 //! A missing tool is a test failure that names the package to install, never a silent skip.
 
+pub mod sshd;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -44,6 +46,12 @@ pub const SSH: Tool = Tool {
 pub const SSHD: Tool = Tool {
     name: "sshd",
     install_hint: "install the Debian package `openssh-server` (apt-get install openssh-server)",
+};
+
+/// util-linux `script` (runs a command on a pseudo-terminal, for prompt tests).
+pub const SCRIPT: Tool = Tool {
+    name: "script",
+    install_hint: "install the Debian package `bsdutils` (apt-get install bsdutils)",
 };
 
 /// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.
@@ -118,6 +126,44 @@ pub fn hostage_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Variables that would make a run depend on the developer's machine.
+const AMBIENT_VARIABLES: &[&str] = &[
+    "HOSTAGE_SSH_PASSPHRASE",
+    "SSH_TO_AGE_PASSPHRASE",
+    "SOPS_AGE_KEY",
+    "SOPS_AGE_KEY_FILE",
+    "SOPS_AGE_KEY_CMD",
+    "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+    "XDG_CONFIG_HOME",
+];
+
+/// Runs the `hostage` binary with `args`, feeding `stdin` (or nothing), with the variables that
+/// would make a run depend on the developer's machine removed and `envs` set.
+pub fn run_hostage(
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    let mut command = duct::cmd(hostage_bin(), args)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked();
+    // duct applies the innermost setting last-wins-first, so removals and settings must not overlap.
+    for variable in AMBIENT_VARIABLES {
+        if !envs.iter().any(|(key, _)| key == variable) {
+            command = command.env_remove(variable);
+        }
+    }
+    for (key, value) in envs {
+        command = command.env(key, value);
+    }
+    command = match stdin {
+        Some(bytes) => command.stdin_bytes(bytes.to_vec()),
+        None => command.stdin_null(),
+    };
+    command.run().expect("hostage runs")
 }
 
 /// The workspace root (the parent of this crate).

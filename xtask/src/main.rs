@@ -10,6 +10,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_fleet;
+mod bench_rekey;
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +63,7 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, and every test against real sops, age and sshd\n  \
            demo    run the main job on a throwaway demo fleet\n  \
-           bench   run the benchmarks (figures go into docs/benchmarks.md)"
+           bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key"
     );
 }
 
@@ -91,7 +93,15 @@ fn test() -> anyhow::Result<()> {
     run_cmd("cargo", &["fmt", "--all", "--check"], &[])?;
     run_cmd(
         "cargo",
-        &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
@@ -193,13 +203,43 @@ fn bench() -> anyhow::Result<()> {
         args.extend(rest.iter().map(String::as_str));
         return run_cmd("cargo", &args, &[]);
     }
-    check_tools()?;
-    let sops = provision_sops()?;
-    let files = std::env::args()
-        .nth(2)
+    const USAGE: &str = "usage: cargo xtask bench [all|rewrap|rekey|fleet] [NUMBER_OF_FILES] (re-key also runs at 10x that)";
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let (which, count) = match args.first().map(String::as_str) {
+        Some(name @ ("all" | "rewrap" | "rekey" | "fleet")) => (name.to_owned(), args.get(1)),
+        _ => ("all".to_owned(), args.first()),
+    };
+    let files = count
         .map(|n| n.parse::<usize>())
         .transpose()
-        .context("usage: cargo xtask bench [NUMBER_OF_FILES]")?
+        .context(USAGE)?
         .unwrap_or(1000);
-    bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)
+    check_tools()?;
+    let sops = provision_sops()?;
+    if matches!(which.as_str(), "all" | "rewrap") {
+        bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)?;
+    }
+    if matches!(which.as_str(), "all" | "rekey") {
+        let hostage = build_release_hostage()?;
+        bench_rekey::rekey(
+            &sops,
+            &hostage,
+            &workspace_root().join("target/bench/rekey"),
+            &[files, files * 10],
+        )?;
+    }
+    if matches!(which.as_str(), "all" | "fleet") {
+        bench_fleet::fleet(&workspace_root())?;
+    }
+    Ok(())
+}
+
+/// Builds the release `hostage` the benchmarks time.
+fn build_release_hostage() -> anyhow::Result<PathBuf> {
+    run_cmd(
+        "cargo",
+        &["build", "--release", "--quiet", "-p", "hostage"],
+        &[],
+    )?;
+    Ok(workspace_root().join("target/release/hostage"))
 }

@@ -1,0 +1,40 @@
+//! The `hostage` command line: argument parsing, the verbs, and the one printer.
+//!
+//! Library crates below this one never print; this crate turns their results into text or JSON
+//! on stdout and their errors into one `error:` message with causes and a hint on stderr.
+
+pub mod cli;
+pub mod convert;
+pub mod fleet;
+pub mod identities;
+pub mod output;
+pub mod passphrase;
+pub mod rekey;
+
+use std::process::ExitCode;
+
+use clap::CommandFactory as _;
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut out = Output::new(cli.json);
+    let code = match &cli.command {
+        Command::Convert(args) => convert::run(args, &mut out)?,
+        Command::Identities(args) => identities::run(args, &mut out)?,
+        // The fleet verbs stream one line per host as it finishes, so they print themselves.
+        Command::Fetch(args) => fleet::run_fetch(args, cli.json)?,
+        Command::Deploy(args) => fleet::run_deploy(args, cli.json)?,
+        Command::Rekey(args) => rekey::run(args, &mut out)?,
+        Command::Completions(args) => {
+            let mut buffer = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);
+            out.raw(&buffer)?;
+            ExitCode::SUCCESS
+        }
+    };
+    out.flush()?;
+    Ok(code)
+}

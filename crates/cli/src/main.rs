@@ -1,1 +1,60 @@
-fn main() {}
+//! The `hostage` binary: parse arguments, run, and print errors once (`error:`, `caused by:`,
+//! `hint:`), as ripgrep and rage do.
+
+// main is where errors reach the operator.
+#![allow(clippy::print_stderr)]
+
+use std::io;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use hostage::cli::Cli;
+use hostage_recipients::KeyError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match hostage::run(cli) {
+        Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            if let Some(hint) = hint_for(&error) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `hostage convert | head -1` must not print an error.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// What to do next, for the errors where the message alone does not say it.
+fn hint_for(error: &anyhow::Error) -> Option<&'static str> {
+    for cause in error.chain() {
+        if cause.is::<hostage::identities::NoIdentities>() {
+            return Some(
+                "set SOPS_AGE_KEY_FILE, put your key in ~/.config/sops/age/keys.txt, or pass --identity ~/.ssh/id_ed25519",
+            );
+        }
+        if let Some(key_error) = cause.downcast_ref::<KeyError>() {
+            return match key_error {
+                KeyError::WrongPassphrase => Some("check the passphrase with `ssh-keygen -y -f KEY`"),
+                KeyError::NotEd25519 { .. } | KeyError::HostWithoutEd25519 { .. } => Some(
+                    "generate an ed25519 host key (`ssh-keygen -t ed25519`; NixOS does by default) and use its .pub",
+                ),
+                _ => None,
+            };
+        }
+    }
+    None
+}

@@ -124,12 +124,11 @@ impl RecipientString {
         if text.matches('1').count() > 1 {
             return Ok(Self::Plugin(text.to_owned()));
         }
-        let bytes = decode_bech32(text, RECIPIENT_HRP).map_err(|reason| {
-            KeyError::InvalidAgeRecipient {
+        let bytes =
+            decode_bech32(text, RECIPIENT_HRP).map_err(|reason| KeyError::InvalidAgeRecipient {
                 given: shorten(text),
                 reason,
-            }
-        })?;
+            })?;
         let bytes: [u8; 32] =
             bytes
                 .as_slice()
@@ -214,8 +213,8 @@ impl PartialEq for AgeIdentity {
 }
 
 fn decode_bech32(text: &str, expected_hrp: &str) -> Result<Vec<u8>, &'static str> {
-    let checked =
-        CheckedHrpstring::new::<Bech32>(text).map_err(|_| "its bech32 checksum or encoding is invalid")?;
+    let checked = CheckedHrpstring::new::<Bech32>(text)
+        .map_err(|_| "its bech32 checksum or encoding is invalid")?;
     if checked.hrp().to_lowercase() != expected_hrp {
         return Err("it has the wrong bech32 prefix");
     }
@@ -264,7 +263,10 @@ mod tests {
     #[test]
     fn plugin_and_post_quantum_recipients_are_classified() {
         assert!(matches!(
-            RecipientString::parse("age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t").unwrap(),
+            RecipientString::parse(
+                "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t"
+            )
+            .unwrap(),
             RecipientString::Plugin(_)
         ));
         assert!(matches!(

@@ -32,6 +32,15 @@ pub enum KeyError {
         algorithm: String,
     },
 
+    /// A host that offered keys, none of them ed25519.
+    #[error(
+        "sops-nix derives age identities from ed25519 keys only; this host has only {algorithms}"
+    )]
+    HostWithoutEd25519 {
+        /// The algorithms the host offered, e.g. `ssh-rsa, ecdsa-sha2-nistp256`.
+        algorithms: String,
+    },
+
     /// An OpenSSH certificate instead of a plain key.
     #[error("this is an OpenSSH certificate ({algorithm}), not a key; give the plain key instead (for a host: /etc/ssh/ssh_host_ed25519_key.pub)")]
     Certificate {

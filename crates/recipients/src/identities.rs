@@ -92,7 +92,8 @@ impl fmt::Display for IdentitySource {
 
 enum CandidateKey {
     Ready(AgeIdentity),
-    Locked(OpenSshPrivateKey),
+    // Boxed: an unparsed OpenSSH key is large, identities are many.
+    Locked(Box<OpenSshPrivateKey>),
 }
 
 /// One identity that may decrypt, with its recipient (known without unlocking anything).
@@ -115,7 +116,10 @@ impl IdentityCandidate {
     }
 
     /// The usable identity, unlocking an SSH key with `passphrases` if needed.
-    pub fn identity(&self, passphrases: &mut dyn PassphraseProvider) -> Result<AgeIdentity, KeyError> {
+    pub fn identity(
+        &self,
+        passphrases: &mut dyn PassphraseProvider,
+    ) -> Result<AgeIdentity, KeyError> {
         match &self.key {
             CandidateKey::Ready(identity) => Ok(identity.clone()),
             CandidateKey::Locked(key) => Ok(key.unlock(passphrases)?.to_age_identity()),
@@ -177,7 +181,9 @@ impl IdentityOptions {
                 .filter(|v| !v.is_empty())
                 .map(Zeroizing::new),
             sops_age_key_file: var("SOPS_AGE_KEY_FILE").map(PathBuf::from),
-            sops_age_key_cmd: std::env::var("SOPS_AGE_KEY_CMD").ok().filter(|v| !v.is_empty()),
+            sops_age_key_cmd: std::env::var("SOPS_AGE_KEY_CMD")
+                .ok()
+                .filter(|v| !v.is_empty()),
             sops_age_ssh_private_key_file: var("SOPS_AGE_SSH_PRIVATE_KEY_FILE").map(PathBuf::from),
             home: var("HOME").map(PathBuf::from),
             xdg_config_home: var("XDG_CONFIG_HOME").map(PathBuf::from),
@@ -212,7 +218,11 @@ impl IdentitySet {
     pub fn load(options: &IdentityOptions) -> Self {
         let mut set = Self::default();
         for path in &options.explicit {
-            set.load_file(IdentitySource::Explicit(path.clone()), path, FileKind::Either);
+            set.load_file(
+                IdentitySource::Explicit(path.clone()),
+                path,
+                FileKind::Either,
+            );
         }
         match (&options.sops_age_ssh_private_key_file, &options.home) {
             (Some(path), _) => set.load_file(
@@ -223,7 +233,11 @@ impl IdentitySet {
             (None, Some(home)) => {
                 let path = home.join(".ssh/id_ed25519");
                 if path.exists() {
-                    set.load_file(IdentitySource::DefaultSshKey(path.clone()), &path, FileKind::SshKey);
+                    set.load_file(
+                        IdentitySource::DefaultSshKey(path.clone()),
+                        &path,
+                        FileKind::SshKey,
+                    );
                 }
             }
             (None, None) => {}
@@ -232,14 +246,22 @@ impl IdentitySet {
             set.load_identity_text(&IdentitySource::KeyVariable, text);
         }
         if let Some(path) = &options.sops_age_key_file {
-            set.load_file(IdentitySource::KeyFileVariable(path.clone()), path, FileKind::AgeIdentities);
+            set.load_file(
+                IdentitySource::KeyFileVariable(path.clone()),
+                path,
+                FileKind::AgeIdentities,
+            );
         }
         if let Some(command) = &options.sops_age_key_cmd {
             set.load_command(command);
         }
         if let Some(path) = options.default_key_file() {
             if path.exists() {
-                set.load_file(IdentitySource::DefaultKeyFile(path.clone()), &path, FileKind::AgeIdentities);
+                set.load_file(
+                    IdentitySource::DefaultKeyFile(path.clone()),
+                    &path,
+                    FileKind::AgeIdentities,
+                );
             }
         }
         set
@@ -268,7 +290,12 @@ impl IdentitySet {
         self.candidates.iter().find(|c| &c.recipient == recipient)
     }
 
-    fn problem(&mut self, source: &IdentitySource, line: Option<usize>, message: impl Into<String>) {
+    fn problem(
+        &mut self,
+        source: &IdentitySource,
+        line: Option<usize>,
+        message: impl Into<String>,
+    ) {
         self.problems.push(IdentityLoadProblem {
             source_name: source.clone(),
             line,
@@ -301,7 +328,7 @@ impl IdentitySet {
             Err(e) => return self.problem(&source, None, e.to_string()),
         };
         let key = if key.is_encrypted() {
-            CandidateKey::Locked(key)
+            CandidateKey::Locked(Box::new(key))
         } else {
             match key.unlock(&mut ()) {
                 Ok(seed) => CandidateKey::Ready(seed.to_age_identity()),
@@ -352,7 +379,11 @@ impl IdentitySet {
     fn load_command(&mut self, command: &str) {
         let source = IdentitySource::KeyCommand(command.to_owned());
         let Some(words) = shlex::split(command).filter(|w| !w.is_empty()) else {
-            return self.problem(&source, None, "cannot split the command into words (unbalanced quotes?)");
+            return self.problem(
+                &source,
+                None,
+                "cannot split the command into words (unbalanced quotes?)",
+            );
         };
         let output = Command::new(&words[0])
             .args(&words[1..])
@@ -392,7 +423,10 @@ mod tests {
         "AGE-SECRET-KEY-1K3VN4N03PTHJWSJSCCMQCN33RY5FSKQPJ4KRRTG3JMQUYE0TUSEQEDH6V8";
 
     fn sources(set: &IdentitySet) -> Vec<String> {
-        set.candidates.iter().map(|c| c.source.to_string()).collect()
+        set.candidates
+            .iter()
+            .map(|c| c.source.to_string())
+            .collect()
     }
 
     #[test]
@@ -402,7 +436,11 @@ mod tests {
         fs_err::write(home.path().join(".ssh/id_ed25519"), MIC92_KEY).unwrap();
         let keys_txt = home.path().join(".config/sops/age/keys.txt");
         fs_err::create_dir_all(keys_txt.parent().unwrap()).unwrap();
-        fs_err::write(&keys_txt, format!("# created: today\n# public key: x\n{MIC92_SECRET}\n")).unwrap();
+        fs_err::write(
+            &keys_txt,
+            format!("# created: today\n# public key: x\n{MIC92_SECRET}\n"),
+        )
+        .unwrap();
         let options = IdentityOptions {
             sops_age_key: Some(Zeroizing::new(format!("{MIC92_SECRET} {MIC92_SECRET}"))),
             sops_age_key_cmd: Some(format!("echo {MIC92_SECRET}")),
@@ -422,7 +460,10 @@ mod tests {
                 keys_txt.display().to_string(),
             ]
         );
-        assert!(set.candidates.iter().all(|c| c.recipient.to_string() == MIC92_AGE));
+        assert!(set
+            .candidates
+            .iter()
+            .all(|c| c.recipient.to_string() == MIC92_AGE));
         assert!(set.candidates[0].converted_from.is_some());
     }
 

@@ -52,20 +52,23 @@ impl OpenSshPrivateKey {
     }
 
     /// Decrypts the key (asking `passphrases` only when it is protected) and returns its seed.
-    pub fn unlock(&self, passphrases: &mut dyn PassphraseProvider) -> Result<Ed25519Seed, KeyError> {
+    pub fn unlock(
+        &self,
+        passphrases: &mut dyn PassphraseProvider,
+    ) -> Result<Ed25519Seed, KeyError> {
         let seed = if self.inner.is_encrypted() {
             let passphrase = passphrases
                 .passphrase(&self.public)
                 .ok_or(KeyError::PassphraseRequired)?;
-            let decrypted = self
-                .inner
-                .decrypt(passphrase.expose().as_bytes())
-                .map_err(|e| match e {
-                    ssh_key::Error::Crypto => KeyError::WrongPassphrase,
-                    other => KeyError::NotAPrivateKey {
-                        reason: format!("cannot decrypt it ({other})"),
-                    },
-                })?;
+            let decrypted =
+                self.inner
+                    .decrypt(passphrase.expose().as_bytes())
+                    .map_err(|e| match e {
+                        ssh_key::Error::Crypto => KeyError::WrongPassphrase,
+                        other => KeyError::NotAPrivateKey {
+                            reason: format!("cannot decrypt it ({other})"),
+                        },
+                    })?;
             seed_of(&decrypted)?
         } else {
             seed_of(&self.inner)?
@@ -81,7 +84,11 @@ impl OpenSshPrivateKey {
 
 impl fmt::Debug for OpenSshPrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OpenSshPrivateKey([REDACTED] for {})", self.public.fingerprint())
+        write!(
+            f,
+            "OpenSshPrivateKey([REDACTED] for {})",
+            self.public.fingerprint()
+        )
     }
 }
 
@@ -102,12 +109,23 @@ fn foreign_format(text: &str) -> Option<String> {
         return None;
     }
     if text.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
-        return Some("this is already an age identity (AGE-SECRET-KEY-1…); nothing to convert".to_owned());
+        return Some(
+            "this is already an age identity (AGE-SECRET-KEY-1…); nothing to convert".to_owned(),
+        );
     }
     if text.starts_with("ssh-") {
-        return Some("this is a public key; --private expects the private key file (without .pub)".to_owned());
+        return Some(
+            "this is a public key; --private expects the private key file (without .pub)"
+                .to_owned(),
+        );
     }
-    for kind in ["RSA PRIVATE KEY", "EC PRIVATE KEY", "DSA PRIVATE KEY", "PRIVATE KEY", "ENCRYPTED PRIVATE KEY"] {
+    for kind in [
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "DSA PRIVATE KEY",
+        "PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+    ] {
         if text.starts_with(&format!("-----BEGIN {kind}-----")) {
             return Some(format!(
                 "this is a PEM `{kind}`; hostage reads OpenSSH-format ed25519 keys (`ssh-keygen -t ed25519` writes one)"
@@ -138,7 +156,11 @@ impl Ed25519Seed {
     pub fn public_key(&self) -> Ed25519PublicKey {
         let mut scalar = Zeroizing::new([0u8; 32]);
         scalar.copy_from_slice(&self.expanded()[..32]);
-        Ed25519PublicKey::from_bytes(EdwardsPoint::mul_base_clamped(*scalar).compress().to_bytes())
+        Ed25519PublicKey::from_bytes(
+            EdwardsPoint::mul_base_clamped(*scalar)
+                .compress()
+                .to_bytes(),
+        )
     }
 
     fn expanded(&self) -> Zeroizing<[u8; 64]> {
@@ -197,7 +219,10 @@ mod tests {
             key.unlock(&mut Fixed(Some("wrong"))),
             Err(KeyError::WrongPassphrase)
         ));
-        let identity = key.unlock(&mut Fixed(Some("test"))).unwrap().to_age_identity();
+        let identity = key
+            .unlock(&mut Fixed(Some("test")))
+            .unwrap()
+            .to_age_identity();
         assert_eq!(
             identity.recipient(),
             key.public_key().to_age_recipient().unwrap()
@@ -213,6 +238,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("already an age identity"), "{err}");
-        assert!(!err.to_string().contains("K3VN4N03"), "secret leaked into: {err}");
+        assert!(
+            !err.to_string().contains("K3VN4N03"),
+            "secret leaked into: {err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The public path (Edwards point → Montgomery) and the private path (SHA-512 scalar →
+        /// X25519 base-point multiplication) must land on the same recipient for every key.
+        #[test]
+        fn public_and_private_conversions_agree(seed in any::<[u8; 32]>()) {
+            let seed = Ed25519Seed::from_bytes(Zeroizing::new(seed));
+            let from_public = seed.public_key().to_age_recipient().unwrap();
+            let from_private = seed.to_age_identity().recipient();
+            prop_assert_eq!(from_public, from_private);
+        }
+
+        #[test]
+        fn converted_identities_round_trip_through_text(seed in any::<[u8; 32]>()) {
+            let identity = Ed25519Seed::from_bytes(Zeroizing::new(seed)).to_age_identity();
+            let parsed = crate::AgeIdentity::parse(&identity.to_secret_string()).unwrap();
+            prop_assert_eq!(parsed.recipient(), identity.recipient());
+            let recipient = crate::AgeRecipient::parse(&identity.recipient().to_string()).unwrap();
+            prop_assert_eq!(recipient, identity.recipient());
+        }
     }
 }

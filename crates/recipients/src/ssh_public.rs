@@ -248,8 +248,7 @@ fn decode_ed25519_blob(blob: &str) -> Result<Ed25519PublicKey, KeyError> {
         .decode(blob)
         .map_err(|_| malformed("the key data is not valid base64"))?;
     let mut rest = bytes.as_slice();
-    let algorithm =
-        take_string(&mut rest).ok_or_else(|| malformed("the key data is truncated"))?;
+    let algorithm = take_string(&mut rest).ok_or_else(|| malformed("the key data is truncated"))?;
     if algorithm != ED25519.as_bytes() {
         return Err(malformed(
             "the key data names another algorithm than the line does",
@@ -356,7 +355,8 @@ mod tests {
 
     #[test]
     fn authorized_keys_options_are_skipped_even_with_quoted_spaces() {
-        let text = format!(r#"from="10.0.0.1,10.0.0.2",command="echo hi there",no-pty {MIC92_PUB}"#);
+        let text =
+            format!(r#"from="10.0.0.1,10.0.0.2",command="echo hi there",no-pty {MIC92_PUB}"#);
         let key = only_key(&text);
         assert_eq!(key.host, None);
         assert_eq!(key.key.to_age_recipient().unwrap().to_string(), MIC92_AGE);
@@ -391,9 +391,11 @@ mod tests {
 
     #[test]
     fn certificates_are_refused_with_a_hint() {
-        let err = parse_key_lines("ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t")
-            .remove(0)
-            .unwrap_err();
+        let err = parse_key_lines(
+            "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t",
+        )
+        .remove(0)
+        .unwrap_err();
         assert!(matches!(err.error, KeyError::Certificate { .. }), "{err}");
     }
 
@@ -402,12 +404,16 @@ mod tests {
         // y = 2 is not the y-coordinate of any point on edwards25519.
         let mut bytes = [0u8; 32];
         bytes[0] = 2;
-        let err = Ed25519PublicKey::from_bytes(bytes).to_age_recipient().unwrap_err();
+        let err = Ed25519PublicKey::from_bytes(bytes)
+            .to_age_recipient()
+            .unwrap_err();
         assert!(matches!(err, KeyError::InvalidPoint { .. }), "{err}");
         // The identity point (y = 1) is on the curve but of small order.
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        let err = Ed25519PublicKey::from_bytes(identity).to_age_recipient().unwrap_err();
+        let err = Ed25519PublicKey::from_bytes(identity)
+            .to_age_recipient()
+            .unwrap_err();
         assert!(err.to_string().contains("small-order"), "{err}");
     }
 

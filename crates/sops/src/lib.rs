@@ -137,6 +137,21 @@ impl SopsFile {
             .collect()
     }
 
+    /// The paths of the encrypted values (each a list of mapping keys from the document root),
+    /// in file order; readable without any key, e.g. to say what a recipient could read.
+    pub fn encrypted_paths(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for document in &self.documents {
+            let _ = tree::walk_leaves(document, &mut Vec::new(), &mut |path, value| {
+                if matches!(value, Value::Str(s) if s.starts_with(cipher::ENC_PREFIX)) {
+                    out.push(path.to_vec());
+                }
+                Ok(())
+            });
+        }
+        out
+    }
+
     /// What [`rewrap`](Self::rewrap) with `groups` would change, group by group (recipients are
     /// compared as trimmed strings, like sops; order-only changes are no change).
     pub fn diff(&self, groups: &[Vec<String>]) -> Vec<GroupDiff> {

@@ -1,0 +1,61 @@
+//! The one printer: results on stdout (text or JSON), warnings and progress on stderr.
+
+// This module is where the binary prints; nothing else in the workspace does.
+#![allow(clippy::print_stderr)]
+
+use std::io::{self, BufWriter, Stdout, Write as _};
+
+use serde::Serialize;
+
+/// Where a command's result goes.
+pub struct Output {
+    json: bool,
+    stdout: BufWriter<Stdout>,
+}
+
+impl Output {
+    /// A printer for text, or for JSON when `json` is set.
+    pub fn new(json: bool) -> Self {
+        Self {
+            json,
+            stdout: BufWriter::new(io::stdout()),
+        }
+    }
+
+    /// Whether the user asked for JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// One line of text.
+    pub fn line(&mut self, text: &str) -> io::Result<()> {
+        self.stdout.write_all(text.as_bytes())?;
+        self.stdout.write_all(b"\n")
+    }
+
+    /// Bytes exactly as given.
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stdout.write_all(bytes)
+    }
+
+    /// One JSON document on its own line.
+    pub fn json_value<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        serde_json::to_writer_pretty(&mut self.stdout, value)?;
+        self.stdout.write_all(b"\n")
+    }
+
+    /// Flushes stdout (also done on drop, but errors are only seen here).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.stdout.flush()
+    }
+}
+
+/// A warning on stderr: `warning: …`.
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+/// An error about one item of many, on stderr: `error: …` (the command goes on with the others).
+pub fn error(message: &str) {
+    eprintln!("error: {message}");
+}

@@ -1,0 +1,69 @@
+//! Repo-wide re-key: make every sops file of a repo carry exactly the recipients `.sops.yaml`
+//! gives it, as `sops updatekeys` would file by file, but in one parallel, crash-safe run.
+//!
+//! - [`walk`] lists the candidate files (`.gitignore` respected through `git ls-files`).
+//! - [`plan()`] reads each file, asks the rules for its recipients, compares them per key group
+//!   and returns a [`Plan`] (unchanged, rewrap, rotate or error, with the reason); it needs no
+//!   private key. [`verify`] optionally checks the data keys and MACs (for `--dry-run`).
+//! - [`apply`] executes a plan in parallel, in bounded batches written by
+//!   `hostage_atomic::write_batch`, going on past per-file errors.
+//! - [`Plan::exposure`] says what removed recipients could read; [`RepoLock`] and [`Journal`]
+//!   keep two runs from interleaving and let a killed run be finished by the next one.
+//!
+//! It does not print and does not edit `.sops.yaml` (that is `hostage_sops::rules`).
+
+mod apply;
+mod error;
+mod plan;
+mod state;
+mod walk;
+
+pub use apply::{apply, ApplyOptions, ApplyReport, FileOutcome};
+pub use error::RekeyError;
+pub use plan::{
+    plan, unlock_identities, verify, Action, ExposedFile, Exposure, FilePlan, GroupChange, Plan,
+    PlanOptions, Recipient, Rotate,
+};
+pub use state::{merge_exposure, state_dir, Journal, JournalEntry, RepoLock};
+pub use walk::walk;
+
+/// Called once per file done (for a progress bar); must be cheap and thread-safe.
+pub type Progress<'a> = &'a (dyn Fn() + Sync);
+
+/// Number of worker threads to use when the caller does not say.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Runs `work(index)` for every index in `0..count` on `threads` scoped threads sharing one
+/// queue, returning the results in index order.
+pub(crate) fn parallel_map<T: Send>(
+    count: usize,
+    threads: usize,
+    work: &(dyn Fn(usize) -> T + Sync),
+) -> Vec<T> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, count.max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= count {
+                    break;
+                }
+                let value = work(index);
+                if let Ok(mut results) = results.lock() {
+                    results[index] = Some(value);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .map(|v| v.expect("every index below count is taken by exactly one worker"))
+        .collect()
+}

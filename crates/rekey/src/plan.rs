@@ -1,0 +1,486 @@
+//! The plan: for each sops file, the recipients `.sops.yaml` wants compared with the ones the
+//! file has, per key group and by recipient, and what that means (unchanged, rewrap, rotate or
+//! an error with its reason). Computing it needs no private key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hostage_recipients::{IdentitySet, PassphraseProvider};
+use hostage_sops::rules::{RecipientKind, SopsConfig};
+use hostage_sops::SopsFile;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::{parallel_map, Progress};
+
+/// Whether removing a recipient rotates the data key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotate {
+    /// Removal rotates the data key (the default: a removed recipient may have kept the old one).
+    Yes,
+    /// Removal only drops the recipient's `enc` (`--no-rotate`): whoever kept the old data key
+    /// can still read the file.
+    No,
+}
+
+/// How to plan.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Whether removals rotate the data key.
+    pub rotate: Rotate,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// A recipient, with the anchor name `.sops.yaml` gives it when it has one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct Recipient {
+    /// The anchor name (`&web01` → `web01`), for display.
+    pub name: Option<String>,
+    /// The recipient string (`age1…`).
+    pub recipient: String,
+}
+
+impl std::fmt::Display for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(name) => f.write_str(name),
+            None => f.write_str(&self.recipient),
+        }
+    }
+}
+
+/// What a run does to one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The file already has exactly the wanted recipients.
+    Unchanged,
+    /// Recipients are only added (or removed with `--no-rotate`): same data key, new `enc` blobs.
+    Rewrap,
+    /// A recipient is removed: a new data key, every value re-encrypted.
+    Rotate,
+    /// The file cannot be re-keyed; see the reason.
+    Error,
+}
+
+/// The difference in one key group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupChange {
+    /// Wanted and present.
+    pub kept: Vec<Recipient>,
+    /// Wanted, missing from the file.
+    pub added: Vec<Recipient>,
+    /// In the file, no longer wanted.
+    pub removed: Vec<Recipient>,
+}
+
+/// The plan for one sops file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FilePlan {
+    /// The file (absolute).
+    pub path: PathBuf,
+    /// The path for display: relative to the config's directory when below it.
+    pub display: String,
+    /// The creation rule that applies (0-based), when one does.
+    pub rule: Option<usize>,
+    /// What to do.
+    pub action: Action,
+    /// Why the file is an error, or a warning about what will be done.
+    pub reason: Option<String>,
+    /// Per key group, in the file's order.
+    pub groups: Vec<GroupChange>,
+    /// The paths of the encrypted values (`a.b.c`), kept only when a recipient is removed.
+    pub key_paths: Vec<String>,
+    /// The age recipients to give each key group (the rule's, in its order).
+    #[serde(skip)]
+    pub(crate) wanted: Vec<Vec<String>>,
+    /// SHA-256 of the content the plan was made from (a changed file is not touched).
+    #[serde(skip)]
+    pub(crate) digest: [u8; 32],
+}
+
+impl FilePlan {
+    fn error(path: &Path, display: String, reason: String) -> Self {
+        Self {
+            path: path.to_owned(),
+            display,
+            rule: None,
+            action: Action::Error,
+            reason: Some(reason),
+            groups: Vec::new(),
+            key_paths: Vec::new(),
+            wanted: Vec::new(),
+            digest: [0; 32],
+        }
+    }
+
+    /// Every recipient the file has now (kept and removed), across groups.
+    pub fn current_recipients(&self) -> impl Iterator<Item = &Recipient> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.kept.iter().chain(&g.removed))
+    }
+
+    /// Whether any group loses a recipient.
+    pub fn removes(&self) -> bool {
+        self.groups.iter().any(|g| !g.removed.is_empty())
+    }
+}
+
+/// What a removed recipient could read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Exposure {
+    /// The removed recipient.
+    pub recipient: Recipient,
+    /// The files it was a recipient of, with their encrypted key paths.
+    pub files: Vec<ExposedFile>,
+}
+
+/// One file a removed recipient could read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ExposedFile {
+    /// The file, for display.
+    pub path: String,
+    /// The encrypted values it could read (`a.b.c`); rotate the credentials they hold.
+    pub key_paths: Vec<String>,
+    /// The file has several key groups: the recipient held one Shamir share, and could read
+    /// the values only together with holders of enough other groups.
+    pub shamir_share_only: bool,
+}
+
+/// The plan for a whole repo.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// The `.sops.yaml` the recipients come from.
+    pub config: PathBuf,
+    /// Every sops file found, sorted by path.
+    pub files: Vec<FilePlan>,
+    /// Files looked at that carry no sops metadata.
+    pub skipped: usize,
+}
+
+impl Plan {
+    /// How many files have `action`.
+    pub fn count(&self, action: Action) -> usize {
+        self.files.iter().filter(|f| f.action == action).count()
+    }
+
+    /// Whether some file needs a rewrap or a rotation (what `--check` reports).
+    pub fn has_drift(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
+    }
+
+    /// For every removed recipient, the files (and values) it could read.
+    pub fn exposure(&self) -> Vec<Exposure> {
+        let mut by_recipient: BTreeMap<Recipient, Vec<ExposedFile>> = BTreeMap::new();
+        for file in &self.files {
+            for group in &file.groups {
+                for removed in &group.removed {
+                    let files = by_recipient.entry(removed.clone()).or_default();
+                    if !files.iter().any(|f| f.path == file.display) {
+                        files.push(ExposedFile {
+                            path: file.display.clone(),
+                            key_paths: file.key_paths.clone(),
+                            shamir_share_only: file.groups.len() > 1,
+                        });
+                    }
+                }
+            }
+        }
+        by_recipient
+            .into_iter()
+            .map(|(recipient, files)| Exposure { recipient, files })
+            .collect()
+    }
+
+    /// The recipients whose identities a run needs: the current recipients of the files to change.
+    pub fn recipients_to_open(&self) -> BTreeSet<String> {
+        self.files
+            .iter()
+            .filter(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
+            .flat_map(|f| f.current_recipients().map(|r| r.recipient.clone()))
+            .collect()
+    }
+}
+
+/// Whether `text` carries sops metadata (a `sops:` YAML key, a JSON `"sops"` member or dotenv
+/// `sops_…=` lines); only such files are planned, the others are not sops files.
+pub(crate) fn carries_sops_metadata(text: &str) -> bool {
+    if text.lines().any(|l| {
+        l.trim_end() == "sops:" || l.starts_with("sops_mac=") || l.starts_with("sops_lastmodified=")
+    }) {
+        return true;
+    }
+    text.match_indices("\"sops\"")
+        .any(|(at, m)| text[at + m.len()..].trim_start().starts_with(':'))
+}
+
+/// Plans every file of `files` against `config`. Files without sops metadata are counted as
+/// skipped; a file that cannot be read, parsed or matched becomes an [`Action::Error`] entry.
+pub fn plan(
+    config: &SopsConfig,
+    files: &[PathBuf],
+    options: &PlanOptions,
+    progress: Progress<'_>,
+) -> Plan {
+    let planned = parallel_map(files.len(), options.threads, &|index| {
+        let result = plan_file(config, &files[index], options);
+        progress();
+        result
+    });
+    let mut plan = Plan {
+        config: config.path().to_owned(),
+        files: Vec::new(),
+        skipped: 0,
+    };
+    for entry in planned {
+        match entry {
+            Some(file) => plan.files.push(file),
+            None => plan.skipped += 1,
+        }
+    }
+    plan
+}
+
+/// The path sops would show: relative to the config's directory when below it.
+pub(crate) fn display_path(config: &SopsConfig, path: &Path) -> String {
+    path.strip_prefix(config.dir())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn named(config: &SopsConfig, recipient: &str) -> Recipient {
+    Recipient {
+        name: config.name_of(recipient),
+        recipient: recipient.to_owned(),
+    }
+}
+
+fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<FilePlan> {
+    let display = display_path(config, path);
+    let bytes = match fs_err::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return Some(FilePlan::error(
+                path,
+                display,
+                format!("cannot read the file: {}", io_cause(&e)),
+            ))
+        }
+    };
+    let text = std::str::from_utf8(&bytes).ok()?;
+    if !carries_sops_metadata(text) {
+        return None;
+    }
+    let file = match SopsFile::parse(&bytes, None) {
+        Ok(file) => file,
+        Err(hostage_sops::SopsError::NotSops { .. }) => return None,
+        Err(e) => return Some(FilePlan::error(path, display, e.to_string())),
+    };
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let rule = match config.rule_for(path) {
+        Ok((_, rule)) => rule,
+        Err(e) => return Some(FilePlan::error(path, display, e.to_string())),
+    };
+    let wanted: Vec<Vec<String>> = rule
+        .key_groups
+        .iter()
+        .map(|g| g.iter().map(|e| e.recipient.clone()).collect())
+        .collect();
+    let mut entry = FilePlan {
+        path: path.to_owned(),
+        display,
+        rule: Some(rule.index),
+        action: Action::Unchanged,
+        reason: None,
+        groups: Vec::new(),
+        key_paths: Vec::new(),
+        wanted,
+        digest,
+    };
+    let current = &file.metadata().groups;
+    for (index, group) in current.iter().enumerate() {
+        let have: Vec<&str> = group.age.iter().map(|e| e.recipient.as_str()).collect();
+        let want: Vec<&str> = entry
+            .wanted
+            .get(index)
+            .map(|g| g.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut change = GroupChange::default();
+        for r in dedup(&want) {
+            if have.contains(&r) {
+                change.kept.push(named(config, r));
+            } else {
+                change.added.push(named(config, r));
+            }
+        }
+        for r in dedup(&have) {
+            if !want.contains(&r) {
+                change.removed.push(named(config, r));
+            }
+        }
+        entry.groups.push(change);
+    }
+    if let Some(reason) = refusal(config, rule, &file, &entry) {
+        entry.action = Action::Error;
+        entry.reason = Some(reason);
+        return Some(entry);
+    }
+    let adds = entry.groups.iter().any(|g| !g.added.is_empty());
+    entry.action = match (adds, entry.removes(), options.rotate) {
+        (false, false, _) => Action::Unchanged,
+        (_, true, Rotate::Yes) => Action::Rotate,
+        (_, true, Rotate::No) => {
+            entry.reason = Some(
+                "--no-rotate: removed recipients lose their key entry but keep the old data key if they saved it".into(),
+            );
+            Action::Rewrap
+        }
+        (true, false, _) => Action::Rewrap,
+    };
+    if entry.removes() {
+        entry.key_paths = file.encrypted_paths().iter().map(|p| p.join(".")).collect();
+    }
+    Some(entry)
+}
+
+/// Why a file whose rule was found still cannot be re-keyed by hostage, if it cannot.
+fn refusal(
+    config: &SopsConfig,
+    rule: &hostage_sops::rules::CreationRule,
+    file: &SopsFile,
+    entry: &FilePlan,
+) -> Option<String> {
+    let current = file.metadata().groups.len();
+    if entry.wanted.len() != current {
+        return Some(format!(
+            "rule {} of {} has {} key group(s) but the file has {current}; changing the number of groups needs a new Shamir split: re-encrypt it with `sops updatekeys`",
+            rule.index,
+            config.path().display(),
+            entry.wanted.len()
+        ));
+    }
+    if current > 1 {
+        let wanted = rule
+            .shamir_threshold
+            .and_then(|t| usize::try_from(t).ok())
+            .filter(|t| *t > 0);
+        if let Some(threshold) = wanted {
+            if threshold != file.metadata().threshold {
+                return Some(format!(
+                    "the rule's shamir_threshold is {threshold} but the file's is {}; changing it needs a new Shamir split: use `sops updatekeys`",
+                    file.metadata().threshold
+                ));
+            }
+        }
+    }
+    for (index, group) in entry.groups.iter().enumerate() {
+        if !group.removed.is_empty() && group.kept.is_empty() && group.added.is_empty() {
+            return Some(format!(
+                "key group {} would have no age recipient left",
+                index + 1
+            ));
+        }
+        for added in &group.added {
+            let kind = rule.key_groups[index]
+                .iter()
+                .find(|e| e.recipient == added.recipient)
+                .map(|e| &e.kind);
+            if !matches!(kind, Some(RecipientKind::X25519)) {
+                return Some(format!(
+                    "cannot add `{added}`: hostage adds only age X25519 (age1…) recipients; SSH, plugin and post-quantum ones are kept but not created (use sops for those)"
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn dedup<'a>(items: &[&'a str]) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn io_cause(error: &std::io::Error) -> String {
+    use std::error::Error as _;
+    error
+        .source()
+        .map_or_else(|| error.to_string(), ToString::to_string)
+}
+
+/// Unlocks, once, every identity whose recipient is in `needed` (asking `passphrases` for
+/// protected SSH keys), so parallel workers never prompt. Identities that fail to unlock become
+/// problems of the returned set.
+pub fn unlock_identities(
+    set: &IdentitySet,
+    needed: &BTreeSet<String>,
+    passphrases: &mut dyn PassphraseProvider,
+) -> IdentitySet {
+    let mut out = IdentitySet::default();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for candidate in &set.candidates {
+        let recipient = candidate.recipient.to_string();
+        if !needed.contains(&recipient) || !seen.insert(recipient) {
+            continue;
+        }
+        match candidate.identity(passphrases) {
+            Ok(identity) => out.candidates.extend(
+                IdentitySet::from_identities(candidate.source.clone(), vec![identity]).candidates,
+            ),
+            Err(e) => out.problems.push(hostage_recipients::IdentityLoadProblem {
+                source_name: candidate.source.clone(),
+                line: candidate.line,
+                message: e.to_string(),
+            }),
+        }
+    }
+    out.problems.extend(
+        set.problems
+            .iter()
+            .map(|p| hostage_recipients::IdentityLoadProblem {
+                source_name: p.source_name.clone(),
+                line: p.line,
+                message: p.message.clone(),
+            }),
+    );
+    out
+}
+
+/// Checks, for every file the plan would change, that `identities` recover its data key and
+/// that its MAC matches (what `--dry-run` can say beyond `--check`); failures become errors.
+pub fn verify(plan: &mut Plan, identities: &IdentitySet, threads: usize, progress: Progress<'_>) {
+    let indices: Vec<usize> = (0..plan.files.len())
+        .filter(|i| matches!(plan.files[*i].action, Action::Rewrap | Action::Rotate))
+        .collect();
+    let files = &plan.files;
+    let problems = parallel_map(indices.len(), threads, &|n| {
+        let file = &files[indices[n]];
+        let result = (|| -> Result<(), String> {
+            let bytes = fs_err::read(&file.path)
+                .map_err(|e| format!("cannot read the file: {}", io_cause(&e)))?;
+            let sops = SopsFile::parse(&bytes, None).map_err(|e| e.to_string())?;
+            let key = sops
+                .data_key(identities, &mut ())
+                .map_err(|e| e.to_string())?;
+            sops.verify_mac(&key).map_err(|e| e.to_string())
+        })();
+        progress();
+        result.err()
+    });
+    for (n, problem) in problems.into_iter().enumerate() {
+        if let Some(reason) = problem {
+            let file = &mut plan.files[indices[n]];
+            file.action = Action::Error;
+            file.reason = Some(reason);
+        }
+    }
+}

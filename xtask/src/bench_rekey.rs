@@ -1,0 +1,381 @@
+//! `cargo xtask bench`: the re-key benchmark of docs/benchmarks.md (`## Re-key`).
+//!
+//! Sops-made YAML files (20 values, recipients A, B, C) and a hand edit of `.sops.yaml`: C leaves,
+//! D joins. Then, each on a fresh copy: `hostage rekey` (rotates the data key of every file, the
+//! default on removal), `hostage rekey --no-rotate` (the same work as sops), one batched
+//! `sops updatekeys -y f1 … fN` call (what `find … | xargs sops updatekeys -y` does), and a
+//! per-file `sops updatekeys -y f` loop (only up to 1,000 files: it takes minutes). Wall time and
+//! peak memory (max RSS, from GNU `time`) of each; the release `hostage` binary is used.
+//! Fixtures live under `target/bench/rekey/`, never in the repository.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use hostage_recipients::AgeIdentity;
+
+const UNIQUE: usize = 1000;
+const PER_DIR: usize = 1000;
+
+struct Keys {
+    secrets: Vec<String>,
+    recipients: Vec<String>,
+}
+
+fn keys(dir: &Path) -> anyhow::Result<Keys> {
+    let path = dir.join("keys.txt");
+    if !path.exists() {
+        let mut text = String::new();
+        for _ in 0..4 {
+            let out = duct::cmd!("age-keygen")
+                .stderr_null()
+                .read()
+                .context("running age-keygen")?;
+            let secret = out
+                .lines()
+                .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+                .context("age-keygen printed no key")?;
+            text.push_str(secret);
+            text.push('\n');
+        }
+        hostage_atomic::write(&path, text.as_bytes())?;
+    }
+    let text = fs_err::read_to_string(&path)?;
+    let secrets: Vec<String> = text.lines().map(str::to_owned).collect();
+    let recipients = secrets
+        .iter()
+        .map(|s| Ok(AgeIdentity::parse(s)?.recipient().to_string()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Keys {
+        secrets,
+        recipients,
+    })
+}
+
+fn config(recipients: &[&String]) -> String {
+    let list: Vec<&str> = recipients.iter().map(|r| r.as_str()).collect();
+    format!("creation_rules:\n  - age: {}\n", list.join(","))
+}
+
+fn sops_cmd(sops: &Path, dir: &Path, secret: &str, args: Vec<String>) -> duct::Expression {
+    duct::cmd(sops, args)
+        .dir(dir)
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("SOPS_AGE_KEY", secret)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir)
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn name(i: usize) -> String {
+    format!("d{:02}/f{:04}.yaml", i / PER_DIR, i % PER_DIR)
+}
+
+/// Makes (once) `UNIQUE` sops-encrypted files for A, B, C in `dir/pristine`.
+fn fixtures(sops: &Path, dir: &Path, keys: &Keys) -> anyhow::Result<PathBuf> {
+    let pristine = dir.join("pristine");
+    fs_err::create_dir_all(&pristine)?;
+    let abc: Vec<&String> = keys.recipients[..3].iter().collect();
+    hostage_atomic::write(&pristine.join(".sops.yaml"), config(&abc).as_bytes())?;
+    let missing: Vec<usize> = (0..UNIQUE)
+        .filter(|i| !pristine.join(format!("f{i:04}.yaml")).exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(pristine);
+    }
+    println!(
+        "making {} sops-encrypted fixtures with sops (once)…",
+        missing.len()
+    );
+    let chunk = missing.len().div_ceil(threads()).max(1);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = missing
+            .chunks(chunk)
+            .map(|part| {
+                let pristine = &pristine;
+                scope.spawn(move || -> anyhow::Result<()> {
+                    for i in part {
+                        let plain = pristine.join(format!("f{i:04}.plain"));
+                        let mut text = format!("# service {i}\n");
+                        for v in 0..20 {
+                            text.push_str(&format!(
+                                "key_{v:02}: value-{i}-{v}-{}\n",
+                                "x".repeat(v)
+                            ));
+                        }
+                        hostage_atomic::write(&plain, text.as_bytes())?;
+                        let args = ["encrypt", "--input-type", "yaml", "--output-type", "yaml"];
+                        let mut args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+                        args.push(plain.display().to_string());
+                        let out = sops_cmd(sops, pristine, "", args).read()?;
+                        fs_err::remove_file(&plain)?;
+                        hostage_atomic::write(
+                            &pristine.join(format!("f{i:04}.yaml")),
+                            format!("{out}\n").as_bytes(),
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("a fixture thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(pristine)
+}
+
+/// A fresh copy of `count` files (the unique ones repeated) with the edited `.sops.yaml`.
+fn workdir(
+    dir: &Path,
+    label: &str,
+    pristine: &Path,
+    count: usize,
+    keys: &Keys,
+) -> anyhow::Result<PathBuf> {
+    let work = dir.join(format!("{label}-{count}"));
+    if work.exists() {
+        fs_err::remove_dir_all(&work)?;
+    }
+    for i in 0..count {
+        let target = work.join(name(i));
+        if i % PER_DIR == 0 {
+            fs_err::create_dir_all(target.parent().context("a file has a directory")?)?;
+        }
+        fs_err::copy(pristine.join(format!("f{:04}.yaml", i % UNIQUE)), target)?;
+    }
+    let abd = [
+        &keys.recipients[0],
+        &keys.recipients[1],
+        &keys.recipients[3],
+    ];
+    hostage_atomic::write(&work.join(".sops.yaml"), config(&abd).as_bytes())?;
+    duct::cmd!("sync").run()?;
+    Ok(work)
+}
+
+/// Wall time and peak memory (KiB) of one command, measured by GNU `time`.
+fn measure(expression: duct::Expression) -> anyhow::Result<(Duration, Option<u64>)> {
+    let report = std::env::temp_dir().join(format!("hostage-bench-time-{}", std::process::id()));
+    let start = Instant::now();
+    expression.stdout_null().stderr_null().run()?;
+    let elapsed = start.elapsed();
+    let rss = fs_err::read_to_string(&report)
+        .ok()
+        .and_then(|t| t.trim().lines().last()?.trim().parse().ok());
+    let _ = fs_err::remove_file(&report);
+    Ok((elapsed, rss))
+}
+
+/// Wraps `program args` in GNU `time -f %M -o REPORT` when it is installed.
+fn timed(program: &Path, args: Vec<String>) -> duct::Expression {
+    let report = std::env::temp_dir().join(format!("hostage-bench-time-{}", std::process::id()));
+    if Path::new("/usr/bin/time").exists() {
+        let mut all = vec![
+            "-f".to_owned(),
+            "%M".to_owned(),
+            "-o".to_owned(),
+            report.display().to_string(),
+        ];
+        all.push(program.display().to_string());
+        all.extend(args);
+        duct::cmd("/usr/bin/time", all)
+    } else {
+        duct::cmd(program, args)
+    }
+}
+
+fn check(
+    sops: &Path,
+    hostage: &Path,
+    work: &Path,
+    count: usize,
+    keys: &Keys,
+) -> anyhow::Result<()> {
+    for i in [0, count / 2, count - 1] {
+        let file = name(i);
+        let text = fs_err::read_to_string(work.join(&file))?;
+        if !text.contains(&keys.recipients[3]) || text.contains(&keys.recipients[2]) {
+            bail!(
+                "{file} in {} does not have the new recipients",
+                work.display()
+            );
+        }
+        sops_cmd(
+            sops,
+            work,
+            &keys.secrets[3],
+            vec!["decrypt".into(), file.clone()],
+        )
+        .stdout_null()
+        .run()
+        .with_context(|| format!("sops cannot decrypt {file} with the new key"))?;
+    }
+    let check = duct::cmd!(hostage, "rekey", "--check")
+        .dir(work)
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()?;
+    if !check.status.success() {
+        bail!(
+            "`hostage rekey --check` still finds drift in {}",
+            work.display()
+        );
+    }
+    Ok(())
+}
+
+struct Row {
+    label: String,
+    time: Duration,
+    rss: Option<u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn hostage_run(
+    sops: &Path,
+    hostage: &Path,
+    dir: &Path,
+    pristine: &Path,
+    count: usize,
+    keys: &Keys,
+    extra: &[&str],
+    label: &str,
+) -> anyhow::Result<Row> {
+    let runs = if count <= 1000 { 3 } else { 1 };
+    let mut results = Vec::new();
+    for _ in 0..runs {
+        let work = workdir(dir, "hostage", pristine, count, keys)?;
+        let mut args = vec!["rekey".to_owned()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        println!("$ hostage {} ({count} files)", args.join(" "));
+        let (time, rss) = measure(
+            timed(hostage, args)
+                .dir(&work)
+                .env("SOPS_AGE_KEY", &keys.secrets[0]),
+        )?;
+        check(sops, hostage, &work, count, keys)?;
+        results.push((time, rss));
+    }
+    results.sort_by_key(|r| r.0);
+    let (time, rss) = results[results.len() / 2];
+    Ok(Row {
+        label: label.to_owned(),
+        time,
+        rss,
+    })
+}
+
+/// Runs the re-key benchmark for each of `counts` and prints the tables for docs/benchmarks.md.
+pub(crate) fn rekey(
+    sops: &Path,
+    hostage: &Path,
+    dir: &Path,
+    counts: &[usize],
+) -> anyhow::Result<()> {
+    fs_err::create_dir_all(dir)?;
+    let keys = keys(dir)?;
+    let pristine = fixtures(sops, dir, &keys)?;
+    let mut tables = Vec::new();
+    for &count in counts {
+        if count < 3 {
+            bail!("the benchmark needs at least 3 files");
+        }
+        let mut rows = vec![
+            hostage_run(
+                sops,
+                hostage,
+                dir,
+                &pristine,
+                count,
+                &keys,
+                &[],
+                "`hostage rekey` (rotates every data key: C was removed)",
+            )?,
+            hostage_run(
+                sops,
+                hostage,
+                dir,
+                &pristine,
+                count,
+                &keys,
+                &["--no-rotate"],
+                "`hostage rekey --no-rotate` (same work as sops)",
+            )?,
+        ];
+        let work = workdir(dir, "sops-batch", &pristine, count, &keys)?;
+        let mut args = vec!["updatekeys".to_owned(), "-y".to_owned()];
+        args.extend((0..count).map(name));
+        println!("$ sops updatekeys -y d00/f0000.yaml … ({count} files, one call)");
+        let (time, rss) = measure(
+            timed(sops, args)
+                .dir(&work)
+                .env("SOPS_DISABLE_VERSION_CHECK", "1")
+                .env("SOPS_AGE_KEY", &keys.secrets[0]),
+        )?;
+        check(sops, hostage, &work, count, &keys)?;
+        rows.push(Row {
+            label: format!("`sops updatekeys -y f1 … f{count}` (one call, no fsync)"),
+            time,
+            rss,
+        });
+        if count <= 1000 {
+            let work = workdir(dir, "sops-loop", &pristine, count, &keys)?;
+            println!("$ for f in …; do sops updatekeys -y $f; done ({count} files)");
+            let start = Instant::now();
+            let mut peak = None;
+            for i in 0..count {
+                let (_, rss) = measure(
+                    timed(sops, vec!["updatekeys".into(), "-y".into(), name(i)])
+                        .dir(&work)
+                        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+                        .env("SOPS_AGE_KEY", &keys.secrets[0]),
+                )?;
+                peak = peak.max(rss);
+            }
+            let time = start.elapsed();
+            check(sops, hostage, &work, count, &keys)?;
+            rows.push(Row {
+                label: "`sops updatekeys -y f` per file (no fsync)".into(),
+                time,
+                rss: peak,
+            });
+        }
+        tables.push((count, rows));
+    }
+    println!();
+    for (count, rows) in tables {
+        let hostage = rows[0].time.as_secs_f64();
+        println!("re-key: {count} sops-made YAML files (20 values), `.sops.yaml` edited (C removed, D added), {} threads", threads());
+        println!("| method | total | per file | peak memory (max RSS) | vs `hostage rekey` |");
+        println!("|---|---|---|---|---|");
+        for row in rows {
+            let ms = row.time.as_secs_f64() * 1000.0;
+            let rss = row
+                .rss
+                .map_or("n/a (install Debian `time`)".to_owned(), |k| {
+                    format!("{:.1} MiB", k as f64 / 1024.0)
+                });
+            let ratio = row.time.as_secs_f64() / hostage;
+            let ratio = if (ratio - 1.0).abs() < 1e-9 {
+                "—".to_owned()
+            } else {
+                format!("{ratio:.2}×")
+            };
+            println!(
+                "| {} | {ms:.0} ms | {:.3} ms | {rss} | {ratio} |",
+                row.label,
+                ms / count as f64
+            );
+        }
+        println!();
+    }
+    Ok(())
+}
