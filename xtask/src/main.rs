@@ -198,7 +198,15 @@ fn demo() -> anyhow::Result<()> {
 fn bench() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         // Measure optimised code: re-run this task from a release build of xtask.
-        let mut args = vec!["run", "--release", "--quiet", "--package", "xtask", "--", "bench"];
+        let mut args = vec![
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+        ];
         let rest: Vec<String> = std::env::args().skip(2).collect();
         args.extend(rest.iter().map(String::as_str));
         return run_cmd("cargo", &args, &[]);
