@@ -156,6 +156,8 @@ fn workdir(
         &keys.recipients[3],
     ];
     hostage_atomic::write(&work.join(".sops.yaml"), config(&abd).as_bytes())?;
+    // Its own repository, as a secrets repo is (target/ is ignored by the workspace's git).
+    duct::cmd!("git", "init", "-q", &work).run()?;
     duct::cmd!("sync").run()?;
     Ok(work)
 }

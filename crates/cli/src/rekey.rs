@@ -222,9 +222,7 @@ pub fn run(args: &RekeyArgs, out: &mut Output) -> anyhow::Result<ExitCode> {
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut journal = Journal::from_plan(&plan);
-    journal.exposure = exposure.clone();
-    journal.save(&state)?;
+    Journal::from_plan(&plan, exposure.clone()).save(&state)?;
     let todo = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
     let bar = progress(todo, "re-keying");
     let result = hostage_rekey::apply(
@@ -329,7 +327,7 @@ fn report(
                     .iter()
                     .map(|f| ExposedJson {
                         path: f.path.clone(),
-                        key_paths: f.key_paths.clone(),
+                        key_paths: f.key_paths.iter().map(str::to_owned).collect(),
                         shamir_share_only: f.shamir_share_only,
                     })
                     .collect(),
@@ -403,7 +401,7 @@ fn report(
                 out.line(&format!(
                     "    {}{share}: {}",
                     file.path,
-                    file.key_paths.join(", ")
+                    file.key_paths.iter().collect::<Vec<_>>().join(", ")
                 ))?;
             }
         }

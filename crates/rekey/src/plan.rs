@@ -91,7 +91,7 @@ pub struct FilePlan {
     /// Per key group, in the file's order.
     pub groups: Vec<GroupChange>,
     /// The paths of the encrypted values (`a.b.c`), kept only when a recipient is removed.
-    pub key_paths: Vec<String>,
+    pub key_paths: KeyPaths,
     /// The age recipients to give each key group (the rule's, in its order).
     #[serde(skip)]
     pub(crate) wanted: Vec<Vec<String>>,
@@ -109,7 +109,7 @@ impl FilePlan {
             action: Action::Error,
             reason: Some(reason),
             groups: Vec::new(),
-            key_paths: Vec::new(),
+            key_paths: KeyPaths::default(),
             wanted: Vec::new(),
             digest: [0; 32],
         }
@@ -128,6 +128,41 @@ impl FilePlan {
     }
 }
 
+/// The paths of a file's encrypted values (`a.b.c`), stored compactly (one shared allocation per
+/// file: plans of 10,000 files hold one each, and the exposure report shares them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPaths(std::sync::Arc<str>);
+
+impl KeyPaths {
+    /// Collects paths (a path never contains a newline: sops keys are single-line).
+    pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
+        let joined: Vec<String> = paths.into_iter().map(|p| p.replace('\n', "\\n")).collect();
+        Self(joined.join("\n").into())
+    }
+
+    /// The paths, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split('\n').filter(|p| !p.is_empty())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for KeyPaths {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyPaths {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::new(Vec::<String>::deserialize(deserializer)?))
+    }
+}
+
 /// What a removed recipient could read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Exposure {
@@ -143,7 +178,7 @@ pub struct ExposedFile {
     /// The file, for display.
     pub path: String,
     /// The encrypted values it could read (`a.b.c`); rotate the credentials they hold.
-    pub key_paths: Vec<String>,
+    pub key_paths: KeyPaths,
     /// The file has several key groups: the recipient held one Shamir share, and could read
     /// the values only together with holders of enough other groups.
     pub shamir_share_only: bool,
@@ -298,7 +333,7 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         action: Action::Unchanged,
         reason: None,
         groups: Vec::new(),
-        key_paths: Vec::new(),
+        key_paths: KeyPaths::default(),
         wanted,
         digest,
     };
@@ -343,7 +378,7 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         (true, false, _) => Action::Rewrap,
     };
     if entry.removes() {
-        entry.key_paths = file.encrypted_paths().iter().map(|p| p.join(".")).collect();
+        entry.key_paths = KeyPaths::new(file.encrypted_paths().iter().map(|p| p.join(".")));
     }
     Some(entry)
 }
