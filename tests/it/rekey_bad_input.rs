@@ -65,7 +65,7 @@ fn a_file_that_cannot_be_read_as_sops_stops_the_run_before_anything_is_written()
     let text = fs_err::read_to_string(repo.path("shared.yaml")).unwrap();
     // Cut the metadata in the middle of the MAC: still recognisably sops, no longer readable.
     let cut = text.find("    mac: ").unwrap();
-    repo.write("shared.yaml", text[..cut].as_bytes());
+    repo.write("shared.yaml", &text.as_bytes()[..cut]);
     let all = refuses_and_writes_nothing(
         &repo,
         &GOOD
