@@ -207,17 +207,28 @@ fn bench() -> anyhow::Result<()> {
         .first()
         .map(|n| n.parse::<usize>())
         .transpose()
-        .context("usage: cargo xtask bench [rekey] [NUMBER_OF_FILES] (re-key also runs at 10x that)")?
+        .context(
+            "usage: cargo xtask bench [rekey] [NUMBER_OF_FILES] (re-key also runs at 10x that)",
+        )?
         .unwrap_or(1000);
     if !only_rekey {
         bench::rewrap(&sops, &workspace_root().join("target/bench/rewrap"), files)?;
     }
     let hostage = build_release_hostage()?;
-    bench_rekey::rekey(&sops, &hostage, &workspace_root().join("target/bench/rekey"), &[files, files * 10])
+    bench_rekey::rekey(
+        &sops,
+        &hostage,
+        &workspace_root().join("target/bench/rekey"),
+        &[files, files * 10],
+    )
 }
 
 /// `cargo build --release -p hostage`: the re-key benchmark times the real binary.
 fn build_release_hostage() -> anyhow::Result<PathBuf> {
-    run_cmd("cargo", &["build", "--release", "--quiet", "-p", "hostage"], &[])?;
+    run_cmd(
+        "cargo",
+        &["build", "--release", "--quiet", "-p", "hostage"],
+        &[],
+    )?;
     Ok(workspace_root().join("target/release/hostage"))
 }
