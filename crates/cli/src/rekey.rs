@@ -201,7 +201,7 @@ pub fn run(args: &RekeyArgs, out: &mut Output) -> anyhow::Result<ExitCode> {
     let mut exposure = plan.exposure();
     if let Some(previous) = &previous {
         output::warn(&format!(
-            "finishing an interrupted run (pid {}, {} file(s) planned); its exposure report is included",
+            "finishing an interrupted run: a previous run (pid {}, {} file(s) planned) did not complete; its exposure report is included",
             previous.pid,
             previous.files.len()
         ));
