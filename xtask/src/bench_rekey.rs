@@ -200,7 +200,7 @@ fn timed(program: &Path, args: Vec<String>) -> duct::Expression {
     if Path::new("/usr/bin/time").exists() {
         let mut all = vec![
             "-f".to_owned(),
-            "%M".to_owned(),
+            "%M %U %S".to_owned(),
             "-o".to_owned(),
             report.display().to_string(),
         ];

@@ -91,7 +91,7 @@ struct RekeyJson<'a> {
     lints: &'a [Lint],
 }
 
-fn recipients_json(list: &[hostage_rekey::Recipient]) -> Vec<RecipientJson> {
+fn recipients_json(list: &[std::sync::Arc<hostage_rekey::Recipient>]) -> Vec<RecipientJson> {
     list.iter()
         .map(|r| RecipientJson {
             name: r.name.clone(),
@@ -136,6 +136,11 @@ pub fn run(args: &RekeyArgs, out: &mut Output) -> anyhow::Result<ExitCode> {
         args.paths.clone()
     };
     let candidates = hostage_rekey::walk(&roots)?;
+    if candidates.is_empty() {
+        output::warn(
+            "no files to look at under the given paths (git ignores them, or they are empty)",
+        );
+    }
     let rotate = if args.no_rotate {
         Rotate::No
     } else {

@@ -2,8 +2,10 @@
 //! file has, per key group and by recipient, and what that means (unchanged, rewrap, rotate or
 //! an error with its reason). Computing it needs no private key.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_sops::rules::{RecipientKind, SopsConfig};
@@ -68,11 +70,11 @@ pub enum Action {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GroupChange {
     /// Wanted and present.
-    pub kept: Vec<Recipient>,
+    pub kept: Vec<Arc<Recipient>>,
     /// Wanted, missing from the file.
-    pub added: Vec<Recipient>,
+    pub added: Vec<Arc<Recipient>>,
     /// In the file, no longer wanted.
-    pub removed: Vec<Recipient>,
+    pub removed: Vec<Arc<Recipient>>,
 }
 
 /// The plan for one sops file.
@@ -94,7 +96,7 @@ pub struct FilePlan {
     pub key_paths: KeyPaths,
     /// The age recipients to give each key group (the rule's, in its order).
     #[serde(skip)]
-    pub(crate) wanted: Vec<Vec<String>>,
+    pub(crate) wanted: Arc<Vec<Vec<String>>>,
     /// SHA-256 of the content the plan was made from (a changed file is not touched).
     #[serde(skip)]
     pub(crate) digest: [u8; 32],
@@ -110,13 +112,13 @@ impl FilePlan {
             reason: Some(reason),
             groups: Vec::new(),
             key_paths: KeyPaths::default(),
-            wanted: Vec::new(),
+            wanted: Arc::default(),
             digest: [0; 32],
         }
     }
 
     /// Every recipient the file has now (kept and removed), across groups.
-    pub fn current_recipients(&self) -> impl Iterator<Item = &Recipient> {
+    pub fn current_recipients(&self) -> impl Iterator<Item = &Arc<Recipient>> {
         self.groups
             .iter()
             .flat_map(|g| g.kept.iter().chain(&g.removed))
@@ -214,7 +216,7 @@ impl Plan {
         for file in &self.files {
             for group in &file.groups {
                 for removed in &group.removed {
-                    let files = by_recipient.entry(removed.clone()).or_default();
+                    let files = by_recipient.entry(Recipient::clone(removed)).or_default();
                     if !files.iter().any(|f| f.path == file.display) {
                         files.push(ExposedFile {
                             path: file.display.clone(),
@@ -261,14 +263,15 @@ pub fn plan(
     options: &PlanOptions,
     progress: Progress<'_>,
 ) -> Plan {
+    let shared = Shared::new(config);
     let planned = parallel_map(files.len(), options.threads, &|index| {
-        let result = plan_file(config, &files[index], options);
+        let result = plan_file(config, &shared, &files[index], options);
         progress();
         result
     });
     let mut plan = Plan {
         config: config.path().to_owned(),
-        files: Vec::new(),
+        files: Vec::with_capacity(planned.iter().filter(|p| p.is_some()).count()),
         skipped: 0,
     };
     for entry in planned {
@@ -278,6 +281,49 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// What every file of a rule shares, built once so a plan of many files holds it once.
+struct Shared {
+    /// Per rule: its age recipients, per group.
+    wanted: Vec<Arc<Vec<Vec<String>>>>,
+    /// Every recipient the rules name, with its anchor name.
+    recipients: HashMap<String, Arc<Recipient>>,
+}
+
+impl Shared {
+    fn new(config: &SopsConfig) -> Self {
+        let mut recipients = HashMap::new();
+        let wanted = config
+            .rules()
+            .iter()
+            .map(|rule| {
+                Arc::new(
+                    rule.key_groups
+                        .iter()
+                        .map(|g| {
+                            g.iter()
+                                .map(|e| {
+                                    recipients
+                                        .entry(e.recipient.clone())
+                                        .or_insert_with(|| Arc::new(named(config, &e.recipient)));
+                                    e.recipient.clone()
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        Self { wanted, recipients }
+    }
+
+    fn recipient(&self, config: &SopsConfig, recipient: &str) -> Arc<Recipient> {
+        self.recipients
+            .get(recipient)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(named(config, recipient)))
+    }
 }
 
 /// The path sops would show: relative to the config's directory when below it.
@@ -295,7 +341,12 @@ fn named(config: &SopsConfig, recipient: &str) -> Recipient {
     }
 }
 
-fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<FilePlan> {
+fn plan_file(
+    config: &SopsConfig,
+    shared: &Shared,
+    path: &Path,
+    options: &PlanOptions,
+) -> Option<FilePlan> {
     let display = display_path(config, path);
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
@@ -321,11 +372,7 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         Ok((_, rule)) => rule,
         Err(e) => return Some(FilePlan::error(path, display, e.to_string())),
     };
-    let wanted: Vec<Vec<String>> = rule
-        .key_groups
-        .iter()
-        .map(|g| g.iter().map(|e| e.recipient.clone()).collect())
-        .collect();
+    let wanted = shared.wanted.get(rule.index).cloned().unwrap_or_default();
     let mut entry = FilePlan {
         path: path.to_owned(),
         display,
@@ -348,14 +395,14 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         let mut change = GroupChange::default();
         for r in dedup(&want) {
             if have.contains(&r) {
-                change.kept.push(named(config, r));
+                change.kept.push(shared.recipient(config, r));
             } else {
-                change.added.push(named(config, r));
+                change.added.push(shared.recipient(config, r));
             }
         }
         for r in dedup(&have) {
             if !want.contains(&r) {
-                change.removed.push(named(config, r));
+                change.removed.push(shared.recipient(config, r));
             }
         }
         entry.groups.push(change);
