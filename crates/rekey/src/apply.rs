@@ -1,7 +1,7 @@
 //! Executing a plan: every file to change is re-read (and skipped if it changed since it was
 //! planned), its data key recovered, re-wrapped or rotated, and written through
-//! `hostage_atomic::write_batch` in bounded batches (one written while the next is computed), so
-//! file contents in memory do not grow with the repo and a killed run leaves each file old or new.
+//! `hostage_atomic::write_batch` in bounded batches, so memory does not grow with the repo and
+//! a killed run leaves each file old or new.
 
 use std::path::PathBuf;
 
@@ -81,68 +81,40 @@ pub fn apply(
         .iter()
         .filter(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
         .collect();
-    // Batch k is written (and flushed) by one thread while batch k+1 is computed; the channel
-    // holds at most one batch, so at most three batches of output exist at once.
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Batch>(1);
-    std::thread::scope(|scope| {
-        let writer = scope.spawn(move || {
-            let mut files = Vec::new();
-            for batch in receiver {
-                write(batch, &mut files);
-            }
-            files
+    let mut report = ApplyReport::default();
+    for batch in todo.chunks(options.batch.max(1)) {
+        let outputs = parallel_map(batch.len(), options.threads, &|i| {
+            let result = rekey_file(batch[i], identities);
+            progress();
+            result
         });
-        for batch in todo.chunks(options.batch.max(1)) {
-            let outputs = parallel_map(batch.len(), options.threads, &|i| {
-                let result = rekey_file(batch[i], identities);
-                progress();
-                result
-            });
-            let mut next = Batch::default();
-            for (file, output) in batch.iter().zip(outputs) {
-                match output {
-                    Ok(bytes) => {
-                        next.writes.push((file.path.clone(), bytes));
-                        next.outcomes.push((file.display.clone(), None));
-                    }
-                    Err(reason) => next.outcomes.push((file.display.clone(), Some(reason))),
+        let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::with_capacity(batch.len());
+        let mut outcomes: Vec<(String, Option<String>)> = Vec::with_capacity(batch.len());
+        for (file, output) in batch.iter().zip(outputs) {
+            match output {
+                Ok(bytes) => {
+                    writes.push((file.path.clone(), bytes));
+                    outcomes.push((file.display.clone(), None));
                 }
-            }
-            if sender.send(next).is_err() {
-                break;
+                Err(reason) => outcomes.push((file.display.clone(), Some(reason))),
             }
         }
-        drop(sender);
-        ApplyReport {
-            files: writer
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        let write_error = hostage_atomic::write_batch(&writes).err().map(|e| {
+            use std::error::Error as _;
+            let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+            format!("{e}{cause} (this batch may be partly written; run again to finish)")
+        });
+        drop(writes);
+        for (display, failure) in outcomes {
+            let outcome = match (failure, &write_error) {
+                (Some(reason), _) => FileOutcome::Failed(reason),
+                (None, Some(error)) => FileOutcome::Failed(error.clone()),
+                (None, None) => FileOutcome::Written,
+            };
+            report.files.push((display, outcome));
         }
-    })
-}
-
-/// One batch's new contents, and each file's outcome so far (`Some(reason)` when it failed).
-#[derive(Default)]
-struct Batch {
-    writes: Vec<(PathBuf, Vec<u8>)>,
-    outcomes: Vec<(String, Option<String>)>,
-}
-
-fn write(batch: Batch, files: &mut Vec<(String, FileOutcome)>) {
-    let write_error = hostage_atomic::write_batch(&batch.writes).err().map(|e| {
-        use std::error::Error as _;
-        let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
-        format!("{e}{cause} (this batch may be partly written; run again to finish)")
-    });
-    drop(batch.writes);
-    for (display, failure) in batch.outcomes {
-        let outcome = match (failure, &write_error) {
-            (Some(reason), _) => FileOutcome::Failed(reason),
-            (None, Some(error)) => FileOutcome::Failed(error.clone()),
-            (None, None) => FileOutcome::Written,
-        };
-        files.push((display, outcome));
     }
+    report
 }
 
 fn rekey_file(file: &FilePlan, identities: &IdentitySet) -> Result<Vec<u8>, String> {
