@@ -566,3 +566,29 @@ pub fn verify(plan: &mut Plan, identities: &IdentitySet, threads: usize, progres
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sops_metadata_is_recognised_in_every_format_and_not_elsewhere() {
+        assert!(carries_sops_metadata("a: ENC[…]\nsops:\n    age: []\n"));
+        assert!(carries_sops_metadata("{\n  \"a\": 1,\n  \"sops\" : {}\n}"));
+        assert!(carries_sops_metadata("A=ENC[…]\nsops_mac=ENC[…]\n"));
+        assert!(!carries_sops_metadata("name: sops\nsops_version: 3\n"));
+        assert!(!carries_sops_metadata("{\"tool\": \"sops\"}"));
+        assert!(!carries_sops_metadata("  sops:\n"));
+    }
+
+    #[test]
+    fn key_paths_keep_their_order_and_round_trip_through_json() {
+        let paths = KeyPaths::new(["db.password".to_owned(), "db.user".to_owned()]);
+        assert_eq!(paths.iter().collect::<Vec<_>>(), ["db.password", "db.user"]);
+        let json = serde_json::to_string(&paths).unwrap();
+        assert_eq!(json, r#"["db.password","db.user"]"#);
+        assert_eq!(serde_json::from_str::<KeyPaths>(&json).unwrap(), paths);
+        assert!(KeyPaths::default().is_empty());
+        assert_eq!(KeyPaths::default().iter().count(), 0);
+    }
+}
