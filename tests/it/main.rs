@@ -7,12 +7,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod convert;
-mod rules_sops;
-mod sops_interop;
-mod sops_properties;
-mod sops_support;
 mod rekey_apply;
 mod rekey_bad_input;
 mod rekey_crash;
 mod rekey_plan;
 mod rekey_support;
+mod rules_sops;
+mod sops_interop;
+mod sops_properties;
+mod sops_support;
