@@ -29,8 +29,12 @@ fn tree() -> impl Strategy<Value = Node> {
         Just(Node::Null),
     ];
     let map = |inner: BoxedStrategy<Node>| {
-        proptest::collection::btree_map("[a-zA-Z_ключ値]{1,8}", (inner, any::<bool>()), 1..4)
-            .prop_map(|m| Node::Map(m.into_iter().map(|(k, (v, c))| (k, v, c)).collect()))
+        proptest::collection::btree_map(
+            "[a-zA-Z_ключ値]{1,8}".prop_filter("sops is the metadata key", |k| k != "sops"),
+            (inner, any::<bool>()),
+            1..4,
+        )
+        .prop_map(|m| Node::Map(m.into_iter().map(|(k, (v, c))| (k, v, c)).collect()))
     };
     leaf.prop_recursive(3, 24, 4, move |inner| {
         prop_oneof![
@@ -150,5 +154,45 @@ proptest! {
     #[test]
     fn random_json_trees_survive_rotate_and_rewrap(root in tree()) {
         round_trip("json", &json_scalar(&root), keys());
+    }
+
+    #[test]
+    fn random_dotenv_files_survive_rotate_and_rewrap(
+        entries in proptest::collection::btree_map(
+            "[A-Z][A-Z0-9_]{0,8}",
+            ("[a-zA-Z0-9 äöü値=:/+.-]{0,16}", any::<bool>()),
+            1..8,
+        )
+    ) {
+        let mut text = String::new();
+        for (key, (value, comment)) in &entries {
+            if *comment {
+                text.push_str(&format!("# about {key}\n"));
+            }
+            text.push_str(&format!("{key}={value}\n"));
+        }
+        round_trip("dotenv", &text, keys());
+    }
+
+    #[test]
+    fn random_ini_files_survive_rotate_and_rewrap(
+        sections in proptest::collection::btree_map(
+            "[a-z][a-z0-9]{0,6}".prop_filter("sops is the metadata section", |s| s != "sops"),
+            proptest::collection::btree_map("[a-z][a-z0-9_]{0,8}", ("[a-zA-Z0-9 äöü値/+.-]{0,16}", any::<bool>()), 1..5),
+            1..4,
+        )
+    ) {
+        let mut text = String::new();
+        for (section, entries) in &sections {
+            text.push_str(&format!("[{section}]\n"));
+            for (key, (value, comment)) in entries {
+                if *comment {
+                    text.push_str(&format!("; about {key}\n"));
+                }
+                text.push_str(&format!("{key} = {value}\n"));
+            }
+            text.push('\n');
+        }
+        round_trip("ini", &text, keys());
     }
 }

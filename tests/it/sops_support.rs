@@ -94,7 +94,23 @@ impl Sops {
 
     /// Encrypts `plain` (format `kind`) with the rule of `groups`; returns the encrypted bytes.
     pub fn encrypt(&self, kind: &str, plain: &[u8], groups: &[Vec<&Key>]) -> Vec<u8> {
+        self.encrypt_with(kind, plain, groups, "")
+    }
+
+    /// Like [`encrypt`](Self::encrypt), with extra rule keys (e.g. `    encrypted_regex: …\n`).
+    pub fn encrypt_with(
+        &self,
+        kind: &str,
+        plain: &[u8],
+        groups: &[Vec<&Key>],
+        rule_extra: &str,
+    ) -> Vec<u8> {
         let config = self.config(groups);
+        if !rule_extra.is_empty() {
+            let mut text = fs_err::read_to_string(&config).expect("read config");
+            text.push_str(rule_extra);
+            fs_err::write(&config, text).expect("write config");
+        }
         let input = self.path(&format!("plain.{kind}"));
         fs_err::write(&input, plain).expect("write plaintext");
         let out = self
@@ -210,7 +226,7 @@ pub fn groups_of(keys: &[Vec<&Key>]) -> Vec<Vec<String>> {
 }
 
 /// Plaintext fixtures, one per format sops 3.11 writes.
-pub const FORMATS: &[&str] = &["yaml", "json", "dotenv", "binary"];
+pub const FORMATS: &[&str] = &["yaml", "json", "dotenv", "ini", "binary"];
 
 pub fn fixture(kind: &str) -> Vec<u8> {
     match kind {
@@ -219,6 +235,7 @@ pub fn fixture(kind: &str) -> Vec<u8> {
         "json" => "{\"app\": {\"user\": \"admin\", \"port\": 5432, \"ratio\": 1.5, \"ok\": true, \"list\": [\"a\", {\"b\": \"c\"}], \"empty\": \"\", \"none\": null}, \"name_unencrypted\": \"x\", \"ключ\": \"値 <&>\"}\n"
             .into(),
         "dotenv" => "# a comment\nUSER=admin\nPASSWORD=s3cr3t\nNAME_unencrypted=visible\nMULTI=a\\nb\nEMPTY=\n".into(),
+        "ini" => "; top comment\n[db]\nuser = admin\npass = s3cr3t\n\n[app]\n# app comment\nname_unencrypted = visible\nport = 5432\nempty =\n".into(),
         "binary" => (0..=255u8).rev().chain(0..=255u8).collect(),
         other => panic!("no fixture for {other}"),
     }

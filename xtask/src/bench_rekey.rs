@@ -156,21 +156,42 @@ fn workdir(
         &keys.recipients[3],
     ];
     hostage_atomic::write(&work.join(".sops.yaml"), config(&abd).as_bytes())?;
+    // Its own repository, as a secrets repo is (target/ is ignored by the workspace's git).
+    duct::cmd!("git", "init", "-q", &work).run()?;
     duct::cmd!("sync").run()?;
     Ok(work)
 }
 
-/// Wall time and peak memory (KiB) of one command, measured by GNU `time`.
-fn measure(expression: duct::Expression) -> anyhow::Result<(Duration, Option<u64>)> {
+/// What GNU `time` says about one command: wall time, CPU time (user + system), peak memory.
+#[derive(Clone, Copy, Default)]
+struct Measured {
+    wall: Duration,
+    cpu: Option<Duration>,
+    rss_kib: Option<u64>,
+}
+
+/// Runs one command and measures it (CPU and memory only when GNU `time` is installed).
+fn measure(expression: duct::Expression) -> anyhow::Result<Measured> {
     let report = std::env::temp_dir().join(format!("hostage-bench-time-{}", std::process::id()));
     let start = Instant::now();
     expression.stdout_null().stderr_null().run()?;
-    let elapsed = start.elapsed();
-    let rss = fs_err::read_to_string(&report)
-        .ok()
-        .and_then(|t| t.trim().lines().last()?.trim().parse().ok());
+    let wall = start.elapsed();
+    let text = fs_err::read_to_string(&report).unwrap_or_default();
     let _ = fs_err::remove_file(&report);
-    Ok((elapsed, rss))
+    let fields: Vec<&str> = text
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let seconds = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    Ok(Measured {
+        wall,
+        cpu: seconds(1)
+            .zip(seconds(2))
+            .map(|(u, s)| Duration::from_secs_f64(u + s)),
+        rss_kib: fields.first().and_then(|f| f.parse().ok()),
+    })
 }
 
 /// Wraps `program args` in GNU `time -f %M -o REPORT` when it is installed.
@@ -179,7 +200,7 @@ fn timed(program: &Path, args: Vec<String>) -> duct::Expression {
     if Path::new("/usr/bin/time").exists() {
         let mut all = vec![
             "-f".to_owned(),
-            "%M".to_owned(),
+            "%M %U %S".to_owned(),
             "-o".to_owned(),
             report.display().to_string(),
         ];
@@ -234,8 +255,7 @@ fn check(
 
 struct Row {
     label: String,
-    time: Duration,
-    rss: Option<u64>,
+    measured: Measured,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -256,21 +276,35 @@ fn hostage_run(
         let mut args = vec!["rekey".to_owned()];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         println!("$ hostage {} ({count} files)", args.join(" "));
-        let (time, rss) = measure(
+        let measured = measure(
             timed(hostage, args)
                 .dir(&work)
                 .env("SOPS_AGE_KEY", &keys.secrets[0]),
         )?;
         check(sops, hostage, &work, count, keys)?;
-        results.push((time, rss));
+        results.push(measured);
     }
-    results.sort_by_key(|r| r.0);
-    let (time, rss) = results[results.len() / 2];
+    results.sort_by_key(|m| m.wall);
     Ok(Row {
         label: label.to_owned(),
-        time,
-        rss,
+        measured: results[results.len() / 2],
     })
+}
+
+fn sops_updatekeys(
+    sops: &Path,
+    work: &Path,
+    secret: &str,
+    files: Vec<String>,
+) -> anyhow::Result<Measured> {
+    let mut args = vec!["updatekeys".to_owned(), "-y".to_owned()];
+    args.extend(files);
+    measure(
+        timed(sops, args)
+            .dir(work)
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .env("SOPS_AGE_KEY", secret),
+    )
 }
 
 /// Runs the re-key benchmark for each of `counts` and prints the tables for docs/benchmarks.md.
@@ -288,94 +322,101 @@ pub(crate) fn rekey(
         if count < 3 {
             bail!("the benchmark needs at least 3 files");
         }
-        let mut rows = vec![
-            hostage_run(
-                sops,
-                hostage,
-                dir,
-                &pristine,
-                count,
-                &keys,
-                &[],
+        let mut rows = Vec::new();
+        for (extra, label) in [
+            (
+                &[][..],
                 "`hostage rekey` (rotates every data key: C was removed)",
-            )?,
-            hostage_run(
-                sops,
-                hostage,
-                dir,
-                &pristine,
-                count,
-                &keys,
-                &["--no-rotate"],
+            ),
+            (
+                &["--no-rotate"][..],
                 "`hostage rekey --no-rotate` (same work as sops)",
-            )?,
-        ];
+            ),
+        ] {
+            rows.push(hostage_run(
+                sops, hostage, dir, &pristine, count, &keys, extra, label,
+            )?);
+        }
         let work = workdir(dir, "sops-batch", &pristine, count, &keys)?;
-        let mut args = vec!["updatekeys".to_owned(), "-y".to_owned()];
-        args.extend((0..count).map(name));
         println!("$ sops updatekeys -y d00/f0000.yaml … ({count} files, one call)");
-        let (time, rss) = measure(
-            timed(sops, args)
-                .dir(&work)
-                .env("SOPS_DISABLE_VERSION_CHECK", "1")
-                .env("SOPS_AGE_KEY", &keys.secrets[0]),
+        let measured = sops_updatekeys(
+            sops,
+            &work,
+            &keys.secrets[0],
+            (0..count).map(name).collect(),
         )?;
         check(sops, hostage, &work, count, &keys)?;
         rows.push(Row {
             label: format!("`sops updatekeys -y f1 … f{count}` (one call, no fsync)"),
-            time,
-            rss,
+            measured,
         });
         if count <= 1000 {
             let work = workdir(dir, "sops-loop", &pristine, count, &keys)?;
             println!("$ for f in …; do sops updatekeys -y $f; done ({count} files)");
             let start = Instant::now();
-            let mut peak = None;
+            let mut total = Measured::default();
             for i in 0..count {
-                let (_, rss) = measure(
-                    timed(sops, vec!["updatekeys".into(), "-y".into(), name(i)])
-                        .dir(&work)
-                        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-                        .env("SOPS_AGE_KEY", &keys.secrets[0]),
-                )?;
-                peak = peak.max(rss);
+                let one = sops_updatekeys(sops, &work, &keys.secrets[0], vec![name(i)])?;
+                total.cpu = match (total.cpu, one.cpu) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (None, b) if i == 0 => b,
+                    _ => None,
+                };
+                total.rss_kib = total.rss_kib.max(one.rss_kib);
             }
-            let time = start.elapsed();
+            total.wall = start.elapsed();
             check(sops, hostage, &work, count, &keys)?;
             rows.push(Row {
                 label: "`sops updatekeys -y f` per file (no fsync)".into(),
-                time,
-                rss: peak,
+                measured: total,
             });
         }
         tables.push((count, rows));
     }
+    let load = fs_err::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
+    println!(
+        "load average at the end (1, 5, 15 min): {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     for (count, rows) in tables {
-        let hostage = rows[0].time.as_secs_f64();
+        let base = rows[0].measured;
+        println!();
         println!("re-key: {count} sops-made YAML files (20 values), `.sops.yaml` edited (C removed, D added), {} threads", threads());
-        println!("| method | total | per file | peak memory (max RSS) | vs `hostage rekey` |");
-        println!("|---|---|---|---|---|");
+        println!("| method | wall | per file | CPU (user+sys) | peak memory (max RSS) | wall vs `hostage rekey` | CPU vs `hostage rekey` |");
+        println!("|---|---|---|---|---|---|---|");
         for row in rows {
-            let ms = row.time.as_secs_f64() * 1000.0;
-            let rss = row
-                .rss
+            let m = row.measured;
+            let ms = m.wall.as_secs_f64() * 1000.0;
+            let cpu = m.cpu.map_or("n/a".to_owned(), |c| {
+                format!("{:.0} ms", c.as_secs_f64() * 1000.0)
+            });
+            let rss = m
+                .rss_kib
                 .map_or("n/a (install Debian `time`)".to_owned(), |k| {
                     format!("{:.1} MiB", k as f64 / 1024.0)
                 });
-            let ratio = row.time.as_secs_f64() / hostage;
-            let ratio = if (ratio - 1.0).abs() < 1e-9 {
-                "—".to_owned()
-            } else {
-                format!("{ratio:.2}×")
+            let ratio = |a: f64, b: f64| {
+                if (a / b - 1.0).abs() < 1e-9 {
+                    "—".to_owned()
+                } else {
+                    format!("{:.2}×", a / b)
+                }
+            };
+            let wall_ratio = ratio(m.wall.as_secs_f64(), base.wall.as_secs_f64());
+            let cpu_ratio = match (m.cpu, base.cpu) {
+                (Some(a), Some(b)) => ratio(a.as_secs_f64(), b.as_secs_f64()),
+                _ => "n/a".to_owned(),
             };
             println!(
-                "| {} | {ms:.0} ms | {:.3} ms | {rss} | {ratio} |",
+                "| {} | {ms:.0} ms | {:.3} ms | {cpu} | {rss} | {wall_ratio} | {cpu_ratio} |",
                 row.label,
                 ms / count as f64
             );
         }
-        println!();
     }
     Ok(())
 }

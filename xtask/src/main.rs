@@ -223,6 +223,21 @@ fn workflow(verb: &str, args: &[String]) -> anyhow::Result<()> {
 }
 
 fn bench() -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        // Measure optimised code: re-run this task from a release build of xtask.
+        let mut args = vec![
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+        ];
+        let rest: Vec<String> = std::env::args().skip(2).collect();
+        args.extend(rest.iter().map(String::as_str));
+        return run_cmd("cargo", &args, &[]);
+    }
     const USAGE: &str = "usage: cargo xtask bench [all|rewrap|rekey|fleet] [NUMBER_OF_FILES] (re-key also runs at 10x that)";
     let args: Vec<String> = std::env::args().skip(2).collect();
     let (which, count) = match args.first().map(String::as_str) {

@@ -3,8 +3,8 @@
 //!
 //! [`write`] does one file: a temp file in the same directory (the existing file's mode copied),
 //! fsync, rename over the target, fsync the directory. [`write_batch`] does many and flushes
-//! once: every temp is written, one `syncfs` per filesystem makes them durable, then every rename,
-//! then one more `syncfs` for the directory entries. It does not print and knows nothing of sops.
+//! once: every temp is written, then all are flushed together ([`Flush`]: concurrent
+//! `fdatasync`s, or one `syncfs` per filesystem), then every rename, then one fsync per directory. It does not print and knows nothing of sops.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -50,7 +50,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         .sync_all()
         .map_err(io(path, "flushing the temporary file"))?;
     drop(staged.file);
-    commit(&staged.temp, path)?;
+    commit(&staged.temp, &staged.target)?;
     let dir = fs_err::File::open(&staged.dir).map_err(io(path, "opening the directory"))?;
     dir.sync_all().map_err(io(path, "flushing the directory"))?;
     Ok(())
@@ -58,53 +58,181 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
 
 /// Writes every `(path, bytes)` atomically, durably, with one flush per filesystem instead of
 /// one per file. All content is durable in temp files before the first rename; on an error
-/// before that point no target is touched and the temp files are removed.
+/// before that point no target is touched and the temp files are removed. Each file is replaced
+/// atomically; the batch as a whole is not a transaction.
 pub fn write_batch<P: AsRef<Path>, B: AsRef<[u8]>>(files: &[(P, B)]) -> Result<(), WriteError> {
-    let mut staged: Vec<(Staged, &Path)> = Vec::with_capacity(files.len());
-    let cleanup = |staged: &[(Staged, &Path)]| {
-        for (s, _) in staged {
-            let _ = fs_err::remove_file(&s.temp);
-        }
-    };
+    write_batch_with(files, Flush::default())
+}
+
+/// [`write_batch`] with an explicit [`Flush`] strategy.
+pub fn write_batch_with<P: AsRef<Path>, B: AsRef<[u8]>>(
+    files: &[(P, B)],
+    how: Flush,
+) -> Result<(), WriteError> {
+    let batch = Batch::new(how);
     for (path, bytes) in files {
-        match stage(path.as_ref(), bytes.as_ref()) {
-            Ok(s) => staged.push((s, path.as_ref())),
-            Err(e) => {
-                cleanup(&staged);
+        batch.stage(path.as_ref(), bytes.as_ref())?;
+    }
+    batch.commit()
+}
+
+/// A batch of atomic writes that threads can fill concurrently: [`stage`](Batch::stage) writes a
+/// temp file right away (no flush), [`commit`](Batch::commit) flushes them all together, renames
+/// them into place and flushes their directories. Dropping an uncommitted batch removes its temps
+/// and touches no target.
+pub struct Batch {
+    how: Flush,
+    staged: std::sync::Mutex<Vec<(Staged, PathBuf)>>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new(how: Flush) -> Self {
+        Self {
+            how,
+            staged: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Writes `bytes` to a temp file beside `path`; the target is replaced on [`commit`](Self::commit).
+    pub fn stage(&self, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+        let staged = stage(path, bytes)?;
+        self.lock().push((staged, path.to_owned()));
+        Ok(())
+    }
+
+    /// Number of files staged so far.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Staged, PathBuf)>> {
+        // A panic while holding the lock leaves a consistent Vec: keep using it.
+        self.staged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Flushes every temp, renames each over its target, flushes each directory once. Each file
+    /// is replaced atomically; a failure while renaming leaves earlier files new, later ones old
+    /// (never a torn file) and removes the remaining temps.
+    pub fn commit(self) -> Result<(), WriteError> {
+        let staged = std::mem::take(&mut *self.lock());
+        let cleanup = |staged: &[(Staged, PathBuf)]| {
+            for (s, _) in staged {
+                let _ = fs_err::remove_file(&s.temp);
+            }
+        };
+        if let Err(error) = flush(&staged, self.how) {
+            cleanup(&staged);
+            return Err(error);
+        }
+        let mut directories = Vec::new();
+        for (index, (s, path)) in staged.iter().enumerate() {
+            if let Err(e) = commit(&s.temp, &s.target) {
+                cleanup(&staged[index + 1..]);
                 return Err(e);
             }
+            directories.push((s.dir.clone(), path.as_path()));
         }
-    }
-    // One syncfs per filesystem flushes every temp file's data and inode.
-    let mut devices = BTreeSet::new();
-    for (s, path) in &staged {
-        if devices.insert(s.device) {
-            if let Err(e) = rustix::fs::syncfs(&s.file) {
-                let error = io(path, "flushing the filesystem")(e.into());
-                cleanup(&staged);
-                return Err(error);
+        let mut flushed = BTreeSet::new();
+        for (dir, path) in directories {
+            if flushed.insert(dir.clone()) {
+                let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
+                handle
+                    .sync_all()
+                    .map_err(io(path, "flushing the directory"))?;
             }
         }
+        Ok(())
     }
-    let mut directories = Vec::new();
-    for (s, path) in &staged {
-        commit(&s.temp, path)?;
-        directories.push((s.device, s.dir.clone(), *path));
-    }
-    // And once more for the renamed directory entries.
-    let mut flushed = BTreeSet::new();
-    for (device, dir, path) in directories {
-        if flushed.insert(device) {
-            let handle = fs_err::File::open(&dir).map_err(io(path, "opening the directory"))?;
-            rustix::fs::syncfs(&handle)
-                .map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for (s, _) in self.lock().drain(..) {
+            let _ = fs_err::remove_file(&s.temp);
         }
     }
-    Ok(())
 }
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("how", &self.how)
+            .field("staged", &self.len())
+            .finish()
+    }
+}
+
+/// How a batch makes its temp files durable before renaming them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flush {
+    /// `fdatasync` every temp file from a pool of threads; the journal merges the concurrent
+    /// flushes into a few commits and only our files are written out. The default.
+    #[default]
+    Files,
+    /// One `syncfs` per filesystem: a single call, but it also writes out every other process's
+    /// dirty data on that filesystem (slow on a busy machine).
+    Filesystem,
+}
+
+fn flush(staged: &[(Staged, PathBuf)], how: Flush) -> Result<(), WriteError> {
+    if how == Flush::Filesystem {
+        let mut devices = BTreeSet::new();
+        for (s, path) in staged {
+            if devices.insert(s.device) {
+                rustix::fs::syncfs(&s.file)
+                    .map_err(|e| io(path, "flushing the filesystem")(e.into()))?;
+            }
+        }
+        return Ok(());
+    }
+    let workers = staged.len().clamp(1, FLUSH_THREADS);
+    let chunk = staged.len().div_ceil(workers).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = staged
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || -> Result<(), WriteError> {
+                    for (s, path) in part {
+                        s.file
+                            .sync_data()
+                            .map_err(io(path, "flushing the temporary file"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let mut result = Ok(());
+        for handle in handles {
+            let outcome = handle.join().unwrap_or_else(|_| {
+                Err(WriteError::Io {
+                    path: PathBuf::new(),
+                    step: "flushing (a flush thread panicked)",
+                    source: std::io::Error::other("thread panicked"),
+                })
+            });
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    })
+}
+
+/// Concurrent flushes in [`write_batch`].
+const FLUSH_THREADS: usize = 32;
 
 struct Staged {
     file: std::fs::File,
+    /// The file the rename replaces (symlinks resolved).
+    target: PathBuf,
     temp: PathBuf,
     dir: PathBuf,
     device: u64,
@@ -127,6 +255,15 @@ fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
 fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
     let not_a_file = || WriteError::NotAFilePath {
         path: path.to_owned(),
+    };
+    // Writing through a symlink replaces the file it points to, not the link.
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).map_err(io(path, "resolving the symlink"))?;
+            resolved.as_path()
+        }
+        _ => path,
     };
     let name = path.file_name().ok_or_else(not_a_file)?;
     let dir = match path.parent() {
@@ -162,6 +299,7 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
     match result {
         Ok(device) => Ok(Staged {
             file,
+            target: path.to_owned(),
             temp,
             dir,
             device,
@@ -201,6 +339,24 @@ mod tests {
     }
 
     #[test]
+    fn writing_through_a_symlink_replaces_its_target_and_keeps_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        fs_err::create_dir(&real_dir).unwrap();
+        let real = real_dir.join("secret.yaml");
+        fs_err::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink("real/secret.yaml", &link).unwrap();
+        write(&link, b"new").unwrap();
+        write_batch(&[(&link, b"newer")]).unwrap();
+        assert!(fs_err::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs_err::read(&real).unwrap(), b"newer");
+    }
+
+    #[test]
     fn new_files_are_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fresh");
@@ -233,7 +389,37 @@ mod tests {
         for (path, bytes) in &files {
             assert_eq!(&fs_err::read(path).unwrap(), bytes);
         }
+        let again: Vec<(PathBuf, Vec<u8>)> = files
+            .iter()
+            .map(|(p, _)| (p.clone(), b"syncfs".to_vec()))
+            .collect();
+        write_batch_with(&again, Flush::Filesystem).unwrap();
+        assert_eq!(fs_err::read(&files[3].0).unwrap(), b"syncfs");
         assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 11);
+    }
+
+    #[test]
+    fn threads_stage_into_one_batch_and_a_dropped_batch_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = Batch::new(Flush::Files);
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (batch, dir) = (&batch, dir.path());
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        batch.stage(&dir.join(format!("t{t}-{i}")), b"x").unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(batch.len(), 40);
+        batch.commit().unwrap();
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 40);
+
+        let dropped = Batch::new(Flush::Files);
+        dropped.stage(&dir.path().join("never"), b"y").unwrap();
+        drop(dropped);
+        assert_eq!(fs_err::read_dir(dir.path()).unwrap().count(), 40);
     }
 
     #[test]

@@ -91,7 +91,7 @@ struct RekeyJson<'a> {
     lints: &'a [Lint],
 }
 
-fn recipients_json(list: &[hostage_rekey::Recipient]) -> Vec<RecipientJson> {
+fn recipients_json(list: &[std::sync::Arc<hostage_rekey::Recipient>]) -> Vec<RecipientJson> {
     list.iter()
         .map(|r| RecipientJson {
             name: r.name.clone(),
@@ -153,6 +153,11 @@ pub fn run(
         args.paths.clone()
     };
     let candidates = hostage_rekey::walk(&roots)?;
+    if candidates.is_empty() {
+        output::warn(
+            "no files to look at under the given paths (git ignores them, or they are empty)",
+        );
+    }
     let rotate = if args.no_rotate {
         Rotate::No
     } else {
@@ -218,7 +223,7 @@ pub fn run(
     let mut exposure = plan.exposure();
     if let Some(previous) = &previous {
         output::warn(&format!(
-            "finishing an interrupted run (pid {}, {} file(s) planned); its exposure report is included",
+            "finishing an interrupted run: a previous run (pid {}, {} file(s) planned) did not complete; its exposure report is included",
             previous.pid,
             previous.files.len()
         ));
@@ -239,9 +244,7 @@ pub fn run(
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut journal = Journal::from_plan(&plan);
-    journal.exposure = exposure.clone();
-    journal.save(&state)?;
+    Journal::from_plan(&plan, exposure.clone()).save(&state)?;
     let todo = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
     let bar = progress(todo, "re-keying");
     let result = hostage_rekey::apply(
@@ -346,7 +349,7 @@ fn report(
                     .iter()
                     .map(|f| ExposedJson {
                         path: f.path.clone(),
-                        key_paths: f.key_paths.clone(),
+                        key_paths: f.key_paths.iter().map(str::to_owned).collect(),
                         shamir_share_only: f.shamir_share_only,
                     })
                     .collect(),
@@ -420,7 +423,7 @@ fn report(
                 out.line(&format!(
                     "    {}{share}: {}",
                     file.path,
-                    file.key_paths.join(", ")
+                    file.key_paths.iter().collect::<Vec<_>>().join(", ")
                 ))?;
             }
         }

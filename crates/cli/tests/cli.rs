@@ -20,6 +20,7 @@ fn help_lists_the_verbs_and_exit_codes() {
     for needle in [
         "convert",
         "identities",
+        "rekey",
         "completions",
         "Exit codes",
         "3  check found drift",
@@ -30,7 +31,14 @@ fn help_lists_the_verbs_and_exit_codes() {
 
 #[test]
 fn every_verb_help_shows_examples() {
-    for verb in ["convert", "identities", "fetch", "deploy", "completions"] {
+    for verb in [
+        "convert",
+        "identities",
+        "fetch",
+        "deploy",
+        "rekey",
+        "completions",
+    ] {
         let out = hostage(&[verb, "--help"]);
         let help = String::from_utf8(out.stdout).unwrap();
         assert!(

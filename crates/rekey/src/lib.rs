@@ -21,8 +21,8 @@ mod walk;
 pub use apply::{apply, ApplyOptions, ApplyReport, FileOutcome};
 pub use error::RekeyError;
 pub use plan::{
-    plan, unlock_identities, verify, Action, ExposedFile, Exposure, FilePlan, GroupChange, Plan,
-    PlanOptions, Recipient, Rotate,
+    plan, unlock_identities, verify, Action, ExposedFile, Exposure, FilePlan, GroupChange,
+    KeyPaths, Plan, PlanOptions, Recipient, Rotate,
 };
 pub use state::{merge_exposure, state_dir, Journal, JournalEntry, RepoLock};
 pub use walk::walk;

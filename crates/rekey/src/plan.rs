@@ -2,8 +2,10 @@
 //! file has, per key group and by recipient, and what that means (unchanged, rewrap, rotate or
 //! an error with its reason). Computing it needs no private key.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_sops::rules::{RecipientKind, SopsConfig};
@@ -68,11 +70,11 @@ pub enum Action {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GroupChange {
     /// Wanted and present.
-    pub kept: Vec<Recipient>,
+    pub kept: Vec<Arc<Recipient>>,
     /// Wanted, missing from the file.
-    pub added: Vec<Recipient>,
+    pub added: Vec<Arc<Recipient>>,
     /// In the file, no longer wanted.
-    pub removed: Vec<Recipient>,
+    pub removed: Vec<Arc<Recipient>>,
 }
 
 /// The plan for one sops file.
@@ -91,10 +93,10 @@ pub struct FilePlan {
     /// Per key group, in the file's order.
     pub groups: Vec<GroupChange>,
     /// The paths of the encrypted values (`a.b.c`), kept only when a recipient is removed.
-    pub key_paths: Vec<String>,
+    pub key_paths: KeyPaths,
     /// The age recipients to give each key group (the rule's, in its order).
     #[serde(skip)]
-    pub(crate) wanted: Vec<Vec<String>>,
+    pub(crate) wanted: Arc<Vec<Vec<String>>>,
     /// SHA-256 of the content the plan was made from (a changed file is not touched).
     #[serde(skip)]
     pub(crate) digest: [u8; 32],
@@ -109,14 +111,14 @@ impl FilePlan {
             action: Action::Error,
             reason: Some(reason),
             groups: Vec::new(),
-            key_paths: Vec::new(),
-            wanted: Vec::new(),
+            key_paths: KeyPaths::default(),
+            wanted: Arc::default(),
             digest: [0; 32],
         }
     }
 
     /// Every recipient the file has now (kept and removed), across groups.
-    pub fn current_recipients(&self) -> impl Iterator<Item = &Recipient> {
+    pub fn current_recipients(&self) -> impl Iterator<Item = &Arc<Recipient>> {
         self.groups
             .iter()
             .flat_map(|g| g.kept.iter().chain(&g.removed))
@@ -125,6 +127,41 @@ impl FilePlan {
     /// Whether any group loses a recipient.
     pub fn removes(&self) -> bool {
         self.groups.iter().any(|g| !g.removed.is_empty())
+    }
+}
+
+/// The paths of a file's encrypted values (`a.b.c`), stored compactly (one shared allocation per
+/// file: plans of 10,000 files hold one each, and the exposure report shares them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPaths(std::sync::Arc<str>);
+
+impl KeyPaths {
+    /// Collects paths (a path never contains a newline: sops keys are single-line).
+    pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
+        let joined: Vec<String> = paths.into_iter().map(|p| p.replace('\n', "\\n")).collect();
+        Self(joined.join("\n").into())
+    }
+
+    /// The paths, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split('\n').filter(|p| !p.is_empty())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for KeyPaths {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeyPaths {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::new(Vec::<String>::deserialize(deserializer)?))
     }
 }
 
@@ -143,7 +180,7 @@ pub struct ExposedFile {
     /// The file, for display.
     pub path: String,
     /// The encrypted values it could read (`a.b.c`); rotate the credentials they hold.
-    pub key_paths: Vec<String>,
+    pub key_paths: KeyPaths,
     /// The file has several key groups: the recipient held one Shamir share, and could read
     /// the values only together with holders of enough other groups.
     pub shamir_share_only: bool,
@@ -179,7 +216,7 @@ impl Plan {
         for file in &self.files {
             for group in &file.groups {
                 for removed in &group.removed {
-                    let files = by_recipient.entry(removed.clone()).or_default();
+                    let files = by_recipient.entry(Recipient::clone(removed)).or_default();
                     if !files.iter().any(|f| f.path == file.display) {
                         files.push(ExposedFile {
                             path: file.display.clone(),
@@ -226,14 +263,15 @@ pub fn plan(
     options: &PlanOptions,
     progress: Progress<'_>,
 ) -> Plan {
+    let shared = Shared::new(config);
     let planned = parallel_map(files.len(), options.threads, &|index| {
-        let result = plan_file(config, &files[index], options);
+        let result = plan_file(config, &shared, &files[index], options);
         progress();
         result
     });
     let mut plan = Plan {
         config: config.path().to_owned(),
-        files: Vec::new(),
+        files: Vec::with_capacity(planned.iter().filter(|p| p.is_some()).count()),
         skipped: 0,
     };
     for entry in planned {
@@ -243,6 +281,49 @@ pub fn plan(
         }
     }
     plan
+}
+
+/// What every file of a rule shares, built once so a plan of many files holds it once.
+struct Shared {
+    /// Per rule: its age recipients, per group.
+    wanted: Vec<Arc<Vec<Vec<String>>>>,
+    /// Every recipient the rules name, with its anchor name.
+    recipients: HashMap<String, Arc<Recipient>>,
+}
+
+impl Shared {
+    fn new(config: &SopsConfig) -> Self {
+        let mut recipients = HashMap::new();
+        let wanted = config
+            .rules()
+            .iter()
+            .map(|rule| {
+                Arc::new(
+                    rule.key_groups
+                        .iter()
+                        .map(|g| {
+                            g.iter()
+                                .map(|e| {
+                                    recipients
+                                        .entry(e.recipient.clone())
+                                        .or_insert_with(|| Arc::new(named(config, &e.recipient)));
+                                    e.recipient.clone()
+                                })
+                                .collect()
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        Self { wanted, recipients }
+    }
+
+    fn recipient(&self, config: &SopsConfig, recipient: &str) -> Arc<Recipient> {
+        self.recipients
+            .get(recipient)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(named(config, recipient)))
+    }
 }
 
 /// The path sops would show: relative to the config's directory when below it.
@@ -260,7 +341,12 @@ fn named(config: &SopsConfig, recipient: &str) -> Recipient {
     }
 }
 
-fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<FilePlan> {
+fn plan_file(
+    config: &SopsConfig,
+    shared: &Shared,
+    path: &Path,
+    options: &PlanOptions,
+) -> Option<FilePlan> {
     let display = display_path(config, path);
     let bytes = match fs_err::read(path) {
         Ok(bytes) => bytes,
@@ -286,11 +372,7 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         Ok((_, rule)) => rule,
         Err(e) => return Some(FilePlan::error(path, display, e.to_string())),
     };
-    let wanted: Vec<Vec<String>> = rule
-        .key_groups
-        .iter()
-        .map(|g| g.iter().map(|e| e.recipient.clone()).collect())
-        .collect();
+    let wanted = shared.wanted.get(rule.index).cloned().unwrap_or_default();
     let mut entry = FilePlan {
         path: path.to_owned(),
         display,
@@ -298,7 +380,7 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         action: Action::Unchanged,
         reason: None,
         groups: Vec::new(),
-        key_paths: Vec::new(),
+        key_paths: KeyPaths::default(),
         wanted,
         digest,
     };
@@ -313,14 +395,14 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         let mut change = GroupChange::default();
         for r in dedup(&want) {
             if have.contains(&r) {
-                change.kept.push(named(config, r));
+                change.kept.push(shared.recipient(config, r));
             } else {
-                change.added.push(named(config, r));
+                change.added.push(shared.recipient(config, r));
             }
         }
         for r in dedup(&have) {
             if !want.contains(&r) {
-                change.removed.push(named(config, r));
+                change.removed.push(shared.recipient(config, r));
             }
         }
         entry.groups.push(change);
@@ -343,7 +425,7 @@ fn plan_file(config: &SopsConfig, path: &Path, options: &PlanOptions) -> Option<
         (true, false, _) => Action::Rewrap,
     };
     if entry.removes() {
-        entry.key_paths = file.encrypted_paths().iter().map(|p| p.join(".")).collect();
+        entry.key_paths = KeyPaths::new(file.encrypted_paths().iter().map(|p| p.join(".")));
     }
     Some(entry)
 }
@@ -482,5 +564,31 @@ pub fn verify(plan: &mut Plan, identities: &IdentitySet, threads: usize, progres
             file.action = Action::Error;
             file.reason = Some(reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sops_metadata_is_recognised_in_every_format_and_not_elsewhere() {
+        assert!(carries_sops_metadata("a: ENC[…]\nsops:\n    age: []\n"));
+        assert!(carries_sops_metadata("{\n  \"a\": 1,\n  \"sops\" : {}\n}"));
+        assert!(carries_sops_metadata("A=ENC[…]\nsops_mac=ENC[…]\n"));
+        assert!(!carries_sops_metadata("name: sops\nsops_version: 3\n"));
+        assert!(!carries_sops_metadata("{\"tool\": \"sops\"}"));
+        assert!(!carries_sops_metadata("  sops:\n"));
+    }
+
+    #[test]
+    fn key_paths_keep_their_order_and_round_trip_through_json() {
+        let paths = KeyPaths::new(["db.password".to_owned(), "db.user".to_owned()]);
+        assert_eq!(paths.iter().collect::<Vec<_>>(), ["db.password", "db.user"]);
+        let json = serde_json::to_string(&paths).unwrap();
+        assert_eq!(json, r#"["db.password","db.user"]"#);
+        assert_eq!(serde_json::from_str::<KeyPaths>(&json).unwrap(), paths);
+        assert!(KeyPaths::default().is_empty());
+        assert_eq!(KeyPaths::default().iter().count(), 0);
     }
 }

@@ -56,35 +56,31 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
         .unwrap_or_else(|_| path.to_owned())
 }
 
+/// Runs `git -C dir args…` (the one place this crate spawns a process).
+fn git(dir: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new("git").arg("-C").arg(dir).args(args).output()
+}
+
 /// The files git lists under `dir`, or `None` when `dir` is not in a git work tree (or git is
 /// not installed).
 fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, RekeyError> {
-    let inside = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .output();
-    match inside {
+    match git(dir, &["rev-parse", "--is-inside-work-tree"]) {
         Ok(out) if out.status.success() && out.stdout.starts_with(b"true") => {}
         _ => return Ok(None),
     }
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-            "--",
-            ".",
-        ])
-        .output()
-        .map_err(|e| RekeyError::Git {
-            path: dir.to_owned(),
-            message: e.to_string(),
-        })?;
+    let listing = [
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+        "--",
+        ".",
+    ];
+    let out = git(dir, &listing).map_err(|e| RekeyError::Git {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(RekeyError::Git {
             path: dir.to_owned(),

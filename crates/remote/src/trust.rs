@@ -2,7 +2,6 @@
 //! itself), or an explicit trust-on-first-use that records a pin.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use hostage_recipients::Ed25519PublicKey;
@@ -111,9 +110,12 @@ pub struct PinFile {
 /// A pin file that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PinFileError {
-    /// Reading or writing failed.
+    /// Reading failed.
     #[error("cannot use the pin file")]
     Io(#[from] std::io::Error),
+    /// Writing failed (the file keeps its old content).
+    #[error("cannot record the pin")]
+    Write(#[from] hostage_atomic::WriteError),
     /// A line is not `NAME SHA256:…`.
     #[error("{path}:{line}: expected `NAME SHA256:…`")]
     Malformed {
@@ -164,19 +166,24 @@ impl PinFile {
             .map(|(_, fp)| fp)
     }
 
-    /// Appends `name fingerprint` to the file (creating it) and remembers it.
+    /// Adds `name fingerprint` to the file (creating it) and remembers it. The file is rewritten
+    /// atomically, so an interrupted run never leaves a torn pin line.
     pub fn record_pin(
         &mut self,
         name: &str,
         fingerprint: &Fingerprint,
     ) -> Result<(), PinFileError> {
         if let Some(path) = &self.path {
-            let mut file = fs_err::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)?;
-            writeln!(file, "{name} {fingerprint}")?;
-            file.sync_all()?;
+            let mut text = match fs_err::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(e.into()),
+            };
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!("{name} {fingerprint}\n"));
+            hostage_atomic::write(path, text.as_bytes())?;
         }
         self.pins.push((name.to_owned(), fingerprint.clone()));
         Ok(())

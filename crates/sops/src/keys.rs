@@ -2,7 +2,7 @@
 //! wrapping it for new recipients.
 
 use std::fmt;
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 
 use hostage_recipients::{IdentitySet, PassphraseProvider, RecipientString};
 use zeroize::Zeroizing;
@@ -117,23 +117,7 @@ pub(crate) fn wrap_for(recipient: &str, payload: &[u8]) -> Result<String, SopsEr
         .trim()
         .parse()
         .map_err(|e: &str| unsupported(e.to_owned()))?;
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&parsed as &dyn age::Recipient))
-            .map_err(|e| unsupported(e.to_string()))?;
-    let mut armored = Vec::new();
-    let io = |e: std::io::Error| unsupported(e.to_string());
-    let mut writer = encryptor
-        .wrap_output(
-            age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor)
-                .map_err(io)?,
-        )
-        .map_err(io)?;
-    writer.write_all(payload).map_err(io)?;
-    writer.finish().and_then(|w| w.finish()).map_err(io)?;
-    let mut text = String::from_utf8(armored).map_err(|e| unsupported(e.to_string()))?;
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
+    let text = crate::age_file::encrypt_armored(&parsed, payload).map_err(unsupported)?;
     Ok(text)
 }
 

@@ -9,6 +9,7 @@
 //!
 //! It does no network and no printing; plaintext only ever lives in memory.
 
+mod age_file;
 mod cipher;
 mod error;
 mod format;
@@ -48,6 +49,24 @@ pub enum MacCheck {
     Verify,
     /// Go on anyway (the user's explicit override, like sops' `--ignore-mac`).
     Ignore,
+}
+
+/// What a re-wrap would change in one key group (age recipients only), for plans and dry runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupDiff {
+    /// Recipients that stay (their `enc` is kept byte-for-byte).
+    pub kept: Vec<String>,
+    /// Recipients that would be added (a new `enc` each).
+    pub added: Vec<String>,
+    /// Recipients that would be removed.
+    pub removed: Vec<String>,
+}
+
+impl GroupDiff {
+    /// Whether nothing changes in this group.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
 }
 
 /// A parsed sops file: its text, format, documents (values still encrypted) and metadata.
@@ -131,6 +150,40 @@ impl SopsFile {
             });
         }
         out
+    }
+
+    /// What [`rewrap`](Self::rewrap) with `groups` would change, group by group (recipients are
+    /// compared as trimmed strings, like sops; order-only changes are no change).
+    pub fn diff(&self, groups: &[Vec<String>]) -> Vec<GroupDiff> {
+        let empty = KeyGroup::default();
+        let count = groups.len().max(self.metadata.groups.len());
+        (0..count)
+            .map(|i| {
+                let old = self.metadata.groups.get(i).unwrap_or(&empty);
+                let new: Vec<&str> = groups
+                    .get(i)
+                    .map(|g| g.iter().map(|r| r.trim()).collect())
+                    .unwrap_or_default();
+                let mut diff = GroupDiff::default();
+                for entry in &old.age {
+                    let list = if new.contains(&entry.recipient.as_str()) {
+                        &mut diff.kept
+                    } else {
+                        &mut diff.removed
+                    };
+                    if !list.contains(&entry.recipient) {
+                        list.push(entry.recipient.clone());
+                    }
+                }
+                for recipient in new {
+                    let known = old.age.iter().any(|e| e.recipient == recipient);
+                    if !known && !diff.added.iter().any(|a| a == recipient) {
+                        diff.added.push(recipient.to_owned());
+                    }
+                }
+                diff
+            })
+            .collect()
     }
 
     /// Recovers the data key with the first identities that open enough key groups. The error
@@ -301,15 +354,6 @@ impl SopsFile {
                 return Err(SopsError::Unsupported {
                     action: "re-wrap".into(),
                     reason: format!("key group {} would have no recipients left", index + 1),
-                });
-            }
-            if slots.is_empty() {
-                return Err(SopsError::Unsupported {
-                    action: "re-wrap".into(),
-                    reason: format!(
-                        "removing every age key from key group {} is not supported",
-                        index + 1
-                    ),
                 });
             }
             plan.push(slots);

@@ -665,8 +665,7 @@ pub fn apply(
     // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
     // files to finish (the rule edit alone no longer shows them once it is on disk).
     if !plan.rekey.files.is_empty() {
-        let mut journal = Journal::from_plan(&plan.rekey);
-        journal.exposure = plan.rekey.exposure();
+        let journal = Journal::from_plan(&plan.rekey, plan.rekey.exposure());
         journal.save(&state)?;
     }
     // Tests stop a run between steps to check that the next run converges (a crash there would

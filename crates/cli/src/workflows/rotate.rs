@@ -143,7 +143,10 @@ pub fn plan(
         for group in &mut file.groups {
             for removed in &mut group.removed {
                 if removed.name.is_none() && removed.recipient == old {
-                    removed.name = Some(format!("{name}'s old key"));
+                    *removed = std::sync::Arc::new(hostage_rekey::Recipient {
+                        name: Some(format!("{name}'s old key")),
+                        recipient: removed.recipient.clone(),
+                    });
                 }
             }
         }

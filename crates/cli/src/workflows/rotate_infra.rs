@@ -481,15 +481,17 @@ fn rekey(
         for group in &mut file.groups {
             for removed in &mut group.removed {
                 if removed.name.is_none() && removed.recipient == old {
-                    removed.name = Some("the old infrastructure key".to_owned());
+                    *removed = std::sync::Arc::new(hostage_rekey::Recipient {
+                        name: Some("the old infrastructure key".to_owned()),
+                        recipient: removed.recipient.clone(),
+                    });
                 }
             }
         }
     }
     let exposure = plan.exposure();
     if !plan.files.is_empty() {
-        let mut journal = Journal::from_plan(&plan);
-        journal.exposure = exposure.clone();
+        let journal = Journal::from_plan(&plan, exposure.clone());
         journal.save(state)?;
     }
     if text != original.text() {

@@ -2,6 +2,7 @@
 //! its `sops` node, and locating the metadata so it can be edited in place.
 
 pub(crate) mod dotenv;
+pub(crate) mod ini;
 pub(crate) mod json;
 pub(crate) mod yaml;
 
@@ -21,6 +22,8 @@ pub enum Format {
     Json,
     /// `KEY=value` lines.
     Dotenv,
+    /// INI sections (`[sops]` holds the metadata).
+    Ini,
     /// Any file, stored as a JSON envelope `{"data": …, "sops": …}`.
     Binary,
 }
@@ -33,7 +36,11 @@ impl Format {
             if let Ok(root) = json::parse(text) {
                 if let json::Kind::Object(members) = &root.kind {
                     let keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
-                    if keys.len() == 2 && keys.contains(&"data") && keys.contains(&"sops") {
+                    let data_is_string = matches!(
+                        root.member("data").map(|d| &d.kind),
+                        Some(json::Kind::Str(_))
+                    );
+                    if keys.len() == 2 && keys.contains(&"sops") && data_is_string {
                         return Ok(Self::Binary);
                     }
                 }
@@ -49,9 +56,25 @@ impl Format {
         if text.lines().any(|l| l.trim_end() == "sops:") {
             return Ok(Self::Yaml);
         }
+        if ini::looks_like(text) {
+            return Ok(Self::Ini);
+        }
         Err(SopsError::NotSops {
-            reason: "no sops metadata found (no `sops:` YAML key, JSON `\"sops\"` member or `sops_mac=` line)".into(),
+            reason: "no sops metadata found (no `sops:` YAML key, JSON `\"sops\"` member, `sops_mac=` line or `[sops]` section)".into(),
         })
+    }
+
+    /// The format named like sops' `--input-type` (`yaml`, `json`, `dotenv`, `ini`, `binary`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Yaml,
+            Self::Json,
+            Self::Dotenv,
+            Self::Ini,
+            Self::Binary,
+        ]
+        .into_iter()
+        .find(|f| f.name() == name.trim().to_ascii_lowercase())
     }
 
     /// The name sops uses for `--input-type`.
@@ -60,6 +83,7 @@ impl Format {
             Self::Yaml => "yaml",
             Self::Json => "json",
             Self::Dotenv => "dotenv",
+            Self::Ini => "ini",
             Self::Binary => "binary",
         }
     }
@@ -116,6 +140,7 @@ pub(crate) fn parse(text: &str, format: Format) -> Result<Parsed, SopsError> {
             })
         }
         Format::Dotenv => dotenv::parse(text),
+        Format::Ini => ini::parse(text),
     }
 }
 
@@ -168,7 +193,15 @@ pub(crate) fn age_edits(
         Format::Yaml => yaml::age_edits(text, meta, plan),
         Format::Json | Format::Binary => json_age_edits(text, meta, plan),
         Format::Dotenv => dotenv::age_edits(text, meta, plan),
+        Format::Ini => ini::age_edits(text, meta, plan),
     }
+}
+
+/// Where a JSON member's key starts, and the indentation of its line.
+fn json_key_start<'t>(text: &'t str, key: &str, value: &json::Spanned) -> Option<(usize, &'t str)> {
+    let start = text[..value.span.start].rfind(&json::quote(key))?;
+    let line = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    Some((start, &text[line..start]))
 }
 
 fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec<Edit>, SopsError> {
@@ -176,8 +209,24 @@ fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec
     let sops = root
         .member("sops")
         .ok_or_else(|| malformed("no `sops` member"))?;
-    let arrays: Vec<&json::Spanned> = if meta.flat {
-        vec![sops.member("age").ok_or_else(unsupported_empty)?]
+    let json::Kind::Object(sops_members) = &sops.kind else {
+        return Err(malformed("`sops` is not an object"));
+    };
+    // The indentation unit: a sops member's indent minus the `"sops"` key's.
+    let (_, sops_indent) =
+        json_key_start(text, "sops", sops).ok_or_else(|| malformed("cannot locate `sops`"))?;
+    let member_indent = sops_members
+        .first()
+        .and_then(|(k, v)| json_key_start(text, k, v))
+        .map_or("\t\t", |(_, indent)| indent);
+    let unit = member_indent
+        .strip_prefix(sops_indent)
+        .filter(|u| !u.is_empty())
+        .unwrap_or("\t")
+        .to_owned();
+    // Each group: its object and its `age` value, if any.
+    let groups: Vec<(&json::Spanned, Option<&json::Spanned>)> = if meta.flat {
+        vec![(sops, sops.member("age"))]
     } else {
         let groups = sops
             .member("key_groups")
@@ -185,72 +234,156 @@ fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec
         let json::Kind::Array(groups) = &groups.kind else {
             return Err(malformed("`key_groups` is not an array"));
         };
-        groups
-            .iter()
-            .map(|g| g.member("age").ok_or_else(unsupported_empty))
-            .collect::<Result<_, _>>()?
+        groups.iter().map(|g| (g, g.member("age"))).collect()
     };
-    if arrays.len() != plan.len() {
+    if groups.len() != plan.len() {
         return Err(malformed("the key groups do not match the parsed metadata"));
     }
+    // Entry order follows the file: `enc` first in 3.13+ files.
+    let recipient_first = groups
+        .iter()
+        .filter_map(|(_, age)| match age.map(|a| &a.kind) {
+            Some(json::Kind::Array(items)) => items.first(),
+            _ => None,
+        })
+        .find_map(|item| match &item.kind {
+            json::Kind::Object(members) => members.first().map(|(k, _)| k == "recipient"),
+            _ => None,
+        })
+        .unwrap_or(true);
+    let entry = |indent: &str, recipient: &str, enc: &str| {
+        let inner = format!("{indent}{unit}");
+        let r = format!("{inner}\"recipient\": {}", json::quote(recipient));
+        let e = format!("{inner}\"enc\": {}", json::quote(enc));
+        let (a, b) = if recipient_first { (r, e) } else { (e, r) };
+        format!("{{\n{a},\n{b}\n{indent}}}")
+    };
+    let array = |key_indent: &str, slots: &[Slot]| -> String {
+        let item_indent = format!("{key_indent}{unit}");
+        let items: Vec<String> = slots
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::New { recipient, enc } => Some(format!(
+                    "{item_indent}{}",
+                    entry(&item_indent, recipient, enc)
+                )),
+                Slot::Keep(_) => None,
+            })
+            .collect();
+        format!("[\n{}\n{key_indent}]", items.join(",\n"))
+    };
     let mut edits = Vec::new();
-    for (array, slots) in arrays.iter().zip(plan) {
-        let json::Kind::Array(items) = &array.kind else {
-            return Err(unsupported_empty());
+    for ((object, age), slots) in groups.iter().zip(plan) {
+        let items: &[json::Spanned] = match age.map(|a| &a.kind) {
+            Some(json::Kind::Array(items)) => items,
+            Some(json::Kind::Null) | None => &[],
+            Some(_) => return Err(malformed("`age` is not an array")),
         };
-        let (Some(first), Some(last)) = (items.first(), items.last()) else {
-            return Err(unsupported_empty());
-        };
-        let separator = match items.get(1) {
-            Some(second) => text[first.span.end..second.span.start].to_owned(),
-            None => format!(",{}", &text[array.span.start + 1..first.span.start]),
-        };
-        let line_start = text[..first.span.start].rfind('\n').map_or(0, |i| i + 1);
-        let item_indent = &text[line_start..first.span.start];
-        let json::Kind::Object(members) = &first.kind else {
-            return Err(malformed("an age entry is not an object"));
-        };
-        let (first_key, first_value) = members
-            .first()
-            .ok_or_else(|| malformed("empty age entry"))?;
-        let key_start = text[..first_value.span.start]
-            .rfind(&json::quote(first_key))
-            .ok_or_else(|| malformed("cannot locate an age entry key"))?;
-        let member_line = text[..key_start].rfind('\n').map_or(0, |i| i + 1);
-        let member_indent = &text[member_line..key_start];
-        let colon = &text[key_start + json::quote(first_key).len()..first_value.span.start];
-        let recipient_first = first_key == "recipient";
-        let mut pieces = Vec::new();
-        for slot in slots {
-            pieces.push(match slot {
-                Slot::Keep(index) => {
-                    let item = items
-                        .get(*index)
-                        .ok_or_else(|| malformed("age entry index"))?;
-                    text[item.span.clone()].to_owned()
+        match (age, items.first(), items.last()) {
+            (Some(array_value), Some(first), Some(last)) => {
+                if slots.is_empty() {
+                    // Every age key goes: drop the member (flat) or write `null` (groups).
+                    if meta.flat {
+                        let (key_start, _) = json_key_start(text, "age", array_value)
+                            .ok_or_else(|| malformed("cannot locate `age`"))?;
+                        let after = &text[array_value.span.end..];
+                        let comma = after.find(',').filter(|c| after[..*c].trim().is_empty());
+                        let next = comma.map(|c| {
+                            let rest = &after[c + 1..];
+                            array_value.span.end + c + 1 + (rest.len() - rest.trim_start().len())
+                        });
+                        let end = next.ok_or_else(|| SopsError::Unsupported {
+                            action: "remove every age key".into(),
+                            reason: "`age` is the last metadata member".into(),
+                        })?;
+                        edits.push(Edit {
+                            range: key_start..end,
+                            replacement: String::new(),
+                        });
+                    } else {
+                        edits.push(Edit {
+                            range: array_value.span.clone(),
+                            replacement: "null".into(),
+                        });
+                    }
+                    continue;
                 }
-                Slot::New { recipient, enc } => {
-                    let r = format!(
-                        "{member_indent}\"recipient\"{colon}{}",
-                        json::quote(recipient)
-                    );
-                    let e = format!("{member_indent}\"enc\"{colon}{}", json::quote(enc));
-                    let (a, b) = if recipient_first { (r, e) } else { (e, r) };
-                    format!("{{\n{a},\n{b}\n{item_indent}}}")
+                let separator = match items.get(1) {
+                    Some(second) => text[first.span.end..second.span.start].to_owned(),
+                    None => format!(",{}", &text[array_value.span.start + 1..first.span.start]),
+                };
+                let line_start = text[..first.span.start].rfind('\n').map_or(0, |i| i + 1);
+                let item_indent = &text[line_start..first.span.start];
+                let mut pieces = Vec::new();
+                for slot in slots {
+                    pieces.push(match slot {
+                        Slot::Keep(index) => {
+                            let item = items
+                                .get(*index)
+                                .ok_or_else(|| malformed("age entry index"))?;
+                            text[item.span.clone()].to_owned()
+                        }
+                        Slot::New { recipient, enc } => entry(item_indent, recipient, enc),
+                    });
                 }
-            });
+                edits.push(Edit {
+                    range: first.span.start..last.span.end,
+                    replacement: pieces.join(&separator),
+                });
+            }
+            _ if slots.is_empty() => {}
+            (Some(empty_value), _, _) => {
+                let (_, key_indent) = json_key_start(text, "age", empty_value)
+                    .ok_or_else(|| malformed("cannot locate `age`"))?;
+                edits.push(Edit {
+                    range: empty_value.span.clone(),
+                    replacement: array(key_indent, slots),
+                });
+            }
+            (None, _, _) => {
+                let json::Kind::Object(members) = &object.kind else {
+                    return Err(malformed("a key group is not an object"));
+                };
+                if meta.flat {
+                    // Before `lastmodified` (3.11 order) or at the sorted place (3.13+).
+                    let names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+                    let sorted = names.windows(2).all(|w| w[0] <= w[1]);
+                    let before = members
+                        .iter()
+                        .find(|(k, _)| {
+                            if sorted {
+                                k.as_str() > "age"
+                            } else {
+                                k == "lastmodified"
+                            }
+                        })
+                        .ok_or_else(|| malformed("no `lastmodified` in the sops member"))?;
+                    let (at, key_indent) = json_key_start(text, &before.0, &before.1)
+                        .ok_or_else(|| malformed("cannot locate a sops member"))?;
+                    edits.push(Edit {
+                        range: at..at,
+                        replacement: format!(
+                            "\"age\": {},\n{key_indent}",
+                            array(key_indent, slots)
+                        ),
+                    });
+                } else {
+                    let (last_key, last_value) = members
+                        .last()
+                        .ok_or_else(|| malformed("an empty key group"))?;
+                    let (_, key_indent) = json_key_start(text, last_key, last_value)
+                        .ok_or_else(|| malformed("cannot locate a key group member"))?;
+                    let at = last_value.span.end;
+                    edits.push(Edit {
+                        range: at..at,
+                        replacement: format!(
+                            ",\n{key_indent}\"age\": {}",
+                            array(key_indent, slots)
+                        ),
+                    });
+                }
+            }
         }
-        edits.push(Edit {
-            range: first.span.start..last.span.end,
-            replacement: pieces.join(&separator),
-        });
     }
     Ok(edits)
-}
-
-fn unsupported_empty() -> SopsError {
-    SopsError::Unsupported {
-        action: "edit the age keys".into(),
-        reason: "a key group has no age entries to take the layout from".into(),
-    }
 }

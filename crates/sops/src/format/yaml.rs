@@ -176,16 +176,75 @@ fn items(lines: &[Line<'_>], range: Range<usize>) -> Option<(usize, Vec<Range<us
     Some((dash, starts.windows(2).map(|w| w[0]..w[1]).collect()))
 }
 
-/// A located age list inside one `sops:` block.
-struct AgeList {
-    dash: usize,
-    items: Vec<Range<usize>>,
+/// Where one key group's age list is inside a `sops:` block.
+enum AgeList {
+    /// A block sequence of entries.
+    Items {
+        key_line: usize,
+        key_col: usize,
+        dash: usize,
+        items: Vec<Range<usize>>,
+    },
+    /// `age: []` on `line`.
+    EmptyInline { line: usize, key_col: usize },
+    /// No `age` key: one would go at byte `at`, its key at `key_col`.
+    Missing { at: usize, key_col: usize },
+}
+
+/// How new entries look: dash column offset from the key, block-scalar column offset from the
+/// dash, and whether `recipient` comes before `enc` (3.11/3.12) or after (3.13+).
+#[derive(Clone, Copy)]
+struct Style {
+    dash_offset: usize,
+    block_offset: usize,
+    recipient_first: bool,
 }
 
 fn find_key(lines: &[Line<'_>], range: Range<usize>, col: usize, key: &str) -> Option<usize> {
     range
         .into_iter()
         .find(|&i| lines[i].indent == col && key_is(lines[i].content, key))
+}
+
+fn is_empty_inline(content: &str) -> bool {
+    let value = content.trim_start_matches("- ").trim_start();
+    value
+        .strip_prefix("age:")
+        .is_some_and(|rest| rest.trim() == "[]")
+}
+
+fn list_at(
+    lines: &[Line<'_>],
+    key_line: usize,
+    key_col: usize,
+    limit: usize,
+) -> Result<AgeList, SopsError> {
+    if is_empty_inline(lines[key_line].content) {
+        return Ok(AgeList::EmptyInline {
+            line: key_line,
+            key_col,
+        });
+    }
+    let values = value_lines(lines, key_line, key_col, limit);
+    if values.is_empty() {
+        return Err(malformed("`age` has no entries and is not `[]`"));
+    }
+    let (dash, items) =
+        items(lines, values).ok_or_else(|| malformed("`age` is not a block sequence"))?;
+    Ok(AgeList::Items {
+        key_line,
+        key_col,
+        dash,
+        items,
+    })
+}
+
+/// The child keys (name, line) of the lines in `range` at column `col`.
+fn child_keys<'a>(lines: &[Line<'a>], range: Range<usize>, col: usize) -> Vec<(&'a str, usize)> {
+    range
+        .filter(|&i| lines[i].indent == col && !lines[i].content.starts_with('-'))
+        .filter_map(|i| lines[i].content.split_once(':').map(|(k, _)| (k, i)))
+        .collect()
 }
 
 fn age_lists(
@@ -199,26 +258,28 @@ fn age_lists(
         .map(|i| lines[i].indent)
         .ok_or_else(|| malformed("empty sops block"))?;
     let mut lists = Vec::new();
-    let list_at = |key_line: usize, key_col: usize, limit: usize| -> Result<AgeList, SopsError> {
-        let values = value_lines(lines, key_line, key_col, limit);
-        if values.is_empty() {
-            return Err(SopsError::Unsupported {
-                action: "edit the age keys".into(),
-                reason: "a key group has an empty `age` list".into(),
-            });
-        }
-        let (dash, items) =
-            items(lines, values).ok_or_else(|| malformed("`age` is not a block sequence"))?;
-        Ok(AgeList { dash, items })
-    };
     if meta.flat {
-        let key_line = find_key(lines, block.clone(), child_col, "age").ok_or_else(|| {
-            SopsError::Unsupported {
-                action: "edit the age keys".into(),
-                reason: "the sops block has no `age` list".into(),
+        match find_key(lines, block.clone(), child_col, "age") {
+            Some(key_line) => lists.push(list_at(lines, key_line, child_col, block.end)?),
+            None => {
+                // Insert where sops would have written it: before `lastmodified` (3.11 order), or
+                // at its alphabetical place when the block is sorted (3.13+).
+                let keys = child_keys(lines, block.clone(), child_col);
+                let sorted = keys.windows(2).all(|w| w[0].0 <= w[1].0);
+                let before = if sorted {
+                    keys.iter().find(|(k, _)| *k > "age").map(|(_, i)| *i)
+                } else {
+                    keys.iter()
+                        .find(|(k, _)| *k == "lastmodified")
+                        .map(|(_, i)| *i)
+                };
+                let at = before.map_or(lines[block.end - 1].end, |i| lines[i].start);
+                lists.push(AgeList::Missing {
+                    at,
+                    key_col: child_col,
+                });
             }
-        })?;
-        lists.push(list_at(key_line, child_col, block.end)?);
+        }
     } else {
         let groups_line = find_key(lines, block.clone(), child_col, "key_groups")
             .ok_or_else(|| malformed("no `key_groups` in the sops block"))?;
@@ -233,14 +294,38 @@ fn age_lists(
             } else {
                 find_key(lines, group.start + 1..group.end, dash + 2, "age")
             };
-            let key_line = key_line.ok_or_else(|| SopsError::Unsupported {
-                action: "edit the age keys".into(),
-                reason: "a key group has no `age` list".into(),
-            })?;
-            lists.push(list_at(key_line, dash + 2, group.end)?);
+            match key_line {
+                Some(key_line) => lists.push(list_at(lines, key_line, dash + 2, group.end)?),
+                None => lists.push(AgeList::Missing {
+                    at: lines[group.end - 1].end,
+                    key_col: dash + 2,
+                }),
+            }
         }
     }
     Ok(lists)
+}
+
+fn style_of(lines: &[Line<'_>], list: &AgeList) -> Option<Style> {
+    let AgeList::Items {
+        key_col,
+        dash,
+        items,
+        ..
+    } = list
+    else {
+        return None;
+    };
+    let template = items.first()?;
+    let first_line = &lines[template.start];
+    let block = (template.start..template.end)
+        .find(|&i| lines[i].content.starts_with("-----BEGIN"))
+        .map_or(dash + 4, |i| lines[i].indent);
+    Some(Style {
+        dash_offset: dash.saturating_sub(*key_col),
+        block_offset: block.saturating_sub(*dash),
+        recipient_first: key_is(first_line.content[1..].trim_start(), "recipient"),
+    })
 }
 
 /// The edits that give each group the age entries of `plan`.
@@ -252,51 +337,122 @@ pub(crate) fn age_edits(
     let lines = lines(text);
     let mut edits = Vec::new();
     for block in sops_blocks(&lines) {
+        let child_col = block
+            .clone()
+            .find(|&i| !lines[i].blank())
+            .map_or(4, |i| lines[i].indent);
         let lists = age_lists(&lines, block, meta)?;
         if lists.len() != meta.groups.len() || lists.len() != plan.len() {
             return Err(malformed(
                 "the sops block's key groups do not match its parsed metadata",
             ));
         }
+        // Entries copy the style of an existing entry, preferably of the same group.
+        let any_style = lists.iter().find_map(|l| style_of(&lines, l));
         for ((list, group), slots) in lists.iter().zip(&meta.groups).zip(plan) {
-            if list.items.len() != group.age.len() {
+            let count = match list {
+                AgeList::Items { items, .. } => items.len(),
+                _ => 0,
+            };
+            if count != group.age.len() {
                 return Err(malformed(
                     "the sops block's age entries do not match its parsed metadata",
                 ));
             }
-            let template = &list.items[0];
-            let first_line = &lines[template.start];
-            let recipient_first = key_is(first_line.content[1..].trim_start(), "recipient");
-            let block_indent = (template.start..template.end)
-                .find(|&i| lines[i].content.starts_with("-----BEGIN"))
-                .map_or(list.dash + 4, |i| lines[i].indent);
+            let nested = !meta.flat;
+            let style = style_of(&lines, list).or(any_style).unwrap_or(Style {
+                dash_offset: if nested { 2 } else { child_col },
+                block_offset: 4,
+                recipient_first: true,
+            });
+            let key_col = match list {
+                AgeList::Items { key_col, .. }
+                | AgeList::EmptyInline { key_col, .. }
+                | AgeList::Missing { key_col, .. } => *key_col,
+            };
+            let dash = key_col + style.dash_offset;
             let mut new_text = String::new();
             for slot in slots {
                 match slot {
                     Slot::Keep(index) => {
-                        let item = &list.items[*index];
+                        let AgeList::Items { items, .. } = list else {
+                            return Err(malformed("internal: kept entry of an empty list"));
+                        };
+                        let item = items
+                            .get(*index)
+                            .ok_or_else(|| malformed("internal: age entry index"))?;
                         new_text.push_str(&text[lines[item.start].start..lines[item.end - 1].end]);
                     }
-                    Slot::New { recipient, enc } => {
-                        new_text.push_str(&item_text(
-                            list.dash,
-                            block_indent,
-                            recipient_first,
-                            recipient,
-                            enc,
-                        ));
-                    }
+                    Slot::New { recipient, enc } => new_text.push_str(&item_text(
+                        dash,
+                        dash + style.block_offset,
+                        style.recipient_first,
+                        recipient,
+                        enc,
+                    )),
                 }
             }
-            let last = list.items.last().map_or(template.end, |r| r.end);
-            let range = lines[template.start].start..lines[last - 1].end;
-            if !text[range.clone()].ends_with('\n') && new_text.ends_with('\n') {
-                new_text.pop();
+            match list {
+                AgeList::Items {
+                    key_line, items, ..
+                } => {
+                    let (first, last) = match (items.first(), items.last()) {
+                        (Some(f), Some(l)) => (f, l),
+                        _ => return Err(malformed("empty age list")),
+                    };
+                    let end = lines[last.end - 1].end;
+                    if new_text.is_empty() {
+                        // Every age key goes: drop the key (flat) or leave `age: []` (groups).
+                        let key = &lines[*key_line];
+                        let range = if nested {
+                            let after_key = key.start
+                                + key.indent
+                                + key.content.find("age:").unwrap_or(0)
+                                + "age:".len();
+                            edits.push(Edit {
+                                range: after_key..end,
+                                replacement: " []\n".into(),
+                            });
+                            continue;
+                        } else {
+                            key.start..end
+                        };
+                        edits.push(Edit {
+                            range,
+                            replacement: String::new(),
+                        });
+                        continue;
+                    }
+                    let range = lines[first.start].start..end;
+                    if !text[range.clone()].ends_with('\n') && new_text.ends_with('\n') {
+                        new_text.pop();
+                    }
+                    edits.push(Edit {
+                        range,
+                        replacement: new_text,
+                    });
+                }
+                _ if new_text.is_empty() => {}
+                AgeList::EmptyInline { line, .. } => {
+                    let l = &lines[*line];
+                    let brackets = l.start + l.indent + l.content.rfind("[]").unwrap_or(0);
+                    let colon = text[..brackets].rfind(':').map_or(brackets, |c| c + 1);
+                    edits.push(Edit {
+                        range: colon..l.end,
+                        replacement: format!("\n{new_text}"),
+                    });
+                }
+                AgeList::Missing { at, key_col } => {
+                    let mut insert = format!("{}age:\n{new_text}", " ".repeat(*key_col));
+                    if *at > 0 && !text[..*at].ends_with('\n') {
+                        insert.insert(0, '\n');
+                    }
+                    edits.push(Edit {
+                        range: *at..*at,
+                        replacement: insert,
+                    });
+                }
             }
-            edits.push(Edit {
-                range,
-                replacement: new_text,
-            });
         }
     }
     Ok(edits)
