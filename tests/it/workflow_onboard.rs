@@ -223,7 +223,7 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
 }
 
 /// Runs hostage like [`World::hostage`] with the sops oracle as `HOSTAGE_SOPS`.
-fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
+pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
     duct::cmd(hostage_tests::hostage_bin(), &all)
@@ -294,7 +294,7 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
 }
 
 /// Whether sops decrypts `file` of the world's repo with the age identity `secret`.
-fn decrypt_with(w: &World, file: &str, secret: &str) -> bool {
+pub(crate) fn decrypt_with(w: &World, file: &str, secret: &str) -> bool {
     let kind = crate::rekey_support::sops_type(file);
     duct::cmd(
         hostage_tests::sops(),
