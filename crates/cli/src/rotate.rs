@@ -99,16 +99,13 @@ pub fn run(
                 fetched.fingerprint
             );
         }
-        eprint_prompt(&format!(
+        ask_yes(&format!(
             "{host_name} now shows host key {} ({}). Is this the key you expect? [y/N] ",
             fetched.fingerprint, fetched.recipient
-        ));
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+        ))
     };
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
     if args.from_backup {
-        let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
         let plan = restore::plan(
             &inventory,
             &args.host,
@@ -118,7 +115,13 @@ pub fn run(
         )?;
         return print_restore(out, plan, args.dry_run);
     }
-    let plan = rotate::plan(&inventory, &args.host, &options, &mut confirm)?;
+    let plan = rotate::plan(
+        &inventory,
+        &args.host,
+        &options,
+        &mut passphrases,
+        &mut confirm,
+    )?;
     if !out.json() {
         for warning in &plan.warnings {
             output::warn(warning);
@@ -128,7 +131,6 @@ pub fn run(
         print_plan(out, &plan, args.dry_run)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
     let json = out.json();
     let host = plan.host.clone();
     let steps = plan.steps.clone();
@@ -212,6 +214,14 @@ fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::
         out.line(&format!("next: {step}"))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shows `prompt` on stderr and reads one answer from stdin: true for `y`/`yes`.
+pub(crate) fn ask_yes(prompt: &str) -> anyhow::Result<bool> {
+    eprint_prompt(prompt);
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 #[allow(clippy::print_stderr)]
