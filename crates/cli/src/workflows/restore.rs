@@ -141,6 +141,11 @@ pub fn plan(
             presented.fingerprint
         ));
     }
+    if host.infrastructure_key {
+        next_steps.push(format!(
+            "a reinstalled {name} lost the infrastructure key too: once sshd shows the restored key, `hostage deploy {name}`"
+        ));
+    }
     next_steps.push(format!(
         "re-activate {name} (nixos-rebuild switch, or reboot) so sops-nix decrypts its secrets with the restored key"
     ));
