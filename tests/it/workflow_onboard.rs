@@ -223,7 +223,7 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
 }
 
 /// Runs hostage like [`World::hostage`] with the sops oracle as `HOSTAGE_SOPS`.
-fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
+pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
     duct::cmd(hostage_tests::hostage_bin(), &all)
@@ -294,7 +294,7 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
 }
 
 /// Whether sops decrypts `file` of the world's repo with the age identity `secret`.
-fn decrypt_with(w: &World, file: &str, secret: &str) -> bool {
+pub(crate) fn decrypt_with(w: &World, file: &str, secret: &str) -> bool {
     let kind = crate::rekey_support::sops_type(file);
     duct::cmd(
         hostage_tests::sops(),
@@ -337,6 +337,161 @@ fn deploy_reads_an_infrastructure_key_kept_in_a_sops_file_in_memory() {
     let out = w.hostage(&["fetch", "--all", "--trust-new"]);
     assert!(out.status.success(), "{}", stdout(&out));
     let out = w.hostage(&["deploy", "--all"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(fs_err::read_to_string(&w.deploy_path).unwrap(), private);
+}
+
+/// Runs `hostage ARGS…` on a pseudo-terminal (`script`), waits for the host-key question and
+/// answers `answer`; returns the whole screen.
+fn onboard_on_a_terminal(w: &World, host: &str, answer: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let command = format!(
+        "{} --inventory {} onboard {host} --ssh-config {} --known-hosts {}",
+        hostage_tests::hostage_bin().display(),
+        w.inventory.display(),
+        w.fleet.ssh_config().display(),
+        w.fleet.known_hosts().display()
+    );
+    let mut child = std::process::Command::new(hostage_tests::require(hostage_tests::SCRIPT))
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(w.repo.dir.path())
+        .env("HOME", w.repo.dir.path())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut screen = Vec::new();
+    let mut chunk = [0u8; 256];
+    // Like a person, type only once the question is on the screen.
+    while !String::from_utf8_lossy(&screen).contains("[y/N]") {
+        let n = stdout.read(&mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "no question on the terminal: {}",
+            String::from_utf8_lossy(&screen)
+        );
+        screen.extend_from_slice(&chunk[..n]);
+    }
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    stdout.read_to_end(&mut screen).unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    String::from_utf8_lossy(&screen).into_owned()
+}
+
+#[test]
+fn onboarding_an_unvouched_host_on_a_terminal_shows_its_fingerprint_and_needs_a_yes() {
+    let w = world();
+    let fingerprint = w.fleet.hosts[1].fingerprint();
+
+    // No terminal: refused as before, nothing changed.
+    let before = w.state();
+    let out = w.hostage(&["onboard", "h1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(w.state(), before);
+
+    // On a terminal, "no" changes nothing.
+    let screen = onboard_on_a_terminal(&w, "h1", "n");
+    assert!(screen.contains(&fingerprint), "{screen}");
+    assert!(screen.contains("not confirmed"), "{screen}");
+    assert_eq!(w.state(), before);
+
+    // "yes" onboards it and pins the key that was shown.
+    let screen = onboard_on_a_terminal(&w, "h1", "y");
+    assert!(screen.contains("onboarded h1"), "{screen}");
+    assert!(w
+        .inventory_text()
+        .contains(&format!("fingerprint: {fingerprint}")));
+    for file in FILES {
+        assert_eq!(
+            w.repo.decrypt(file, "h1").is_some(),
+            file.contains("/h1/"),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn a_passphrase_protected_workstation_key_unlocks_the_infrastructure_key_sops_file() {
+    let w = world();
+    let ssh = hostage_tests::SshKeyPair::generate(w.fleet.dir.path(), "id_ws", "open sesame", None);
+    let recipient = hostage_recipients::OpenSshPrivateKey::parse(
+        &fs_err::read_to_string(&ssh.private).unwrap(),
+    )
+    .unwrap()
+    .public_key()
+    .to_age_recipient()
+    .unwrap()
+    .to_string();
+    let private = fs_err::read_to_string(&w.infra.private).unwrap();
+    let yaml = format!(
+        "id_infrastructure: |\n{}",
+        private
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    // Only the protected SSH key can open it.
+    let rel = "secrets/infrastructure-key.yaml";
+    w.repo.write(rel, yaml.as_bytes());
+    let out = w
+        .repo
+        .sops(&["encrypt", "-i", "--age", &recipient, rel], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = w
+        .inventory_text()
+        .replace(
+            &format!("private_key_file: {}", w.infra.private.display()),
+            &format!("private_key_sops: {rel}"),
+        )
+        .replace(
+            "  workstation:\n",
+            &format!("  workstation:\n    identity: {}\n", ssh.private.display()),
+        );
+    assert!(text.contains("identity:"), "{text}");
+    fs_err::write(&w.inventory, text).unwrap();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    let deploy = |passphrase: &str| {
+        let mut args = vec![
+            "--inventory".to_owned(),
+            w.inventory.display().to_string(),
+            "deploy".to_owned(),
+            "--all".to_owned(),
+        ];
+        args.extend([
+            "--ssh-config".to_owned(),
+            w.fleet.ssh_config().display().to_string(),
+            "--known-hosts".to_owned(),
+            w.fleet.known_hosts().display().to_string(),
+        ]);
+        duct::cmd(hostage_tests::hostage_bin(), &args)
+            .dir(w.repo.dir.path())
+            .env("HOME", w.repo.dir.path())
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+            .env_remove("SSH_TO_AGE_PASSPHRASE")
+            .env("HOSTAGE_SSH_PASSPHRASE", passphrase)
+            .stdin_null()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .unwrap()
+    };
+    let out = deploy("wrong");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(!w.deploy_path.exists());
+    let out = deploy("open sesame");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(fs_err::read_to_string(&w.deploy_path).unwrap(), private);
 }

@@ -292,3 +292,98 @@ fn rotate_infra_stopped_after_each_phase_resumes_at_the_next() {
         assert!(w.repo.decrypt(file, "infrastructure").is_none(), "{file}");
     }
 }
+
+#[test]
+fn restoring_a_rebuilt_host_from_its_backup_installs_the_old_key_and_leaves_the_repo_alone() {
+    use crate::workflow_onboard::{decrypt_with, hostage_with_sops};
+    let w = world();
+    // h1's identity was made here and backed up; the machine then came up with another key
+    // (the fleet's own), as a rebuilt host does.
+    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let extra = w.fleet.dir.path().join("backup");
+    let out = hostage_with_sops(&w, &["export-host-key", "h1", &extra.display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public_file = w.fleet.hosts[1].public_key_file();
+    let private_file = public_file.with_extension("");
+    let backup =
+        fs_err::read_to_string(extra.join(private_file.strip_prefix("/").unwrap())).unwrap();
+    let rebuilt = w.fleet.hosts[1].fingerprint();
+    let rebuilt_private = fs_err::read_to_string(&private_file).unwrap();
+    assert_ne!(backup, rebuilt_private);
+    let before = w.state();
+
+    // Nothing vouches for the rebuilt key and there is no terminal: refused, nothing written.
+    let out = w.hostage(&["rotate", "h1", "--from-backup"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("--expect-fingerprint"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.hostage(&[
+        "--json",
+        "rotate",
+        "h1",
+        "--from-backup",
+        "--expect-fingerprint",
+        &rebuilt,
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["action"], "would-restore", "{}", stdout(&out));
+    assert_eq!(
+        fs_err::read_to_string(&private_file).unwrap(),
+        rebuilt_private
+    );
+
+    let out = w.hostage(&[
+        "--json",
+        "rotate",
+        "h1",
+        "--from-backup",
+        "--expect-fingerprint",
+        &rebuilt,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["action"], "restored", "{doc:#}");
+    assert_eq!(doc["presented"]["fingerprint"], rebuilt.as_str(), "{doc:#}");
+    assert!(
+        doc["next_steps"].to_string().contains("restart sshd"),
+        "{doc:#}"
+    );
+
+    // The host holds the backup, private and 0600, with its .pub; the repo and pin are untouched.
+    assert_eq!(fs_err::read_to_string(&private_file).unwrap(), backup);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs_err::metadata(&private_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let installed_pub = fs_err::read_to_string(&public_file).unwrap();
+    let saved_pub = fs_err::read_to_string(w.repo.path("pubkeys/h1.pub")).unwrap();
+    assert_eq!(installed_pub.split(' ').nth(1), saved_pub.split(' ').nth(1));
+    assert_eq!(w.state(), before);
+    let leftovers: Vec<_> = fs_err::read_dir(private_file.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".hostage-restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // The host's files still decrypt with the key now on the host, and only its files.
+    let restored = key_of_ssh(&private_file);
+    for file in FILES {
+        assert_eq!(
+            decrypt_with(&w, file, &restored.secret),
+            file.contains("/h1/"),
+            "restored key and {file}"
+        );
+    }
+
+    // Once sshd presents the restored key (this sshd loads it per connection), nothing to do.
+    let out = w.hostage(&["--json", "rotate", "h1", "--from-backup"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(json(&out)["action"], "unchanged", "{}", stdout(&out));
+    assert_eq!(w.state(), before);
+}

@@ -181,7 +181,10 @@ pub fn run_deploy(
         (Some(path), _) => InfrastructureKey::load(path).with_context(|| {
             format!("cannot use {} as the infrastructure key", path.display())
         })?,
-        (None, Some(inventory)) if infrastructure.is_some() => inventory.infrastructure_key(&[])?,
+        (None, Some(inventory)) if infrastructure.is_some() => {
+            let mut passphrases = crate::passphrase::CliPassphrases::new(None)?;
+            inventory.infrastructure_key(&[], &mut passphrases)?
+        }
         _ => {
             return Ok(usage(
                 "name the infrastructure key with --key FILE (or in the inventory's recipients.infrastructure)",

@@ -1,5 +1,6 @@
 //! `hostage onboard HOST`: print the onboarding plan (`--dry-run`) or apply it with progress.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,8 +20,9 @@ use crate::workflows::FleetInventory;
     hostage onboard gnomeregan --dry-run                      # what would change\n  \
     hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
     hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
-    Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts, or\n\
-    --trust-new), saves pubkeys/HOST.pub, adds the host's anchor and the rules its `secrets:`\n\
+    Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts,\n\
+    --trust-new, or a yes on the terminal after its fingerprint is shown; without a terminal a\n\
+    host nothing vouches for is refused), saves pubkeys/HOST.pub, adds the host's anchor and the rules its `secrets:`\n\
     paths need to .sops.yaml, re-keys exactly the files that gain its recipients, deploys the\n\
     infrastructure key when the host gets it, and records the pin in the inventory. A host that\n\
     fails verification (e.g. a key that contradicts its pin) changes nothing. Running it again\n\
@@ -87,7 +89,20 @@ pub fn run(
         identities: args.identities.clone(),
         generate_host_key: args.generate_host_key,
     };
-    let plan = onboard::plan(&inventory, &args.host, &options)?;
+    let host_name = args.host.clone();
+    let mut ask = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
+        crate::rotate::ask_yes(&format!(
+            "{host_name} shows host key {} ({}) and nothing vouches for it (no pin, --expect-fingerprint or known_hosts entry).\nCompare it with the fingerprint on {host_name}'s console. Is this its key? [y/N] ",
+            fetched.fingerprint, fetched.recipient
+        ))
+    };
+    let confirm: Option<onboard::ConfirmKey<'_>> = if std::io::stdin().is_terminal() {
+        Some(&mut ask)
+    } else {
+        None
+    };
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let plan = onboard::plan(&inventory, &args.host, &options, &mut passphrases, confirm)?;
     if !out.json() {
         for warning in &plan.warnings {
             output::warn(warning);
@@ -97,7 +112,6 @@ pub fn run(
         print_plan(out, &plan, args.dry_run)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
     let json = out.json();
     let host = plan.host.clone();
     let steps = plan.steps.clone();

@@ -6,34 +6,45 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use hostage_remote::Fingerprint;
+use hostage_remote::{Fingerprint, RestoreAction};
 use serde_json::json;
 
 use crate::onboard::{describe, print_exposure, print_plan, progress};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
 use crate::workflows::onboard::{self, OnboardOptions};
+use crate::workflows::restore::{self, RestorePlan};
 use crate::workflows::{rotate, FleetInventory};
 
 /// `hostage rotate`: replace a rebuilt or compromised host's recipient everywhere.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
     hostage rotate gnomeregan --expect-fingerprint SHA256:…   # the new key, read on the console\n  \
-    hostage rotate gnomeregan --dry-run\n\n\
+    hostage rotate gnomeregan --dry-run\n  \
+    hostage rotate gnomeregan --from-backup --expect-fingerprint SHA256:…   # keep its identity\n\n\
     The host's key must differ from its pin. It is trusted through --expect-fingerprint, or a\n\
     yes on the terminal after the fingerprint is shown. The old recipient is replaced everywhere\n\
     in .sops.yaml, every file it could open gets a new data key (the exposure report lists them:\n\
     change those credentials), the infrastructure key is deployed again to an infrastructure\n\
     host, and pubkeys/HOST.pub and the pin are updated.\n\n\
+    --from-backup restores the identity instead: the host key stored by onboard --generate-host-key\n\
+    (secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
+    installed on the host at its host_key_path (private key 0600 root, .pub beside it) over SSH,\n\
+    on stdin only, verified on the host before and after the rename. The host is reached with the\n\
+    key it presents now (--expect-fingerprint, or a yes on the terminal). .sops.yaml, the files\n\
+    and the pin do not change. Restart sshd on the host afterwards; hostage does not.\n\n\
     Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
 pub struct RotateArgs {
     /// The host, by its inventory name.
     #[arg(value_name = "HOST")]
     pub host: String,
+    /// Restore the host's backed-up key (from onboard --generate-host-key) instead of replacing it.
+    #[arg(long)]
+    pub from_backup: bool,
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The new host key's fingerprint (else you are asked on the terminal).
+    /// The fingerprint the host presents now (else you are asked on the terminal).
     #[arg(long, value_name = "SHA256:…")]
     pub expect_fingerprint: Option<String>,
     /// known_hosts file to trust instead of ssh's defaults.
@@ -88,15 +99,29 @@ pub fn run(
                 fetched.fingerprint
             );
         }
-        eprint_prompt(&format!(
+        ask_yes(&format!(
             "{host_name} now shows host key {} ({}). Is this the key you expect? [y/N] ",
             fetched.fingerprint, fetched.recipient
-        ));
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+        ))
     };
-    let plan = rotate::plan(&inventory, &args.host, &options, &mut confirm)?;
+    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    if args.from_backup {
+        let plan = restore::plan(
+            &inventory,
+            &args.host,
+            &options,
+            &mut passphrases,
+            &mut confirm,
+        )?;
+        return print_restore(out, plan, args.dry_run);
+    }
+    let plan = rotate::plan(
+        &inventory,
+        &args.host,
+        &options,
+        &mut passphrases,
+        &mut confirm,
+    )?;
     if !out.json() {
         for warning in &plan.warnings {
             output::warn(warning);
@@ -106,7 +131,6 @@ pub fn run(
         print_plan(out, &plan, args.dry_run)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
     let json = out.json();
     let host = plan.host.clone();
     let steps = plan.steps.clone();
@@ -137,6 +161,67 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a restore plan (dry run or nothing to do), or applies it and prints what was done.
+fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let host = plan.host.clone();
+    let presented = plan.presented.fingerprint.to_string();
+    let verified_by = plan.presented.verified_by.as_str();
+    let pinned = plan.pinned.to_string();
+    let recipient = plan.recipient.clone();
+    let target = plan.target.clone();
+    let next_steps = plan.next_steps.clone();
+    let planned = plan.action.as_str();
+    let (mode, action) = if dry_run || plan.is_noop() {
+        (
+            if dry_run { "dry-run" } else { "apply" },
+            plan.action.clone(),
+        )
+    } else {
+        if !out.json() {
+            progress(&format!(
+                "install the backed-up key {pinned} at {target} on {host}"
+            ));
+        }
+        ("apply", restore::apply(plan)?)
+    };
+    if out.json() {
+        out.json_value(&json!({
+            "host": host,
+            "mode": mode,
+            "presented": {"fingerprint": presented, "verified_by": verified_by},
+            "restored": {"fingerprint": pinned, "recipient": recipient},
+            "target": target,
+            "planned": planned,
+            "action": action.as_str(),
+            "next_steps": next_steps,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &action {
+        RestoreAction::Unchanged => out.line(&format!(
+            "{host}: {target} already holds the backed-up key {pinned}: nothing to do"
+        ))?,
+        RestoreAction::WouldRestore { current } => out.line(&format!(
+            "would (dry run, nothing written): install the backed-up key {pinned} at {target} on {host} (it holds {current} now; {host} presents {presented})"
+        ))?,
+        RestoreAction::Restored { previous } => out.line(&format!(
+            "restored {host}'s host key {pinned} ({recipient}) at {target} (it held {previous}); .sops.yaml and the pin are unchanged"
+        ))?,
+    }
+    for step in &next_steps {
+        out.line(&format!("next: {step}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows `prompt` on stderr and reads one answer from stdin: true for `y`/`yes`.
+pub(crate) fn ask_yes(prompt: &str) -> anyhow::Result<bool> {
+    eprint_prompt(prompt);
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 #[allow(clippy::print_stderr)]

@@ -97,6 +97,11 @@ impl InfrastructureKey {
         self.public
     }
 
+    /// The private key text (for writing it to a host).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
     /// `SHA256:…` of the public half.
     pub fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&self.public)
@@ -171,7 +176,7 @@ pub struct DeployedHost {
     pub fingerprint: Fingerprint,
 }
 
-enum Existing {
+pub(crate) enum Existing {
     Absent,
     Present(Result<Fingerprint, String>),
 }
@@ -226,7 +231,10 @@ pub(crate) async fn deploy_key(
     })
 }
 
-async fn inspect(connection: &Connection, target: &str) -> Result<(bool, Existing), String> {
+pub(crate) async fn inspect(
+    connection: &Connection,
+    target: &str,
+) -> Result<(bool, Existing), String> {
     let output = connection
         .session
         .command("sh")

@@ -10,6 +10,7 @@ use futures::StreamExt as _;
 use crate::connect::{connect, Connection};
 use crate::deploy::deploy_key;
 use crate::fetch::verify_key_file;
+use crate::restore::{restore_key, RestoreOptions, RestoredHost};
 use crate::run_dir::RunDir;
 use crate::{
     DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetError, HostError, HostSpec,
@@ -77,6 +78,12 @@ impl Verified for FetchedHost {
     }
 }
 
+impl Verified for RestoredHost {
+    fn fetched(&self) -> &FetchedHost {
+        &self.host
+    }
+}
+
 impl Verified for DeployedHost {
     fn fetched(&self) -> &FetchedHost {
         &self.host
@@ -123,6 +130,36 @@ pub async fn deploy(
             let result = async {
                 let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
                 deploy_key(&connection, host, key, deploy, dry_run).await
+            }
+            .await;
+            connection.close().await;
+            result
+        },
+    )
+    .await
+}
+
+/// Verifies every host (by the key it presents now), then installs `key` as its own host key at
+/// `restore.target` (or, in a dry run, says whether it would). For a rebuilt host whose old
+/// identity is restored from a backup; the restore takes effect for SSH once sshd restarts.
+pub async fn restore_host_key(
+    targets: Vec<HostTarget>,
+    options: &FleetOptions,
+    pins: &mut dyn PinRecorder,
+    key: &InfrastructureKey,
+    restore: &RestoreOptions,
+    on_done: &(dyn Fn(&HostResult<RestoredHost>) + Sync),
+) -> Result<Vec<HostResult<RestoredHost>>, FleetError> {
+    let dry_run = options.dry_run;
+    run(
+        targets,
+        options,
+        pins,
+        on_done,
+        |connection, target| async move {
+            let result = async {
+                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
+                restore_key(&connection, host, key, restore, dry_run).await
             }
             .await;
             connection.close().await;

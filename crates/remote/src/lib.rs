@@ -14,6 +14,7 @@ mod error;
 mod fetch;
 mod fleet;
 mod host;
+mod restore;
 mod run_dir;
 mod trust;
 
@@ -22,8 +23,9 @@ pub use deploy::{
 };
 pub use error::{FleetError, HostError, KeyFileError};
 pub use fetch::FetchedHost;
-pub use fleet::{deploy, fetch, FleetOptions, HostResult, HostTarget};
+pub use fleet::{deploy, fetch, restore_host_key, FleetOptions, HostResult, HostTarget};
 pub use host::{HostSpec, HostSpecError};
+pub use restore::{RestoreAction, RestoreOptions, RestoredHost};
 pub use trust::{Fingerprint, FingerprintError, PinFile, PinFileError, PinRecorder, VerifiedBy};
 
 /// Where a host's ed25519 public key lives unless told otherwise.

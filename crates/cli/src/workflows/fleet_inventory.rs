@@ -114,11 +114,12 @@ impl FleetInventory {
 impl FleetInventory {
     /// The infrastructure private key the inventory names: a local key file, or a value of a sops
     /// file in the repo decrypted in memory with the workstation identity (plus `extra`
-    /// identities and the sops variables; passphrase-protected SSH identities are not unlocked
-    /// here).
+    /// identities and the sops variables; a passphrase-protected SSH identity is unlocked through
+    /// `passphrases`).
     pub fn infrastructure_key(
         &self,
         extra: &[PathBuf],
+        passphrases: &mut dyn hostage_recipients::PassphraseProvider,
     ) -> anyhow::Result<hostage_remote::InfrastructureKey> {
         use hostage_inventory::PrivateKeySource;
         let Some(infra) = &self.inventory.infrastructure else {
@@ -149,7 +150,7 @@ impl FleetInventory {
                 let sops = hostage_sops::SopsFile::parse(&bytes, None)
                     .with_context(|| format!("{} is not a sops file", path.display()))?;
                 let data_key = sops
-                    .data_key(&identities, &mut ())
+                    .data_key(&identities, passphrases)
                     .with_context(|| format!("cannot decrypt {}", path.display()))?;
                 sops.verify_mac(&data_key)?;
                 let tree = sops.decrypt(&data_key)?;

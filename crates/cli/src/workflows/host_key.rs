@@ -117,6 +117,32 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Decrypts the stored host key of `host` in memory: its OpenSSH text and its public key.
+pub fn decrypt_stored(
+    repo: &Path,
+    host: &str,
+    identities: &IdentitySet,
+    passphrases: &mut dyn PassphraseProvider,
+) -> anyhow::Result<(Zeroizing<String>, Ed25519PublicKey)> {
+    let stored = repo.join(stored_path(host));
+    let bytes = fs_err::read(&stored).with_context(|| {
+        format!("{host} has no stored host key (onboard it with --generate-host-key)")
+    })?;
+    let file = hostage_sops::SopsFile::parse(&bytes, Some(hostage_sops::Format::Binary))?;
+    let key = file
+        .data_key(identities, passphrases)
+        .with_context(|| format!("cannot decrypt {}", stored.display()))?;
+    file.verify_mac(&key)?;
+    let tree = file.decrypt(&key)?;
+    let private = match tree.documents.first().and_then(|d| d.get("data")) {
+        Some(hostage_sops::Value::Str(text)) => Zeroizing::new(text.clone()),
+        _ => bail!("{} does not hold a key", stored.display()),
+    };
+    let parsed = hostage_recipients::OpenSshPrivateKey::parse(&private)
+        .with_context(|| format!("{} does not hold an OpenSSH key", stored.display()))?;
+    Ok((private, parsed.public_key()))
+}
+
 /// Decrypts the stored host key of `host` and writes it (0600) and its public key under `dir` at
 /// the host's key path, for `nixos-anywhere --extra-files DIR`. Returns the files written.
 pub fn export(
@@ -127,21 +153,7 @@ pub fn export(
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let stored = repo.join(stored_path(host));
-    let bytes = fs_err::read(&stored).with_context(|| {
-        format!("{host} has no stored host key (onboard it with --generate-host-key)")
-    })?;
-    let file = hostage_sops::SopsFile::parse(&bytes, Some(hostage_sops::Format::Binary))?;
-    let key = file.data_key(identities, passphrases)?;
-    file.verify_mac(&key)?;
-    let tree = file.decrypt(&key)?;
-    let private = match tree.documents.first().and_then(|d| d.get("data")) {
-        Some(hostage_sops::Value::Str(text)) => Zeroizing::new(text.clone()),
-        _ => bail!("{} does not hold a key", stored.display()),
-    };
-    let parsed = hostage_recipients::OpenSshPrivateKey::parse(&private)
-        .with_context(|| format!("{} does not hold an OpenSSH key", stored.display()))?;
-    let public = parsed.public_key();
+    let (private, public) = decrypt_stored(repo, host, identities, passphrases)?;
     let private_rel = host_key_path
         .strip_suffix(".pub")
         .unwrap_or(host_key_path)

@@ -6,6 +6,7 @@
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
+pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
 pub mod status;

@@ -23,6 +23,9 @@ use serde::Serialize;
 use super::fleet_inventory::NoPins;
 use super::FleetInventory;
 
+/// Asks the operator whether a host key nothing vouches for is the host's (true: trust it).
+pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>;
+
 /// How to reach and trust the host.
 #[derive(Clone, Debug, Default)]
 pub struct OnboardOptions {
@@ -175,30 +178,45 @@ pub(crate) fn fleet_options(options: &OnboardOptions, dry_run: bool) -> FleetOpt
 }
 
 /// The infrastructure private key the inventory names (a key file, or a sops file decrypted in
-/// memory).
-pub fn infrastructure_key(inventory: &FleetInventory) -> anyhow::Result<InfrastructureKey> {
-    inventory.infrastructure_key(&[])
+/// memory; `passphrases` unlocks a protected SSH identity for that).
+pub fn infrastructure_key(
+    inventory: &FleetInventory,
+    options: &OnboardOptions,
+    passphrases: &mut dyn PassphraseProvider,
+) -> anyhow::Result<InfrastructureKey> {
+    inventory.infrastructure_key(&options.identities, passphrases)
 }
 
 /// Fetches and verifies `host`'s key (and, for infrastructure hosts, checks what a deploy would
-/// do), then computes every change. Writes nothing.
+/// do), then computes every change. Writes nothing. When nothing vouches for the host (no pin,
+/// `--expect-fingerprint`, `--trust-new` or known_hosts entry), `confirm` is shown its key and
+/// decides; without `confirm` (no terminal to ask on) such a host is refused.
 pub fn plan(
     inventory: &FleetInventory,
     name: &str,
     options: &OnboardOptions,
+    passphrases: &mut dyn PassphraseProvider,
+    confirm: Option<ConfirmKey<'_>>,
 ) -> anyhow::Result<OnboardPlan> {
     let host = inventory.host(name)?.clone();
     let mut target = FleetInventory::target(&host);
     if let Some(fp) = &options.expect_fingerprint {
         target.pin = Some(fp.clone());
     }
+    let ask = confirm.is_some()
+        && target.pin.is_none()
+        && !options.trust_new
+        && !options.generate_host_key;
+    let mut verify_options = options.clone();
+    // Accepted only for this dry-run look; the operator decides below.
+    verify_options.trust_new |= ask;
     let infra = inventory.inventory.infrastructure.clone();
     let deploy = match (
         &infra,
         host.infrastructure_key && !options.generate_host_key,
     ) {
         (Some(infra), true) => Some((
-            infrastructure_key(inventory)?,
+            infrastructure_key(inventory, options, passphrases)?,
             DeployOptions {
                 target: infra.deploy_path.clone(),
                 owner: None,
@@ -223,7 +241,14 @@ pub fn plan(
         };
         (fetched, None, generated)
     } else {
-        let (fetched, action) = verify(&target, options, deploy.as_ref())?;
+        let (fetched, action) = verify(&target, &verify_options, deploy.as_ref())?;
+        if ask && fetched.verified_by == hostage_remote::VerifiedBy::TrustedNew {
+            if let Some(confirm) = confirm {
+                if !confirm(&fetched)? {
+                    bail!("the key of {name} was not confirmed; nothing was changed");
+                }
+            }
+        }
         (fetched, action, None)
     };
 

@@ -24,6 +24,7 @@ pub fn plan(
     inventory: &FleetInventory,
     name: &str,
     options: &OnboardOptions,
+    passphrases: &mut dyn hostage_recipients::PassphraseProvider,
     confirm: &mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>,
 ) -> anyhow::Result<OnboardPlan> {
     let host = inventory.host(name)?.clone();
@@ -43,7 +44,7 @@ pub fn plan(
     let infra = inventory.inventory.infrastructure.clone();
     let deploy = match (&infra, host.infrastructure_key) {
         (Some(infra), true) => Some((
-            infrastructure_key(inventory)?,
+            infrastructure_key(inventory, options, passphrases)?,
             DeployOptions {
                 target: infra.deploy_path.clone(),
                 owner: None,
