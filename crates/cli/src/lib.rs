@@ -13,6 +13,7 @@ pub mod passphrase;
 pub mod rekey;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod shared_args;
 pub mod status;
 pub mod workflows;
 

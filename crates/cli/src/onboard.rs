@@ -3,9 +3,7 @@
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use hostage_remote::Fingerprint;
 use serde_json::json;
 
@@ -45,21 +43,12 @@ pub struct OnboardArgs {
     /// the private key sops-encrypted in the repo (`hostage export-host-key` writes it out).
     #[arg(long, conflicts_with_all = ["trust_new", "expect_fingerprint"])]
     pub generate_host_key: bool,
-    /// known_hosts file to trust instead of ssh's defaults.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Seconds allowed per SSH connection.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Extra identity to open the files to re-key (the inventory's workstation identity is used).
-    #[arg(long = "identity", short = 'i', value_name = "FILE")]
-    pub identities: Vec<PathBuf>,
-    /// Read the SSH identity's passphrase from this file (first line).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: crate::shared_args::SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: crate::shared_args::RepoIdentityArgs,
 }
 
 /// Runs `hostage onboard`.
@@ -68,25 +57,19 @@ pub fn run(
     out: &mut Output,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?.with_context(|| {
-        format!(
-            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-            crate::workflows::DEFAULT_INVENTORY
-        )
-    })?;
+    let mut inventory = FleetInventory::require(inventory)?;
     let expect_fingerprint = args
         .expect_fingerprint
         .as_deref()
         .map(Fingerprint::parse)
         .transpose()?;
-    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let options = OnboardOptions {
-        ssh_config: args.ssh_config.as_ref().map(absolute),
-        known_hosts: args.known_hosts.as_ref().map(absolute),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
         expect_fingerprint,
         trust_new: args.trust_new,
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        identities: args.identities.clone(),
+        timeout: args.ssh.timeout(),
+        identities: args.keys.identities.clone(),
         generate_host_key: args.generate_host_key,
     };
     let host_name = args.host.clone();
@@ -101,7 +84,7 @@ pub fn run(
     } else {
         None
     };
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let plan = onboard::plan(&inventory, &args.host, &options, &mut passphrases, confirm)?;
     if !out.json() {
         for warning in &plan.warnings {
@@ -276,12 +259,9 @@ pub struct ExportHostKeyArgs {
     /// The directory to write the tree into.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
-    /// Extra identity to decrypt with (the inventory's workstation identity is used).
-    #[arg(long = "identity", short = 'i', value_name = "FILE")]
-    pub identities: Vec<PathBuf>,
-    /// Read the SSH identity's passphrase from this file (first line).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    /// The identities that open the stored host key.
+    #[command(flatten)]
+    pub keys: crate::shared_args::RepoIdentityArgs,
 }
 
 /// Runs `hostage export-host-key`.
@@ -290,14 +270,9 @@ pub fn run_export(
     out: &mut Output,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let inventory = FleetInventory::find(inventory)?.with_context(|| {
-        format!(
-            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-            crate::workflows::DEFAULT_INVENTORY
-        )
-    })?;
+    let inventory = FleetInventory::require(inventory)?;
     let host = inventory.host(&args.host)?;
-    let mut explicit = args.identities.clone();
+    let mut explicit = args.keys.identities.clone();
     if let Some(identity) = inventory
         .inventory
         .workstation
@@ -309,7 +284,7 @@ pub fn run_export(
     let identities = hostage_recipients::IdentitySet::load(
         &hostage_recipients::IdentityOptions::from_env(explicit),
     );
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let written = crate::workflows::host_key::export(
         &inventory.inventory.secrets_repo,
         host.name.as_str(),

@@ -1,11 +1,9 @@
 //! `hostage rotate HOST`: a host with a new identity gets a new recipient; files are rotated.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use hostage_remote::{Fingerprint, RestoreAction};
 use serde_json::json;
 
@@ -47,21 +45,12 @@ pub struct RotateArgs {
     /// The fingerprint the host presents now (else you are asked on the terminal).
     #[arg(long, value_name = "SHA256:…")]
     pub expect_fingerprint: Option<String>,
-    /// known_hosts file to trust instead of ssh's defaults.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Seconds allowed per SSH connection.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Extra identity to open the files (the inventory's workstation identity is used).
-    #[arg(long = "identity", short = 'i', value_name = "FILE")]
-    pub identities: Vec<PathBuf>,
-    /// Read the SSH identity's passphrase from this file (first line).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: crate::shared_args::SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: crate::shared_args::RepoIdentityArgs,
 }
 
 /// Runs `hostage rotate`.
@@ -70,25 +59,19 @@ pub fn run(
     out: &mut Output,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?.with_context(|| {
-        format!(
-            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-            crate::workflows::DEFAULT_INVENTORY
-        )
-    })?;
+    let mut inventory = FleetInventory::require(inventory)?;
     let expect_fingerprint = args
         .expect_fingerprint
         .as_deref()
         .map(Fingerprint::parse)
         .transpose()?;
-    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
     let options = OnboardOptions {
-        ssh_config: args.ssh_config.as_ref().map(absolute),
-        known_hosts: args.known_hosts.as_ref().map(absolute),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
         expect_fingerprint,
         trust_new: false,
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        identities: args.identities.clone(),
+        timeout: args.ssh.timeout(),
+        identities: args.keys.identities.clone(),
         generate_host_key: false,
     };
     let host_name = args.host.clone();
@@ -104,7 +87,7 @@ pub fn run(
             fetched.fingerprint, fetched.recipient
         ))
     };
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     if args.from_backup {
         let plan = restore::plan(
             &inventory,

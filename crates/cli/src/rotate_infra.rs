@@ -2,9 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
-
-use anyhow::Context as _;
 
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
@@ -30,21 +27,12 @@ pub struct RotateInfraArgs {
     /// The new private key (OpenSSH ed25519, unencrypted).
     #[arg(long, value_name = "FILE")]
     pub new_key: PathBuf,
-    /// known_hosts file to trust instead of ssh's defaults.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Seconds allowed per host.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Extra identity to open the files (the inventory's workstation identity is used).
-    #[arg(long = "identity", short = 'i', value_name = "FILE")]
-    pub identities: Vec<PathBuf>,
-    /// Read the SSH identity's passphrase from this file (first line).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: crate::shared_args::SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: crate::shared_args::RepoIdentityArgs,
 }
 
 /// Runs `hostage rotate-infra`.
@@ -53,19 +41,13 @@ pub fn run(
     out: &mut Output,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?.with_context(|| {
-        format!(
-            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-            crate::workflows::DEFAULT_INVENTORY
-        )
-    })?;
-    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let mut inventory = FleetInventory::require(inventory)?;
     let options = RotateInfraOptions {
-        new_key: absolute(&args.new_key),
-        ssh_config: args.ssh_config.as_ref().map(absolute),
-        known_hosts: args.known_hosts.as_ref().map(absolute),
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        identities: args.identities.clone(),
+        new_key: crate::shared_args::absolute(&args.new_key),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
+        timeout: args.ssh.timeout(),
+        identities: args.keys.identities.clone(),
     };
     if args.dry_run {
         let plan = rotate_infra::plan(&inventory, &options)?;
@@ -99,7 +81,7 @@ pub fn run(
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
+    let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let json = out.json();
     let report = rotate_infra::run(&mut inventory, &options, &mut passphrases, &|n, what| {
         if !json {

@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use hostage_remote::FleetOptions;
 
 use crate::output::Output;
@@ -44,17 +42,14 @@ pub fn run(
     out: &mut Output,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let inventory = FleetInventory::find(inventory)?.with_context(|| {
-        format!(
-            "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-            crate::workflows::DEFAULT_INVENTORY
-        )
-    })?;
-    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let inventory = FleetInventory::require(inventory)?;
     let online = args.online.then(|| FleetOptions {
-        ssh_config: args.ssh_config.as_ref().map(absolute),
-        known_hosts: args.known_hosts.as_ref().map(absolute),
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        ssh_config: args.ssh_config.as_deref().map(crate::shared_args::absolute),
+        known_hosts: args
+            .known_hosts
+            .as_deref()
+            .map(crate::shared_args::absolute),
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
         ..FleetOptions::default()
     });
     let status = status(&inventory, online)?;

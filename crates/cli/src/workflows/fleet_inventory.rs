@@ -29,6 +29,15 @@ impl FleetInventory {
         Ok(Self { inventory, text })
     }
 
+    /// Like [`find`](Self::find), for the verbs that cannot work without an inventory.
+    pub fn require(explicit: Option<&Path>) -> anyhow::Result<Self> {
+        Self::find(explicit)?.with_context(|| {
+            format!(
+                "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {DEFAULT_INVENTORY} exists"
+            )
+        })
+    }
+
     /// Loads the inventory named by `explicit` (`--inventory`/`HOSTAGE_INVENTORY`), else
     /// [`DEFAULT_INVENTORY`] when it exists; `None` when there is none.
     pub fn find(explicit: Option<&Path>) -> anyhow::Result<Option<Self>> {
