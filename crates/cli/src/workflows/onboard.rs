@@ -418,40 +418,19 @@ pub fn plan(
             }
         }
     }
-    if let Some(key) = &generated {
-        let _ = key;
+    if generated.is_some() {
         steps.push(Step::StoreHostKey {
             path: super::host_key::stored_path(name),
         });
     }
-    if !files.is_empty() {
-        steps.push(Step::Rekey {
-            files: files.iter().map(|f| f.display.clone()).collect(),
-        });
-    }
-    let rekey = Plan {
-        config: config_path.clone(),
-        files,
-        skipped: 0,
-    };
-
-    let deploy = match (deploy, deploy_action) {
-        (Some((key, deploy_options)), Some(action)) => match action {
-            DeployAction::Unchanged => None,
-            DeployAction::WouldReplace { old } => bail!(
-                "{name} already has another key ({old}) at {}: that is `hostage rotate-infra`'s job, not onboarding's",
-                deploy_options.target
-            ),
-            _ => {
-                steps.push(Step::DeployInfrastructureKey {
-                    target: deploy_options.target.clone(),
-                    fingerprint: key.fingerprint().to_string(),
-                });
-                Some((key, deploy_options))
-            }
-        },
-        _ => None,
-    };
+    let rekey = rekey_step(&mut steps, &config_path, files);
+    let deploy = deploy_step(
+        &mut steps,
+        deploy,
+        deploy_action,
+        &format!("{name} already has another key"),
+        "that is `hostage rotate-infra`'s job, not onboarding's",
+    )?;
 
     let pinned = host.pin.as_ref().is_some_and(|p| {
         p.fingerprint.as_str() == fetched.fingerprint.as_str() && p.recipient == fetched.recipient
@@ -798,4 +777,49 @@ pub fn apply(
         }
     }
     Ok(outcome)
+}
+
+/// Adds the re-key step when some files change, and returns the plan that applies it.
+pub(super) fn rekey_step(
+    steps: &mut Vec<Step>,
+    config: &Path,
+    files: Vec<hostage_rekey::FilePlan>,
+) -> Plan {
+    if !files.is_empty() {
+        steps.push(Step::Rekey {
+            files: files.iter().map(|f| f.display.clone()).collect(),
+        });
+    }
+    Plan {
+        config: config.to_owned(),
+        files,
+        skipped: 0,
+    }
+}
+
+/// Adds the infrastructure-key deploy step unless the key is already in place. A different key
+/// at the target is refused: `what` says whose it is, `advice` what to do instead.
+pub(super) fn deploy_step(
+    steps: &mut Vec<Step>,
+    deploy: Option<(InfrastructureKey, DeployOptions)>,
+    action: Option<DeployAction>,
+    what: &str,
+    advice: &str,
+) -> anyhow::Result<Option<(InfrastructureKey, DeployOptions)>> {
+    let (Some((key, options)), Some(action)) = (deploy, action) else {
+        return Ok(None);
+    };
+    match action {
+        DeployAction::Unchanged => Ok(None),
+        DeployAction::WouldReplace { old } => {
+            bail!("{what} ({old}) at {}: {advice}", options.target)
+        }
+        _ => {
+            steps.push(Step::DeployInfrastructureKey {
+                target: options.target.clone(),
+                fingerprint: key.fingerprint().to_string(),
+            });
+            Ok(Some((key, options)))
+        }
+    }
 }

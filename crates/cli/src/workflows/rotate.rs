@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use hostage_rekey::{Action, Journal, Plan, PlanOptions, Rotate};
-use hostage_remote::{DeployAction, DeployOptions, FetchedHost};
+use hostage_rekey::{Action, Journal, PlanOptions, Rotate};
+use hostage_remote::{DeployOptions, FetchedHost};
 use hostage_sops::rules::SopsConfig;
 
 use super::onboard::{
@@ -152,34 +152,14 @@ pub fn plan(
             }
         }
     }
-    if !files.is_empty() {
-        steps.push(Step::Rekey {
-            files: files.iter().map(|f| f.display.clone()).collect(),
-        });
-    }
-    let rekey = Plan {
-        config: config_path.clone(),
-        files,
-        skipped: 0,
-    };
-
-    let deploy = match (deploy, deploy_action) {
-        (Some((key, deploy_options)), Some(action)) => match action {
-            DeployAction::Unchanged => None,
-            DeployAction::WouldReplace { old } => bail!(
-                "{name} has another key ({old}) at {}: run `hostage rotate-infra`, or remove it",
-                deploy_options.target
-            ),
-            _ => {
-                steps.push(Step::DeployInfrastructureKey {
-                    target: deploy_options.target.clone(),
-                    fingerprint: key.fingerprint().to_string(),
-                });
-                Some((key, deploy_options))
-            }
-        },
-        _ => None,
-    };
+    let rekey = super::onboard::rekey_step(&mut steps, &config_path, files);
+    let deploy = super::onboard::deploy_step(
+        &mut steps,
+        deploy,
+        deploy_action,
+        &format!("{name} has another key"),
+        "run `hostage rotate-infra`, or remove it",
+    )?;
     if !unchanged {
         steps.push(Step::RecordPin {
             fingerprint: fetched.fingerprint.to_string(),
