@@ -169,38 +169,9 @@ pub fn run(
             2,
             "deploy the new key to every infrastructure host and verify it",
         );
-        let targets: Vec<_> = inventory
-            .inventory
-            .hosts
-            .iter()
-            .filter(|h| h.infrastructure_key)
-            .map(|h| (h.name.as_str().to_owned(), FleetInventory::target(h)))
-            .collect();
-        let fleet = FleetOptions {
-            ssh_config: options.ssh_config.clone(),
-            known_hosts: options.known_hosts.clone(),
-            trust_new: false,
-            jobs: hostage_remote::DEFAULT_JOBS,
-            timeout: options.timeout,
-            dry_run: false,
-        };
-        let deploy = DeployOptions {
-            target: infra.deploy_path.clone(),
-            owner: None,
-            replace: true,
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let results = runtime.block_on(hostage_remote::deploy(
-            targets.iter().map(|(_, t)| t.clone()).collect(),
-            &fleet,
-            &mut NoPins,
-            &new_key,
-            &deploy,
-            &|_| {},
-        ))?;
-        for ((name, _), result) in targets.iter().zip(&results) {
+        let deployed =
+            deploy_to_infrastructure_hosts(inventory, options, &infra, &new_key, DryRun::No)?;
+        for (name, result) in &deployed {
             if let Err(e) = &result.outcome {
                 report.failed_hosts.push(format!("{name}: {e}"));
             }
@@ -217,7 +188,7 @@ pub fn run(
         }
         report
             .phases
-            .push((2, format!("{} host(s) hold the new key", targets.len())));
+            .push((2, format!("{} host(s) hold the new key", deployed.len())));
         saved.done = 2;
         save(&saved)?;
     }
@@ -391,38 +362,9 @@ pub fn plan(
     };
     let mut hosts = Vec::new();
     if done < 2 {
-        let targets: Vec<_> = inventory
-            .inventory
-            .hosts
-            .iter()
-            .filter(|h| h.infrastructure_key)
-            .map(|h| (h.name.as_str().to_owned(), FleetInventory::target(h)))
-            .collect();
-        let fleet = FleetOptions {
-            ssh_config: options.ssh_config.clone(),
-            known_hosts: options.known_hosts.clone(),
-            trust_new: false,
-            jobs: hostage_remote::DEFAULT_JOBS,
-            timeout: options.timeout,
-            dry_run: true,
-        };
-        let deploy = DeployOptions {
-            target: infra.deploy_path.clone(),
-            owner: None,
-            replace: true,
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let results = runtime.block_on(hostage_remote::deploy(
-            targets.iter().map(|(_, t)| t.clone()).collect(),
-            &fleet,
-            &mut NoPins,
-            &new_key,
-            &deploy,
-            &|_| {},
-        ))?;
-        for ((name, _), result) in targets.iter().zip(&results) {
+        let deployed =
+            deploy_to_infrastructure_hosts(inventory, options, &infra, &new_key, DryRun::Yes)?;
+        for (name, result) in &deployed {
             let what = match &result.outcome {
                 Ok(done) => done.action.as_str().to_owned(),
                 Err(e) => format!("unreachable or refused: {e}"),
@@ -442,6 +384,66 @@ pub fn plan(
 
 /// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
 /// journaled), writing `.sops.yaml` after the journal; returns how many and the exposure.
+/// Whether phase 2 only looks (`--dry-run`) or really deploys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DryRun {
+    Yes,
+    No,
+}
+
+/// One host's name and what the deploy did there.
+type NamedDeploy = (
+    String,
+    hostage_remote::HostResult<hostage_remote::DeployedHost>,
+);
+
+/// Phase 2: the new key to every infrastructure host (or, dry, what that would do), with each
+/// host's name beside its result.
+fn deploy_to_infrastructure_hosts(
+    inventory: &FleetInventory,
+    options: &RotateInfraOptions,
+    infra: &hostage_inventory::Infrastructure,
+    new_key: &InfrastructureKey,
+    dry_run: DryRun,
+) -> anyhow::Result<Vec<NamedDeploy>> {
+    let targets: Vec<_> = inventory
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| h.infrastructure_key)
+        .map(|h| (h.name.as_str().to_owned(), FleetInventory::target(h)))
+        .collect();
+    let fleet = FleetOptions {
+        ssh_config: options.ssh_config.clone(),
+        known_hosts: options.known_hosts.clone(),
+        trust_new: false,
+        jobs: hostage_remote::DEFAULT_JOBS,
+        timeout: options.timeout,
+        dry_run: dry_run == DryRun::Yes,
+    };
+    let deploy = DeployOptions {
+        target: infra.deploy_path.clone(),
+        owner: None,
+        replace: true,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(hostage_remote::deploy(
+        targets.iter().map(|(_, t)| t.clone()).collect(),
+        &fleet,
+        &mut NoPins,
+        new_key,
+        &deploy,
+        &|_| {},
+    ))?;
+    Ok(targets
+        .into_iter()
+        .map(|(name, _)| name)
+        .zip(results)
+        .collect())
+}
+
 fn rekey(
     old: &str,
     repo: &Path,
