@@ -7,7 +7,7 @@ use std::process::Output;
 use std::str::FromStr as _;
 
 use hostage_recipients::{parse_key_lines, AgeIdentity, AgeRecipient, OpenSshPrivateKey};
-use hostage_tests::{hostage_bin, require, sops, SshKeyPair, AGE, AGE_KEYGEN, SCRIPT, SSH_KEYGEN};
+use hostage_tests::{hostage_bin, require, sops, SshKeyPair, AGE, AGE_KEYGEN, SSH_KEYGEN};
 use tempfile::TempDir;
 
 const MIC92_AGE: &str = "age17044m9wgakla6pzftf4srtl3h5mcsr85jysgt5fg23zpnta8sfdqhzn452";
@@ -362,41 +362,23 @@ fn passphrase_is_asked_on_the_terminal_and_not_echoed() {
     let dir = TempDir::new().unwrap();
     let pair = SshKeyPair::generate(dir.path(), "laptop", "typed-at-tty", None);
     let expected = convert_private(&pair.private, Some("typed-at-tty"));
-    // `script` gives hostage a real pseudo-terminal; what we write to it is what the operator
-    // types. Like a person, we type only once the prompt is on the screen.
+    // `script` gives hostage a real pseudo-terminal; what we type is what the operator types,
+    // once the prompt is on the screen.
     let command = format!(
         "{} convert --private {}",
         hostage_bin().display(),
         pair.private.display()
     );
-    let mut child = std::process::Command::new(require(SCRIPT))
-        .args(["-qec", &command, "/dev/null"])
-        .env_remove("HOSTAGE_SSH_PASSPHRASE")
-        .env_remove("SSH_TO_AGE_PASSPHRASE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut screen = Vec::new();
-    let mut chunk = [0u8; 256];
-    while !String::from_utf8_lossy(&screen).contains("passphrase for SHA256:") {
-        let n = stdout.read(&mut chunk).unwrap();
-        assert!(
-            n > 0,
-            "no prompt on the terminal: {}",
-            String::from_utf8_lossy(&screen)
-        );
-        screen.extend_from_slice(&chunk[..n]);
-    }
-    // The prompt is printed just before echo is switched off; give that a moment under load.
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    stdin.write_all(b"typed-at-tty\n").unwrap();
-    stdout.read_to_end(&mut screen).unwrap();
-    child.wait().unwrap();
-    drop(stdin);
-    let screen = String::from_utf8_lossy(&screen).into_owned();
+    let screen = hostage_tests::answer_on_terminal(
+        &command,
+        |script| {
+            script
+                .env_remove("HOSTAGE_SSH_PASSPHRASE")
+                .env_remove("SSH_TO_AGE_PASSPHRASE");
+        },
+        "passphrase for SHA256:",
+        "typed-at-tty",
+    );
     let (_, after_prompt) = screen
         .split_once("passphrase for SHA256:")
         .unwrap_or_else(|| panic!("no prompt on the terminal: {screen}"));

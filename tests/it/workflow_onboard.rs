@@ -344,7 +344,6 @@ fn deploy_reads_an_infrastructure_key_kept_in_a_sops_file_in_memory() {
 /// Runs `hostage ARGS…` on a pseudo-terminal (`script`), waits for the host-key question and
 /// answers `answer`; returns the whole screen.
 fn onboard_on_a_terminal(w: &World, host: &str, answer: &str) -> String {
-    use std::io::{Read as _, Write as _};
     let command = format!(
         "{} --inventory {} onboard {host} --ssh-config {} --known-hosts {}",
         hostage_tests::hostage_bin().display(),
@@ -352,37 +351,20 @@ fn onboard_on_a_terminal(w: &World, host: &str, answer: &str) -> String {
         w.fleet.ssh_config().display(),
         w.fleet.known_hosts().display()
     );
-    let mut child = std::process::Command::new(hostage_tests::require(hostage_tests::SCRIPT))
-        .args(["-qec", &command, "/dev/null"])
-        .current_dir(w.repo.dir.path())
-        .env("HOME", w.repo.dir.path())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut screen = Vec::new();
-    let mut chunk = [0u8; 256];
-    // Like a person, type only once the question is on the screen.
-    while !String::from_utf8_lossy(&screen).contains("[y/N]") {
-        let n = stdout.read(&mut chunk).unwrap();
-        assert!(
-            n > 0,
-            "no question on the terminal: {}",
-            String::from_utf8_lossy(&screen)
-        );
-        screen.extend_from_slice(&chunk[..n]);
-    }
-    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-    stdout.read_to_end(&mut screen).unwrap();
-    child.wait().unwrap();
-    drop(stdin);
-    String::from_utf8_lossy(&screen).into_owned()
+    hostage_tests::answer_on_terminal(
+        &command,
+        |script| {
+            script
+                .current_dir(w.repo.dir.path())
+                .env("HOME", w.repo.dir.path())
+                .env("SOPS_DISABLE_VERSION_CHECK", "1")
+                .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
+                .env_remove("SOPS_AGE_KEY_FILE")
+                .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE");
+        },
+        "[y/N]",
+        answer,
+    )
 }
 
 #[test]

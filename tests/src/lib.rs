@@ -166,6 +166,50 @@ pub fn run_hostage(
     command.run().expect("hostage runs")
 }
 
+/// Runs the shell command line `command` on a pseudo-terminal (util-linux `script`), as a person
+/// at a terminal would: `configure` sets its directory and environment, and once `prompt` is on
+/// the screen, `answer` and a newline are typed. Returns everything the terminal showed.
+pub fn answer_on_terminal(
+    command: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+    prompt: &str,
+    answer: &str,
+) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut script = std::process::Command::new(require(SCRIPT));
+    script.args(["-qec", command, "/dev/null"]);
+    configure(&mut script);
+    let mut child = script
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut screen = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(&screen).contains(prompt) {
+        let n = stdout.read(&mut chunk).expect("the terminal can be read");
+        assert!(
+            n > 0,
+            "no `{prompt}` on the terminal: {}",
+            String::from_utf8_lossy(&screen)
+        );
+        screen.extend_from_slice(&chunk[..n]);
+    }
+    // A prompt for a secret is printed just before echo is switched off; give that a moment.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stdin
+        .write_all(format!("{answer}\n").as_bytes())
+        .expect("the terminal takes input");
+    stdout
+        .read_to_end(&mut screen)
+        .expect("the terminal can be read");
+    child.wait().expect("script ends");
+    drop(stdin);
+    String::from_utf8_lossy(&screen).into_owned()
+}
+
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
