@@ -374,37 +374,9 @@ pub fn plan(
         .map(|j| j.files.into_iter().map(|f| f.path).collect())
         .unwrap_or_default();
     let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
-    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let full = hostage_rekey::plan(
-        &config,
-        &candidates,
-        &PlanOptions {
-            rotate: Rotate::Yes,
-            threads: hostage_rekey::default_threads(),
-        },
-        &|| {},
-    );
-    let mut files = Vec::new();
-    for file in full.files {
-        match file.action {
-            Action::Unchanged => {}
-            Action::Error => bail!(
-                "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
-                file.display,
-                file.reason.unwrap_or_default()
-            ),
-            Action::Rewrap | Action::Rotate => {
-                if pending.contains(&file.path) || rule_changed(&original, &config, &file.path) {
-                    files.push(file);
-                } else {
-                    warnings.push(format!(
-                        "{} lags behind .sops.yaml for reasons other than {name}; left to `hostage rekey`",
-                        file.display
-                    ));
-                }
-            }
-        }
-    }
+    let (candidates, files) = affected_files(&config, repo, name, &mut warnings, |file| {
+        pending.contains(&file.path) || rule_changed(&original, &config, &file.path)
+    })?;
     for file in &candidates {
         let rel = file.strip_prefix(repo).unwrap_or(file);
         let rel = rel.to_string_lossy();
@@ -822,4 +794,49 @@ pub(super) fn deploy_step(
             Ok(Some((key, options)))
         }
     }
+}
+
+/// Plans the whole repo against `config` (removals rotate the data key). Files `ours` selects are
+/// this workflow's to re-key; other files that lag behind `.sops.yaml` are left to `hostage rekey`
+/// with a warning. A file the planner cannot handle stops the workflow before anything is written.
+/// Returns every sops file found and the files to re-key.
+pub(super) fn affected_files(
+    config: &SopsConfig,
+    repo: &Path,
+    host: &str,
+    warnings: &mut Vec<String>,
+    ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<hostage_rekey::FilePlan>)> {
+    let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
+    let full = hostage_rekey::plan(
+        config,
+        &candidates,
+        &PlanOptions {
+            rotate: Rotate::Yes,
+            threads: hostage_rekey::default_threads(),
+        },
+        &|| {},
+    );
+    let mut files = Vec::new();
+    for file in full.files {
+        match file.action {
+            Action::Unchanged => {}
+            Action::Error => bail!(
+                "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
+                file.display,
+                file.reason.unwrap_or_default()
+            ),
+            Action::Rewrap | Action::Rotate => {
+                if ours(&file) {
+                    files.push(file);
+                } else {
+                    warnings.push(format!(
+                        "{} lags behind .sops.yaml for reasons other than {host}; left to `hostage rekey`",
+                        file.display
+                    ));
+                }
+            }
+        }
+    }
+    Ok((candidates, files))
 }

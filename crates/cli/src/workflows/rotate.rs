@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
-use hostage_rekey::{Action, Journal, PlanOptions, Rotate};
+use hostage_rekey::Journal;
 use hostage_remote::{DeployOptions, FetchedHost};
 use hostage_sops::rules::SopsConfig;
 
@@ -104,41 +104,12 @@ pub fn plan(
     }
 
     // Every file the old key could open, and every file whose rule changed, gets a new data key.
-    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let full = hostage_rekey::plan(
-        &config,
-        &candidates,
-        &PlanOptions {
-            rotate: Rotate::Yes,
-            threads: hostage_rekey::default_threads(),
-        },
-        &|| {},
-    );
-    let mut files = Vec::new();
-    for file in full.files {
-        match file.action {
-            Action::Unchanged => {}
-            Action::Error => bail!(
-                "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
-                file.display,
-                file.reason.unwrap_or_default()
-            ),
-            Action::Rewrap | Action::Rotate => {
-                let had_old = file.current_recipients().any(|r| r.recipient == old);
-                if had_old
-                    || pending.contains(&file.path)
-                    || rule_changed(&original, &config, &file.path)
-                {
-                    files.push(file);
-                } else {
-                    warnings.push(format!(
-                        "{} lags behind .sops.yaml for reasons other than {name}; left to `hostage rekey`",
-                        file.display
-                    ));
-                }
-            }
-        }
-    }
+    let (_, mut files) =
+        super::onboard::affected_files(&config, repo, name, &mut warnings, |file| {
+            file.current_recipients().any(|r| r.recipient == old)
+                || pending.contains(&file.path)
+                || rule_changed(&original, &config, &file.path)
+        })?;
     // The old key has no anchor any more: name it for the exposure report.
     for file in &mut files {
         for group in &mut file.groups {
