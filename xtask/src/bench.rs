@@ -12,9 +12,10 @@ use anyhow::{bail, Context as _};
 use hostage_recipients::{AgeIdentity, IdentitySet, IdentitySource};
 use hostage_sops::{MacCheck, SopsFile};
 
-struct Keys {
-    secrets: Vec<String>,
-    recipients: Vec<String>,
+/// Four throwaway age keys, kept in `keys.txt` under a benchmark's directory.
+pub(crate) struct Keys {
+    pub(crate) secrets: Vec<String>,
+    pub(crate) recipients: Vec<String>,
 }
 
 fn keygen() -> anyhow::Result<(String, String)> {
@@ -31,7 +32,8 @@ fn keygen() -> anyhow::Result<(String, String)> {
     Ok((secret, recipient))
 }
 
-fn keys(dir: &Path) -> anyhow::Result<Keys> {
+/// The benchmark's keys, made with `age-keygen` on first use.
+pub(crate) fn keys(dir: &Path) -> anyhow::Result<Keys> {
     let path = dir.join("keys.txt");
     if !path.exists() {
         let mut text = String::new();
@@ -64,7 +66,13 @@ fn config(recipients: &[String]) -> String {
     format!("creation_rules:\n  - age: {}\n", recipients.join(","))
 }
 
-fn sops_cmd(sops: &Path, dir: &Path, secret: &str, args: Vec<String>) -> duct::Expression {
+/// The sops oracle run in `dir`, offline, with `secret` as its only identity.
+pub(crate) fn sops_cmd(
+    sops: &Path,
+    dir: &Path,
+    secret: &str,
+    args: Vec<String>,
+) -> duct::Expression {
     duct::cmd(sops, args)
         .dir(dir)
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
@@ -144,7 +152,8 @@ fn fixtures(sops: &Path, dir: &Path, keys: &Keys, count: usize) -> anyhow::Resul
     Ok(names)
 }
 
-fn threads() -> usize {
+/// Worker threads: one per core.
+pub(crate) fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 

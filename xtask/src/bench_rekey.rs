@@ -11,63 +11,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::bench::{keys, sops_cmd, threads, Keys};
 use anyhow::{bail, Context as _};
-use hostage_recipients::AgeIdentity;
 
 const UNIQUE: usize = 1000;
 const PER_DIR: usize = 1000;
 
-struct Keys {
-    secrets: Vec<String>,
-    recipients: Vec<String>,
-}
-
-fn keys(dir: &Path) -> anyhow::Result<Keys> {
-    let path = dir.join("keys.txt");
-    if !path.exists() {
-        let mut text = String::new();
-        for _ in 0..4 {
-            let out = duct::cmd!("age-keygen")
-                .stderr_null()
-                .read()
-                .context("running age-keygen")?;
-            let secret = out
-                .lines()
-                .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-                .context("age-keygen printed no key")?;
-            text.push_str(secret);
-            text.push('\n');
-        }
-        hostage_atomic::write(&path, text.as_bytes())?;
-    }
-    let text = fs_err::read_to_string(&path)?;
-    let secrets: Vec<String> = text.lines().map(str::to_owned).collect();
-    let recipients = secrets
-        .iter()
-        .map(|s| Ok(AgeIdentity::parse(s)?.recipient().to_string()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Keys {
-        secrets,
-        recipients,
-    })
-}
-
 fn config(recipients: &[&String]) -> String {
     let list: Vec<&str> = recipients.iter().map(|r| r.as_str()).collect();
     format!("creation_rules:\n  - age: {}\n", list.join(","))
-}
-
-fn sops_cmd(sops: &Path, dir: &Path, secret: &str, args: Vec<String>) -> duct::Expression {
-    duct::cmd(sops, args)
-        .dir(dir)
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("SOPS_AGE_KEY", secret)
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir)
-}
-
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 fn name(i: usize) -> String {

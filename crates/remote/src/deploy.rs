@@ -278,25 +278,45 @@ async fn write(
     key: &InfrastructureKey,
     options: &DeployOptions,
 ) -> Result<(), String> {
+    let public = key.public.to_openssh();
+    let owner = options.owner.as_deref().unwrap_or_default();
+    write_secret(
+        connection,
+        root,
+        WRITE,
+        &[&options.target, &public, owner],
+        &key.secret,
+    )
+    .await
+}
+
+/// Runs the shell `script` on the host as root (through `sudo -n` when the login user is not
+/// root) with `args`, the secret on its stdin and nowhere else; the script reports success by
+/// printing `written`. The one way a secret leaves this machine.
+pub(crate) async fn write_secret(
+    connection: &Connection,
+    root: bool,
+    script: &str,
+    args: &[&str],
+    secret: &[u8],
+) -> Result<(), String> {
     let program = if root { "sh" } else { "sudo" };
     let mut command = connection.session.command(program);
     if !root {
         command.arg("-n").arg("sh");
     }
+    command.arg("-c").arg(script).arg("sh");
+    for arg in args {
+        command.arg(arg);
+    }
     command
-        .arg("-c")
-        .arg(WRITE)
-        .arg("sh")
-        .arg(&options.target)
-        .arg(key.public.to_openssh())
-        .arg(options.owner.as_deref().unwrap_or_default())
         .stdin(openssh::Stdio::piped())
         .stdout(openssh::Stdio::piped())
         .stderr(openssh::Stdio::piped());
     let mut child = command.spawn().await.map_err(|e| e.to_string())?;
     if let Some(mut stdin) = child.stdin().take() {
         stdin
-            .write_all(&key.secret)
+            .write_all(secret)
             .await
             .map_err(|e| format!("sending the key: {e}"))?;
         stdin

@@ -3,10 +3,8 @@
 //! deriving its public key, given 0600 and root, then renamed over the host key; its `.pub` is
 //! written the same way. Afterwards the installed file is read back and must derive the key.
 
-use tokio::io::AsyncWriteExt as _;
-
 use crate::connect::Connection;
-use crate::deploy::{inspect, Existing};
+use crate::deploy::{inspect, write_secret, Existing};
 use crate::{FetchedHost, Fingerprint, HostError, InfrastructureKey};
 
 /// Where to restore a host key.
@@ -147,38 +145,14 @@ async fn write(
     key: &InfrastructureKey,
     options: &RestoreOptions,
 ) -> Result<(), String> {
-    let program = if root { "sh" } else { "sudo" };
-    let mut command = connection.session.command(program);
-    if !root {
-        command.arg("-n").arg("sh");
-    }
     let public = key.public_key().to_openssh();
-    command
-        .arg("-c")
-        .arg(RESTORE)
-        .arg("sh")
-        .arg(&options.target)
-        .arg(&public)
-        .arg(format!("{public} {}", options.comment))
-        .stdin(openssh::Stdio::piped())
-        .stdout(openssh::Stdio::piped())
-        .stderr(openssh::Stdio::piped());
-    let mut child = command.spawn().await.map_err(|e| e.to_string())?;
-    if let Some(mut stdin) = child.stdin().take() {
-        stdin
-            .write_all(key.secret())
-            .await
-            .map_err(|e| format!("sending the key: {e}"))?;
-        stdin
-            .shutdown()
-            .await
-            .map_err(|e| format!("sending the key: {e}"))?;
-    }
-    let output = child.wait_with_output().await.map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if output.status.success() && stdout.trim() == "written" {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    let public_line = format!("{public} {}", options.comment);
+    write_secret(
+        connection,
+        root,
+        RESTORE,
+        &[&options.target, &public, &public_line],
+        key.secret(),
+    )
+    .await
 }

@@ -75,22 +75,7 @@ pub fn run(
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(u8, &str),
 ) -> anyhow::Result<RotateInfraReport> {
-    let infra = inventory
-        .inventory
-        .infrastructure
-        .clone()
-        .context("the inventory has no recipients.infrastructure")?;
-    let new_key = InfrastructureKey::load(&options.new_key).with_context(|| {
-        format!(
-            "cannot use {} as the new infrastructure key",
-            options.new_key.display()
-        )
-    })?;
-    let new_recipient = new_key
-        .public_key()
-        .to_age_recipient()
-        .context("the new key has no age recipient")?
-        .to_string();
+    let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = inventory.inventory.secrets_repo.clone();
     let config_path = repo.join(".sops.yaml");
     let state = hostage_rekey::state_dir(&repo);
@@ -298,22 +283,7 @@ pub fn plan(
     inventory: &FleetInventory,
     options: &RotateInfraOptions,
 ) -> anyhow::Result<RotateInfraPlan> {
-    let infra = inventory
-        .inventory
-        .infrastructure
-        .clone()
-        .context("the inventory has no recipients.infrastructure")?;
-    let new_key = InfrastructureKey::load(&options.new_key).with_context(|| {
-        format!(
-            "cannot use {} as the new infrastructure key",
-            options.new_key.display()
-        )
-    })?;
-    let new_recipient = new_key
-        .public_key()
-        .to_age_recipient()
-        .context("the new key has no age recipient")?
-        .to_string();
+    let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = &inventory.inventory.secrets_repo;
     let state_file = hostage_rekey::state_dir(repo).join(STATE_FILE);
     let saved: Option<Progress> = match fs_err::read_to_string(&state_file) {
@@ -384,6 +354,30 @@ pub fn plan(
 
 /// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
 /// journaled), writing `.sops.yaml` after the journal; returns how many and the exposure.
+/// The inventory's infrastructure key settings, the new key, and the new key's recipient.
+fn current_and_new_key(
+    inventory: &FleetInventory,
+    options: &RotateInfraOptions,
+) -> anyhow::Result<(hostage_inventory::Infrastructure, InfrastructureKey, String)> {
+    let infra = inventory
+        .inventory
+        .infrastructure
+        .clone()
+        .context("the inventory has no recipients.infrastructure")?;
+    let new_key = InfrastructureKey::load(&options.new_key).with_context(|| {
+        format!(
+            "cannot use {} as the new infrastructure key",
+            options.new_key.display()
+        )
+    })?;
+    let new_recipient = new_key
+        .public_key()
+        .to_age_recipient()
+        .context("the new key has no age recipient")?
+        .to_string();
+    Ok((infra, new_key, new_recipient))
+}
+
 /// Whether phase 2 only looks (`--dry-run`) or really deploys.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum DryRun {
