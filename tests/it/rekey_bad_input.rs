@@ -24,7 +24,7 @@ fn refuses_and_writes_nothing(repo: &Repo, config: &str, needle: &str) -> String
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains(needle), "expected {needle:?} in:\n{all}");
     assert_eq!(repo.snapshot(), before, "something was written");
-    assert!(!repo.path(".git/hostage/rekey-journal.json").exists());
+    assert!(!repo.path(".git/hostage/rekey-journal.jsonl").exists());
     let check = repo.hostage(&["rekey", "--check"], &[]);
     assert_eq!(check.status.code(), Some(1), "--check must fail too");
     all

@@ -121,7 +121,7 @@ fn killed_run_is_finished_by_the_next(at_least: usize) {
     let (old, new) = old_or_new(&repo, &original);
     assert!(old > 0 && new >= at_least, "old {old}, new {new}");
     assert!(
-        repo.path(".git/hostage/rekey-journal.json").exists(),
+        repo.path(".git/hostage/rekey-journal.jsonl").exists(),
         "the killed run left no journal"
     );
 
@@ -152,7 +152,7 @@ fn killed_run_is_finished_by_the_next(at_least: usize) {
         temp_files(&repo.path("secrets"))
     );
     assert!(
-        !repo.path(".git/hostage/rekey-journal.json").exists(),
+        !repo.path(".git/hostage/rekey-journal.jsonl").exists(),
         "the journal outlived a complete run"
     );
     let check = repo.hostage(&["rekey", "--check"], &[]);

@@ -325,6 +325,7 @@ pub(crate) fn rekey(
         }
         tables.push((count, rows));
     }
+    let scaling = memory_scaling(sops, hostage, dir, &pristine, &keys, counts)?;
     let load = fs_err::read_to_string("/proc/loadavg").unwrap_or_default();
     println!();
     println!(
@@ -370,5 +371,64 @@ pub(crate) fn rekey(
             );
         }
     }
+    println!();
+    println!(
+        "peak memory as the file count grows (`hostage rekey` rotating every file, one run each)"
+    );
+    println!("| files | `rekey --check` wall | `rekey --check` peak memory | `rekey` wall | `rekey` per file | `rekey` peak memory |");
+    println!("|---|---|---|---|---|---|");
+    for (count, check, apply) in scaling {
+        let rss = |m: Measured| {
+            m.rss_kib
+                .map_or("n/a (install Debian `time`)".to_owned(), |k| {
+                    format!("{:.1} MiB", k as f64 / 1024.0)
+                })
+        };
+        println!(
+            "| {count} | {:.0} ms | {} | {:.0} ms | {:.3} ms | {} |",
+            check.wall.as_secs_f64() * 1000.0,
+            rss(check),
+            apply.wall.as_secs_f64() * 1000.0,
+            apply.wall.as_secs_f64() * 1000.0 / count as f64,
+            rss(apply)
+        );
+    }
     Ok(())
+}
+
+/// `hostage rekey --check` then `hostage rekey` at the given counts and at 5x the largest (the
+/// issue's "memory must stay flat as the file count grows"): `(files, check, apply)` each.
+fn memory_scaling(
+    sops: &Path,
+    hostage: &Path,
+    dir: &Path,
+    pristine: &Path,
+    keys: &Keys,
+    counts: &[usize],
+) -> anyhow::Result<Vec<(usize, Measured, Measured)>> {
+    let mut all: Vec<usize> = counts.to_vec();
+    if let Some(largest) = counts.iter().max() {
+        all.push(largest * 5);
+    }
+    let mut out = Vec::new();
+    for count in all {
+        let work = workdir(dir, "hostage-memory", pristine, count, keys)?;
+        println!("$ hostage rekey --check; hostage rekey ({count} files)");
+        let run = |extra: &[&str]| {
+            let mut args = vec!["rekey".to_owned()];
+            args.extend(extra.iter().map(|s| (*s).to_owned()));
+            measure(
+                timed(hostage, args)
+                    .dir(&work)
+                    .env("SOPS_AGE_KEY", &keys.secrets[0])
+                    .unchecked(),
+            )
+        };
+        let check_run = run(&["--check"])?;
+        let apply_run = run(&[])?;
+        check(sops, hostage, &work, count, keys)?;
+        fs_err::remove_dir_all(&work)?;
+        out.push((count, check_run, apply_run));
+    }
+    Ok(out)
 }

@@ -44,7 +44,16 @@ fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(std::io::Error) -> 
 
 /// Writes `bytes` to `path` atomically and durably, keeping the mode of an existing file.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let staged = stage(path, bytes)?;
+    write_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write`] for content produced as a stream (a journal of 100,000 entries is written without
+/// ever being whole in memory): `content` writes it to a buffered temp file.
+pub fn write_with(
+    path: &Path,
+    content: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
+    let staged = stage_with(path, content)?;
     staged
         .file
         .sync_all()
@@ -253,6 +262,14 @@ fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
 
 /// Writes `bytes` to a new temp file beside `path` (not yet flushed).
 fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
+    stage_with(path, |out| out.write_all(bytes))
+}
+
+/// Writes what `content` produces to a new temp file beside `path` (not yet flushed).
+fn stage_with(
+    path: &Path,
+    content: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<Staged, WriteError> {
     let not_a_file = || WriteError::NotAFilePath {
         path: path.to_owned(),
     };
@@ -283,8 +300,11 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<Staged, WriteError> {
         .open(&temp)
         .map_err(io(path, "creating the temporary file"))?;
     let result = (|| {
-        file.write_all(bytes)
+        let mut out = std::io::BufWriter::new(&mut file);
+        content(&mut out).map_err(io(path, "writing the temporary file"))?;
+        out.flush()
             .map_err(io(path, "writing the temporary file"))?;
+        drop(out);
         if let Some(mode) = existing_mode {
             // `mode()` at creation is filtered by the umask; set it exactly.
             file.set_permissions(std::fs::Permissions::from_mode(mode))

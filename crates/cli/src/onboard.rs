@@ -100,7 +100,7 @@ pub fn run(
     let steps = plan.steps.clone();
     let next_steps = plan.next_steps.clone();
     let warnings = plan.warnings.clone();
-    let exposure = plan.exposure();
+    let exposure = plan.exposure()?;
     let verified = json!({
         "fingerprint": plan.fetched.fingerprint.as_str(),
         "recipient": plan.fetched.recipient.to_string(),
@@ -144,9 +144,9 @@ pub(crate) fn print_plan(
     out: &mut Output,
     plan: &OnboardPlan,
     dry_run: bool,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
     if out.json() {
-        return out.json_value(&json!({
+        return Ok(out.json_value(&json!({
             "host": plan.host,
             "mode": if dry_run { "dry-run" } else { "apply" },
             "verified": {
@@ -156,10 +156,10 @@ pub(crate) fn print_plan(
             },
             "steps": plan.steps,
             "outcome": serde_json::Value::Null,
-            "exposure": plan.exposure(),
+            "exposure": plan.exposure()?,
             "warnings": plan.warnings,
             "next_steps": plan.next_steps,
-        }));
+        }))?);
     }
     let how = if plan.generated_locally {
         "generated locally".to_owned()
@@ -181,7 +181,7 @@ pub(crate) fn print_plan(
         for step in &plan.steps {
             out.line(&format!("  {}", describe(step)))?;
         }
-        print_exposure(out, &plan.exposure())?;
+        print_exposure(out, &plan.exposure()?)?;
     }
     for step in &plan.next_steps {
         out.line(&format!("next: {step}"))?;

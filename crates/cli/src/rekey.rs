@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use hostage_recipients::{IdentityOptions, IdentitySet};
 use hostage_rekey::{
-    Action, ApplyOptions, ApplyReport, Exposure, FileOutcome, Journal, Plan, PlanOptions, RepoLock,
-    Rotate,
+    Action, ApplyOptions, ApplyReport, ExposureReport, FileOutcome, FilePlan, Journal, Plan,
+    PlanOptions, RepoLock, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -66,29 +66,27 @@ struct SummaryJson {
     failed: usize,
 }
 
+/// The head of the JSON document; `files` and `exposure` follow it as streamed lists.
 #[derive(Serialize)]
-struct ExposedJson {
-    path: String,
-    key_paths: Vec<String>,
-    shamir_share_only: bool,
-}
-
-#[derive(Serialize)]
-struct ExposureJson {
-    name: Option<String>,
-    recipient: String,
-    files: Vec<ExposedJson>,
-}
-
-#[derive(Serialize)]
-struct RekeyJson<'a> {
+struct HeadJson<'a> {
     mode: Mode,
     config: String,
     resumed: bool,
     summary: SummaryJson,
-    files: Vec<FileJson>,
-    exposure: Vec<ExposureJson>,
     lints: &'a [Lint],
+}
+
+#[derive(Serialize)]
+struct ExposureHeadJson<'a> {
+    name: &'a Option<String>,
+    recipient: &'a str,
+}
+
+#[derive(Serialize)]
+struct ExposedJson<'a> {
+    path: &'a str,
+    key_paths: Vec<&'a str>,
+    shamir_share_only: bool,
 }
 
 fn recipients_json(list: &[std::sync::Arc<hostage_rekey::Recipient>]) -> Vec<RecipientJson> {
@@ -169,19 +167,15 @@ pub fn run(
         &candidates,
         &PlanOptions { rotate, threads },
         &|| bar.inc(1),
-    );
+    )?;
     bar.finish_and_clear();
-    if args.no_rotate
-        && plan
-            .files
-            .iter()
-            .any(|f| f.removes() && f.action == Action::Rewrap)
-    {
+    drop(candidates);
+    if args.no_rotate && any_file(&plan, FilePlan::removes)? {
         output::warn("--no-rotate: removed recipients keep the data key if they saved it; rotate the secrets themselves");
     }
 
     if let Mode::Check = mode {
-        report(out, mode, &config, &plan, None, &plan.exposure(), false)?;
+        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
             ExitCode::from(1)
         } else if plan.has_drift() {
@@ -193,15 +187,18 @@ pub fn run(
 
     let identities = IdentitySet::load(&IdentityOptions::from_env(args.identities.clone()));
     let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
-    let identities =
-        hostage_rekey::unlock_identities(&identities, &plan.recipients_to_open(), &mut passphrases);
+    let identities = hostage_rekey::unlock_identities(
+        &identities,
+        &plan.recipients_to_open()?,
+        &mut passphrases,
+    );
 
     if let Mode::DryRun = mode {
         let to_check = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
         let bar = progress(to_check, "checking keys");
-        hostage_rekey::verify(&mut plan, &identities, threads, &|| bar.inc(1));
+        hostage_rekey::verify(&mut plan, &identities, threads, &|| bar.inc(1))?;
         bar.finish_and_clear();
-        report(out, mode, &config, &plan, None, &plan.exposure(), false)?;
+        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
             ExitCode::from(1)
         } else {
@@ -211,7 +208,7 @@ pub fn run(
 
     // Apply: a plan with errors writes nothing (the config or the repo needs fixing first).
     if plan.count(Action::Error) > 0 {
-        report(out, mode, &config, &plan, None, &plan.exposure(), false)?;
+        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         anyhow::bail!(
             "{} file(s) cannot be re-keyed (listed above); nothing was written",
             plan.count(Action::Error)
@@ -220,56 +217,89 @@ pub fn run(
     let state = hostage_rekey::state_dir(config.dir());
     let _lock = RepoLock::acquire(&state)?;
     let previous = Journal::load(&state)?;
-    let mut exposure = plan.exposure();
     if let Some(previous) = &previous {
         output::warn(&format!(
             "finishing an interrupted run: a previous run (pid {}, {} file(s) planned) did not complete; its exposure report is included",
             previous.pid,
-            previous.files.len()
+            previous.paths()?.len()
         ));
-        previous.clean_temp_files();
-        exposure = hostage_rekey::merge_exposure(exposure, &previous.exposure);
+        previous.clean_temp_files()?;
     }
     let resumed = previous.is_some();
     if !plan.has_drift() {
+        // Nothing left to write; a killed run's exposure report is still owed, then its journal
+        // goes.
+        match &previous {
+            Some(previous) => report(
+                out,
+                mode,
+                &config,
+                &plan,
+                Some(ApplyReport::default()),
+                &previous.exposure()?,
+                resumed,
+            )?,
+            None => report(
+                out,
+                mode,
+                &config,
+                &plan,
+                Some(ApplyReport::default()),
+                &plan.exposure()?,
+                resumed,
+            )?,
+        }
         Journal::remove(&state)?;
-        report(
-            out,
-            mode,
-            &config,
-            &plan,
-            Some(&ApplyReport::default()),
-            &exposure,
-            resumed,
-        )?;
         return Ok(ExitCode::SUCCESS);
     }
-    Journal::from_plan(&plan, exposure.clone()).save(&state)?;
+    let journal = Journal::write(&state, &plan, previous.as_ref())?;
+    drop(previous);
     let todo = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
     let bar = progress(todo, "re-keying");
-    let result = hostage_rekey::apply(
-        &plan,
+    let applied = hostage_rekey::apply(
+        &mut plan,
         &identities,
         &ApplyOptions {
             threads,
             batch: args.batch_size,
         },
         &|| bar.inc(1),
-    );
+    )?;
     bar.finish_and_clear();
-    let failed = result.failures().count();
-    if failed == 0 {
+    for file in plan.files() {
+        let file = file?;
+        if let Some(reason) = file.failure() {
+            output::error(&format!("{}: {reason}", file.display));
+        }
+    }
+    report(
+        out,
+        mode,
+        &config,
+        &plan,
+        Some(applied),
+        &journal.exposure()?,
+        resumed,
+    )?;
+    // The journal goes only once every file is written (and its exposure reported).
+    if applied.failed == 0 {
         Journal::remove(&state)?;
     }
-    for (path, reason) in result.failures() {
-        output::error(&format!("{path}: {reason}"));
-    }
-    report(out, mode, &config, &plan, Some(&result), &exposure, resumed)?;
-    Ok(if failed > 0 {
+    Ok(if applied.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether some file of `plan` satisfies `test` (a streaming pass over the spilled entries).
+fn any_file(plan: &Plan, test: impl Fn(&FilePlan) -> bool) -> anyhow::Result<bool> {
+    for file in plan.files() {
+        if test(&file?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn progress(len: usize, what: &'static str) -> ProgressBar {
@@ -284,97 +314,44 @@ fn progress(len: usize, what: &'static str) -> ProgressBar {
         .with_prefix(what)
 }
 
+/// Prints the plan (and what applying did): one line per file that is not unchanged, a summary
+/// and the exposure report; with `--json` one document whose `files` and `exposure` lists are
+/// written entry by entry as they are read back, so the report is never whole in memory.
 fn report(
     out: &mut Output,
     mode: Mode,
     config: &SopsConfig,
     plan: &Plan,
-    applied: Option<&ApplyReport>,
-    exposure: &[Exposure],
+    applied: Option<ApplyReport>,
+    exposure: &ExposureReport<'_>,
     resumed: bool,
-) -> std::io::Result<()> {
-    let outcome_of = |display: &str| {
-        applied.and_then(|r| r.files.iter().find(|(p, _)| p == display).map(|(_, o)| o))
-    };
+) -> anyhow::Result<()> {
     let summary = SummaryJson {
         unchanged: plan.count(Action::Unchanged),
         rewrap: plan.count(Action::Rewrap),
         rotate: plan.count(Action::Rotate),
         error: plan.count(Action::Error),
         skipped_not_sops: plan.skipped,
-        written: applied.map_or(0, ApplyReport::written),
-        failed: applied.map_or(0, |r| r.failures().count()),
+        written: applied.map_or(0, |a| a.written),
+        failed: applied.map_or(0, |a| a.failed),
     };
     if out.json() {
-        let outcomes: std::collections::HashMap<&str, &FileOutcome> = applied
-            .map(|r| r.files.iter().map(|(p, o)| (p.as_str(), o)).collect())
-            .unwrap_or_default();
-        let files = plan
-            .files
-            .iter()
-            .map(|f| {
-                let outcome = outcomes.get(f.display.as_str());
-                FileJson {
-                    path: f.display.clone(),
-                    action: f.action,
-                    rule: f.rule,
-                    reason: f.reason.clone(),
-                    groups: f
-                        .groups
-                        .iter()
-                        .map(|g| GroupJson {
-                            added: recipients_json(&g.added),
-                            removed: recipients_json(&g.removed),
-                            kept: recipients_json(&g.kept),
-                        })
-                        .collect(),
-                    outcome: outcome.map(|o| match o {
-                        FileOutcome::Written => "written",
-                        FileOutcome::Failed(_) => "failed",
-                    }),
-                    error: outcome.and_then(|o| match o {
-                        FileOutcome::Failed(reason) => Some(reason.clone()),
-                        FileOutcome::Written => None,
-                    }),
-                }
-            })
-            .collect();
-        let exposure = exposure
-            .iter()
-            .map(|e| ExposureJson {
-                name: e.recipient.name.clone(),
-                recipient: e.recipient.recipient.clone(),
-                files: e
-                    .files
-                    .iter()
-                    .map(|f| ExposedJson {
-                        path: f.path.clone(),
-                        key_paths: f.key_paths.iter().map(str::to_owned).collect(),
-                        shamir_share_only: f.shamir_share_only,
-                    })
-                    .collect(),
-            })
-            .collect();
-        return out.json_value(&RekeyJson {
-            mode,
-            config: config.path().display().to_string(),
-            resumed,
-            summary,
-            files,
-            exposure,
-            lints: config.lints(),
-        });
+        return report_json(out, mode, config, plan, summary, exposure, resumed);
     }
-    let width = plan
-        .files
-        .iter()
-        .filter(|f| f.action != Action::Unchanged)
-        .map(|f| f.display.len())
-        .max()
-        .unwrap_or(0);
-    for file in plan.files.iter().filter(|f| f.action != Action::Unchanged) {
-        let label = match (file.action, outcome_of(&file.display)) {
-            (_, Some(FileOutcome::Failed(_))) => "failed",
+    let mut width = 0;
+    for file in plan.files() {
+        let file = file?;
+        if file.action != Action::Unchanged {
+            width = width.max(file.display.len());
+        }
+    }
+    for file in plan.files() {
+        let file = file?;
+        if file.action == Action::Unchanged {
+            continue;
+        }
+        let label = match (file.action, file.failure()) {
+            (_, Some(_)) => "failed",
             (Action::Rewrap, _) => "rewrap",
             (Action::Rotate, _) => "rotate",
             (Action::Error, _) => "error",
@@ -382,7 +359,7 @@ fn report(
         };
         let detail = match file.action {
             Action::Error => file.reason.clone().unwrap_or_default(),
-            _ => describe_changes(file),
+            _ => describe_changes(&file),
         };
         out.line(&format!("{label:<9} {:<width$}  {detail}", file.display))?;
     }
@@ -392,7 +369,7 @@ fn report(
     };
     let mut line = format!(
         "{} sops file(s): {} unchanged, {} rewrap, {} rotate, {} error{verb}",
-        plan.files.len(),
+        plan.len(),
         summary.unchanged,
         summary.rewrap,
         summary.rotate,
@@ -408,13 +385,14 @@ fn report(
     if !exposure.is_empty() {
         out.line("")?;
         out.line("exposure: removed recipients could read these values (change the credentials they hold):")?;
-        for entry in exposure {
-            let who = match &entry.recipient.name {
-                Some(name) => format!("{name} ({})", entry.recipient.recipient),
-                None => entry.recipient.recipient.clone(),
+        for recipient in exposure.recipients() {
+            let who = match &recipient.name {
+                Some(name) => format!("{name} ({})", recipient.recipient),
+                None => recipient.recipient.clone(),
             };
             out.line(&format!("  {who}:"))?;
-            for file in &entry.files {
+            for file in exposure.files_of(recipient)? {
+                let file = file?;
                 let share = if file.shamir_share_only {
                     " [one Shamir share only]"
                 } else {
@@ -431,7 +409,111 @@ fn report(
     Ok(())
 }
 
-fn describe_changes(file: &hostage_rekey::FilePlan) -> String {
+/// The `--json` report: the head's members, then `files` and `exposure` one entry per line.
+fn report_json(
+    out: &mut Output,
+    mode: Mode,
+    config: &SopsConfig,
+    plan: &Plan,
+    summary: SummaryJson,
+    exposure: &ExposureReport<'_>,
+    resumed: bool,
+) -> anyhow::Result<()> {
+    let head = serde_json::to_string(&HeadJson {
+        mode,
+        config: config.path().display().to_string(),
+        resumed,
+        summary,
+        lints: config.lints(),
+    })?;
+    // The head without its closing brace, so the streamed lists become members of it.
+    let head = head.strip_suffix('}').unwrap_or(&head);
+    out.raw(head.as_bytes())?;
+    out.raw(b",\n\"files\": [")?;
+    let mut list = JsonList::default();
+    for file in plan.files() {
+        let file = file?;
+        list.item(
+            out,
+            &FileJson {
+                path: file.display.clone(),
+                action: file.action,
+                rule: file.rule,
+                reason: file.reason.clone(),
+                groups: file
+                    .groups
+                    .iter()
+                    .map(|g| GroupJson {
+                        added: recipients_json(&g.added),
+                        removed: recipients_json(&g.removed),
+                        kept: recipients_json(&g.kept),
+                    })
+                    .collect(),
+                outcome: file.outcome.as_ref().map(|o| match o {
+                    FileOutcome::Written => "written",
+                    FileOutcome::Failed(_) => "failed",
+                }),
+                error: file.failure().map(str::to_owned),
+            },
+        )?;
+    }
+    list.end(out)?;
+    out.raw(b",\n\"exposure\": [")?;
+    let mut recipients = JsonList::default();
+    for recipient in exposure.recipients() {
+        let head = serde_json::to_string(&ExposureHeadJson {
+            name: &recipient.name,
+            recipient: &recipient.recipient,
+        })?;
+        recipients.open(out)?;
+        out.raw(head.strip_suffix('}').unwrap_or(&head).as_bytes())?;
+        out.raw(b", \"files\": [")?;
+        let mut files = JsonList::default();
+        for file in exposure.files_of(recipient)? {
+            let file = file?;
+            files.item(
+                out,
+                &ExposedJson {
+                    path: &file.path,
+                    key_paths: file.key_paths.iter().collect(),
+                    shamir_share_only: file.shamir_share_only,
+                },
+            )?;
+        }
+        files.end(out)?;
+        out.raw(b"}")?;
+    }
+    recipients.end(out)?;
+    out.raw(b"}\n")?;
+    Ok(())
+}
+
+/// A JSON array written one element per line.
+#[derive(Default)]
+struct JsonList {
+    any: bool,
+}
+
+impl JsonList {
+    /// Starts the next element (the separator before it).
+    fn open(&mut self, out: &mut Output) -> std::io::Result<()> {
+        out.raw(if self.any { b",\n" } else { b"\n" })?;
+        self.any = true;
+        Ok(())
+    }
+
+    fn item(&mut self, out: &mut Output, value: &impl Serialize) -> anyhow::Result<()> {
+        self.open(out)?;
+        out.raw(&serde_json::to_vec(value)?)?;
+        Ok(())
+    }
+
+    fn end(self, out: &mut Output) -> std::io::Result<()> {
+        out.raw(if self.any { b"\n]" } else { b"]" })
+    }
+}
+
+fn describe_changes(file: &FilePlan) -> String {
     let mut parts = Vec::new();
     let several = file.groups.len() > 1;
     for (index, group) in file.groups.iter().enumerate() {

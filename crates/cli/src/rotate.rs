@@ -118,7 +118,7 @@ pub fn run(
     let host = plan.host.clone();
     let steps = plan.steps.clone();
     let next_steps = plan.next_steps.clone();
-    let exposure = plan.exposure();
+    let exposure = plan.exposure()?;
     let fingerprint = plan.fetched.fingerprint.to_string();
     let recipient = plan.fetched.recipient.to_string();
     let outcome = onboard::apply(&mut inventory, plan, &mut passphrases, &|step| {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use hostage_recipients::IdentitySet;
 use hostage_sops::{MacCheck, SopsFile};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::plan::{Action, FilePlan, Plan};
-use crate::{parallel_map, Progress};
+use crate::{parallel_map, Progress, RekeyError};
 
 /// How to apply.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +32,7 @@ impl Default for ApplyOptions {
 }
 
 /// What happened to one file the plan changes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
 pub enum FileOutcome {
     /// The new content is written (durably).
@@ -41,62 +41,41 @@ pub enum FileOutcome {
     Failed(String),
 }
 
-/// The result of [`apply`]: one outcome per file to change, in plan order.
-#[derive(Clone, Debug, Default, Serialize)]
+/// The totals of [`apply`]; each file's [`FileOutcome`] is in the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ApplyReport {
-    /// `(display path, outcome)`.
-    pub files: Vec<(String, FileOutcome)>,
-}
-
-impl ApplyReport {
-    /// The files that failed, with their reasons.
-    pub fn failures(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.files
-            .iter()
-            .filter_map(|(path, outcome)| match outcome {
-                FileOutcome::Failed(reason) => Some((path.as_str(), reason.as_str())),
-                FileOutcome::Written => None,
-            })
-    }
-
-    /// How many files were written.
-    pub fn written(&self) -> usize {
-        self.files
-            .iter()
-            .filter(|(_, o)| *o == FileOutcome::Written)
-            .count()
-    }
+    /// Files written.
+    pub written: usize,
+    /// Files that failed (nothing written to them).
+    pub failed: usize,
 }
 
 /// Applies every rewrap and rotation of `plan` with `identities` (already unlocked: workers pass
-/// no passphrase provider). Goes on past per-file errors and reports each one.
+/// no passphrase provider), `options.batch` files at a time, recording each file's outcome in
+/// the plan. Goes on past per-file errors; fails only when the plan's spill file does.
 pub fn apply(
-    plan: &Plan,
+    plan: &mut Plan,
     identities: &IdentitySet,
     options: &ApplyOptions,
     progress: Progress<'_>,
-) -> ApplyReport {
-    let todo: Vec<&FilePlan> = plan
-        .files
-        .iter()
-        .filter(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
-        .collect();
+) -> Result<ApplyReport, RekeyError> {
     let mut report = ApplyReport::default();
-    for batch in todo.chunks(options.batch.max(1)) {
-        let outputs = parallel_map(batch.len(), options.threads, &|i| {
-            let result = rekey_file(batch[i], identities);
+    plan.rewrite(options.batch.max(1), |files| {
+        let todo: Vec<&FilePlan> = files.iter().filter(|f| f.changes()).collect();
+        let outputs = parallel_map(todo.len(), options.threads, &|i| {
+            let result = rekey_file(todo[i], identities);
             progress();
             result
         });
-        let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::with_capacity(batch.len());
-        let mut outcomes: Vec<(String, Option<String>)> = Vec::with_capacity(batch.len());
-        for (file, output) in batch.iter().zip(outputs) {
+        let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::with_capacity(todo.len());
+        let mut failures: Vec<Option<String>> = Vec::with_capacity(todo.len());
+        for (file, output) in todo.iter().zip(outputs) {
             match output {
                 Ok(bytes) => {
                     writes.push((file.path.clone(), bytes));
-                    outcomes.push((file.display.clone(), None));
+                    failures.push(None);
                 }
-                Err(reason) => outcomes.push((file.display.clone(), Some(reason))),
+                Err(reason) => failures.push(Some(reason)),
             }
         }
         let write_error = hostage_atomic::write_batch(&writes).err().map(|e| {
@@ -105,16 +84,21 @@ pub fn apply(
             format!("{e}{cause} (this batch may be partly written; run again to finish)")
         });
         drop(writes);
-        for (display, failure) in outcomes {
+        for (file, failure) in files.iter_mut().filter(|f| f.changes()).zip(failures) {
             let outcome = match (failure, &write_error) {
                 (Some(reason), _) => FileOutcome::Failed(reason),
                 (None, Some(error)) => FileOutcome::Failed(error.clone()),
                 (None, None) => FileOutcome::Written,
             };
-            report.files.push((display, outcome));
+            match outcome {
+                FileOutcome::Written => report.written += 1,
+                FileOutcome::Failed(_) => report.failed += 1,
+            }
+            file.outcome = Some(outcome);
         }
-    }
-    report
+        Ok(())
+    })?;
+    Ok(report)
 }
 
 fn rekey_file(file: &FilePlan, identities: &IdentitySet) -> Result<Vec<u8>, String> {

@@ -38,4 +38,12 @@ pub enum RekeyError {
         /// What failed.
         what: String,
     },
+    /// The temp file a plan is spilled to cannot be written or read.
+    #[error("cannot use the plan's temporary file in `{}`: {what} (check the space there, or point TMPDIR elsewhere)", dir.display())]
+    Spill {
+        /// The temp directory.
+        dir: PathBuf,
+        /// What failed.
+        what: String,
+    },
 }

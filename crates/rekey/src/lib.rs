@@ -10,21 +10,28 @@
 //! - [`Plan::exposure`] says what removed recipients could read; [`RepoLock`] and [`Journal`]
 //!   keep two runs from interleaving and let a killed run be finished by the next one.
 //!
+//! Memory does not grow with the repo: a plan's entries are spilled to an unnamed temp file as
+//! they are made and every step (verify, apply, the exposure report, the journal) streams them
+//! back in chunks of a few hundred files.
+//!
 //! It does not print and does not edit `.sops.yaml` (that is `hostage_sops::rules`).
 
 mod apply;
 mod error;
+mod exposure;
 mod plan;
 mod state;
+mod store;
 mod walk;
 
 pub use apply::{apply, ApplyOptions, ApplyReport, FileOutcome};
 pub use error::RekeyError;
+pub use exposure::{ExposedFile, Exposure, ExposureReport};
 pub use plan::{
-    plan, unlock_identities, verify, Action, ExposedFile, Exposure, FilePlan, GroupChange,
-    KeyPaths, Plan, PlanOptions, Recipient, Rotate,
+    plan, unlock_identities, verify, Action, FilePlan, GroupChange, KeyPaths, Plan, PlanOptions,
+    Recipient, Rotate,
 };
-pub use state::{merge_exposure, state_dir, Journal, JournalEntry, RepoLock};
+pub use state::{state_dir, Journal, JournalEntry, RepoLock};
 pub use walk::walk;
 
 /// Called once per file done (for a progress bar); must be cheap and thread-safe.

@@ -2,8 +2,8 @@
 //! file has, per key group and by recipient, and what that means (unchanged, rewrap, rotate or
 //! an error with its reason). Computing it needs no private key.
 
+use std::collections::BTreeSet;
 use std::collections::HashMap;
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,7 +13,10 @@ use hostage_sops::SopsFile;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::{parallel_map, Progress};
+use crate::apply::FileOutcome;
+use crate::exposure::ExposureReport;
+use crate::store::{Store, StoreWriter};
+use crate::{parallel_map, Progress, RekeyError};
 
 /// Whether removing a recipient rotates the data key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +97,8 @@ pub struct FilePlan {
     pub groups: Vec<GroupChange>,
     /// The paths of the encrypted values (`a.b.c`), kept only when a recipient is removed.
     pub key_paths: KeyPaths,
+    /// What applying did to the file (set by [`apply`](crate::apply) on the files it changes).
+    pub outcome: Option<FileOutcome>,
     /// The age recipients to give each key group (the rule's, in its order).
     #[serde(skip)]
     pub(crate) wanted: Arc<Vec<Vec<String>>>,
@@ -112,8 +117,22 @@ impl FilePlan {
             reason: Some(reason),
             groups: Vec::new(),
             key_paths: KeyPaths::default(),
+            outcome: None,
             wanted: Arc::default(),
             digest: [0; 32],
+        }
+    }
+
+    /// Whether a run changes the file (a rewrap or a rotation).
+    pub fn changes(&self) -> bool {
+        matches!(self.action, Action::Rewrap | Action::Rotate)
+    }
+
+    /// Why applying failed, when it did.
+    pub fn failure(&self) -> Option<&str> {
+        match &self.outcome {
+            Some(FileOutcome::Failed(reason)) => Some(reason),
+            _ => None,
         }
     }
 
@@ -165,81 +184,283 @@ impl<'de> serde::Deserialize<'de> for KeyPaths {
     }
 }
 
-/// What a removed recipient could read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Exposure {
-    /// The removed recipient.
-    pub recipient: Recipient,
-    /// The files it was a recipient of, with their encrypted key paths.
-    pub files: Vec<ExposedFile>,
-}
-
-/// One file a removed recipient could read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ExposedFile {
-    /// The file, for display.
-    pub path: String,
-    /// The encrypted values it could read (`a.b.c`); rotate the credentials they hold.
-    pub key_paths: KeyPaths,
-    /// The file has several key groups: the recipient held one Shamir share, and could read
-    /// the values only together with holders of enough other groups.
-    pub shamir_share_only: bool,
-}
-
-/// The plan for a whole repo.
-#[derive(Clone, Debug, Serialize)]
+/// The plan for a whole repo. Only its counts are in memory: the entries (one per sops file, in
+/// path order) are spilled to an unnamed temp file as they are planned and read back as a stream
+/// by whoever needs them, so a plan of 100,000 files costs no more memory than one of 100.
+#[derive(Debug)]
 pub struct Plan {
     /// The `.sops.yaml` the recipients come from.
     pub config: PathBuf,
-    /// Every sops file found, sorted by path.
-    pub files: Vec<FilePlan>,
     /// Files looked at that carry no sops metadata.
     pub skipped: usize,
+    store: Store,
+    counts: Counts,
+    /// Recipients with their display names (entries store only the recipient string).
+    names: HashMap<String, Arc<Recipient>>,
+    /// Per rule: its age recipients, per group (what a rewrap or rotation gives the file).
+    wanted: Vec<Arc<Vec<Vec<String>>>>,
+}
+
+/// How many entries have each action.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts([usize; 4]);
+
+impl Counts {
+    fn add(&mut self, action: Action) {
+        self.0[action as usize] += 1;
+    }
 }
 
 impl Plan {
+    /// A plan with no file (a workflow that re-keys nothing).
+    pub fn empty(config: &Path) -> Result<Self, RekeyError> {
+        Ok(Self {
+            config: config.to_owned(),
+            skipped: 0,
+            store: Store::empty()?,
+            counts: Counts::default(),
+            names: HashMap::new(),
+            wanted: Vec::new(),
+        })
+    }
+
+    /// A plan of `files` as given (unit tests build journals and reports from it).
+    #[cfg(test)]
+    pub(crate) fn from_files(config: &Path, files: Vec<FilePlan>) -> Self {
+        let mut writer = StoreWriter::new().unwrap();
+        let mut counts = Counts::default();
+        let mut names = HashMap::new();
+        for file in &files {
+            counts.add(file.action);
+            learn_names(&mut names, file);
+            writer.push(&StoredFile::of(file)).unwrap();
+        }
+        Self {
+            config: config.to_owned(),
+            skipped: 0,
+            store: writer.finish().unwrap(),
+            counts,
+            names,
+            wanted: Vec::new(),
+        }
+    }
+
+    /// How many sops files the plan has.
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether the plan has no sops file.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How many files have `action`.
     pub fn count(&self, action: Action) -> usize {
-        self.files.iter().filter(|f| f.action == action).count()
+        self.counts.0[action as usize]
     }
 
     /// Whether some file needs a rewrap or a rotation (what `--check` reports).
     pub fn has_drift(&self) -> bool {
-        self.files
-            .iter()
-            .any(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
+        self.count(Action::Rewrap) + self.count(Action::Rotate) > 0
     }
 
-    /// For every removed recipient, the files (and values) it could read.
-    pub fn exposure(&self) -> Vec<Exposure> {
-        let mut by_recipient: BTreeMap<Recipient, Vec<ExposedFile>> = BTreeMap::new();
-        for file in &self.files {
-            for group in &file.groups {
-                for removed in &group.removed {
-                    let files = by_recipient.entry(Recipient::clone(removed)).or_default();
-                    if !files.iter().any(|f| f.path == file.display) {
-                        files.push(ExposedFile {
-                            path: file.display.clone(),
-                            key_paths: file.key_paths.clone(),
-                            shamir_share_only: file.groups.len() > 1,
-                        });
-                    }
-                }
-            }
+    /// Every file, in path order, read back from the spill file.
+    pub fn files(&self) -> impl Iterator<Item = Result<FilePlan, RekeyError>> + '_ {
+        self.store
+            .iter::<StoredFile>()
+            .map(|stored| stored.map(|s| self.load(s)))
+    }
+
+    /// Keeps only the files `keep` accepts (a workflow's share of a repo-wide plan).
+    pub fn retain(&mut self, mut keep: impl FnMut(&FilePlan) -> bool) -> Result<(), RekeyError> {
+        self.rewrite(CHUNK, |files| {
+            files.retain(|f| keep(f));
+            Ok(())
+        })
+    }
+
+    /// Names `recipient` for display when `.sops.yaml` does not (a key whose anchor a workflow
+    /// just replaced, e.g. "web01's old key").
+    pub fn name_recipient(&mut self, recipient: &str, name: &str) {
+        let unnamed = self
+            .names
+            .get(recipient)
+            .is_none_or(|known| known.name.is_none());
+        if unnamed {
+            self.names.insert(
+                recipient.to_owned(),
+                Arc::new(Recipient {
+                    name: Some(name.to_owned()),
+                    recipient: recipient.to_owned(),
+                }),
+            );
         }
-        by_recipient
-            .into_iter()
-            .map(|(recipient, files)| Exposure { recipient, files })
-            .collect()
     }
 
     /// The recipients whose identities a run needs: the current recipients of the files to change.
-    pub fn recipients_to_open(&self) -> BTreeSet<String> {
-        self.files
-            .iter()
-            .filter(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
-            .flat_map(|f| f.current_recipients().map(|r| r.recipient.clone()))
-            .collect()
+    pub fn recipients_to_open(&self) -> Result<BTreeSet<String>, RekeyError> {
+        let mut needed = BTreeSet::new();
+        for file in self.files() {
+            let file = file?;
+            if file.changes() {
+                needed.extend(file.current_recipients().map(|r| r.recipient.clone()));
+            }
+        }
+        Ok(needed)
+    }
+
+    /// What the recipients this plan removes could read.
+    pub fn exposure(&self) -> Result<ExposureReport<'_>, RekeyError> {
+        ExposureReport::of_plan(self)
+    }
+
+    /// Streams every entry through `change`, `chunk` at a time and in order, and keeps what it
+    /// leaves (how files are filtered, verified and applied without holding the whole plan).
+    pub(crate) fn rewrite(
+        &mut self,
+        chunk: usize,
+        mut change: impl FnMut(&mut Vec<FilePlan>) -> Result<(), RekeyError>,
+    ) -> Result<(), RekeyError> {
+        let mut writer = StoreWriter::new()?;
+        let mut counts = Counts::default();
+        let mut batch: Vec<FilePlan> = Vec::with_capacity(chunk);
+        let mut entries = self.files();
+        loop {
+            batch.clear();
+            for file in entries.by_ref().take(chunk.max(1)) {
+                batch.push(file?);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            change(&mut batch)?;
+            for file in &batch {
+                counts.add(file.action);
+                writer.push(&StoredFile::of(file))?;
+            }
+        }
+        drop(entries);
+        self.store = writer.finish()?;
+        self.counts = counts;
+        Ok(())
+    }
+
+    /// The entry `stored` with its shared parts (names, wanted recipients) put back.
+    fn load(&self, stored: StoredFile) -> FilePlan {
+        let recipient = |r: String| {
+            self.names.get(&r).cloned().unwrap_or_else(|| {
+                Arc::new(Recipient {
+                    name: None,
+                    recipient: r,
+                })
+            })
+        };
+        let list = |rs: Vec<String>| rs.into_iter().map(recipient).collect();
+        FilePlan {
+            path: stored.path,
+            display: stored.display,
+            rule: stored.rule,
+            action: stored.action,
+            reason: stored.reason,
+            groups: stored
+                .groups
+                .into_iter()
+                .map(|g| GroupChange {
+                    kept: list(g.kept),
+                    added: list(g.added),
+                    removed: list(g.removed),
+                })
+                .collect(),
+            key_paths: stored.key_paths,
+            outcome: stored.outcome,
+            wanted: stored
+                .rule
+                .and_then(|r| self.wanted.get(r).cloned())
+                .unwrap_or_default(),
+            digest: stored.digest.0,
+        }
+    }
+}
+
+/// Files planned, verified or applied together: what is in memory at once.
+pub(crate) const CHUNK: usize = 256;
+
+/// A [`FilePlan`] as the spill file holds it: recipients by their string only.
+#[derive(Serialize, serde::Deserialize)]
+struct StoredFile {
+    #[serde(with = "crate::store::os_path")]
+    path: PathBuf,
+    display: String,
+    rule: Option<usize>,
+    action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    groups: Vec<StoredGroup>,
+    #[serde(default, skip_serializing_if = "KeyPaths::is_empty")]
+    key_paths: KeyPaths,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outcome: Option<FileOutcome>,
+    digest: Digest,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct StoredGroup {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    kept: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    added: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<String>,
+}
+
+impl StoredFile {
+    fn of(file: &FilePlan) -> Self {
+        let list = |rs: &[Arc<Recipient>]| rs.iter().map(|r| r.recipient.clone()).collect();
+        Self {
+            path: file.path.clone(),
+            display: file.display.clone(),
+            rule: file.rule,
+            action: file.action,
+            reason: file.reason.clone(),
+            groups: file
+                .groups
+                .iter()
+                .map(|g| StoredGroup {
+                    kept: list(&g.kept),
+                    added: list(&g.added),
+                    removed: list(&g.removed),
+                })
+                .collect(),
+            key_paths: file.key_paths.clone(),
+            outcome: file.outcome.clone(),
+            digest: Digest(file.digest),
+        }
+    }
+}
+
+/// A SHA-256 digest, stored as hex.
+struct Digest([u8; 32]);
+
+impl Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
+        serializer.serialize_str(&hex)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        let mut out = [0_u8; 32];
+        if hex.len() != 64 {
+            return Err(serde::de::Error::custom("a digest is 64 hex digits"));
+        }
+        for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            let pair = std::str::from_utf8(pair).map_err(serde::de::Error::custom)?;
+            *byte = u8::from_str_radix(pair, 16).map_err(serde::de::Error::custom)?;
+        }
+        Ok(Self(out))
     }
 }
 
@@ -255,32 +476,57 @@ pub(crate) fn carries_sops_metadata(text: &str) -> bool {
         .any(|(at, m)| text[at + m.len()..].trim_start().starts_with(':'))
 }
 
-/// Plans every file of `files` against `config`. Files without sops metadata are counted as
-/// skipped; a file that cannot be read, parsed or matched becomes an [`Action::Error`] entry.
+/// Plans every file of `files` against `config`, [`CHUNK`] files at a time, spilling each entry
+/// as it is made. Files without sops metadata are counted as skipped; a file that cannot be read,
+/// parsed or matched becomes an [`Action::Error`] entry. Fails only when the spill file does.
 pub fn plan(
     config: &SopsConfig,
     files: &[PathBuf],
     options: &PlanOptions,
     progress: Progress<'_>,
-) -> Plan {
+) -> Result<Plan, RekeyError> {
     let shared = Shared::new(config);
-    let planned = parallel_map(files.len(), options.threads, &|index| {
-        let result = plan_file(config, &shared, &files[index], options);
-        progress();
-        result
-    });
-    let mut plan = Plan {
-        config: config.path().to_owned(),
-        files: Vec::with_capacity(planned.iter().filter(|p| p.is_some()).count()),
-        skipped: 0,
-    };
-    for entry in planned {
-        match entry {
-            Some(file) => plan.files.push(file),
-            None => plan.skipped += 1,
+    let mut names = shared.recipients.clone();
+    let mut writer = StoreWriter::new()?;
+    let mut counts = Counts::default();
+    let mut skipped = 0;
+    for chunk in files.chunks(CHUNK) {
+        let planned = parallel_map(chunk.len(), options.threads, &|index| {
+            let result = plan_file(config, &shared, &chunk[index], options);
+            progress();
+            result
+        });
+        for entry in planned {
+            match entry {
+                Some(file) => {
+                    counts.add(file.action);
+                    learn_names(&mut names, &file);
+                    writer.push(&StoredFile::of(&file))?;
+                }
+                None => skipped += 1,
+            }
         }
     }
-    plan
+    Ok(Plan {
+        config: config.path().to_owned(),
+        skipped,
+        store: writer.finish()?,
+        counts,
+        names,
+        wanted: shared.wanted,
+    })
+}
+
+/// Keeps the names of `file`'s recipients (those only the file has, e.g. a removed host whose
+/// anchor is still under `keys:`), since the spill file stores recipient strings only.
+fn learn_names(names: &mut HashMap<String, Arc<Recipient>>, file: &FilePlan) {
+    for group in &file.groups {
+        for r in group.kept.iter().chain(&group.added).chain(&group.removed) {
+            if !names.contains_key(&r.recipient) {
+                names.insert(r.recipient.clone(), Arc::clone(r));
+            }
+        }
+    }
 }
 
 /// What every file of a rule shares, built once so a plan of many files holds it once.
@@ -381,6 +627,7 @@ fn plan_file(
         reason: None,
         groups: Vec::new(),
         key_paths: KeyPaths::default(),
+        outcome: None,
         wanted,
         digest,
     };
@@ -539,32 +786,38 @@ pub fn unlock_identities(
 
 /// Checks, for every file the plan would change, that `identities` recover its data key and
 /// that its MAC matches (what `--dry-run` can say beyond `--check`); failures become errors.
-pub fn verify(plan: &mut Plan, identities: &IdentitySet, threads: usize, progress: Progress<'_>) {
-    let indices: Vec<usize> = (0..plan.files.len())
-        .filter(|i| matches!(plan.files[*i].action, Action::Rewrap | Action::Rotate))
-        .collect();
-    let files = &plan.files;
-    let problems = parallel_map(indices.len(), threads, &|n| {
-        let file = &files[indices[n]];
-        let result = (|| -> Result<(), String> {
-            let bytes = fs_err::read(&file.path)
-                .map_err(|e| format!("cannot read the file: {}", io_cause(&e)))?;
-            let sops = SopsFile::parse(&bytes, None).map_err(|e| e.to_string())?;
-            let key = sops
-                .data_key(identities, &mut ())
-                .map_err(|e| e.to_string())?;
-            sops.verify_mac(&key).map_err(|e| e.to_string())
-        })();
-        progress();
-        result.err()
-    });
-    for (n, problem) in problems.into_iter().enumerate() {
-        if let Some(reason) = problem {
-            let file = &mut plan.files[indices[n]];
-            file.action = Action::Error;
-            file.reason = Some(reason);
+pub fn verify(
+    plan: &mut Plan,
+    identities: &IdentitySet,
+    threads: usize,
+    progress: Progress<'_>,
+) -> Result<(), RekeyError> {
+    plan.rewrite(CHUNK, |files| {
+        let problems = parallel_map(files.len(), threads, &|index| {
+            let file = &files[index];
+            if !file.changes() {
+                return None;
+            }
+            let result = (|| -> Result<(), String> {
+                let bytes = fs_err::read(&file.path)
+                    .map_err(|e| format!("cannot read the file: {}", io_cause(&e)))?;
+                let sops = SopsFile::parse(&bytes, None).map_err(|e| e.to_string())?;
+                let key = sops
+                    .data_key(identities, &mut ())
+                    .map_err(|e| e.to_string())?;
+                sops.verify_mac(&key).map_err(|e| e.to_string())
+            })();
+            progress();
+            result.err()
+        });
+        for (file, problem) in files.iter_mut().zip(problems) {
+            if let Some(reason) = problem {
+                file.action = Action::Error;
+                file.reason = Some(reason);
+            }
         }
-    }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

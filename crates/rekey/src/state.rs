@@ -6,13 +6,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, Exposure, Plan};
+use std::collections::BTreeSet;
+use std::io::BufRead as _;
+
+use crate::exposure::{ExposedFile, ExposedRow, ExposureReport};
+use crate::plan::{Action, FilePlan, KeyPaths, Plan, Recipient};
 use crate::walk::TEMP_MARKER;
 use crate::RekeyError;
 
 const LOCK_FILE: &str = "rekey.lock";
-const JOURNAL_FILE: &str = "rekey-journal.json";
-const JOURNAL_VERSION: u32 = 1;
+const JOURNAL_FILE: &str = "rekey-journal.jsonl";
+const JOURNAL_VERSION: u32 = 2;
 
 /// Where re-key state lives for a repo whose `.sops.yaml` is in `config_dir`: `hostage/` inside
 /// the git directory of the nearest enclosing work tree (worktrees' `.git` files are followed),
@@ -80,83 +84,231 @@ impl RepoLock {
     }
 }
 
-/// One file of a journaled plan.
+/// One file of a journaled run: what the run does to it and, when it takes recipients off, what
+/// they could read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
     /// The file (absolute).
+    #[serde(with = "crate::store::os_path")]
     pub path: PathBuf,
     /// `rewrap` or `rotate`.
     pub action: Action,
+    /// The file for display.
+    pub display: String,
+    /// The recipients the run takes off the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<Recipient>,
+    /// The encrypted values those recipients could read.
+    #[serde(default, skip_serializing_if = "KeyPaths::is_empty")]
+    pub key_paths: KeyPaths,
+    /// The file has several key groups (a removed recipient held one Shamir share).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shamir_share_only: bool,
 }
 
-/// The record of a run in progress: written before the first file, removed after the last.
+impl JournalEntry {
+    /// The entry of a planned file.
+    pub(crate) fn of(file: &FilePlan) -> Self {
+        let mut removed: Vec<Recipient> = Vec::new();
+        for r in file.groups.iter().flat_map(|g| &g.removed) {
+            if !removed.iter().any(|seen| seen.recipient == r.recipient) {
+                removed.push(Recipient::clone(r));
+            }
+        }
+        Self {
+            path: file.path.clone(),
+            action: file.action,
+            display: file.display.clone(),
+            key_paths: if removed.is_empty() {
+                KeyPaths::default()
+            } else {
+                file.key_paths.clone()
+            },
+            shamir_share_only: !removed.is_empty() && file.groups.len() > 1,
+            removed,
+        }
+    }
+
+    /// What the recipients taken off this file could read, if any were.
+    pub(crate) fn exposed(self) -> Option<ExposedRow> {
+        if self.removed.is_empty() {
+            return None;
+        }
+        Some(ExposedRow {
+            removed: self.removed,
+            file: ExposedFile {
+                path: self.display,
+                key_paths: self.key_paths,
+                shamir_share_only: self.shamir_share_only,
+            },
+        })
+    }
+}
+
+fn write_line(out: &mut dyn std::io::Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")
+}
+
+/// The journal's first line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Header {
+    version: u32,
+    started: u64,
+    pid: u32,
+    config: PathBuf,
+}
+
+/// The record of a run in progress, written (durably) before its first file and removed after
+/// its last: a header line, then one [`JournalEntry`] line per file, in path order. It is read
+/// as a stream, so its size does not matter.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Journal {
-    /// Format version.
-    pub version: u32,
+    /// The journal file.
+    path: PathBuf,
     /// When the run started (seconds since the Unix epoch).
     pub started: u64,
     /// The process that ran it.
     pub pid: u32,
     /// The `.sops.yaml` it followed.
     pub config: PathBuf,
-    /// The files it was going to change.
-    pub files: Vec<JournalEntry>,
-    /// What the recipients it removed could read (kept so a rerun still reports files the
-    /// killed run already rotated).
-    pub exposure: Vec<Exposure>,
 }
 
 impl Journal {
-    /// The journal of `plan`, as a run is about to apply it, with the exposure report to keep
-    /// (usually `plan.exposure()`, merged with a killed run's).
-    pub fn from_plan(plan: &Plan, exposure: Vec<Exposure>) -> Self {
-        Self {
+    fn file(state_dir: &Path) -> PathBuf {
+        state_dir.join(JOURNAL_FILE)
+    }
+
+    /// Records, before anything is written, that a run is about to apply `plan`: every file it
+    /// changes, with what the recipients it removes could read. The entries of `previous` (a
+    /// killed run's journal) that `plan` does not redo are carried over, so their exposure is
+    /// reported until a run completes.
+    pub fn write(
+        state_dir: &Path,
+        plan: &Plan,
+        previous: Option<&Journal>,
+    ) -> Result<Self, RekeyError> {
+        fs_err::create_dir_all(state_dir).map_err(|e| state_error(state_dir, e))?;
+        let path = Self::file(state_dir);
+        let header = Header {
             version: JOURNAL_VERSION,
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             pid: std::process::id(),
             config: plan.config.clone(),
-            files: plan
-                .files
-                .iter()
-                .filter(|f| matches!(f.action, Action::Rewrap | Action::Rotate))
-                .map(|f| JournalEntry {
-                    path: f.path.clone(),
-                    action: f.action,
-                })
-                .collect(),
-            exposure,
-        }
-    }
-
-    fn file(state_dir: &Path) -> PathBuf {
-        state_dir.join(JOURNAL_FILE)
+        };
+        // Reading the previous journal while its replacement is written is safe: the new one
+        // is a temp file until it is renamed over the old.
+        let carried: Box<dyn Iterator<Item = Result<JournalEntry, RekeyError>>> = match previous {
+            Some(previous) => Box::new(previous.entries()?),
+            None => Box::new(std::iter::empty()),
+        };
+        let current = plan
+            .files()
+            .filter(|f| f.as_ref().map_or(true, FilePlan::changes))
+            .map(|f| f.map(|f| JournalEntry::of(&f)));
+        hostage_atomic::write_with(&path, |out| {
+            use std::cmp::Ordering;
+            let other = |e: RekeyError| std::io::Error::other(e.to_string());
+            write_line(out, &header)?;
+            let mut current = current.peekable();
+            let mut carried = carried.peekable();
+            loop {
+                let order = match (current.peek(), carried.peek()) {
+                    (None, None) => break,
+                    (Some(Ok(a)), Some(Ok(b))) => a.path.cmp(&b.path),
+                    (Some(_), None) | (Some(Err(_)), _) => Ordering::Less,
+                    (None, Some(_)) | (_, Some(Err(_))) => Ordering::Greater,
+                };
+                let next = match order {
+                    Ordering::Less => current.next(),
+                    Ordering::Greater => carried.next(),
+                    // Redone by this run: its own entry replaces the old one.
+                    Ordering::Equal => {
+                        carried.next();
+                        current.next()
+                    }
+                };
+                match next {
+                    Some(entry) => write_line(out, &entry.map_err(other)?)?,
+                    None => break,
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| {
+            use std::error::Error as _;
+            let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
+            state_error(&path, format!("{e}{cause}"))
+        })?;
+        Ok(Self {
+            path,
+            started: header.started,
+            pid: header.pid,
+            config: header.config,
+        })
     }
 
     /// The journal a killed run left, if any.
     pub fn load(state_dir: &Path) -> Result<Option<Self>, RekeyError> {
         let path = Self::file(state_dir);
-        let text = match fs_err::read_to_string(&path) {
-            Ok(text) => text,
+        let file = match fs_err::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(state_error(&path, e)),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| {
+        let mut first = String::new();
+        std::io::BufReader::new(file)
+            .read_line(&mut first)
+            .map_err(|e| state_error(&path, e))?;
+        let header: Header = serde_json::from_str(&first).map_err(|e| {
             state_error(
                 &path,
                 format!("unreadable journal ({e}); delete it and run again"),
             )
-        })
+        })?;
+        if header.version != JOURNAL_VERSION {
+            return Err(state_error(
+                &path,
+                format!(
+                    "a journal of format {} (this hostage reads {JOURNAL_VERSION}); finish the run with the hostage that started it, or delete the journal and run again",
+                    header.version
+                ),
+            ));
+        }
+        Ok(Some(Self {
+            path,
+            started: header.started,
+            pid: header.pid,
+            config: header.config,
+        }))
     }
 
-    /// Writes the journal durably (before any file of the run is touched).
-    pub fn save(&self, state_dir: &Path) -> Result<(), RekeyError> {
-        fs_err::create_dir_all(state_dir).map_err(|e| state_error(state_dir, e))?;
-        let path = Self::file(state_dir);
-        let text = serde_json::to_vec(self).map_err(|e| state_error(&path, e))?;
-        hostage_atomic::write(&path, &text).map_err(|e| state_error(&path, e))
+    /// The files of the journaled run (and of the killed runs it carries), in path order.
+    pub fn entries(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<JournalEntry, RekeyError>> + '_, RekeyError> {
+        let file = fs_err::File::open(&self.path).map_err(|e| state_error(&self.path, e))?;
+        Ok(std::io::BufReader::new(file).lines().skip(1).map(|line| {
+            let line = line.map_err(|e| state_error(&self.path, e))?;
+            serde_json::from_str(&line).map_err(|e| {
+                state_error(
+                    &self.path,
+                    format!("unreadable journal entry ({e}); delete it and run again"),
+                )
+            })
+        }))
+    }
+
+    /// The paths of every journaled file.
+    pub fn paths(&self) -> Result<BTreeSet<PathBuf>, RekeyError> {
+        self.entries()?.map(|e| e.map(|e| e.path)).collect()
+    }
+
+    /// What the journaled runs' removed recipients could read.
+    pub fn exposure(&self) -> Result<ExposureReport<'_>, RekeyError> {
+        ExposureReport::of_journal(self)
     }
 
     /// Removes the journal (the run is complete).
@@ -169,10 +321,9 @@ impl Journal {
     }
 
     /// Removes the temp files a killed run left beside the journaled files; returns how many.
-    pub fn clean_temp_files(&self) -> usize {
-        let mut dirs: Vec<&Path> = self.files.iter().filter_map(|f| f.path.parent()).collect();
-        dirs.sort();
-        dirs.dedup();
+    pub fn clean_temp_files(&self) -> Result<usize, RekeyError> {
+        let targets = self.paths()?;
+        let dirs: BTreeSet<&Path> = targets.iter().filter_map(|p| p.parent()).collect();
         let mut removed = 0;
         for dir in dirs {
             let Ok(entries) = fs_err::read_dir(dir) else {
@@ -185,37 +336,13 @@ impl Journal {
                     continue;
                 };
                 let target = dir.join(target.trim_start_matches('.'));
-                if self.files.iter().any(|f| f.path == target)
-                    && fs_err::remove_file(entry.path()).is_ok()
-                {
+                if targets.contains(&target) && fs_err::remove_file(entry.path()).is_ok() {
                     removed += 1;
                 }
             }
         }
-        removed
+        Ok(removed)
     }
-}
-
-/// `current` plus what `previous` (a killed run's journal) recorded, by recipient and file.
-pub fn merge_exposure(mut current: Vec<Exposure>, previous: &[Exposure]) -> Vec<Exposure> {
-    for old in previous {
-        match current
-            .iter_mut()
-            .find(|e| e.recipient.recipient == old.recipient.recipient)
-        {
-            Some(entry) => {
-                for file in &old.files {
-                    if !entry.files.iter().any(|f| f.path == file.path) {
-                        entry.files.push(file.clone());
-                    }
-                }
-                entry.files.sort_by(|a, b| a.path.cmp(&b.path));
-            }
-            None => current.push(old.clone()),
-        }
-    }
-    current.sort_by(|a, b| a.recipient.cmp(&b.recipient));
-    current
 }
 
 #[cfg(test)]
@@ -258,27 +385,121 @@ mod tests {
         assert_eq!(state_dir(&plain), plain.join(".hostage"));
     }
 
+    fn rotated(dir: &Path, name: &str, removed: &str) -> FilePlan {
+        let recipient = |r: &str| {
+            std::sync::Arc::new(Recipient {
+                name: Some(r.to_owned()),
+                recipient: format!("age1{r}"),
+            })
+        };
+        FilePlan {
+            path: dir.join(name),
+            display: name.to_owned(),
+            rule: Some(0),
+            action: if removed.is_empty() {
+                Action::Rewrap
+            } else {
+                Action::Rotate
+            },
+            reason: None,
+            groups: vec![crate::GroupChange {
+                kept: vec![recipient("alice")],
+                added: Vec::new(),
+                removed: [removed]
+                    .iter()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| recipient(r))
+                    .collect(),
+            }],
+            key_paths: KeyPaths::new(["db.password".to_owned()]),
+            outcome: None,
+            wanted: std::sync::Arc::default(),
+            digest: [0; 32],
+        }
+    }
+
     #[test]
-    fn journal_round_trips_and_cleans_only_its_own_temp_files() {
+    fn a_new_journal_carries_what_a_killed_run_did_not_redo() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("a.yaml");
-        fs_err::write(&target, "x").unwrap();
+        let config = dir.path().join(".sops.yaml");
+        let first = Plan::from_files(
+            &config,
+            vec![
+                rotated(dir.path(), "a.yaml", "web01"),
+                rotated(dir.path(), "c.yaml", "web01"),
+            ],
+        );
+        let killed = Journal::write(dir.path(), &first, None).unwrap();
+        assert_eq!(Journal::load(dir.path()).unwrap(), Some(killed.clone()));
+
+        // The killed run finished a.yaml; c.yaml is redone (now only rewrapped), b.yaml is new.
+        let second = Plan::from_files(
+            &config,
+            vec![
+                rotated(dir.path(), "b.yaml", "db01"),
+                rotated(dir.path(), "c.yaml", ""),
+            ],
+        );
+        let journal = Journal::write(dir.path(), &second, Some(&killed)).unwrap();
+        let entries: Vec<(String, Action)> = journal
+            .entries()
+            .unwrap()
+            .map(|e| e.map(|e| (e.display, e.action)).unwrap())
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                ("a.yaml".to_owned(), Action::Rotate),
+                ("b.yaml".to_owned(), Action::Rotate),
+                ("c.yaml".to_owned(), Action::Rewrap),
+            ]
+        );
+        let exposure = journal.exposure().unwrap().collect().unwrap();
+        let by_name: Vec<(Option<String>, Vec<String>)> = exposure
+            .into_iter()
+            .map(|e| {
+                (
+                    e.recipient.name,
+                    e.files.into_iter().map(|f| f.path).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_name,
+            [
+                (Some("db01".to_owned()), vec!["b.yaml".to_owned()]),
+                (Some("web01".to_owned()), vec!["a.yaml".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_journal_of_another_format_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(
+            dir.path().join(JOURNAL_FILE),
+            "{\"version\":1,\"started\":1,\"pid\":2,\"config\":\"/x\",\"files\":[]}",
+        )
+        .unwrap();
+        let error = Journal::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("format 1") && error.contains("delete the journal"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn journal_cleans_only_its_own_temp_files_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("a.yaml"), "x").unwrap();
         fs_err::write(dir.path().join(".a.yaml.hostage-tmp.1.2.3"), "x").unwrap();
         fs_err::write(dir.path().join(".b.yaml.hostage-tmp.1.2.3"), "x").unwrap();
-        let journal = Journal {
-            version: JOURNAL_VERSION,
-            started: 1,
-            pid: 2,
-            config: dir.path().join(".sops.yaml"),
-            files: vec![JournalEntry {
-                path: target,
-                action: Action::Rotate,
-            }],
-            exposure: Vec::new(),
-        };
-        journal.save(dir.path()).unwrap();
-        assert_eq!(Journal::load(dir.path()).unwrap(), Some(journal.clone()));
-        assert_eq!(journal.clean_temp_files(), 1);
+        let plan = Plan::from_files(
+            &dir.path().join(".sops.yaml"),
+            vec![rotated(dir.path(), "a.yaml", "web01")],
+        );
+        let journal = Journal::write(dir.path(), &plan, None).unwrap();
+        assert_eq!(journal.clean_temp_files().unwrap(), 1);
         assert!(dir.path().join(".b.yaml.hostage-tmp.1.2.3").exists());
         Journal::remove(dir.path()).unwrap();
         assert_eq!(Journal::load(dir.path()).unwrap(), None);

@@ -143,8 +143,8 @@ impl OnboardPlan {
     }
 
     /// What recipients taken off files could read (the data keys of those files are rotated).
-    pub fn exposure(&self) -> Vec<hostage_rekey::Exposure> {
-        self.rekey.exposure()
+    pub fn exposure(&self) -> anyhow::Result<Vec<hostage_rekey::Exposure>> {
+        Ok(self.rekey.exposure()?.collect()?)
     }
 }
 
@@ -370,9 +370,7 @@ pub fn plan(
     // stopped onboarding left in its journal; other drift is left to `hostage rekey`.
     let original = SopsConfig::load(&config_path)?;
     let state = hostage_rekey::state_dir(repo);
-    let pending: BTreeSet<PathBuf> = Journal::load(&state)?
-        .map(|j| j.files.into_iter().map(|f| f.path).collect())
-        .unwrap_or_default();
+    let pending = pending_files(&state)?;
     let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
     let (candidates, files) = affected_files(&config, repo, name, &mut warnings, |file| {
         pending.contains(&file.path) || rule_changed(&original, &config, &file.path)
@@ -395,7 +393,7 @@ pub fn plan(
             path: super::host_key::stored_path(name),
         });
     }
-    let rekey = rekey_step(&mut steps, &config_path, files);
+    let rekey = rekey_step(&mut steps, files)?;
     let deploy = deploy_step(
         &mut steps,
         deploy,
@@ -621,7 +619,7 @@ pub(crate) fn verify(
 /// lock. `progress` hears about each step as it starts.
 pub fn apply(
     inventory: &mut FleetInventory,
-    plan: OnboardPlan,
+    mut plan: OnboardPlan,
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(&Step),
 ) -> anyhow::Result<OnboardOutcome> {
@@ -635,14 +633,14 @@ pub fn apply(
         .context("the .sops.yaml path has a directory")?;
     let state = hostage_rekey::state_dir(config_dir);
     let _lock = RepoLock::acquire(&state)?;
-    if let Some(previous) = Journal::load(&state)? {
-        previous.clean_temp_files();
+    let previous = Journal::load(&state)?;
+    if let Some(previous) = &previous {
+        previous.clean_temp_files()?;
     }
     // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
     // files to finish (the rule edit alone no longer shows them once it is on disk).
-    if !plan.rekey.files.is_empty() {
-        let journal = Journal::from_plan(&plan.rekey, plan.rekey.exposure());
-        journal.save(&state)?;
+    if !plan.rekey.is_empty() {
+        Journal::write(&state, &plan.rekey, previous.as_ref())?;
     }
     // Tests stop a run between steps to check that the next run converges (a crash there would
     // leave the same state: every write before is durable, nothing after has started).
@@ -682,28 +680,11 @@ pub fn apply(
                 let identities = IdentitySet::load(&IdentityOptions::from_env(explicit));
                 let identities = hostage_rekey::unlock_identities(
                     &identities,
-                    &plan.rekey.recipients_to_open(),
+                    &plan.rekey.recipients_to_open()?,
                     passphrases,
                 );
-                let report = hostage_rekey::apply(
-                    &plan.rekey,
-                    &identities,
-                    &ApplyOptions::default(),
-                    &|| {},
-                );
-                let failures: Vec<String> = report
-                    .failures()
-                    .map(|(path, reason)| format!("{path}: {reason}"))
-                    .collect();
-                if !failures.is_empty() {
-                    bail!(
-                        "{} file(s) could not be re-keyed (run onboard again once fixed):\n  {}",
-                        failures.len(),
-                        failures.join("\n  ")
-                    );
-                }
+                outcome.rekeyed = apply_rekey(&mut plan.rekey, &identities, "onboard")?;
                 Journal::remove(&state)?;
-                outcome.rekeyed = report.files.into_iter().map(|(p, _)| p).collect();
             }
             Step::DeployInfrastructureKey { .. } => {
                 if let Some((key, deploy_options)) = &plan.deploy {
@@ -751,22 +732,52 @@ pub fn apply(
     Ok(outcome)
 }
 
-/// Adds the re-key step when some files change, and returns the plan that applies it.
-pub(super) fn rekey_step(
-    steps: &mut Vec<Step>,
-    config: &Path,
-    files: Vec<hostage_rekey::FilePlan>,
-) -> Plan {
-    if !files.is_empty() {
-        steps.push(Step::Rekey {
-            files: files.iter().map(|f| f.display.clone()).collect(),
-        });
+/// Adds the re-key step when `plan` changes some files, and returns the plan that applies it.
+pub(super) fn rekey_step(steps: &mut Vec<Step>, plan: Plan) -> anyhow::Result<Plan> {
+    if !plan.is_empty() {
+        let files = plan
+            .files()
+            .map(|f| f.map(|f| f.display))
+            .collect::<Result<_, _>>()?;
+        steps.push(Step::Rekey { files });
     }
-    Plan {
-        config: config.to_owned(),
-        files,
-        skipped: 0,
+    Ok(plan)
+}
+
+/// Applies a workflow's re-key plan; fails listing every file that could not be re-keyed
+/// (`again` names the command to run once they are fixed). Returns the files written.
+pub(super) fn apply_rekey(
+    plan: &mut Plan,
+    identities: &IdentitySet,
+    again: &str,
+) -> anyhow::Result<Vec<String>> {
+    hostage_rekey::apply(plan, identities, &ApplyOptions::default(), &|| {})?;
+    let mut written = Vec::new();
+    let mut failures = Vec::new();
+    for file in plan.files() {
+        let file = file?;
+        match file.failure() {
+            Some(reason) => failures.push(format!("{}: {reason}", file.display)),
+            None if file.outcome.is_some() => written.push(file.display),
+            None => {}
+        }
     }
+    if !failures.is_empty() {
+        bail!(
+            "{} file(s) could not be re-keyed (run {again} again once fixed):\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    Ok(written)
+}
+
+/// The files a stopped workflow left in the repo's journal (to be finished by this run).
+pub(super) fn pending_files(state: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
+    Ok(match Journal::load(state)? {
+        Some(journal) => journal.paths()?,
+        None => BTreeSet::new(),
+    })
 }
 
 /// Adds the infrastructure-key deploy step unless the key is already in place. A different key
@@ -799,16 +810,16 @@ pub(super) fn deploy_step(
 /// Plans the whole repo against `config` (removals rotate the data key). Files `ours` selects are
 /// this workflow's to re-key; other files that lag behind `.sops.yaml` are left to `hostage rekey`
 /// with a warning. A file the planner cannot handle stops the workflow before anything is written.
-/// Returns every sops file found and the files to re-key.
+/// Returns every file looked at and the plan of the files to re-key.
 pub(super) fn affected_files(
     config: &SopsConfig,
     repo: &Path,
     host: &str,
     warnings: &mut Vec<String>,
     ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
-) -> anyhow::Result<(Vec<PathBuf>, Vec<hostage_rekey::FilePlan>)> {
+) -> anyhow::Result<(Vec<PathBuf>, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
-    let full = hostage_rekey::plan(
+    let mut plan = hostage_rekey::plan(
         config,
         &candidates,
         &PlanOptions {
@@ -816,27 +827,29 @@ pub(super) fn affected_files(
             threads: hostage_rekey::default_threads(),
         },
         &|| {},
-    );
-    let mut files = Vec::new();
-    for file in full.files {
-        match file.action {
-            Action::Unchanged => {}
-            Action::Error => bail!(
+    )?;
+    for file in plan.files() {
+        let file = file?;
+        if file.action == Action::Error {
+            bail!(
                 "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
                 file.display,
                 file.reason.unwrap_or_default()
-            ),
-            Action::Rewrap | Action::Rotate => {
-                if ours(&file) {
-                    files.push(file);
-                } else {
-                    warnings.push(format!(
-                        "{} lags behind .sops.yaml for reasons other than {host}; left to `hostage rekey`",
-                        file.display
-                    ));
-                }
-            }
+            );
         }
     }
-    Ok((candidates, files))
+    plan.retain(|file| {
+        if !file.changes() {
+            return false;
+        }
+        let mine = ours(file);
+        if !mine {
+            warnings.push(format!(
+                "{} lags behind .sops.yaml for reasons other than {host}; left to `hostage rekey`",
+                file.display
+            ));
+        }
+        mine
+    })?;
+    Ok((candidates, plan))
 }

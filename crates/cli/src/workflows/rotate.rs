@@ -5,11 +5,7 @@
 //! infrastructure key to an infrastructure host, and updates `pubkeys/` and the pin. It is applied
 //! by [`super::onboard::apply`]: the same steps, the same lock and journal.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-
 use anyhow::{bail, Context as _};
-use hostage_rekey::Journal;
 use hostage_remote::{DeployOptions, FetchedHost};
 use hostage_sops::rules::SopsConfig;
 
@@ -63,9 +59,7 @@ pub fn plan(
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
     let state = hostage_rekey::state_dir(repo);
-    let pending: BTreeSet<PathBuf> = Journal::load(&state)?
-        .map(|j| j.files.into_iter().map(|f| f.path).collect())
-        .unwrap_or_default();
+    let pending = super::onboard::pending_files(&state)?;
     if unchanged && pending.is_empty() {
         warnings.push(format!(
             "{name} still shows its pinned key {}: nothing to rotate",
@@ -111,19 +105,8 @@ pub fn plan(
                 || rule_changed(&original, &config, &file.path)
         })?;
     // The old key has no anchor any more: name it for the exposure report.
-    for file in &mut files {
-        for group in &mut file.groups {
-            for removed in &mut group.removed {
-                if removed.name.is_none() && removed.recipient == old {
-                    *removed = std::sync::Arc::new(hostage_rekey::Recipient {
-                        name: Some(format!("{name}'s old key")),
-                        recipient: removed.recipient.clone(),
-                    });
-                }
-            }
-        }
-    }
-    let rekey = super::onboard::rekey_step(&mut steps, &config_path, files);
+    files.name_recipient(&old, &format!("{name}'s old key"));
+    let rekey = super::onboard::rekey_step(&mut steps, files)?;
     let deploy = super::onboard::deploy_step(
         &mut steps,
         deploy,

@@ -10,13 +10,12 @@
 //! interrupted run resumes where it stopped; phase 3 never starts while some host lacks the new
 //! key. Runs hold the repo lock, so two cannot interleave.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, ApplyOptions, Exposure, Journal, PlanOptions, RepoLock, Rotate};
+use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock, Rotate};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
 use hostage_sops::rules::{RuleSelector, SopsConfig};
 use serde::{Deserialize, Serialize};
@@ -304,7 +303,7 @@ pub fn plan(
     let t3 = phase3_text(&c1, &old, &new_recipient)?;
     let c3 = SopsConfig::parse(original.path(), &t3)?;
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let changed = |from: &SopsConfig, to: &SopsConfig| -> Vec<String> {
+    let changed = |from: &SopsConfig, to: &SopsConfig| -> anyhow::Result<Vec<String>> {
         let plan = hostage_rekey::plan(
             to,
             &candidates,
@@ -313,20 +312,23 @@ pub fn plan(
                 threads: hostage_rekey::default_threads(),
             },
             &|| {},
-        );
-        plan.files
-            .iter()
-            .filter(|f| f.action != Action::Unchanged && rule_changed(from, to, &f.path))
-            .map(|f| f.display.clone())
-            .collect()
+        )?;
+        let mut changed = Vec::new();
+        for file in plan.files() {
+            let file = file?;
+            if file.action != Action::Unchanged && rule_changed(from, to, &file.path) {
+                changed.push(file.display);
+            }
+        }
+        Ok(changed)
     };
     let phase1_files = if done < 1 {
-        changed(&original, &c1)
+        changed(&original, &c1)?
     } else {
         Vec::new()
     };
     let phase3_files = if done < 3 {
-        changed(&c1, &c3)
+        changed(&c1, &c3)?
     } else {
         Vec::new()
     };
@@ -448,9 +450,7 @@ fn rekey(
     state: &Path,
 ) -> anyhow::Result<(usize, Vec<Exposure>)> {
     let config = SopsConfig::parse(original.path(), text)?;
-    let pending: BTreeSet<PathBuf> = Journal::load(state)?
-        .map(|j| j.files.into_iter().map(|f| f.path).collect())
-        .unwrap_or_default();
+    let pending = super::onboard::pending_files(state)?;
     let candidates = hostage_rekey::walk(&[repo.to_owned()])?;
     let mut plan = hostage_rekey::plan(
         &config,
@@ -460,53 +460,34 @@ fn rekey(
             threads: hostage_rekey::default_threads(),
         },
         &|| {},
-    );
-    if let Some(bad) = plan.files.iter().find(|f| f.action == Action::Error) {
-        bail!(
-            "{}: {}; nothing was changed in this phase",
-            bad.display,
-            bad.reason.clone().unwrap_or_default()
-        );
-    }
-    plan.files.retain(|f| {
-        f.action != Action::Unchanged
-            && (pending.contains(&f.path) || rule_changed(original, &config, &f.path))
-    });
-    // The old key loses its anchor in phase 3: name it for the exposure report.
-    for file in &mut plan.files {
-        for group in &mut file.groups {
-            for removed in &mut group.removed {
-                if removed.name.is_none() && removed.recipient == old {
-                    *removed = std::sync::Arc::new(hostage_rekey::Recipient {
-                        name: Some("the old infrastructure key".to_owned()),
-                        recipient: removed.recipient.clone(),
-                    });
-                }
-            }
+    )?;
+    for file in plan.files() {
+        let file = file?;
+        if file.action == Action::Error {
+            bail!(
+                "{}: {}; nothing was changed in this phase",
+                file.display,
+                file.reason.unwrap_or_default()
+            );
         }
     }
-    let exposure = plan.exposure();
-    if !plan.files.is_empty() {
-        let journal = Journal::from_plan(&plan, exposure.clone());
-        journal.save(state)?;
+    plan.retain(|f| {
+        f.action != Action::Unchanged
+            && (pending.contains(&f.path) || rule_changed(original, &config, &f.path))
+    })?;
+    // The old key loses its anchor in phase 3: name it for the exposure report.
+    plan.name_recipient(old, "the old infrastructure key");
+    let exposure = plan.exposure()?.collect()?;
+    if !plan.is_empty() {
+        let previous = Journal::load(state)?;
+        Journal::write(state, &plan, previous.as_ref())?;
     }
     if text != original.text() {
         hostage_atomic::write(original.path(), text.as_bytes())?;
     }
     let unlocked =
-        hostage_rekey::unlock_identities(identities, &plan.recipients_to_open(), passphrases);
-    let report = hostage_rekey::apply(&plan, &unlocked, &ApplyOptions::default(), &|| {});
-    let failures: Vec<String> = report
-        .failures()
-        .map(|(p, r)| format!("{p}: {r}"))
-        .collect();
-    if !failures.is_empty() {
-        bail!(
-            "{} file(s) could not be re-keyed (run again once fixed):\n  {}",
-            failures.len(),
-            failures.join("\n  ")
-        );
-    }
+        hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
+    let written = super::onboard::apply_rekey(&mut plan, &unlocked, "rotate-infra")?;
     Journal::remove(state)?;
-    Ok((report.written(), exposure))
+    Ok((written.len(), exposure))
 }

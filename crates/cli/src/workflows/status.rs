@@ -175,13 +175,14 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> anyho
             threads: hostage_rekey::default_threads(),
         },
         &|| {},
-    );
+    )?;
     let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
     let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
     let mut files = Vec::new();
     let mut lagging = 0;
-    for file in &plan.files {
-        if matches!(file.action, Action::Rewrap | Action::Rotate) {
+    for file in plan.files() {
+        let file = file?;
+        if file.changes() {
             lagging += 1;
         }
         if file.action == Action::Error {
