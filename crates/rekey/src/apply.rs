@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::plan::{Action, FilePlan, Plan};
-use crate::{parallel_map, Progress, RekeyError};
+use rayon::prelude::*;
+
+use crate::{Progress, RekeyError};
 
 /// How to apply.
 #[derive(Clone, Copy, Debug)]
@@ -60,12 +62,17 @@ pub fn apply(
     progress: Progress<'_>,
 ) -> Result<ApplyReport, RekeyError> {
     let mut report = ApplyReport::default();
+    let workers = crate::workers(options.threads)?;
     plan.rewrite(options.batch.max(1), |files| {
         let todo: Vec<&FilePlan> = files.iter().filter(|f| f.changes()).collect();
-        let outputs = parallel_map(todo.len(), options.threads, &|i| {
-            let result = rekey_file(todo[i], identities);
-            progress();
-            result
+        let outputs: Vec<Result<Vec<u8>, String>> = workers.install(|| {
+            todo.par_iter()
+                .map(|file| {
+                    let result = rekey_file(file, identities);
+                    progress();
+                    result
+                })
+                .collect()
         });
         let mut writes: Vec<(PathBuf, Vec<u8>)> = Vec::with_capacity(todo.len());
         let mut failures: Vec<Option<String>> = Vec::with_capacity(todo.len());

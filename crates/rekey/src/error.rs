@@ -46,4 +46,10 @@ pub enum RekeyError {
         /// What failed.
         what: String,
     },
+    /// The worker threads cannot be started.
+    #[error("cannot start the worker threads: {what} (try a lower --jobs)")]
+    Threads {
+        /// What failed.
+        what: String,
+    },
 }

@@ -16,7 +16,9 @@ use sha2::{Digest as _, Sha256};
 use crate::apply::FileOutcome;
 use crate::exposure::ExposureReport;
 use crate::store::{Store, StoreWriter};
-use crate::{parallel_map, Progress, RekeyError};
+use rayon::prelude::*;
+
+use crate::{Progress, RekeyError};
 
 /// Whether removing a recipient rotates the data key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,22 +446,15 @@ struct Digest([u8; 32]);
 
 impl Serialize for Digest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let hex: String = self.0.iter().map(|b| format!("{b:02x}")).collect();
-        serializer.serialize_str(&hex)
+        serializer.serialize_str(&hex::encode(self.0))
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Digest {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let hex = String::deserialize(deserializer)?;
+        let text = String::deserialize(deserializer)?;
         let mut out = [0_u8; 32];
-        if hex.len() != 64 {
-            return Err(serde::de::Error::custom("a digest is 64 hex digits"));
-        }
-        for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
-            let pair = std::str::from_utf8(pair).map_err(serde::de::Error::custom)?;
-            *byte = u8::from_str_radix(pair, 16).map_err(serde::de::Error::custom)?;
-        }
+        hex::decode_to_slice(&text, &mut out).map_err(serde::de::Error::custom)?;
         Ok(Self(out))
     }
 }
@@ -490,11 +485,17 @@ pub fn plan(
     let mut writer = StoreWriter::new()?;
     let mut counts = Counts::default();
     let mut skipped = 0;
+    let workers = crate::workers(options.threads)?;
     for chunk in files.chunks(CHUNK) {
-        let planned = parallel_map(chunk.len(), options.threads, &|index| {
-            let result = plan_file(config, &shared, &chunk[index], options);
-            progress();
-            result
+        let planned: Vec<Option<FilePlan>> = workers.install(|| {
+            chunk
+                .par_iter()
+                .map(|path| {
+                    let result = plan_file(config, &shared, path, options);
+                    progress();
+                    result
+                })
+                .collect()
         });
         for entry in planned {
             match entry {
@@ -792,9 +793,9 @@ pub fn verify(
     threads: usize,
     progress: Progress<'_>,
 ) -> Result<(), RekeyError> {
+    let workers = crate::workers(threads)?;
     plan.rewrite(CHUNK, |files| {
-        let problems = parallel_map(files.len(), threads, &|index| {
-            let file = &files[index];
+        let check = |file: &FilePlan| {
             if !file.changes() {
                 return None;
             }
@@ -809,7 +810,9 @@ pub fn verify(
             })();
             progress();
             result.err()
-        });
+        };
+        let problems: Vec<Option<String>> =
+            workers.install(|| files.par_iter().map(check).collect());
         for (file, problem) in files.iter_mut().zip(problems) {
             if let Some(reason) = problem {
                 file.action = Action::Error;
