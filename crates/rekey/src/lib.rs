@@ -1,7 +1,8 @@
 //! Repo-wide re-key: make every sops file of a repo carry exactly the recipients `.sops.yaml`
 //! gives it, as `sops updatekeys` would file by file, but in one parallel, crash-safe run.
 //!
-//! - [`walk`] lists the candidate files (`.gitignore` respected through `git ls-files`).
+//! - [`walk`] lists the candidate files (`.gitignore` respected through `git ls-files`) as a
+//!   compact [`FileList`].
 //! - [`plan()`] reads each file, asks the rules for its recipients, compares them per key group
 //!   and returns a [`Plan`] (unchanged, rewrap, rotate or error, with the reason); it needs no
 //!   private key. [`verify`] optionally checks the data keys and MACs (for `--dry-run`).
@@ -32,7 +33,7 @@ pub use plan::{
     Recipient, Rotate,
 };
 pub use state::{state_dir, Journal, JournalEntry, RepoLock};
-pub use walk::walk;
+pub use walk::{walk, FileList};
 
 /// Called once per file done (for a progress bar); must be cheap and thread-safe.
 pub type Progress<'a> = &'a (dyn Fn() + Sync);

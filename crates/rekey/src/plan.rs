@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::apply::FileOutcome;
 use crate::exposure::ExposureReport;
 use crate::store::{Store, StoreWriter};
+use crate::walk::FileList;
 use rayon::prelude::*;
 
 use crate::{Progress, RekeyError};
@@ -476,7 +477,7 @@ pub(crate) fn carries_sops_metadata(text: &str) -> bool {
 /// parsed or matched becomes an [`Action::Error`] entry. Fails only when the spill file does.
 pub fn plan(
     config: &SopsConfig,
-    files: &[PathBuf],
+    files: &FileList,
     options: &PlanOptions,
     progress: Progress<'_>,
 ) -> Result<Plan, RekeyError> {
@@ -486,7 +487,12 @@ pub fn plan(
     let mut counts = Counts::default();
     let mut skipped = 0;
     let workers = crate::workers(options.threads)?;
-    for chunk in files.chunks(CHUNK) {
+    let mut paths = files.iter();
+    loop {
+        let chunk: Vec<&Path> = paths.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
         let planned: Vec<Option<FilePlan>> = workers.install(|| {
             chunk
                 .par_iter()

@@ -1,7 +1,8 @@
 //! Listing the files a re-key looks at: everything under the given paths that git would not
 //! ignore. Whether a file is a sops file is decided later, from its content.
 
-use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,12 +14,73 @@ const SKIPPED_DIRS: &[&str] = &[".git", ".hostage"];
 /// Marks the temp files of `hostage_atomic` (a killed run may leave some behind).
 pub(crate) const TEMP_MARKER: &str = ".hostage-tmp.";
 
+/// The files a walk found, sorted and without duplicates.
+///
+/// Kept compactly, the bytes of every path back to back and where each one is, because a repo
+/// can hold far more files than sops files and the list lives while they are all planned: a
+/// file costs its path's bytes and 16 more, not a `PathBuf` allocation and a tree node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileList {
+    bytes: Vec<u8>,
+    /// Where each path is in `bytes`, in path order.
+    spans: Vec<(usize, usize)>,
+}
+
+impl FileList {
+    /// How many files.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The files, in path order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Path> + '_ {
+        self.spans.iter().map(|span| self.path(*span))
+    }
+
+    fn path(&self, (start, end): (usize, usize)) -> &Path {
+        Path::new(OsStr::from_bytes(&self.bytes[start..end]))
+    }
+
+    fn push(&mut self, parts: &[&[u8]]) {
+        let start = self.bytes.len();
+        for part in parts {
+            self.bytes.extend_from_slice(part);
+        }
+        self.spans.push((start, self.bytes.len()));
+    }
+
+    /// Sorts, drops duplicates, and keeps what `keep` accepts.
+    fn finish(mut self, keep: impl Fn(&Path) -> bool) -> Self {
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.sort_by(|a, b| self.path(*a).cmp(self.path(*b)));
+        spans.dedup_by(|a, b| self.path(*a) == self.path(*b));
+        spans.retain(|span| keep(self.path(*span)));
+        spans.shrink_to_fit();
+        self.spans = spans;
+        self
+    }
+}
+
+impl<'a> IntoIterator for &'a FileList {
+    type Item = &'a Path;
+    type IntoIter = Box<dyn ExactSizeIterator<Item = &'a Path> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
 /// Lists the regular files under `roots` (files are taken as given), sorted and de-duplicated.
 /// In a git work tree `.gitignore` (and the other excludes git reads) is respected by asking git
 /// itself (`git ls-files --cached --others --exclude-standard`); elsewhere every file is listed.
 /// Symbolic links, `.sops.yaml` files and hostage's temp files are left out.
-pub fn walk(roots: &[PathBuf]) -> Result<Vec<PathBuf>, RekeyError> {
-    let mut out = BTreeSet::new();
+pub fn walk(roots: &[PathBuf]) -> Result<FileList, RekeyError> {
+    let mut out = FileList::default();
     for root in roots {
         let root = absolute(root);
         let meta = fs_err::symlink_metadata(&root).map_err(|source| RekeyError::Read {
@@ -26,15 +88,14 @@ pub fn walk(roots: &[PathBuf]) -> Result<Vec<PathBuf>, RekeyError> {
             source,
         })?;
         if meta.is_file() {
-            out.insert(root);
+            out.push(&[root.as_os_str().as_bytes()]);
             continue;
         }
-        match git_files(&root)? {
-            Some(files) => out.extend(files),
-            None => plain_walk(&root, &mut out)?,
+        if !git_files(&root, &mut out)? {
+            plain_walk(&root, &mut out)?;
         }
     }
-    Ok(out.into_iter().filter(|p| keep(p)).collect())
+    Ok(out.finish(keep))
 }
 
 fn keep(path: &Path) -> bool {
@@ -61,12 +122,12 @@ fn git(dir: &Path, args: &[&str]) -> std::io::Result<std::process::Output> {
     Command::new("git").arg("-C").arg(dir).args(args).output()
 }
 
-/// The files git lists under `dir`, or `None` when `dir` is not in a git work tree (or git is
-/// not installed).
-fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, RekeyError> {
+/// Adds the files git lists under `dir` to `out`; `false` when `dir` is not in a git work tree
+/// (or git is not installed).
+fn git_files(dir: &Path, out: &mut FileList) -> Result<bool, RekeyError> {
     match git(dir, &["rev-parse", "--is-inside-work-tree"]) {
-        Ok(out) if out.status.success() && out.stdout.starts_with(b"true") => {}
-        _ => return Ok(None),
+        Ok(result) if result.status.success() && result.stdout.starts_with(b"true") => {}
+        _ => return Ok(false),
     }
     let listing = [
         "ls-files",
@@ -77,29 +138,29 @@ fn git_files(dir: &Path) -> Result<Option<Vec<PathBuf>>, RekeyError> {
         "--",
         ".",
     ];
-    let out = git(dir, &listing).map_err(|e| RekeyError::Git {
+    let listed = git(dir, &listing).map_err(|e| RekeyError::Git {
         path: dir.to_owned(),
         message: e.to_string(),
     })?;
-    if !out.status.success() {
+    if !listed.status.success() {
         return Err(RekeyError::Git {
             path: dir.to_owned(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            message: String::from_utf8_lossy(&listed.stderr).trim().to_owned(),
         });
     }
-    let mut files = Vec::new();
-    for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        use std::os::unix::ffi::OsStrExt as _;
-        let relative = Path::new(std::ffi::OsStr::from_bytes(name));
+    let dir_bytes = dir.as_os_str().as_bytes();
+    let separator: &[u8] = if dir_bytes.ends_with(b"/") { b"" } else { b"/" };
+    for name in listed.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let relative = Path::new(OsStr::from_bytes(name));
         if relative.components().any(|c| c.as_os_str() == ".hostage") {
             continue;
         }
-        files.push(dir.join(relative));
+        out.push(&[dir_bytes, separator, name]);
     }
-    Ok(Some(files))
+    Ok(true)
 }
 
-fn plain_walk(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), RekeyError> {
+fn plain_walk(dir: &Path, out: &mut FileList) -> Result<(), RekeyError> {
     let entries = fs_err::read_dir(dir).map_err(|source| RekeyError::Read {
         path: dir.to_owned(),
         source,
@@ -119,7 +180,7 @@ fn plain_walk(dir: &Path, out: &mut BTreeSet<PathBuf>) -> Result<(), RekeyError>
                 plain_walk(&path, out)?;
             }
         } else if kind.is_file() {
-            out.insert(path);
+            out.push(&[path.as_os_str().as_bytes()]);
         }
     }
     Ok(())
@@ -153,6 +214,31 @@ mod tests {
             names,
             vec![PathBuf::from("a/b/x.yaml"), PathBuf::from("a/y.json")]
         );
+    }
+
+    #[test]
+    fn overlapping_roots_give_each_file_once_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs_err::create_dir_all(root.join("a/b")).unwrap();
+        for name in ["a/x.yaml", "a/b/y.yaml", "a-b.yaml"] {
+            fs_err::write(root.join(name), "x").unwrap();
+        }
+        let files = walk(&[root.join("a"), root.to_owned(), root.join("a/x.yaml")]).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_owned())
+            .collect();
+        // Component order (what `Path` compares), not byte order: `a/…` before `a-b.yaml`.
+        assert_eq!(
+            names,
+            [
+                PathBuf::from("a/b/y.yaml"),
+                PathBuf::from("a/x.yaml"),
+                PathBuf::from("a-b.yaml")
+            ]
+        );
+        assert_eq!(files.len(), 3);
     }
 
     #[test]

@@ -817,7 +817,7 @@ pub(super) fn affected_files(
     host: &str,
     warnings: &mut Vec<String>,
     ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
-) -> anyhow::Result<(Vec<PathBuf>, Plan)> {
+) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
     let mut plan = hostage_rekey::plan(
         config,
