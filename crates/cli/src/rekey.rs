@@ -229,26 +229,19 @@ pub fn run(
     if !plan.has_drift() {
         // Nothing left to write; a killed run's exposure report is still owed, then its journal
         // goes.
-        match &previous {
-            Some(previous) => report(
-                out,
-                mode,
-                &config,
-                &plan,
-                Some(ApplyReport::default()),
-                &previous.exposure()?,
-                resumed,
-            )?,
-            None => report(
-                out,
-                mode,
-                &config,
-                &plan,
-                Some(ApplyReport::default()),
-                &plan.exposure()?,
-                resumed,
-            )?,
-        }
+        let exposure = match &previous {
+            Some(previous) => previous.exposure()?,
+            None => plan.exposure()?,
+        };
+        report(
+            out,
+            mode,
+            &config,
+            &plan,
+            Some(ApplyReport::default()),
+            &exposure,
+            resumed,
+        )?;
         Journal::remove(&state)?;
         return Ok(ExitCode::SUCCESS);
     }

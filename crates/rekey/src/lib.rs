@@ -47,7 +47,7 @@ pub fn default_threads() -> usize {
 ///
 /// They live as long as the step, so each keeps its own malloc arena. Threads spawned afresh for
 /// every chunk would each take one of glibc's arenas (up to 8 per core) in turn, leave it grown,
-/// and peak memory would creep up with the number of files (measured: 31 MiB at 30,000 files
+/// and peak memory would creep up with the number of files (measured: 30 MiB at 30,000 files
 /// against 13 MiB with the pool; `docs/benchmarks.md`).
 pub(crate) fn workers(threads: usize) -> Result<rayon::ThreadPool, RekeyError> {
     rayon::ThreadPoolBuilder::new()

@@ -190,6 +190,13 @@ fn plain_walk(dir: &Path, out: &mut FileList) -> Result<(), RekeyError> {
 mod tests {
     use super::*;
 
+    /// The files of `list`, relative to `root`.
+    fn relative(list: &FileList, root: &Path) -> Vec<PathBuf> {
+        list.iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_owned())
+            .collect()
+    }
+
     #[test]
     fn plain_walk_skips_git_dirs_temp_files_and_the_config() {
         let dir = tempfile::tempdir().unwrap();
@@ -206,10 +213,7 @@ mod tests {
             fs_err::write(root.join(name), "x").unwrap();
         }
         let files = walk(&[root.to_owned()]).unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_owned())
-            .collect();
+        let names = relative(&files, root);
         assert_eq!(
             names,
             vec![PathBuf::from("a/b/x.yaml"), PathBuf::from("a/y.json")]
@@ -225,10 +229,7 @@ mod tests {
             fs_err::write(root.join(name), "x").unwrap();
         }
         let files = walk(&[root.join("a"), root.to_owned(), root.join("a/x.yaml")]).unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_owned())
-            .collect();
+        let names = relative(&files, root);
         // Component order (what `Path` compares), not byte order: `a/…` before `a-b.yaml`.
         assert_eq!(
             names,
@@ -262,10 +263,7 @@ mod tests {
             fs_err::write(root.join(name), "x").unwrap();
         }
         let files = walk(&[root.to_owned()]).unwrap();
-        let names: Vec<_> = files
-            .iter()
-            .map(|p| p.strip_prefix(root).unwrap().to_owned())
-            .collect();
+        let names = relative(&files, root);
         assert_eq!(
             names,
             vec![PathBuf::from(".gitignore"), PathBuf::from("kept.yaml")]

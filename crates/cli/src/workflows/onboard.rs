@@ -807,19 +807,15 @@ pub(super) fn deploy_step(
     }
 }
 
-/// Plans the whole repo against `config` (removals rotate the data key). Files `ours` selects are
-/// this workflow's to re-key; other files that lag behind `.sops.yaml` are left to `hostage rekey`
-/// with a warning. A file the planner cannot handle stops the workflow before anything is written.
-/// Returns every file looked at and the plan of the files to re-key.
-pub(super) fn affected_files(
+/// Plans every file of `repo` against `config` (removals rotate the data key). The first file the
+/// planner cannot handle stops the workflow before anything is written: its reason, then `advice`.
+pub(super) fn plan_repo(
     config: &SopsConfig,
     repo: &Path,
-    host: &str,
-    warnings: &mut Vec<String>,
-    ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
+    advice: &str,
 ) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
-    let mut plan = hostage_rekey::plan(
+    let plan = hostage_rekey::plan(
         config,
         &candidates,
         &PlanOptions {
@@ -832,12 +828,31 @@ pub(super) fn affected_files(
         let file = file?;
         if file.action == Action::Error {
             bail!(
-                "{}: {} (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
+                "{}: {}{advice}",
                 file.display,
                 file.reason.unwrap_or_default()
             );
         }
     }
+    Ok((candidates, plan))
+}
+
+/// Plans the whole repo against `config` (removals rotate the data key). Files `ours` selects are
+/// this workflow's to re-key; other files that lag behind `.sops.yaml` are left to `hostage rekey`
+/// with a warning. A file the planner cannot handle stops the workflow before anything is written.
+/// Returns every file looked at and the plan of the files to re-key.
+pub(super) fn affected_files(
+    config: &SopsConfig,
+    repo: &Path,
+    host: &str,
+    warnings: &mut Vec<String>,
+    ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
+) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
+    let (candidates, mut plan) = plan_repo(
+        config,
+        repo,
+        " (fix it, or run `hostage rekey --dry-run` to see the repo's state)",
+    )?;
     plan.retain(|file| {
         if !file.changes() {
             return false;

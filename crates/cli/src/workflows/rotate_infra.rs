@@ -451,26 +451,8 @@ fn rekey(
 ) -> anyhow::Result<(usize, Vec<Exposure>)> {
     let config = SopsConfig::parse(original.path(), text)?;
     let pending = super::onboard::pending_files(state)?;
-    let candidates = hostage_rekey::walk(&[repo.to_owned()])?;
-    let mut plan = hostage_rekey::plan(
-        &config,
-        &candidates,
-        &PlanOptions {
-            rotate: Rotate::Yes,
-            threads: hostage_rekey::default_threads(),
-        },
-        &|| {},
-    )?;
-    for file in plan.files() {
-        let file = file?;
-        if file.action == Action::Error {
-            bail!(
-                "{}: {}; nothing was changed in this phase",
-                file.display,
-                file.reason.unwrap_or_default()
-            );
-        }
-    }
+    let (_, mut plan) =
+        super::onboard::plan_repo(&config, repo, "; nothing was changed in this phase")?;
     plan.retain(|f| {
         f.action != Action::Unchanged
             && (pending.contains(&f.path) || rule_changed(original, &config, &f.path))
