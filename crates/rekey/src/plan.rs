@@ -40,6 +40,16 @@ pub struct PlanOptions {
     pub threads: usize,
 }
 
+impl Default for PlanOptions {
+    /// Removals rotate the data key; one worker per core.
+    fn default() -> Self {
+        Self {
+            rotate: Rotate::Yes,
+            threads: crate::default_threads(),
+        }
+    }
+}
+
 /// A recipient, with the anchor name `.sops.yaml` gives it when it has one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct Recipient {

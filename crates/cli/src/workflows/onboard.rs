@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use hostage_inventory::Host;
 use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock, Rotate};
+use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock};
 use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
     InfrastructureKey,
@@ -815,15 +815,7 @@ pub(super) fn plan_repo(
     advice: &str,
 ) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
-    let plan = hostage_rekey::plan(
-        config,
-        &candidates,
-        &PlanOptions {
-            rotate: Rotate::Yes,
-            threads: hostage_rekey::default_threads(),
-        },
-        &|| {},
-    )?;
+    let plan = hostage_rekey::plan(config, &candidates, &PlanOptions::default(), &|| {})?;
     for file in plan.files() {
         let file = file?;
         if file.action == Action::Error {

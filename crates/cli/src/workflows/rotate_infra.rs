@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock, Rotate};
+use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
 use hostage_sops::rules::{RuleSelector, SopsConfig};
 use serde::{Deserialize, Serialize};
@@ -304,15 +304,7 @@ pub fn plan(
     let c3 = SopsConfig::parse(original.path(), &t3)?;
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
     let changed = |from: &SopsConfig, to: &SopsConfig| -> anyhow::Result<Vec<String>> {
-        let plan = hostage_rekey::plan(
-            to,
-            &candidates,
-            &PlanOptions {
-                rotate: Rotate::Yes,
-                threads: hostage_rekey::default_threads(),
-            },
-            &|| {},
-        )?;
+        let plan = hostage_rekey::plan(to, &candidates, &PlanOptions::default(), &|| {})?;
         let mut changed = Vec::new();
         for file in plan.files() {
             let file = file?;

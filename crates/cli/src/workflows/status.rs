@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hostage_rekey::{Action, PlanOptions, Rotate};
+use hostage_rekey::{Action, PlanOptions};
 use hostage_remote::FleetOptions;
 use hostage_sops::rules::SopsConfig;
 use serde::Serialize;
@@ -167,15 +167,7 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> anyho
     // Files: the planner says which lag behind .sops.yaml; their current recipients say who
     // can read them today.
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let plan = hostage_rekey::plan(
-        &config,
-        &candidates,
-        &PlanOptions {
-            rotate: Rotate::Yes,
-            threads: hostage_rekey::default_threads(),
-        },
-        &|| {},
-    )?;
+    let plan = hostage_rekey::plan(&config, &candidates, &PlanOptions::default(), &|| {})?;
     let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
     let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
     let mut files = Vec::new();
