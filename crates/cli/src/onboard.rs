@@ -272,18 +272,7 @@ pub fn run_export(
 ) -> anyhow::Result<ExitCode> {
     let inventory = FleetInventory::require(inventory)?;
     let host = inventory.host(&args.host)?;
-    let mut explicit = args.keys.identities.clone();
-    if let Some(identity) = inventory
-        .inventory
-        .workstation
-        .as_ref()
-        .and_then(|w| w.identity.as_ref())
-    {
-        explicit.push(crate::workflows::expand_home(identity));
-    }
-    let identities = hostage_recipients::IdentitySet::load(
-        &hostage_recipients::IdentityOptions::from_env(explicit),
-    );
+    let identities = inventory.repo_identities(&args.keys.identities);
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let written = crate::workflows::host_key::export(
         &inventory.inventory.secrets_repo,

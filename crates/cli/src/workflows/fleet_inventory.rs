@@ -121,6 +121,23 @@ impl FleetInventory {
 }
 
 impl FleetInventory {
+    /// The identities that open the repo's files: `extra`, the inventory's workstation identity,
+    /// then what the sops variables and defaults give (the order sops uses).
+    pub fn repo_identities(&self, extra: &[PathBuf]) -> hostage_recipients::IdentitySet {
+        let mut explicit = extra.to_vec();
+        if let Some(identity) = self
+            .inventory
+            .workstation
+            .as_ref()
+            .and_then(|w| w.identity.as_ref())
+        {
+            explicit.push(super::expand_home(identity));
+        }
+        hostage_recipients::IdentitySet::load(&hostage_recipients::IdentityOptions::from_env(
+            explicit,
+        ))
+    }
+
     /// The infrastructure private key the inventory names: a local key file, or a value of a sops
     /// file in the repo decrypted in memory with the workstation identity (plus `extra`
     /// identities and the sops variables; a passphrase-protected SSH identity is unlocked through
@@ -143,18 +160,7 @@ impl FleetInventory {
             }
             PrivateKeySource::Sops { file, key } => {
                 let path = self.inventory.secrets_repo.join(file);
-                let mut explicit = extra.to_vec();
-                if let Some(identity) = self
-                    .inventory
-                    .workstation
-                    .as_ref()
-                    .and_then(|w| w.identity.as_ref())
-                {
-                    explicit.push(super::expand_home(identity));
-                }
-                let identities = hostage_recipients::IdentitySet::load(
-                    &hostage_recipients::IdentityOptions::from_env(explicit),
-                );
+                let identities = self.repo_identities(extra);
                 let bytes = fs_err::read(&path)?;
                 let sops = hostage_sops::SopsFile::parse(&bytes, None)
                     .with_context(|| format!("{} is not a sops file", path.display()))?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use hostage_inventory::Host;
-use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
+use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock};
 use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
@@ -668,16 +668,7 @@ pub fn apply(
                 }
             }
             Step::Rekey { .. } => {
-                let mut explicit = plan.options.identities.clone();
-                if let Some(identity) = inventory
-                    .inventory
-                    .workstation
-                    .as_ref()
-                    .and_then(|w| w.identity.as_ref())
-                {
-                    explicit.push(super::expand_home(identity));
-                }
-                let identities = IdentitySet::load(&IdentityOptions::from_env(explicit));
+                let identities = inventory.repo_identities(&plan.options.identities);
                 let identities = hostage_rekey::unlock_identities(
                     &identities,
                     &plan.rekey.recipients_to_open()?,

@@ -7,7 +7,7 @@
 //! with its old recipient again.
 
 use anyhow::{bail, Context as _};
-use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
+use hostage_recipients::PassphraseProvider;
 use hostage_remote::{
     FetchedHost, Fingerprint, HostTarget, InfrastructureKey, RestoreAction, RestoreOptions,
 };
@@ -62,16 +62,7 @@ pub fn plan(
         );
     };
     let repo = &inventory.inventory.secrets_repo;
-    let mut explicit = options.identities.clone();
-    if let Some(identity) = inventory
-        .inventory
-        .workstation
-        .as_ref()
-        .and_then(|w| w.identity.as_ref())
-    {
-        explicit.push(super::expand_home(identity));
-    }
-    let identities = IdentitySet::load(&IdentityOptions::from_env(explicit));
+    let identities = inventory.repo_identities(&options.identities);
     let (private, public) = super::host_key::decrypt_stored(repo, name, &identities, passphrases)?;
     let pinned = Fingerprint::of(&public);
     if pinned.as_str() != pin.fingerprint.as_str() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use hostage_recipients::{IdentityOptions, IdentitySet, PassphraseProvider};
+use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
 use hostage_sops::rules::{RuleSelector, SopsConfig};
@@ -116,16 +116,7 @@ pub fn run(
     };
     let mut report = RotateInfraReport::default();
     let old = saved.old_recipient.clone();
-    let mut explicit = options.identities.clone();
-    if let Some(identity) = inventory
-        .inventory
-        .workstation
-        .as_ref()
-        .and_then(|w| w.identity.as_ref())
-    {
-        explicit.push(super::expand_home(identity));
-    }
-    let identities = IdentitySet::load(&IdentityOptions::from_env(explicit));
+    let identities = inventory.repo_identities(&options.identities);
 
     if saved.done < 1 {
         progress(1, "add the new recipient next to the old one, re-key");
