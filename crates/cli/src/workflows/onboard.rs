@@ -211,20 +211,12 @@ pub fn plan(
     // Accepted only for this dry-run look; the operator decides below.
     verify_options.trust_new |= ask;
     let infra = inventory.inventory.infrastructure.clone();
-    let deploy = match (
-        &infra,
+    let deploy = infrastructure_deploy(
+        inventory,
+        options,
+        passphrases,
         host.infrastructure_key && !options.generate_host_key,
-    ) {
-        (Some(infra), true) => Some((
-            infrastructure_key(inventory, options, passphrases)?,
-            DeployOptions {
-                target: infra.deploy_path.clone(),
-                owner: None,
-                replace: false,
-            },
-        )),
-        _ => None,
-    };
+    )?;
     // Verify the host (and see what a deploy would do) before looking at anything else: a host
     // that fails verification changes nothing.
     let (fetched, deploy_action, generated) = if options.generate_host_key {
@@ -769,6 +761,32 @@ pub(super) fn pending_files(state: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
         Some(journal) => journal.paths()?,
         None => BTreeSet::new(),
     })
+}
+
+/// The infrastructure key and where it goes on a host, when the host takes it (`wanted`) and the
+/// inventory has one.
+pub(super) fn infrastructure_deploy(
+    inventory: &FleetInventory,
+    options: &OnboardOptions,
+    passphrases: &mut dyn PassphraseProvider,
+    wanted: bool,
+) -> anyhow::Result<Option<(InfrastructureKey, DeployOptions)>> {
+    let Some(infra) = inventory
+        .inventory
+        .infrastructure
+        .as_ref()
+        .filter(|_| wanted)
+    else {
+        return Ok(None);
+    };
+    Ok(Some((
+        infrastructure_key(inventory, options, passphrases)?,
+        DeployOptions {
+            target: infra.deploy_path.clone(),
+            owner: None,
+            replace: false,
+        },
+    )))
 }
 
 /// Adds the infrastructure-key deploy step unless the key is already in place. A different key

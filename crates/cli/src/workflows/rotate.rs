@@ -6,11 +6,11 @@
 //! by [`super::onboard::apply`]: the same steps, the same lock and journal.
 
 use anyhow::{bail, Context as _};
-use hostage_remote::{DeployOptions, FetchedHost};
+use hostage_remote::FetchedHost;
 use hostage_sops::rules::SopsConfig;
 
 use super::onboard::{
-    infrastructure_key, next_steps, rule_changed, verify, OnboardOptions, OnboardPlan, Step,
+    infrastructure_deploy, next_steps, rule_changed, verify, OnboardOptions, OnboardPlan, Step,
 };
 use super::FleetInventory;
 
@@ -38,17 +38,7 @@ pub fn plan(
         }
     }
     let infra = inventory.inventory.infrastructure.clone();
-    let deploy = match (&infra, host.infrastructure_key) {
-        (Some(infra), true) => Some((
-            infrastructure_key(inventory, options, passphrases)?,
-            DeployOptions {
-                target: infra.deploy_path.clone(),
-                owner: None,
-                replace: false,
-            },
-        )),
-        _ => None,
-    };
+    let deploy = infrastructure_deploy(inventory, options, passphrases, host.infrastructure_key)?;
     let (fetched, deploy_action) = verify(&target, &verify_options, deploy.as_ref())?;
     let repo = &inventory.inventory.secrets_repo;
     let config_path = repo.join(".sops.yaml");
