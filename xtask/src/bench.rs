@@ -62,7 +62,8 @@ fn fs_write(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn config(recipients: &[String]) -> String {
+/// A `.sops.yaml` with one catch-all rule for `recipients`.
+pub(crate) fn config(recipients: &[String]) -> String {
     format!("creation_rules:\n  - age: {}\n", recipients.join(","))
 }
 
@@ -90,7 +91,12 @@ fn plaintext(name: &str) -> String {
 }
 
 /// Makes (once) `count` sops-encrypted files in `dir/pristine`.
-fn fixtures(sops: &Path, dir: &Path, keys: &Keys, count: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn fixtures(
+    sops: &Path,
+    dir: &Path,
+    keys: &Keys,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
     let pristine = dir.join("pristine");
     fs_err::create_dir_all(&pristine)?;
     fs_write(&pristine.join(".sops.yaml"), &config(&keys.recipients[..3]))?;

@@ -11,76 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::bench::{keys, sops_cmd, threads, Keys};
+use crate::bench::{config, fixtures, keys, sops_cmd, threads, Keys};
 use anyhow::{bail, Context as _};
 
 const UNIQUE: usize = 1000;
 const PER_DIR: usize = 1000;
 
-fn config(recipients: &[&String]) -> String {
-    let list: Vec<&str> = recipients.iter().map(|r| r.as_str()).collect();
-    format!("creation_rules:\n  - age: {}\n", list.join(","))
-}
-
 fn name(i: usize) -> String {
     format!("d{:02}/f{:04}.yaml", i / PER_DIR, i % PER_DIR)
-}
-
-/// Makes (once) `UNIQUE` sops-encrypted files for A, B, C in `dir/pristine`.
-fn fixtures(sops: &Path, dir: &Path, keys: &Keys) -> anyhow::Result<PathBuf> {
-    let pristine = dir.join("pristine");
-    fs_err::create_dir_all(&pristine)?;
-    let abc: Vec<&String> = keys.recipients[..3].iter().collect();
-    hostage_atomic::write(&pristine.join(".sops.yaml"), config(&abc).as_bytes())?;
-    let missing: Vec<usize> = (0..UNIQUE)
-        .filter(|i| !pristine.join(format!("f{i:04}.yaml")).exists())
-        .collect();
-    if missing.is_empty() {
-        return Ok(pristine);
-    }
-    println!(
-        "making {} sops-encrypted fixtures with sops (once)…",
-        missing.len()
-    );
-    let chunk = missing.len().div_ceil(threads()).max(1);
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let handles: Vec<_> = missing
-            .chunks(chunk)
-            .map(|part| {
-                let pristine = &pristine;
-                scope.spawn(move || -> anyhow::Result<()> {
-                    for i in part {
-                        let plain = pristine.join(format!("f{i:04}.plain"));
-                        let mut text = format!("# service {i}\n");
-                        for v in 0..20 {
-                            text.push_str(&format!(
-                                "key_{v:02}: value-{i}-{v}-{}\n",
-                                "x".repeat(v)
-                            ));
-                        }
-                        hostage_atomic::write(&plain, text.as_bytes())?;
-                        let args = ["encrypt", "--input-type", "yaml", "--output-type", "yaml"];
-                        let mut args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-                        args.push(plain.display().to_string());
-                        let out = sops_cmd(sops, pristine, "", args).read()?;
-                        fs_err::remove_file(&plain)?;
-                        hostage_atomic::write(
-                            &pristine.join(format!("f{i:04}.yaml")),
-                            format!("{out}\n").as_bytes(),
-                        )?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle
-                .join()
-                .map_err(|_| anyhow::anyhow!("a fixture thread panicked"))??;
-        }
-        Ok(())
-    })?;
-    Ok(pristine)
 }
 
 /// A fresh copy of `count` files (the unique ones repeated) with the edited `.sops.yaml`.
@@ -103,9 +41,9 @@ fn workdir(
         fs_err::copy(pristine.join(format!("f{:04}.yaml", i % UNIQUE)), target)?;
     }
     let abd = [
-        &keys.recipients[0],
-        &keys.recipients[1],
-        &keys.recipients[3],
+        keys.recipients[0].clone(),
+        keys.recipients[1].clone(),
+        keys.recipients[3].clone(),
     ];
     hostage_atomic::write(&work.join(".sops.yaml"), config(&abd).as_bytes())?;
     // Its own repository, as a secrets repo is (target/ is ignored by the workspace's git).
@@ -268,7 +206,9 @@ pub(crate) fn rekey(
 ) -> anyhow::Result<()> {
     fs_err::create_dir_all(dir)?;
     let keys = keys(dir)?;
-    let pristine = fixtures(sops, dir, &keys)?;
+    // The re-wrap benchmark's fixtures: `UNIQUE` files for A, B, C in `dir/pristine`.
+    fixtures(sops, dir, &keys, UNIQUE)?;
+    let pristine = dir.join("pristine");
     let mut tables = Vec::new();
     for &count in counts {
         if count < 3 {
