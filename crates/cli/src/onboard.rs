@@ -51,6 +51,24 @@ pub struct OnboardArgs {
     pub keys: crate::shared_args::RepoIdentityArgs,
 }
 
+/// The options of a host workflow (onboard, rotate) from the arguments they share: it neither
+/// trusts a new host nor generates its key (onboard's own flags turn those on).
+pub(crate) fn host_options(
+    ssh: &crate::shared_args::SshArgs,
+    keys: &crate::shared_args::RepoIdentityArgs,
+    expect_fingerprint: Option<&str>,
+) -> anyhow::Result<OnboardOptions> {
+    Ok(OnboardOptions {
+        ssh_config: ssh.ssh_config(),
+        known_hosts: ssh.known_hosts(),
+        expect_fingerprint: expect_fingerprint.map(Fingerprint::parse).transpose()?,
+        trust_new: false,
+        timeout: ssh.timeout(),
+        identities: keys.identities.clone(),
+        generate_host_key: false,
+    })
+}
+
 /// Runs `hostage onboard`.
 pub fn run(
     args: &OnboardArgs,
@@ -58,19 +76,10 @@ pub fn run(
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let mut inventory = FleetInventory::require(inventory)?;
-    let expect_fingerprint = args
-        .expect_fingerprint
-        .as_deref()
-        .map(Fingerprint::parse)
-        .transpose()?;
     let options = OnboardOptions {
-        ssh_config: args.ssh.ssh_config(),
-        known_hosts: args.ssh.known_hosts(),
-        expect_fingerprint,
         trust_new: args.trust_new,
-        timeout: args.ssh.timeout(),
-        identities: args.keys.identities.clone(),
         generate_host_key: args.generate_host_key,
+        ..host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?
     };
     let host_name = args.host.clone();
     let mut ask = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {

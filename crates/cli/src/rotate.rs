@@ -4,13 +4,13 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
-use hostage_remote::{Fingerprint, RestoreAction};
+use hostage_remote::RestoreAction;
 use serde_json::json;
 
-use crate::onboard::{describe, print_exposure, print_plan, progress};
+use crate::onboard::{describe, host_options, print_exposure, print_plan, progress};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
-use crate::workflows::onboard::{self, OnboardOptions};
+use crate::workflows::onboard;
 use crate::workflows::restore::{self, RestorePlan};
 use crate::workflows::{rotate, FleetInventory};
 
@@ -60,20 +60,7 @@ pub fn run(
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let mut inventory = FleetInventory::require(inventory)?;
-    let expect_fingerprint = args
-        .expect_fingerprint
-        .as_deref()
-        .map(Fingerprint::parse)
-        .transpose()?;
-    let options = OnboardOptions {
-        ssh_config: args.ssh.ssh_config(),
-        known_hosts: args.ssh.known_hosts(),
-        expect_fingerprint,
-        trust_new: false,
-        timeout: args.ssh.timeout(),
-        identities: args.keys.identities.clone(),
-        generate_host_key: false,
-    };
+    let options = host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?;
     let host_name = args.host.clone();
     let mut confirm = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
         if !std::io::stdin().is_terminal() {
