@@ -331,30 +331,33 @@ fn report(
     if out.json() {
         return report_json(out, mode, config, plan, summary, exposure, resumed);
     }
-    let mut width = 0;
-    for file in plan.files() {
-        let file = file?;
-        if file.action != Action::Unchanged {
-            width = width.max(file.display.len());
+    // One line per file that is not unchanged; a plan of only those is not read at all.
+    if plan.count(Action::Unchanged) < plan.len() {
+        let mut width = 0;
+        for file in plan.files() {
+            let file = file?;
+            if file.action != Action::Unchanged {
+                width = width.max(file.display.len());
+            }
         }
-    }
-    for file in plan.files() {
-        let file = file?;
-        if file.action == Action::Unchanged {
-            continue;
+        for file in plan.files() {
+            let file = file?;
+            if file.action == Action::Unchanged {
+                continue;
+            }
+            let label = match (file.action, file.failure()) {
+                (_, Some(_)) => "failed",
+                (Action::Rewrap, _) => "rewrap",
+                (Action::Rotate, _) => "rotate",
+                (Action::Error, _) => "error",
+                (Action::Unchanged, _) => "unchanged",
+            };
+            let detail = match file.action {
+                Action::Error => file.reason.clone().unwrap_or_default(),
+                _ => describe_changes(&file),
+            };
+            out.line(&format!("{label:<9} {:<width$}  {detail}", file.display))?;
         }
-        let label = match (file.action, file.failure()) {
-            (_, Some(_)) => "failed",
-            (Action::Rewrap, _) => "rewrap",
-            (Action::Rotate, _) => "rotate",
-            (Action::Error, _) => "error",
-            (Action::Unchanged, _) => "unchanged",
-        };
-        let detail = match file.action {
-            Action::Error => file.reason.clone().unwrap_or_default(),
-            _ => describe_changes(&file),
-        };
-        out.line(&format!("{label:<9} {:<width$}  {detail}", file.display))?;
     }
     let verb = match mode {
         Mode::Apply => "",

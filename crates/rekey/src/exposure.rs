@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{KeyPaths, Plan, Recipient};
+use crate::plan::{Action, KeyPaths, Plan, Recipient};
 use crate::state::{Journal, JournalEntry};
 use crate::RekeyError;
 
@@ -81,6 +81,10 @@ impl<'a> ExposureReport<'a> {
 
     fn rows(&self) -> Result<Rows<'a>, RekeyError> {
         Ok(match self.source {
+            // An unchanged file loses no recipient: a plan of only those is not read at all.
+            Source::Plan(plan) if plan.count(Action::Unchanged) == plan.len() => {
+                Box::new(std::iter::empty())
+            }
             Source::Plan(plan) => Box::new(plan.files().filter_map(|file| {
                 file.map(|file| JournalEntry::of(&file).exposed())
                     .transpose()

@@ -825,14 +825,17 @@ pub(super) fn plan_repo(
 ) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
     let plan = hostage_rekey::plan(config, &candidates, &PlanOptions::default(), &|| {})?;
-    for file in plan.files() {
-        let file = file?;
-        if file.action == Action::Error {
-            bail!(
-                "{}: {}{advice}",
-                file.display,
-                file.reason.unwrap_or_default()
-            );
+    // The counts say whether some file is an error; only then are the entries read to name it.
+    if plan.count(Action::Error) > 0 {
+        for file in plan.files() {
+            let file = file?;
+            if file.action == Action::Error {
+                bail!(
+                    "{}: {}{advice}",
+                    file.display,
+                    file.reason.unwrap_or_default()
+                );
+            }
         }
     }
     Ok((candidates, plan))
