@@ -16,26 +16,18 @@ struct Entry<'a> {
 }
 
 fn entries(text: &str) -> Vec<Entry<'_>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let end = text[start..]
-            .find('\n')
-            .map_or(text.len(), |i| start + i + 1);
-        let line = text[start..end].trim_end_matches(['\n', '\r']);
-        if !line.trim().is_empty() && !line.starts_with('#') {
-            if let Some((key, value)) = line.split_once('=') {
-                out.push(Entry {
-                    start,
-                    end,
-                    key,
-                    value,
-                });
-            }
-        }
-        start = end;
-    }
-    out
+    super::spanned_lines(text)
+        .filter(|(_, _, line)| !line.trim().is_empty() && !line.starts_with('#'))
+        .filter_map(|(start, end, line)| {
+            let (key, value) = line.split_once('=')?;
+            Some(Entry {
+                start,
+                end,
+                key,
+                value,
+            })
+        })
+        .collect()
 }
 
 fn unescape(value: &str) -> String {

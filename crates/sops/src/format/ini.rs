@@ -17,20 +17,9 @@ struct Line<'a> {
 }
 
 fn lines(text: &str) -> Vec<Line<'_>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let end = text[start..]
-            .find('\n')
-            .map_or(text.len(), |i| start + i + 1);
-        out.push(Line {
-            start,
-            end,
-            text: text[start..end].trim_end_matches(['\n', '\r']),
-        });
-        start = end;
-    }
-    out
+    super::spanned_lines(text)
+        .map(|(start, end, text)| Line { start, end, text })
+        .collect()
 }
 
 fn section_of(line: &str) -> Option<&str> {

@@ -166,6 +166,23 @@ pub(crate) struct Edit {
 }
 
 /// Applies non-overlapping edits to `text`.
+/// Every line of `text` as `(start, end, line)`: `start..end` spans the line and its newline,
+/// `line` is without the newline (or `\r\n`). The text formats find their edit positions this way.
+pub(crate) fn spanned_lines(text: &str) -> impl Iterator<Item = (usize, usize, &str)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= text.len() {
+            return None;
+        }
+        let end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |i| start + i + 1);
+        let line = (start, end, text[start..end].trim_end_matches(['\n', '\r']));
+        start = end;
+        Some(line)
+    })
+}
+
 pub(crate) fn apply(text: &str, mut edits: Vec<Edit>) -> Result<String, SopsError> {
     edits.sort_by_key(|e| e.range.start);
     let mut out = String::with_capacity(text.len() + 4096);

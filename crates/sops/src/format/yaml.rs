@@ -84,23 +84,17 @@ impl Line<'_> {
 }
 
 fn lines(text: &str) -> Vec<Line<'_>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let end = text[start..]
-            .find('\n')
-            .map_or(text.len(), |i| start + i + 1);
-        let raw = text[start..end].trim_end_matches(['\n', '\r']);
-        let indent = raw.len() - raw.trim_start_matches(' ').len();
-        out.push(Line {
-            start,
-            end,
-            indent,
-            content: &raw[indent..],
-        });
-        start = end;
-    }
-    out
+    super::spanned_lines(text)
+        .map(|(start, end, raw)| {
+            let indent = raw.len() - raw.trim_start_matches(' ').len();
+            Line {
+                start,
+                end,
+                indent,
+                content: &raw[indent..],
+            }
+        })
+        .collect()
 }
 
 fn key_is(content: &str, key: &str) -> bool {
