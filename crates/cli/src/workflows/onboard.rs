@@ -166,6 +166,19 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Runs `run`, a fleet operation on one host, and returns that host's outcome; `failed` says
+/// what could not be done when the host fails.
+pub(crate) fn on_one_host<T>(
+    run: impl std::future::Future<
+        Output = Result<Vec<hostage_remote::HostResult<T>>, hostage_remote::FleetError>,
+    >,
+    failed: impl FnOnce() -> String,
+) -> anyhow::Result<T> {
+    let mut results = runtime()?.block_on(run)?;
+    let result = results.pop().context("the fleet run returned no result")?;
+    result.outcome.with_context(failed)
+}
+
 pub(crate) fn fleet_options(options: &OnboardOptions, dry_run: bool) -> FleetOptions {
     FleetOptions {
         ssh_config: options.ssh_config.clone(),
@@ -574,34 +587,27 @@ pub(crate) fn verify(
     deploy: Option<&(InfrastructureKey, DeployOptions)>,
 ) -> anyhow::Result<(FetchedHost, Option<DeployAction>)> {
     let fleet = fleet_options(options, true);
-    let rt = runtime()?;
+    let failed = || format!("cannot verify {}; nothing was changed", target.spec);
     match deploy {
         None => {
-            let mut results = rt.block_on(hostage_remote::fetch(
-                vec![target.clone()],
-                &fleet,
-                &mut NoPins,
-                &|_| {},
-            ))?;
-            let result = results.pop().context("the fleet run returned no result")?;
-            let fetched = result
-                .outcome
-                .with_context(|| format!("cannot verify {}; nothing was changed", target.spec))?;
+            let fetched = on_one_host(
+                hostage_remote::fetch(vec![target.clone()], &fleet, &mut NoPins, &|_| {}),
+                failed,
+            )?;
             Ok((fetched, None))
         }
         Some((key, deploy_options)) => {
-            let mut results = rt.block_on(hostage_remote::deploy(
-                vec![target.clone()],
-                &fleet,
-                &mut NoPins,
-                key,
-                deploy_options,
-                &|_| {},
-            ))?;
-            let result = results.pop().context("the fleet run returned no result")?;
-            let done = result
-                .outcome
-                .with_context(|| format!("cannot verify {}; nothing was changed", target.spec))?;
+            let done = on_one_host(
+                hostage_remote::deploy(
+                    vec![target.clone()],
+                    &fleet,
+                    &mut NoPins,
+                    key,
+                    deploy_options,
+                    &|_| {},
+                ),
+                failed,
+            )?;
             Ok((done.host, Some(done.action)))
         }
     }
@@ -674,19 +680,17 @@ pub fn apply(
                     // The host must still be the one the plan verified.
                     let mut target = plan.target.clone();
                     target.pin = Some(plan.fetched.fingerprint.clone());
-                    let rt = runtime()?;
-                    let mut results = rt.block_on(hostage_remote::deploy(
-                        vec![target],
-                        &fleet_options(&plan.options, false),
-                        &mut NoPins,
-                        key,
-                        deploy_options,
-                        &|_| {},
-                    ))?;
-                    let result = results.pop().context("the fleet run returned no result")?;
-                    let done = result.outcome.with_context(|| {
-                        format!("cannot deploy the infrastructure key to {}", plan.host)
-                    })?;
+                    let done = on_one_host(
+                        hostage_remote::deploy(
+                            vec![target],
+                            &fleet_options(&plan.options, false),
+                            &mut NoPins,
+                            key,
+                            deploy_options,
+                            &|_| {},
+                        ),
+                        || format!("cannot deploy the infrastructure key to {}", plan.host),
+                    )?;
                     outcome.deployed = Some(done.action.as_str());
                 }
             }

@@ -13,7 +13,7 @@ use hostage_remote::{
 };
 
 use super::fleet_inventory::NoPins;
-use super::onboard::{fleet_options, runtime, OnboardOptions};
+use super::onboard::{fleet_options, on_one_host, OnboardOptions};
 use super::FleetInventory;
 
 /// What restoring a host's key would do.
@@ -104,19 +104,17 @@ pub fn plan(
         target: target.clone(),
         comment: format!("root@{name}"),
     };
-    let rt = runtime()?;
-    let mut results = rt.block_on(hostage_remote::restore_host_key(
-        vec![host_target.clone()],
-        &fleet_options(&verify_options, true),
-        &mut NoPins,
-        &key,
-        &restore,
-        &|_| {},
-    ))?;
-    let result = results.pop().context("the fleet run returned no result")?;
-    let done = result
-        .outcome
-        .with_context(|| format!("cannot verify {}; nothing was changed", host_target.spec))?;
+    let done = on_one_host(
+        hostage_remote::restore_host_key(
+            vec![host_target.clone()],
+            &fleet_options(&verify_options, true),
+            &mut NoPins,
+            &key,
+            &restore,
+            &|_| {},
+        ),
+        || format!("cannot verify {}; nothing was changed", host_target.spec),
+    )?;
     let presented = done.host;
     let is_pinned = presented.fingerprint.as_str() == pinned.as_str();
     if !is_pinned && options.expect_fingerprint.is_none() && !confirm(&presented)? {
@@ -165,18 +163,16 @@ pub fn apply(plan: RestorePlan) -> anyhow::Result<RestoreAction> {
     target.pin = Some(plan.presented.fingerprint.clone());
     let mut options = plan.options.clone();
     options.trust_new = false;
-    let rt = runtime()?;
-    let mut results = rt.block_on(hostage_remote::restore_host_key(
-        vec![target],
-        &fleet_options(&options, false),
-        &mut NoPins,
-        &plan.key,
-        &plan.restore,
-        &|_| {},
-    ))?;
-    let result = results.pop().context("the fleet run returned no result")?;
-    let done = result
-        .outcome
-        .with_context(|| format!("cannot restore the host key of {}", plan.host))?;
+    let done = on_one_host(
+        hostage_remote::restore_host_key(
+            vec![target],
+            &fleet_options(&options, false),
+            &mut NoPins,
+            &plan.key,
+            &plan.restore,
+            &|_| {},
+        ),
+        || format!("cannot restore the host key of {}", plan.host),
+    )?;
     Ok(done.action)
 }
