@@ -261,17 +261,7 @@ pub fn plan(
     let mut warnings = Vec::new();
     let repo = &inventory.inventory.secrets_repo;
 
-    // pubkeys/<host>.pub
-    let pub_rel = format!("pubkeys/{name}.pub");
-    let pub_path = repo.join(&pub_rel);
-    let pub_text = format!("{} {name}\n", fetched.key.to_openssh());
-    let public_key = if fs_err::read_to_string(&pub_path).ok().as_deref() == Some(pub_text.as_str())
-    {
-        None
-    } else {
-        steps.push(Step::SavePublicKey { path: pub_rel });
-        Some((pub_path, pub_text))
-    };
+    let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
     // .sops.yaml
     let config_path = repo.join(".sops.yaml");
@@ -717,6 +707,24 @@ pub fn apply(
         }
     }
     Ok(outcome)
+}
+
+/// Adds the step that saves the host's public key as `pubkeys/<host>.pub` unless it is there
+/// already; returns the file and its content.
+pub(super) fn public_key_step(
+    steps: &mut Vec<Step>,
+    repo: &Path,
+    name: &str,
+    key: &hostage_recipients::Ed25519PublicKey,
+) -> Option<(PathBuf, String)> {
+    let rel = format!("pubkeys/{name}.pub");
+    let path = repo.join(&rel);
+    let text = format!("{} {name}\n", key.to_openssh());
+    if fs_err::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return None;
+    }
+    steps.push(Step::SavePublicKey { path: rel });
+    Some((path, text))
 }
 
 /// Adds the re-key step when `plan` changes some files, and returns the plan that applies it.

@@ -10,7 +10,8 @@ use hostage_remote::FetchedHost;
 use hostage_sops::rules::SopsConfig;
 
 use super::onboard::{
-    infrastructure_deploy, next_steps, rule_changed, verify, OnboardOptions, OnboardPlan, Step,
+    infrastructure_deploy, next_steps, public_key_step, rule_changed, verify, OnboardOptions,
+    OnboardPlan, Step,
 };
 use super::FleetInventory;
 
@@ -57,17 +58,7 @@ pub fn plan(
         ));
     }
 
-    // pubkeys/<host>.pub
-    let pub_rel = format!("pubkeys/{name}.pub");
-    let pub_path = repo.join(&pub_rel);
-    let pub_text = format!("{} {name}\n", fetched.key.to_openssh());
-    let public_key = if fs_err::read_to_string(&pub_path).ok().as_deref() == Some(pub_text.as_str())
-    {
-        None
-    } else {
-        steps.push(Step::SavePublicKey { path: pub_rel });
-        Some((pub_path, pub_text))
-    };
+    let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
     // .sops.yaml: the old recipient becomes the new one wherever it is written.
     let original = SopsConfig::load(&config_path)?;
