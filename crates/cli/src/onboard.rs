@@ -95,53 +95,75 @@ pub fn run(
     };
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let plan = onboard::plan(&inventory, &args.host, &options, &mut passphrases, confirm)?;
+    let Some((plan, outcome)) =
+        apply_host_plan(out, &mut inventory, plan, &mut passphrases, args.dry_run)?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if out.json() {
+        out.json_value(&json!({
+            "host": plan.host,
+            "mode": "apply",
+            "verified": {
+                "fingerprint": plan.fetched.fingerprint.as_str(),
+                "recipient": plan.fetched.recipient.to_string(),
+                "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
+            },
+            "steps": plan.steps,
+            "outcome": outcome,
+            "exposure": plan.exposure()?,
+            "warnings": plan.warnings,
+            "next_steps": plan.next_steps,
+        }))?;
+    } else {
+        out.line(&format!(
+            "onboarded {}: {} change(s) applied",
+            plan.host,
+            plan.steps.len()
+        ))?;
+        print_exposure_and_next_steps(out, &plan)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a host workflow's plan: its warnings on stderr, then with `dry_run` (or nothing to do)
+/// the plan is printed and `None` returned; otherwise it is applied, each step announced on
+/// stderr, and the plan and what applying did returned for the verb's own report.
+pub(crate) fn apply_host_plan(
+    out: &mut Output,
+    inventory: &mut FleetInventory,
+    mut plan: OnboardPlan,
+    passphrases: &mut CliPassphrases,
+    dry_run: bool,
+) -> anyhow::Result<Option<(OnboardPlan, onboard::OnboardOutcome)>> {
     if !out.json() {
         for warning in &plan.warnings {
             output::warn(warning);
         }
     }
-    if args.dry_run || plan.is_noop() {
-        print_plan(out, &plan, args.dry_run)?;
-        return Ok(ExitCode::SUCCESS);
+    if dry_run || plan.is_noop() {
+        print_plan(out, &plan, dry_run)?;
+        return Ok(None);
     }
     let json = out.json();
-    let host = plan.host.clone();
-    let steps = plan.steps.clone();
-    let next_steps = plan.next_steps.clone();
-    let warnings = plan.warnings.clone();
-    let exposure = plan.exposure()?;
-    let verified = json!({
-        "fingerprint": plan.fetched.fingerprint.as_str(),
-        "recipient": plan.fetched.recipient.to_string(),
-        "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
-    });
-    let outcome = onboard::apply(&mut inventory, plan, &mut passphrases, &|step| {
+    let outcome = onboard::apply(inventory, &mut plan, passphrases, &|step| {
         if !json {
             progress(&describe(step));
         }
     })?;
-    if json {
-        out.json_value(&json!({
-            "host": host,
-            "mode": "apply",
-            "verified": verified,
-            "steps": steps,
-            "outcome": outcome,
-            "exposure": exposure,
-            "warnings": warnings,
-            "next_steps": next_steps,
-        }))?;
-    } else {
-        out.line(&format!(
-            "onboarded {host}: {} change(s) applied",
-            steps.len()
-        ))?;
-        print_exposure(out, &exposure)?;
-        for step in &next_steps {
-            out.line(&format!("next: {step}"))?;
-        }
+    Ok(Some((plan, outcome)))
+}
+
+/// The text report's tail after a host workflow: the exposure report, then what to do next.
+pub(crate) fn print_exposure_and_next_steps(
+    out: &mut Output,
+    plan: &OnboardPlan,
+) -> anyhow::Result<()> {
+    print_exposure(out, &plan.exposure()?)?;
+    for step in &plan.next_steps {
+        out.line(&format!("next: {step}"))?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 #[allow(clippy::print_stderr)]

@@ -7,10 +7,9 @@ use std::process::ExitCode;
 use hostage_remote::RestoreAction;
 use serde_json::json;
 
-use crate::onboard::{describe, host_options, print_exposure, print_plan, progress};
-use crate::output::{self, Output};
+use crate::onboard::{apply_host_plan, host_options, print_exposure_and_next_steps, progress};
+use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::workflows::onboard;
 use crate::workflows::restore::{self, RestorePlan};
 use crate::workflows::{rotate, FleetInventory};
 
@@ -92,48 +91,33 @@ pub fn run(
         &mut passphrases,
         &mut confirm,
     )?;
-    if !out.json() {
-        for warning in &plan.warnings {
-            output::warn(warning);
-        }
-    }
-    if args.dry_run || plan.is_noop() {
-        print_plan(out, &plan, args.dry_run)?;
+    let Some((plan, outcome)) =
+        apply_host_plan(out, &mut inventory, plan, &mut passphrases, args.dry_run)?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
-    let json = out.json();
-    let host = plan.host.clone();
-    let steps = plan.steps.clone();
-    let next_steps = plan.next_steps.clone();
-    let exposure = plan.exposure()?;
+    };
     let fingerprint = plan.fetched.fingerprint.to_string();
     let recipient = plan.fetched.recipient.to_string();
-    let outcome = onboard::apply(&mut inventory, plan, &mut passphrases, &|step| {
-        if !json {
-            progress(&describe(step));
-        }
-    })?;
-    if json {
+    if out.json() {
         out.json_value(&json!({
-            "host": host,
+            "host": plan.host,
             "mode": "apply",
             "verified": {"fingerprint": fingerprint, "recipient": recipient},
-            "steps": steps,
+            "steps": plan.steps,
             "outcome": outcome,
-            "exposure": exposure,
-            "next_steps": next_steps,
+            "exposure": plan.exposure()?,
+            "next_steps": plan.next_steps,
         }))?;
     } else {
-        out.line(&format!("rotated {host} to {fingerprint} ({recipient})"))?;
-        print_exposure(out, &exposure)?;
-        for step in &next_steps {
-            out.line(&format!("next: {step}"))?;
-        }
+        out.line(&format!(
+            "rotated {} to {fingerprint} ({recipient})",
+            plan.host
+        ))?;
+        print_exposure_and_next_steps(out, &plan)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a restore plan (dry run or nothing to do), or applies it and prints what was done.
 fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::Result<ExitCode> {
     let host = plan.host.clone();
     let presented = plan.presented.fingerprint.to_string();

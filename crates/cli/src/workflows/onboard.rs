@@ -607,7 +607,7 @@ pub(crate) fn verify(
 /// lock. `progress` hears about each step as it starts.
 pub fn apply(
     inventory: &mut FleetInventory,
-    mut plan: OnboardPlan,
+    plan: &mut OnboardPlan,
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(&Step),
 ) -> anyhow::Result<OnboardOutcome> {
