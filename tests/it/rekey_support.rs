@@ -8,26 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use hostage_tests::Tool;
-
 use crate::sops_support::Key;
-
-/// `git` (the walk asks git which files are ignored; the tests make repos with it).
-pub const GIT: Tool = Tool {
-    name: "git",
-    install_hint: "install the Debian package `git` (apt-get install git)",
-};
-
-/// Variables that would make a run depend on the developer's machine.
-const AMBIENT: &[&str] = &[
-    "SOPS_AGE_KEY",
-    "SOPS_AGE_KEY_FILE",
-    "SOPS_AGE_KEY_CMD",
-    "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
-    "SOPS_CONFIG",
-    "HOSTAGE_SSH_PASSPHRASE",
-    "SSH_TO_AGE_PASSPHRASE",
-];
 
 /// A git repo in a temp dir with named throwaway age keys.
 pub struct Repo {
@@ -39,7 +20,7 @@ impl Repo {
     /// A repo (git-initialised) with one key per name.
     pub fn new(names: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let git = hostage_tests::require(GIT);
+        let git = hostage_tests::require(hostage_tests::GIT);
         let status = duct::cmd!(git, "init", "-q", dir.path())
             .run()
             .unwrap()
@@ -94,7 +75,7 @@ impl Repo {
             .stdin_null()
             .unchecked();
         let secrets: Vec<&str> = keys.iter().map(|k| self.keys[*k].secret.as_str()).collect();
-        for variable in AMBIENT {
+        for variable in hostage_tests::AMBIENT_VARIABLES {
             if *variable != "SOPS_AGE_KEY" || secrets.is_empty() {
                 command = command.env_remove(variable);
             }

@@ -467,14 +467,9 @@ fn sample_path(regex: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the real-world corpus: cargo xtask test runs it when present"]
 fn corpus_files_pick_the_same_rules_as_sops_for_paths_built_from_their_regexes() {
-    let corpus = hostage_tests::workspace_root().join("../shared/corpus/sops-yaml");
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&corpus)
-        .expect("the corpus is present")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+    let files = hostage_tests::corpus_sops_yaml_files();
     let mut compared = 0;
     for source in files {
         let text = fs_err::read_to_string(&source).expect("read corpus file");

