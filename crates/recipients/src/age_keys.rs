@@ -121,7 +121,13 @@ impl RecipientString {
         }
         // A plugin recipient has the form age1<name>1<data>. The bech32 data alphabet has no '1',
         // so a second '1' can only be a plugin name's separator.
+        // Like age (and so sops), its bech32 checksum must hold: a placeholder such as
+        // `age1example1qqq…` is refused, not carried along as a plugin nobody can encrypt to.
         if text.matches('1').count() > 1 {
+            CheckedHrpstring::new::<Bech32>(text).map_err(|_| KeyError::InvalidAgeRecipient {
+                given: shorten(text),
+                reason: "it looks like an age plugin recipient (`age1<plugin>1…`), but its bech32 checksum or encoding is invalid",
+            })?;
             return Ok(Self::Plugin(text.to_owned()));
         }
         let bytes =
@@ -269,6 +275,12 @@ mod tests {
             .unwrap(),
             RecipientString::Plugin(_)
         ));
+        let placeholder = RecipientString::parse(
+            "age1example1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(placeholder.contains("checksum"), "{placeholder}");
         assert!(matches!(
             RecipientString::parse("age1pq1abcdef").unwrap(),
             RecipientString::PostQuantum(_)
