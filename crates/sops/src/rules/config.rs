@@ -92,7 +92,7 @@ pub enum RecipientKind {
 }
 
 impl RecipientKind {
-    fn classify(text: &str) -> Self {
+    pub(crate) fn classify(text: &str) -> Self {
         match RecipientString::parse(text) {
             Ok(RecipientString::X25519(_)) => Self::X25519,
             Ok(RecipientString::Ssh { .. }) => Self::Ssh,

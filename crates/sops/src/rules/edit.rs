@@ -90,7 +90,7 @@ impl Splices {
         for (range, replacement) in self.0.into_iter().rev() {
             text.replace_range(range, &replacement);
         }
-        Ok(text)
+        config.verified(text)
     }
 }
 
@@ -102,9 +102,32 @@ fn is_anchor_name(name: &str) -> bool {
 }
 
 impl SopsConfig {
+    /// `text` when it reads back as a `.sops.yaml` (the last step of every edit): an edit never
+    /// hands out text that sops or hostage would refuse to read.
+    pub(crate) fn verified(&self, text: String) -> Result<String, RulesError> {
+        match SopsConfig::parse(&self.path, &text) {
+            Ok(_) => Ok(text),
+            Err(e) => Err(RulesError::EditUnverified {
+                path: self.path.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// A refusal that is about the file as a whole.
     pub(crate) fn edit_error(&self, message: impl Into<String>) -> RulesError {
         RulesError::Edit {
             path: self.path.clone(),
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// A refusal about the node `id` (its line goes into the error).
+    pub(crate) fn refuse_at(&self, id: NodeId, message: impl Into<String>) -> RulesError {
+        RulesError::Edit {
+            path: self.path.clone(),
+            line: Some(self.line(id)),
             message: message.into(),
         }
     }
@@ -204,10 +227,7 @@ impl SopsConfig {
                 .iter()
                 .any(|site| site.age.map(|a| self.edit_site(a)).unwrap_or(site.map) == key);
             if shares {
-                return Err(self.edit_error(format!(
-                    "line {}: these keys are shared through an anchor with rule {} (line {}); select that rule too, or write the keys out",
-                    self.line(key),
-                    other.index,
+                return Err(self.refuse_at(key, format!("these keys are shared through an anchor with rule {} (line {}); select that rule too, or write the keys out", other.index,
                     other.line
                 )));
             }
@@ -237,10 +257,7 @@ impl SopsConfig {
                     );
                     Ok(())
                 }
-                _ => Err(self.edit_error(format!(
-                    "line {}: the age keys come from an alias; add the recipient where the anchor is defined, or write the list out",
-                    self.line(age)
-                ))),
+                _ => Err(self.refuse_at(age, "the age keys come from an alias; add the recipient where the anchor is defined, or write the list out")),
             };
         }
         match &self.tree.nodes[age].kind {
@@ -256,9 +273,7 @@ impl SopsConfig {
             Kind::Scalar(s) if s.kind == ScalarKind::Str && !key_group => {
                 let parts = self.comma_parts(age)?;
                 let Some(last) = parts.last() else {
-                    return Err(
-                        self.edit_error(format!("line {}: empty age string", self.line(age)))
-                    );
+                    return Err(self.refuse_at(age, "empty age string"));
                 };
                 let sep = if parts.len() >= 2 {
                     self.text[parts[parts.len() - 2].end..last.start].to_owned()
@@ -268,10 +283,7 @@ impl SopsConfig {
                 splices.push(last.end..last.end, format!("{sep}{}", recipient.recipient));
                 Ok(())
             }
-            _ => Err(self.edit_error(format!(
-                "line {}: cannot add to this age value; write it as a list",
-                self.line(age)
-            ))),
+            _ => Err(self.refuse_at(age, "cannot add to this age value; write it as a list")),
         }
     }
 
@@ -286,10 +298,10 @@ impl SopsConfig {
         let mut out = Vec::new();
         for part in s.value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some(at) = source[cursor..].find(part) else {
-                return Err(self.edit_error(format!(
-                    "line {}: cannot locate {part:?} in the string as written",
-                    self.line(scalar)
-                )));
+                return Err(self.refuse_at(
+                    scalar,
+                    format!("cannot locate {part:?} in the string as written",),
+                ));
             };
             let start = range.start + cursor + at;
             out.push(start..start + part.len());
@@ -334,19 +346,13 @@ impl SopsConfig {
 
     /// The indentation before a block item's `-` and the space after it.
     fn dash_layout(&self, item: NodeId) -> Result<(String, String), RulesError> {
-        let dash = self.dash_of(item).ok_or_else(|| {
-            self.edit_error(format!(
-                "line {}: list item without a dash",
-                self.line(item)
-            ))
-        })?;
+        let dash = self
+            .dash_of(item)
+            .ok_or_else(|| self.refuse_at(item, "list item without a dash"))?;
         let start = self.line_start(dash);
         let indent = &self.text[start..dash];
         if !indent.chars().all(|c| c == ' ' || c == '\t') {
-            return Err(self.edit_error(format!(
-                "line {}: list item shares its line with other content",
-                self.line(item)
-            )));
+            return Err(self.refuse_at(item, "list item shares its line with other content"));
         }
         let content = self.tree.nodes[item]
             .anchor_range
@@ -382,10 +388,10 @@ impl SopsConfig {
             flow: false,
         } = &self.tree.nodes[map].kind
         else {
-            return Err(self.edit_error(format!(
-                "line {}: cannot add an age key to this rule; write it as a block mapping",
-                self.line(map)
-            )));
+            return Err(self.refuse_at(
+                map,
+                "cannot add an age key to this rule; write it as a block mapping",
+            ));
         };
         let Some(last) = entries.last() else {
             return Err(self.edit_error("empty mapping"));
@@ -476,10 +482,10 @@ impl SopsConfig {
     ) -> Result<(), RulesError> {
         let resolved = self.tree.resolve(age);
         if resolved != age && matches!(self.tree.nodes[resolved].kind, Kind::Seq { .. }) {
-            return Err(self.edit_error(format!(
-                "line {}: the age keys come from an alias; remove the recipient where the anchor is defined",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(
+                age,
+                "the age keys come from an alias; remove the recipient where the anchor is defined",
+            ));
         }
         let matches_item = |item: NodeId| {
             let value = match &self.tree.nodes[self.tree.resolve(item)].kind {
@@ -492,11 +498,13 @@ impl SopsConfig {
             Kind::Seq { items, flow } if resolved == age => {
                 let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
                 let Some(k) = items.iter().position(|i| matches_item(*i)) else {
-                    return Err(self.edit_error(format!(
-                        "line {}: {} is part of a comma-separated list item; edit it by hand",
-                        self.line(age),
-                        target.recipient
-                    )));
+                    return Err(self.refuse_at(
+                        age,
+                        format!(
+                            "{} is part of a comma-separated list item; edit it by hand",
+                            target.recipient
+                        ),
+                    ));
                 };
                 if items.len() == 1 {
                     return self.remove_age_entry(map, age, others, splices);
@@ -518,10 +526,9 @@ impl SopsConfig {
                     let from = self.break_before(dash).unwrap_or(self.line_start(dash));
                     let to = self.line_end(self.node_range(item).end);
                     if !self.text[self.line_start(dash)..dash].trim().is_empty() {
-                        return Err(self.edit_error(format!(
-                            "line {}: list item shares its line with other content",
-                            self.line(item)
-                        )));
+                        return Err(
+                            self.refuse_at(item, "list item shares its line with other content")
+                        );
                     }
                     splices.push(from..to, "");
                 }
@@ -548,10 +555,7 @@ impl SopsConfig {
                 splices.push(range, "");
                 Ok(())
             }
-            _ => Err(self.edit_error(format!(
-                "line {}: cannot edit this age value",
-                self.line(age)
-            ))),
+            _ => Err(self.refuse_at(age, "cannot edit this age value")),
         }
     }
 
@@ -572,25 +576,19 @@ impl SopsConfig {
         splices: &mut Splices,
     ) -> Result<(), RulesError> {
         if !others {
-            return Err(self.edit_error(format!(
-                "line {}: removing the last recipient would leave a key group with no keys; remove or change the rule instead",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(age, "removing the last recipient would leave a key group with no keys; remove or change the rule instead"));
         }
         let Kind::Map { entries, .. } = &self.tree.nodes[map].kind else {
             return Err(self.edit_error("not a mapping"));
         };
         let Some(entry) = entries.iter().find(|e| e.value == age) else {
-            return Err(self.edit_error(format!(
-                "line {}: the age key is merged from elsewhere; edit it where it is defined",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(
+                age,
+                "the age key is merged from elsewhere; edit it where it is defined",
+            ));
         };
         if entries.first().map(|e| e.value) == Some(age) {
-            return Err(self.edit_error(format!(
-                "line {}: age is the first key of its group; edit it by hand",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(age, "age is the first key of its group; edit it by hand"));
         }
         let from = self
             .break_before(entry.key_range.start)

@@ -14,6 +14,7 @@ mod config;
 mod edit;
 mod error;
 mod lint;
+mod naming;
 mod paths;
 mod tree;
 
@@ -21,4 +22,5 @@ pub use config::{CreationRule, OtherKey, RecipientEntry, RecipientKind, SopsConf
 pub use edit::{NamedRecipient, RecipientRef, RuleSelector};
 pub use error::RulesError;
 pub use lint::{Lint, LintKind};
+pub use naming::{HeaderLabel, NameSource, RecipientName, RecipientNames, SuppliedName};
 pub use paths::{ConfigLocation, ConfigSource};
