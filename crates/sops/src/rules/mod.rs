@@ -10,17 +10,23 @@
 //! - The edit operations (`add_named_recipient`, `add_recipient`, `remove_recipient`,
 //!   `add_path_rule`, `replace_recipient`) return the new text with every other byte unchanged.
 
+mod change;
 mod config;
 mod edit;
 mod error;
 mod lint;
+mod names_edit;
 mod naming;
+mod new_rule;
 mod paths;
+mod replace;
 mod tree;
 
+pub use change::{ConfigChange, ConfigEdit};
 pub use config::{CreationRule, OtherKey, RecipientEntry, RecipientKind, SopsConfig};
 pub use edit::{NamedRecipient, RecipientRef, RuleSelector};
 pub use error::RulesError;
 pub use lint::{Lint, LintKind};
 pub use naming::{HeaderLabel, NameSource, RecipientName, RecipientNames, SuppliedName};
+pub use new_rule::NewRuleOptions;
 pub use paths::{ConfigLocation, ConfigSource};
