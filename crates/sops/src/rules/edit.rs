@@ -444,9 +444,13 @@ impl SopsConfig {
             flow: false,
         } = &self.tree.nodes[map].kind
         else {
+            let what = match self.tree.nodes[map].kind {
+                Kind::Map { .. } => "a flow mapping (`{…}`) without age keys",
+                _ => "empty (a bare `-`)",
+            };
             return Err(self.refuse_at(
                 map,
-                "cannot add an age key to this rule; write it as a block mapping",
+                format!("this rule or key group is {what}; write it as a block mapping to add an age key"),
             ));
         };
         let Some(last) = entries.last() else {

@@ -206,12 +206,23 @@ impl SopsConfig {
         Some((list, k))
     }
 
-    /// Where new anchors go: the list under top-level `keys:` (its last nested list for
-    /// `- &hosts [...]`, its `hosts` (else last) list for a mapping). `None` without `keys:`;
+    /// Where new anchors go: the list under top-level `keys:` (else the first top-level key
+    /// ending in `keys`, like `.keys:`), its last nested list for `- &hosts [...]`, its `hosts`
+    /// (`machines`, `servers`; else last) list for a mapping. `None` without `keys:`;
     /// refused when `keys:` holds something else (key groups as mappings, say: an anchor added to
     /// a group's list would also change every rule that merges the group).
     pub(crate) fn anchor_home(&self) -> Result<Option<NodeId>, RulesError> {
-        let Some((_, keys)) = self.root_entries.iter().find(|(k, _)| k == "keys") else {
+        // `keys:` is the common spelling; `.keys:`/`x-keys:` keep the entry out of sops' way.
+        let Some((_, keys)) = self
+            .root_entries
+            .iter()
+            .find(|(k, _)| k == "keys")
+            .or_else(|| {
+                self.root_entries
+                    .iter()
+                    .find(|(k, _)| k.to_ascii_lowercase().ends_with("keys"))
+            })
+        else {
             return Ok(None);
         };
         let refuse = |node: NodeId, what: &str| {
@@ -235,7 +246,12 @@ impl SopsConfig {
                     },
                 },
                 Kind::Map { entries, .. } => {
-                    let pick = entries.iter().find(|e| e.key == "hosts").or_else(|| {
+                    // New recipients are hosts: their list when the mapping has one.
+                    let hosts = |k: &str| {
+                        let k = k.trim_start_matches('.').to_ascii_lowercase();
+                        matches!(k.as_str(), "hosts" | "machines" | "servers")
+                    };
+                    let pick = entries.iter().find(|e| hosts(&e.key)).or_else(|| {
                         entries
                             .iter()
                             .rev()

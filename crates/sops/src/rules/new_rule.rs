@@ -7,55 +7,20 @@ use regex::Regex;
 use super::change::{ConfigChange, ConfigEdit};
 use super::config::SopsConfig;
 use super::edit::{RecipientRef, RuleSelector, Splices};
+use super::example::example_path_of;
 use super::tree::Kind;
 use super::RulesError;
 
 /// Choices for [`SopsConfig::add_rule`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewRuleOptions {
-    /// A path the new rule is for, to find the rule that catches it today. Default: the regex's
-    /// literal prefix followed by the first of `secret.sops.yaml`, `secret.yaml`, `secret.json`,
-    /// `secret.env`, `secret` that the regex matches.
+    /// A path the new rule is for, to find the rule that catches it today. Default:
+    /// [`example_path`](super::example_path) of the new regex.
     pub example_path: Option<String>,
     /// Recipients of the catching rule not to copy (key, anchor name or header label), e.g. the
     /// infrastructure key for a host that reads its secrets with its own key. Default: keep
     /// every recipient (the seed layout's convention: workstation + infrastructure + the host).
     pub drop: Vec<String>,
-}
-
-/// Candidate file names after a regex's literal prefix, most specific first.
-const EXAMPLE_NAMES: &[&str] = &[
-    "secret.sops.yaml",
-    "secret.yaml",
-    "secret.json",
-    "secret.env",
-    "secret",
-];
-
-/// A path `regex` matches, built from its literal prefix (`secrets/host/web01/.*` →
-/// `secrets/host/web01/secret.sops.yaml`), when one of the usual file names fits.
-fn example_path(regex: &Regex) -> Option<String> {
-    let source = regex.as_str();
-    let mut prefix = String::new();
-    let mut chars = source.strip_prefix('^').unwrap_or(source).chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(e) if e.is_ascii_punctuation() => prefix.push(e),
-                _ => break,
-            },
-            '.' | '*' | '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' => break,
-            c => prefix.push(c),
-        }
-    }
-    // A quantifier makes the last literal character optional or repeated: do not rely on it.
-    if matches!(source.chars().nth(prefix.len()), Some('*' | '?' | '{')) {
-        prefix.pop();
-    }
-    EXAMPLE_NAMES
-        .iter()
-        .map(|name| format!("{prefix}{name}"))
-        .find(|path| regex.is_match(path))
 }
 
 impl SopsConfig {
@@ -115,7 +80,7 @@ impl SopsConfig {
                     "path_regex {path_regex} does not match the example path {path}; give a path the rule is for"
                 )))
             }
-            None => example_path(&compiled).ok_or_else(|| {
+            None => example_path_of(&compiled).ok_or_else(|| {
                 self.edit_error(format!(
                     "cannot think of a file path_regex {path_regex} matches; give an example path"
                 ))
@@ -260,6 +225,61 @@ impl SopsConfig {
     }
 }
 
+impl SopsConfig {
+    /// Removes the rule whose path_regex is exactly `path_regex` (its lines, from its dash to its
+    /// last line), the inverse of [`SopsConfig::add_rule`]; reports [`ConfigChange::RemoveRule`].
+    /// No such rule: no change. Refused when the rule defines an anchor (aliases elsewhere would
+    /// lose it) or shares its line with other content.
+    pub fn remove_rule(&self, path_regex: &str) -> Result<ConfigEdit, RulesError> {
+        let Some(rule) = self
+            .rules
+            .iter()
+            .find(|r| r.path_regex.as_deref() == Some(path_regex))
+        else {
+            return Ok(ConfigEdit {
+                text: self.text.clone(),
+                changes: Vec::new(),
+            });
+        };
+        let range = self.node_range(rule.node);
+        if let Some((name, _)) = self.tree.anchors.iter().find(|(_, id)| {
+            let r = &self.tree.nodes[*id].range;
+            r.start >= range.start && r.end <= range.end
+        }) {
+            return Err(self.refuse_line(
+                rule.line,
+                format!("the rule defines anchor &{name}; remove it by hand"),
+            ));
+        }
+        let Some(dash) = self.dash_of(rule.node) else {
+            return Err(self.refuse_line(
+                rule.line,
+                "the rule is not a `- ` list item; remove it by hand",
+            ));
+        };
+        let start = self.line_start(dash);
+        if !self.text[start..dash].trim().is_empty() {
+            return Err(self.refuse_line(
+                rule.line,
+                "the rule shares its line with other content; remove it by hand",
+            ));
+        }
+        let end = self.line_end(range.end);
+        let range = match self.text[end..].find('\n') {
+            Some(i) => start..end + i + 1,
+            None => self.break_before(start).unwrap_or(start)..end,
+        };
+        let mut splices = Splices::default();
+        splices.push(range, "");
+        Ok(ConfigEdit {
+            text: splices.apply(self)?,
+            changes: vec![ConfigChange::RemoveRule {
+                path_regex: path_regex.to_owned(),
+            }],
+        })
+    }
+}
+
 /// A path_regex as a YAML scalar: plain when that reads back identically, else single-quoted.
 fn quote_regex(regex: &str) -> String {
     let plain_safe = !regex.is_empty()
@@ -301,20 +321,6 @@ mod tests {
     }
 
     #[test]
-    fn example_paths_come_from_the_literal_prefix() {
-        let ex = |r: &str| example_path(&Regex::new(r).expect("valid"));
-        assert_eq!(
-            ex("secrets/host/web01/.*").as_deref(),
-            Some("secrets/host/web01/secret.sops.yaml")
-        );
-        assert_eq!(
-            ex("^secrets/web\\.d/.*\\.json$").as_deref(),
-            Some("secrets/web.d/secret.json")
-        );
-        assert_eq!(ex("secrets/hosts?/x").as_deref(), None);
-    }
-
-    #[test]
     fn the_new_rule_goes_above_whichever_rule_catches_the_path() {
         for catch_all in ["secrets/.*", ".*\\.yaml$", ".*"] {
             let text = format!(
@@ -335,6 +341,10 @@ mod tests {
                     above: Some(catch_all.into())
                 }]
             );
+            let back = parse(&edit.text)
+                .remove_rule("secrets/host/web01/.*")
+                .expect("removes");
+            assert_eq!(back.text, text);
             let again = parse(&edit.text)
                 .add_rule("secrets/host/web01/.*", &host(), &NewRuleOptions::default())
                 .expect("no-op");
