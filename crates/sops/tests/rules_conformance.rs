@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use hostage_recipients::AgeRecipient;
 use hostage_sops::rules::{
-    example_path, NewRuleOptions, RecipientKind, RecipientRef, RuleSelector, RulesError, SopsConfig,
+    example_path, ConfigChange, ConfigEdit, NameSource, NewRuleOptions, RecipientKind,
+    RecipientRef, RuleSelector, RulesError, SopsConfig,
 };
 
 fn corpus() -> Vec<(PathBuf, String)> {
@@ -479,6 +480,254 @@ fn golden_lints_of_a_file_with_every_mistake() {
     golden("mistakes.lints.expected.json", &format!("{json}\n"));
 }
 
+// ----- the seed layout (../shared/docs/seed-layout.md): header labels, flat comma strings -------
+
+fn seed_key(n: u8) -> AgeRecipient {
+    AgeRecipient::from_bytes([n; 32])
+}
+
+/// The fixtures' keys: workstation 1, infrastructure 2, gnomeregan 3, stormwind 4.
+const GNOMEREGAN: u8 = 3;
+const STORMWIND: u8 = 4;
+
+/// The seed's own onboarding of a host that has rules: its header label and `,age1…` appended to
+/// each of its rules, in the seed's order; what the CLI prints comes from the changes.
+fn onboard_to_rules(config: &SopsConfig, name: &str, key: &AgeRecipient) -> ConfigEdit {
+    let path = config.path();
+    let named = config.add_named_recipient(name, key).unwrap();
+    let with_name = SopsConfig::parse(path, &named.text).unwrap();
+    let rules: Vec<usize> = with_name
+        .rules()
+        .iter()
+        .filter(|r| {
+            let regex = r.path_regex.as_deref().unwrap_or_default();
+            regex.contains(&format!("/{name}/")) || regex.contains("-storage")
+        })
+        .map(|r| r.index)
+        .collect();
+    let added = with_name
+        .add_to_rules(&RuleSelector::Indices(rules), &named.reference)
+        .unwrap();
+    ConfigEdit {
+        text: added.text,
+        changes: named.changes.into_iter().chain(added.changes).collect(),
+    }
+}
+
+fn said(edit: &ConfigEdit) -> Vec<String> {
+    edit.changes.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn golden_seed_onboarding_a_host_with_rules_is_the_seed_hand_edit_and_a_rerun_changes_nothing() {
+    let (path, before) = fixture("seed.before-gnomeregan.sops.yaml");
+    let (_, seed) = fixture("seed.sops.yaml");
+    let config = SopsConfig::parse(&path, &before).unwrap();
+    let edit = onboard_to_rules(&config, "gnomeregan", &seed_key(GNOMEREGAN));
+    assert_eq!(edit.text, seed, "not the seed's own edit");
+    assert_eq!(
+        said(&edit),
+        [
+            "add header label gnomeregan",
+            "add gnomeregan to rule secrets/host/gnomeregan/.*",
+            "add gnomeregan to rule secrets/host/ironforge/.*-storage\\.sops\\.yaml",
+        ]
+    );
+    let again = onboard_to_rules(
+        &SopsConfig::parse(&path, &edit.text).unwrap(),
+        "gnomeregan",
+        &seed_key(GNOMEREGAN),
+    );
+    assert_eq!(again.text, seed, "a re-run changed bytes");
+    assert!(again.is_noop(), "a re-run reported {:?}", again.changes);
+}
+
+#[test]
+fn golden_seed_names_every_recipient_by_its_header_label() {
+    let (path, seed) = fixture("seed.sops.yaml");
+    let config = SopsConfig::parse(&path, &seed).unwrap();
+    let names = config.recipient_names(&[]);
+    let got: Vec<_> = names
+        .iter()
+        .map(|n| (n.name.as_str(), n.recipient.clone(), n.sources.clone()))
+        .collect();
+    let expected: Vec<_> = [
+        ("workstation", 1, 4),
+        ("infrastructure", 2, 5),
+        ("gnomeregan", 3, 6),
+    ]
+    .into_iter()
+    .map(|(name, key, line)| {
+        (
+            name,
+            seed_key(key).to_string(),
+            vec![NameSource::HeaderLabel { line }],
+        )
+    })
+    .collect();
+    assert_eq!(got, expected);
+    assert!(config.lints().is_empty(), "{:?}", config.lints());
+}
+
+#[test]
+fn golden_seed_host_without_rules_gets_a_rule_above_the_catch_all() {
+    let (path, seed) = fixture("seed.sops.yaml");
+    let config = SopsConfig::parse(&path, &seed).unwrap();
+    let named = config
+        .add_named_recipient("stormwind", &seed_key(STORMWIND))
+        .unwrap();
+    let with_name = SopsConfig::parse(&path, &named.text).unwrap();
+    let rule = with_name
+        .add_rule(
+            "secrets/host/stormwind/.*",
+            &named.reference,
+            &NewRuleOptions::default(),
+        )
+        .unwrap();
+    golden("seed.new-rule.expected.yaml", &rule.text);
+    let said: Vec<String> = named
+        .changes
+        .iter()
+        .chain(&rule.changes)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "add header label stormwind",
+            "add rule secrets/host/stormwind/.* above secrets/.*"
+        ]
+    );
+    // The catch-all's recipients (the workstation) plus the host.
+    let after = SopsConfig::parse(&path, &rule.text).unwrap();
+    let (_, picked) = after
+        .rule_for_sops_path("secrets/host/stormwind/ssh_host_ed25519_key.sops")
+        .unwrap();
+    let keys: Vec<_> = picked.key_groups[0]
+        .iter()
+        .map(|e| e.recipient.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [seed_key(1).to_string(), seed_key(STORMWIND).to_string()]
+    );
+    // A re-run changes nothing.
+    let again = after
+        .add_named_recipient("stormwind", &seed_key(STORMWIND))
+        .unwrap();
+    assert!(again.changes.is_empty());
+    let again = after
+        .add_rule(
+            "secrets/host/stormwind/.*",
+            &again.reference,
+            &NewRuleOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(again.text, rule.text);
+    assert!(again.is_noop());
+    // Removing the host gives back the original bytes.
+    let without_rule = after.remove_rule("secrets/host/stormwind/.*").unwrap();
+    let back = SopsConfig::parse(&path, &without_rule.text)
+        .unwrap()
+        .unname_recipient("stormwind")
+        .unwrap();
+    assert_eq!(back.text, seed);
+}
+
+#[test]
+fn golden_seed_replacing_a_host_key_leaves_the_old_one_nowhere_and_updates_its_label() {
+    let (path, seed) = fixture("seed.sops.yaml");
+    let config = SopsConfig::parse(&path, &seed).unwrap();
+    let old = seed_key(GNOMEREGAN).to_string();
+    let edit = config.replace(&old, &seed_key(5)).unwrap();
+    golden("seed.replace.expected.yaml", &edit.text);
+    assert!(!edit.text.contains(&old));
+    assert_eq!(
+        edit.text.lines().count(),
+        seed.lines().count(),
+        "a line was added"
+    );
+    assert_eq!(
+        said(&edit),
+        [
+            "replace the key of header label gnomeregan",
+            "replace the key in rule secrets/host/gnomeregan/.*",
+            "replace the key in rule secrets/host/ironforge/.*-storage\\.sops\\.yaml",
+        ]
+    );
+    let after = SopsConfig::parse(&path, &edit.text).unwrap();
+    assert_eq!(
+        after.recipient_names(&[]).recipient_of("gnomeregan"),
+        Some(seed_key(5).to_string().as_str())
+    );
+}
+
+#[test]
+fn golden_seed_removing_a_host_gives_back_the_bytes_before_it_was_added() {
+    let (path, seed) = fixture("seed.sops.yaml");
+    let (_, before) = fixture("seed.before-gnomeregan.sops.yaml");
+    let config = SopsConfig::parse(&path, &seed).unwrap();
+    let removed = config
+        .remove_from_rules(&RuleSelector::All, "gnomeregan")
+        .unwrap();
+    let unnamed = SopsConfig::parse(&path, &removed.text)
+        .unwrap()
+        .unname_recipient("gnomeregan")
+        .unwrap();
+    assert_eq!(unnamed.text, before);
+    let said: Vec<String> = removed
+        .changes
+        .iter()
+        .chain(&unnamed.changes)
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        said,
+        [
+            "remove gnomeregan from rule secrets/host/gnomeregan/.*",
+            "remove gnomeregan from rule secrets/host/ironforge/.*-storage\\.sops\\.yaml",
+            "remove header label gnomeregan",
+        ]
+    );
+}
+
+#[test]
+fn golden_seed_dropping_infrastructure_from_a_new_rule_is_an_option() {
+    let (path, seed) = fixture("seed.sops.yaml");
+    // A catch-all that keeps infrastructure too, to see it dropped.
+    let seed = seed.replace(
+        &format!("  - path_regex: secrets/.*\n    age: {}\n", seed_key(1)),
+        &format!(
+            "  - path_regex: secrets/.*\n    age: {},{}\n",
+            seed_key(1),
+            seed_key(2)
+        ),
+    );
+    let config = SopsConfig::parse(&path, &seed).unwrap();
+    let reference = RecipientRef::literal(&seed_key(STORMWIND));
+    let keys = |options: &NewRuleOptions| {
+        let text = config
+            .add_rule("secrets/host/stormwind/.*", &reference, options)
+            .unwrap()
+            .text;
+        let after = SopsConfig::parse(&path, &text).unwrap();
+        let (_, rule) = after
+            .rule_for_sops_path("secrets/host/stormwind/x")
+            .unwrap();
+        rule.key_groups[0]
+            .iter()
+            .map(|e| e.recipient.clone())
+            .collect::<Vec<_>>()
+    };
+    let kept = keys(&NewRuleOptions::default());
+    assert_eq!(kept, [1, 2, STORMWIND].map(|n| seed_key(n).to_string()));
+    let dropped = keys(&NewRuleOptions {
+        drop: vec!["infrastructure".into()],
+        ..Default::default()
+    });
+    assert_eq!(dropped, [1, STORMWIND].map(|n| seed_key(n).to_string()));
+}
+
 // ----- property: add then remove is the identity, in every style and layout ----------------------
 
 mod roundtrip {
@@ -585,6 +834,84 @@ mod roundtrip {
             }
             let removed = after.remove_recipient(&selector, &reference.recipient).unwrap();
             prop_assert_eq!(removed, text);
+        }
+    }
+
+    /// A file naming its recipients by anchors, header labels, both, or neither.
+    fn naming_config(anchors: bool, labels: bool, styles: &[u8], crlf: bool) -> String {
+        let mut lines = Vec::new();
+        if labels {
+            lines.push("# Public AGE keys:".to_owned());
+            lines.push(format!("# alice:   {A}"));
+            lines.push(format!("#   bob:   {B}"));
+        }
+        if anchors {
+            lines.push("keys:".to_owned());
+            lines.push(format!("  - &alice {A}"));
+        }
+        lines.push("creation_rules:".to_owned());
+        for (n, style) in styles.iter().enumerate() {
+            lines.push(format!("  - path_regex: dir{n}/.*"));
+            let body = match (style, anchors) {
+                (0, _) => vec![format!("age: {A},{B}")],
+                (1, true) => vec![
+                    "age:".to_owned(),
+                    "  - *alice".to_owned(),
+                    format!("  - {B}"),
+                ],
+                (1, false) => vec!["age:".to_owned(), format!("  - {A}"), format!("  - {B}")],
+                (_, true) => vec!["key_groups:".to_owned(), "  - age: [*alice]".to_owned()],
+                (_, false) => vec!["key_groups:".to_owned(), format!("  - age: [{A}]")],
+            };
+            for line in body {
+                lines.push(format!("    {line}"));
+            }
+        }
+        let eol = if crlf { "\r\n" } else { "\n" };
+        lines.join(eol) + eol
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        #[test]
+        fn naming_then_adding_then_removing_is_the_identity_in_every_naming_convention(
+            anchors: bool,
+            labels: bool,
+            styles in proptest::collection::vec(0u8..3, 1..4),
+            crlf: bool,
+            subset in proptest::collection::vec(any::<bool>(), 4),
+        ) {
+            let text = naming_config(anchors, labels, &styles, crlf);
+            let path = Path::new("/repo/.sops.yaml");
+            let config = SopsConfig::parse(path, &text).unwrap();
+            let key = AgeRecipient::from_bytes([6; 32]);
+            let named = config.add_named_recipient("carol", &key).unwrap();
+            prop_assert_eq!(
+                named.changes.iter().any(|c| matches!(c, ConfigChange::AddAnchor { .. })),
+                anchors
+            );
+            prop_assert_eq!(
+                named.changes.iter().any(|c| matches!(c, ConfigChange::AddHeaderLabel { .. })),
+                labels
+            );
+            let with_name = SopsConfig::parse(path, &named.text).unwrap();
+            let names = with_name.recipient_names(&[]);
+            let expected = (anchors || labels).then(|| key.to_string());
+            prop_assert_eq!(names.recipient_of("carol"), expected.as_deref());
+            let selected: Vec<usize> = (0..styles.len()).filter(|i| subset[*i]).collect();
+            let selector = RuleSelector::Indices(selected);
+            let added = with_name.add_to_rules(&selector, &named.reference).unwrap();
+            let after = SopsConfig::parse(path, &added.text).unwrap();
+            // A re-run of both steps changes no byte.
+            let renamed = after.add_named_recipient("carol", &key).unwrap();
+            prop_assert_eq!(&renamed.text, &added.text);
+            let readded = after.add_to_rules(&selector, &renamed.reference).unwrap();
+            prop_assert_eq!(&readded.text, &added.text);
+            prop_assert!(readded.is_noop());
+            let removed = after.remove_from_rules(&selector, &key.to_string()).unwrap();
+            let back = SopsConfig::parse(path, &removed.text).unwrap().unname_recipient("carol").unwrap();
+            prop_assert_eq!(back.text, text);
         }
     }
 }
