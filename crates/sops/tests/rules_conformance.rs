@@ -480,7 +480,7 @@ fn golden_lints_of_a_file_with_every_mistake() {
     golden("mistakes.lints.expected.json", &format!("{json}\n"));
 }
 
-// ----- the seed layout (../shared/docs/seed-layout.md): header labels, flat comma strings -------
+// ----- the seed layout (docs/rules.md): header labels, flat comma strings, secrets/.* ----------
 
 fn seed_key(n: u8) -> AgeRecipient {
     AgeRecipient::from_bytes([n; 32])

@@ -164,4 +164,28 @@ mod tests {
         }
         assert_eq!(example_path("(["), None);
     }
+
+    #[test]
+    fn hostile_regexes_give_no_path_instead_of_hanging_or_overflowing() {
+        let deep = format!("{}a{}", "(".repeat(200), ")".repeat(200));
+        let huge = "a{99999999999999999999}/.*".to_owned();
+        let wide = format!("x{{{}}}", 1_000_000);
+        for regex in [
+            deep.as_str(),
+            huge.as_str(),
+            wide.as_str(),
+            "\\",
+            "[",
+            "a|",
+            "(?i)x",
+        ] {
+            if let Some(path) = example_path(regex) {
+                assert!(path.len() < 1_000, "{regex}: {} bytes", path.len());
+                assert!(
+                    Regex::new(regex).is_ok_and(|r| r.is_match(&path)),
+                    "{regex}"
+                );
+            }
+        }
+    }
 }

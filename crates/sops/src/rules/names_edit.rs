@@ -365,6 +365,15 @@ mod tests {
     }
 
     #[test]
+    fn names_that_would_break_the_yaml_or_the_header_are_refused() {
+        let text = format!("# alice: {A}\ncreation_rules:\n  - age: {A}\n");
+        for name in ["", "a b", "x\ny", "*alias", "&a", "a:b", "#c", "é"] {
+            let err = parse(&text).add_named_recipient(name, &host()).unwrap_err();
+            assert!(matches!(err, RulesError::Edit { .. }), "{name:?}: {err}");
+        }
+    }
+
+    #[test]
     fn keys_holding_key_groups_refuse_a_new_anchor_instead_of_breaking_the_file() {
         let text = format!(
             "keys:\n  - &hosts\n    age:\n    - &atlas {A}\n  - &all\n    <<: [*hosts]\ncreation_rules:\n  - key_groups:\n      - <<: *all\n"

@@ -322,6 +322,19 @@ mod tests {
     }
 
     #[test]
+    fn hostile_header_lines_are_not_labels() {
+        // A label must be a plain word and the key the only thing after it.
+        let config = parse(&format!(
+            "# evil name: {A}\n# x: {A} trailing\n# *alias: {A}\n# ok:{A}\n# \u{202e}rtl: {A}\ncreation_rules:\n  - age: {A}\n"
+        ));
+        assert!(
+            config.header_labels().is_empty(),
+            "{:?}",
+            config.header_labels()
+        );
+    }
+
+    #[test]
     fn anchors_on_non_recipients_are_not_names() {
         let config = parse(&format!(
             "keys:\n  - &pgpkey 85D77543B3D624B63CEA9E6DBC17301B491B3F21\n  - &both {A},{B}\ncreation_rules:\n  - age: {A}\n"
