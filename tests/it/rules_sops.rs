@@ -406,6 +406,67 @@ fn edited_files_give_sops_the_recipients_hostage_reads() {
     }
 }
 
+/// The seed layout's edits (the golden files of `crates/sops/tests/rules/seed.*`: header labels,
+/// flat comma strings, a `secrets/.*` catch-all) mean to sops exactly what hostage reads: the
+/// onboarded host's rules, the new rule above the catch-all, the replaced key.
+#[test]
+fn seed_layout_edits_give_sops_the_recipients_hostage_reads() {
+    let goldens = hostage_tests::workspace_root().join("crates/sops/tests/rules");
+    let key = |n: u8| AgeRecipient::from_bytes([n; 32]).to_string();
+    let (workstation, infrastructure, gnomeregan, stormwind, rotated) =
+        (key(1), key(2), key(3), key(4), key(5));
+    let cases = [
+        (
+            "seed.sops.yaml",
+            "secrets/host/gnomeregan/x.sops.yaml",
+            vec![&workstation, &infrastructure, &gnomeregan],
+        ),
+        (
+            "seed.sops.yaml",
+            "secrets/host/ironforge/db-storage.sops.yaml",
+            vec![&workstation, &infrastructure, &gnomeregan],
+        ),
+        (
+            "seed.sops.yaml",
+            "secrets/workstation/x.sops.yaml",
+            vec![&workstation],
+        ),
+        (
+            "seed.new-rule.expected.yaml",
+            "secrets/host/stormwind/ssh_host_ed25519_key.sops",
+            vec![&workstation, &stormwind],
+        ),
+        (
+            "seed.new-rule.expected.yaml",
+            "secrets/host/gnomeregan/x.sops.yaml",
+            vec![&workstation, &infrastructure, &gnomeregan],
+        ),
+        (
+            "seed.replace.expected.yaml",
+            "secrets/host/gnomeregan/x.sops.yaml",
+            vec![&workstation, &infrastructure, &rotated],
+        ),
+    ];
+    for (golden, file, expected) in cases {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let repo = tmp.path();
+        let text = fs_err::read_to_string(goldens.join(golden)).expect("golden file");
+        let config_path = repo.join(".sops.yaml");
+        fs_err::write(&config_path, &text).expect("write config");
+        let config = SopsConfig::parse(&config_path, &text).expect("hostage parses");
+        let file = repo.join(file);
+        let sops = sops_encrypt(repo, None, &file);
+        assert_eq!(
+            sops,
+            hostage_pick(&config, &file),
+            "{golden}: {}",
+            file.display()
+        );
+        let expected: BTreeSet<String> = expected.into_iter().cloned().collect();
+        assert_eq!(sops, Ok(vec![expected]), "{golden}: {}", file.display());
+    }
+}
+
 /// A path a `path_regex` probably matches, made by undoing its common constructs (it need not
 /// match: whatever it is, sops and hostage must agree on it).
 fn sample_path(regex: &str) -> String {

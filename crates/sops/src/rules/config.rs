@@ -92,7 +92,7 @@ pub enum RecipientKind {
 }
 
 impl RecipientKind {
-    fn classify(text: &str) -> Self {
+    pub(crate) fn classify(text: &str) -> Self {
         match RecipientString::parse(text) {
             Ok(RecipientString::X25519(_)) => Self::X25519,
             Ok(RecipientString::Ssh { .. }) => Self::Ssh,
@@ -261,25 +261,22 @@ impl SopsConfig {
         &self.lints
     }
 
-    /// Anchor names defined on scalar values (`&web01 age1…`), with their values, in file order.
+    /// Every (name, recipient) pair the file itself names, from the one naming model
+    /// ([`SopsConfig::recipient_names`] without supplied names): anchors on recipients first, then
+    /// header labels (`# web01: age1…`), each pair once.
     pub fn named_recipients(&self) -> Vec<(String, String)> {
-        self.tree
-            .anchors
+        self.recipient_names(&[])
             .iter()
-            .filter_map(|(name, id)| match &self.tree.nodes[*id].kind {
-                Kind::Scalar(s) => Some((name.clone(), s.value.trim().to_owned())),
-                _ => None,
-            })
+            .map(|n| (n.name.clone(), n.recipient.clone()))
             .collect()
     }
 
-    /// The anchor name a recipient is known by (last definition wins), for display.
+    /// The name the file gives `recipient` (an anchor before a header label), for display and
+    /// plans. For names from outside the file too, use [`SopsConfig::recipient_names`].
     pub fn name_of(&self, recipient: &str) -> Option<String> {
-        self.named_recipients()
-            .into_iter()
-            .rev()
-            .find(|(_, value)| value == recipient)
-            .map(|(name, _)| name)
+        self.recipient_names(&[])
+            .name_of(recipient)
+            .map(str::to_owned)
     }
 
     /// The rule sops 3.11 would use for `file` (relative paths are taken from the current

@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use hostage_recipients::AgeRecipient;
 
+use super::change::{ConfigChange, ConfigEdit};
 use super::config::{GroupSite, SopsConfig};
 use super::tree::{Kind, NodeId, ScalarKind};
 use super::RulesError;
@@ -29,15 +30,8 @@ impl RecipientRef {
         }
     }
 
-    fn list_item(&self) -> String {
-        match &self.anchor {
-            Some(name) => format!("*{name}"),
-            None => self.recipient.clone(),
-        }
-    }
-
     /// Whether `entry_text`/`anchor` denote this recipient.
-    fn matches(&self, recipient: &str, anchor: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, recipient: &str, anchor: Option<&str>) -> bool {
         recipient == self.recipient || (anchor.is_some() && anchor == self.anchor.as_deref())
     }
 }
@@ -68,18 +62,20 @@ pub struct NamedRecipient {
     pub text: String,
     /// What to pass to [`SopsConfig::add_recipient`].
     pub reference: RecipientRef,
+    /// What was written (`AddAnchor`, `AddHeaderLabel`; empty on a re-run).
+    pub changes: Vec<ConfigChange>,
 }
 
 /// Byte splices, applied back to front.
 #[derive(Default)]
-struct Splices(Vec<(Range<usize>, String)>);
+pub(crate) struct Splices(Vec<(Range<usize>, String)>);
 
 impl Splices {
-    fn push(&mut self, range: Range<usize>, text: impl Into<String>) {
+    pub(crate) fn push(&mut self, range: Range<usize>, text: impl Into<String>) {
         self.0.push((range, text.into()));
     }
 
-    fn apply(mut self, config: &SopsConfig) -> Result<String, RulesError> {
+    pub(crate) fn apply(mut self, config: &SopsConfig) -> Result<String, RulesError> {
         self.0.sort_by_key(|(r, _)| (r.start, r.end));
         for pair in self.0.windows(2) {
             if pair[0].0.end > pair[1].0.start {
@@ -90,11 +86,11 @@ impl Splices {
         for (range, replacement) in self.0.into_iter().rev() {
             text.replace_range(range, &replacement);
         }
-        Ok(text)
+        config.verified(text)
     }
 }
 
-fn is_anchor_name(name: &str) -> bool {
+pub(crate) fn is_anchor_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -102,14 +98,37 @@ fn is_anchor_name(name: &str) -> bool {
 }
 
 impl SopsConfig {
+    /// `text` when it reads back as a `.sops.yaml` (the last step of every edit): an edit never
+    /// hands out text that sops or hostage would refuse to read.
+    pub(crate) fn verified(&self, text: String) -> Result<String, RulesError> {
+        match SopsConfig::parse(&self.path, &text) {
+            Ok(_) => Ok(text),
+            Err(e) => Err(RulesError::EditUnverified {
+                path: self.path.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// A refusal that is about the file as a whole.
     pub(crate) fn edit_error(&self, message: impl Into<String>) -> RulesError {
         RulesError::Edit {
             path: self.path.clone(),
+            line: None,
             message: message.into(),
         }
     }
 
-    fn eol(&self) -> &'static str {
+    /// A refusal about the node `id` (its line goes into the error).
+    pub(crate) fn refuse_at(&self, id: NodeId, message: impl Into<String>) -> RulesError {
+        RulesError::Edit {
+            path: self.path.clone(),
+            line: Some(self.line(id)),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn eol(&self) -> &'static str {
         if self.text.contains("\r\n") {
             "\r\n"
         } else {
@@ -118,13 +137,13 @@ impl SopsConfig {
     }
 
     /// Start of the line holding `offset`.
-    fn line_start(&self, offset: usize) -> usize {
+    pub(crate) fn line_start(&self, offset: usize) -> usize {
         self.text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0)
     }
 
     /// Offset of the line break ending the line that holds `offset` (its `\r` for CRLF), or the
     /// end of the text.
-    fn line_end(&self, offset: usize) -> usize {
+    pub(crate) fn line_end(&self, offset: usize) -> usize {
         let end = self.text[offset..]
             .find('\n')
             .map(|i| offset + i)
@@ -137,7 +156,7 @@ impl SopsConfig {
     }
 
     /// The line break before the line holding `offset` (where a removed line's bytes start).
-    fn break_before(&self, offset: usize) -> Option<usize> {
+    pub(crate) fn break_before(&self, offset: usize) -> Option<usize> {
         let start = self.line_start(offset);
         if start == 0 {
             return None;
@@ -152,7 +171,7 @@ impl SopsConfig {
 
     /// The node an edit of `age` changes: a list shared through an alias is edited where it is
     /// defined (once), anything else where it is written.
-    fn edit_site(&self, age: NodeId) -> NodeId {
+    pub(crate) fn edit_site(&self, age: NodeId) -> NodeId {
         let resolved = self.tree.resolve(age);
         match self.tree.nodes[resolved].kind {
             Kind::Seq { .. } => resolved,
@@ -160,7 +179,7 @@ impl SopsConfig {
         }
     }
 
-    fn node_range(&self, id: NodeId) -> Range<usize> {
+    pub(crate) fn node_range(&self, id: NodeId) -> Range<usize> {
         self.tree.nodes[id].range.clone()
     }
 
@@ -168,15 +187,29 @@ impl SopsConfig {
 
     /// Adds `recipient` to every key group of the selected rules, in each list's own style (block
     /// list item, flow list element, comma string part). Groups that already have it are left
-    /// alone; a list shared through an anchor is edited once.
+    /// alone; a list shared through an anchor is edited once. Returns only the text; see
+    /// [`SopsConfig::add_to_rules`] for what changed.
     pub fn add_recipient(
         &self,
         rules: &RuleSelector,
         recipient: &RecipientRef,
     ) -> Result<String, RulesError> {
+        Ok(self.add_to_rules(rules, recipient)?.text)
+    }
+
+    /// [`SopsConfig::add_recipient`], reporting an [`ConfigChange::AddToRule`] for every rule
+    /// that gains the recipient (none on a re-run: the text is then unchanged).
+    pub fn add_to_rules(
+        &self,
+        rules: &RuleSelector,
+        recipient: &RecipientRef,
+    ) -> Result<ConfigEdit, RulesError> {
         let mut splices = Splices::default();
         let mut done: HashSet<NodeId> = HashSet::new();
+        let mut changes = Vec::new();
+        let label = self.display_name(&recipient.recipient, recipient.anchor.as_deref());
         for rule in self.rules.iter().filter(|r| rules.contains(r.index)) {
+            let mut gains = false;
             for (g, site) in rule.sites.iter().enumerate() {
                 let present = rule.key_groups[g]
                     .iter()
@@ -184,6 +217,7 @@ impl SopsConfig {
                 if present {
                     continue;
                 }
+                gains = true;
                 let key = site.age.map(|a| self.edit_site(a)).unwrap_or(site.map);
                 if !done.insert(key) {
                     continue;
@@ -191,23 +225,59 @@ impl SopsConfig {
                 self.check_not_shared(key, rules)?;
                 self.add_to_site(site, rule.uses_key_groups, recipient, &mut splices)?;
             }
+            if gains {
+                changes.push(ConfigChange::AddToRule {
+                    rule: rule.index,
+                    path_regex: rule.path_regex.clone(),
+                    recipient: label.clone(),
+                });
+            }
         }
-        splices.apply(self)
+        Ok(ConfigEdit {
+            text: splices.apply(self)?,
+            changes,
+        })
+    }
+
+    /// How an edit report calls a recipient: its name (anchor, header label), else the key.
+    pub(crate) fn display_name(&self, recipient: &str, anchor: Option<&str>) -> String {
+        self.recipient_names(&[])
+            .name_of(recipient)
+            .or(anchor)
+            .unwrap_or(recipient)
+            .to_owned()
+    }
+
+    /// A list item for `recipient`: its alias when the file defines that anchor for that very
+    /// key, else the key itself (so a stale or foreign anchor name never becomes a dangling alias).
+    pub(crate) fn list_item(&self, recipient: &RecipientRef) -> String {
+        match &recipient.anchor {
+            Some(name)
+                if self
+                    .recipient_anchors()
+                    .iter()
+                    .any(|(n, v, _)| n == name && *v == recipient.recipient) =>
+            {
+                format!("*{name}")
+            }
+            _ => recipient.recipient.clone(),
+        }
     }
 
     /// Refuses an edit whose bytes also belong to a rule that is not selected (a list or group
     /// shared through an anchor, or merged with `<<:`): editing it would change that rule too.
-    fn check_not_shared(&self, key: NodeId, rules: &RuleSelector) -> Result<(), RulesError> {
+    pub(crate) fn check_not_shared(
+        &self,
+        key: NodeId,
+        rules: &RuleSelector,
+    ) -> Result<(), RulesError> {
         for other in self.rules.iter().filter(|r| !rules.contains(r.index)) {
             let shares = other
                 .sites
                 .iter()
                 .any(|site| site.age.map(|a| self.edit_site(a)).unwrap_or(site.map) == key);
             if shares {
-                return Err(self.edit_error(format!(
-                    "line {}: these keys are shared through an anchor with rule {} (line {}); select that rule too, or write the keys out",
-                    self.line(key),
-                    other.index,
+                return Err(self.refuse_at(key, format!("these keys are shared through an anchor with rule {} (line {}); select that rule too, or write the keys out", other.index,
                     other.line
                 )));
             }
@@ -233,32 +303,27 @@ impl SopsConfig {
                     let original = &self.text[self.node_range(age)];
                     splices.push(
                         self.node_range(age),
-                        format!("[{original}, {}]", recipient.list_item()),
+                        format!("[{original}, {}]", self.list_item(recipient)),
                     );
                     Ok(())
                 }
-                _ => Err(self.edit_error(format!(
-                    "line {}: the age keys come from an alias; add the recipient where the anchor is defined, or write the list out",
-                    self.line(age)
-                ))),
+                _ => Err(self.refuse_at(age, "the age keys come from an alias; add the recipient where the anchor is defined, or write the list out")),
             };
         }
         match &self.tree.nodes[age].kind {
             Kind::Seq { items, flow } => {
                 let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
                 if *flow {
-                    self.flow_append(age, &items, &recipient.list_item(), splices);
+                    self.flow_append(age, &items, &self.list_item(recipient), splices);
                     Ok(())
                 } else {
-                    self.block_append(&items, &recipient.list_item(), splices)
+                    self.block_append(&items, &self.list_item(recipient), splices)
                 }
             }
             Kind::Scalar(s) if s.kind == ScalarKind::Str && !key_group => {
                 let parts = self.comma_parts(age)?;
                 let Some(last) = parts.last() else {
-                    return Err(
-                        self.edit_error(format!("line {}: empty age string", self.line(age)))
-                    );
+                    return Err(self.refuse_at(age, "empty age string"));
                 };
                 let sep = if parts.len() >= 2 {
                     self.text[parts[parts.len() - 2].end..last.start].to_owned()
@@ -268,10 +333,7 @@ impl SopsConfig {
                 splices.push(last.end..last.end, format!("{sep}{}", recipient.recipient));
                 Ok(())
             }
-            _ => Err(self.edit_error(format!(
-                "line {}: cannot add to this age value; write it as a list",
-                self.line(age)
-            ))),
+            _ => Err(self.refuse_at(age, "cannot add to this age value; write it as a list")),
         }
     }
 
@@ -286,10 +348,10 @@ impl SopsConfig {
         let mut out = Vec::new();
         for part in s.value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some(at) = source[cursor..].find(part) else {
-                return Err(self.edit_error(format!(
-                    "line {}: cannot locate {part:?} in the string as written",
-                    self.line(scalar)
-                )));
+                return Err(self.refuse_at(
+                    scalar,
+                    format!("cannot locate {part:?} in the string as written",),
+                ));
             };
             let start = range.start + cursor + at;
             out.push(start..start + part.len());
@@ -298,7 +360,13 @@ impl SopsConfig {
         Ok(out)
     }
 
-    fn flow_append(&self, seq: NodeId, items: &[NodeId], value: &str, splices: &mut Splices) {
+    pub(crate) fn flow_append(
+        &self,
+        seq: NodeId,
+        items: &[NodeId],
+        value: &str,
+        splices: &mut Splices,
+    ) {
         match items {
             [] => {
                 let at = self.node_range(seq).start + 1;
@@ -317,7 +385,7 @@ impl SopsConfig {
         }
     }
 
-    fn block_append(
+    pub(crate) fn block_append(
         &self,
         items: &[NodeId],
         value: &str,
@@ -333,20 +401,14 @@ impl SopsConfig {
     }
 
     /// The indentation before a block item's `-` and the space after it.
-    fn dash_layout(&self, item: NodeId) -> Result<(String, String), RulesError> {
-        let dash = self.dash_of(item).ok_or_else(|| {
-            self.edit_error(format!(
-                "line {}: list item without a dash",
-                self.line(item)
-            ))
-        })?;
+    pub(crate) fn dash_layout(&self, item: NodeId) -> Result<(String, String), RulesError> {
+        let dash = self
+            .dash_of(item)
+            .ok_or_else(|| self.refuse_at(item, "list item without a dash"))?;
         let start = self.line_start(dash);
         let indent = &self.text[start..dash];
         if !indent.chars().all(|c| c == ' ' || c == '\t') {
-            return Err(self.edit_error(format!(
-                "line {}: list item shares its line with other content",
-                self.line(item)
-            )));
+            return Err(self.refuse_at(item, "list item shares its line with other content"));
         }
         let content = self.tree.nodes[item]
             .anchor_range
@@ -362,7 +424,7 @@ impl SopsConfig {
         Ok((indent.to_owned(), gap.to_owned()))
     }
 
-    fn dash_of(&self, item: NodeId) -> Option<usize> {
+    pub(crate) fn dash_of(&self, item: NodeId) -> Option<usize> {
         self.tree.nodes.iter().find_map(|n| match &n.kind {
             Kind::Seq { items, .. } => items.iter().find(|i| i.node == item).and_then(|i| i.dash),
             _ => None,
@@ -382,10 +444,14 @@ impl SopsConfig {
             flow: false,
         } = &self.tree.nodes[map].kind
         else {
-            return Err(self.edit_error(format!(
-                "line {}: cannot add an age key to this rule; write it as a block mapping",
-                self.line(map)
-            )));
+            let what = match self.tree.nodes[map].kind {
+                Kind::Map { .. } => "a flow mapping (`{…}`) without age keys",
+                _ => "empty (a bare `-`)",
+            };
+            return Err(self.refuse_at(
+                map,
+                format!("this rule or key group is {what}; write it as a block mapping to add an age key"),
+            ));
         };
         let Some(last) = entries.last() else {
             return Err(self.edit_error("empty mapping"));
@@ -410,10 +476,10 @@ impl SopsConfig {
                     format!(
                         "{eol}{indent}age:{eol}{indent}{}-{gap}{}",
                         " ".repeat(rel),
-                        recipient.list_item()
+                        self.list_item(recipient)
                     )
                 }
-                None => format!("{eol}{indent}age: [{}]", recipient.list_item()),
+                None => format!("{eol}{indent}age: [{}]", self.list_item(recipient)),
             }
         } else {
             format!("{eol}{indent}age: {}", recipient.recipient)
@@ -424,21 +490,37 @@ impl SopsConfig {
 
     // ----- remove ----------------------------------------------------------------------------
 
-    /// Removes a recipient (given as its key or its anchor name) from every key group of the
-    /// selected rules, in whatever style each list is written. Removing the last age key of a group
-    /// removes the `age:` entry when the group keeps other keys, and is refused otherwise.
+    /// Removes a recipient (given as its key, its anchor name or its header label) from every key
+    /// group of the selected rules, in whatever style each list is written. Removing the last age
+    /// key of a group removes the `age:` entry when the group keeps other keys, and is refused
+    /// otherwise. Returns only the text; see [`SopsConfig::remove_from_rules`].
     pub fn remove_recipient(
         &self,
         rules: &RuleSelector,
         recipient: &str,
     ) -> Result<String, RulesError> {
+        Ok(self.remove_from_rules(rules, recipient)?.text)
+    }
+
+    /// [`SopsConfig::remove_recipient`], reporting a [`ConfigChange::RemoveFromRule`] for every
+    /// rule that loses the recipient.
+    pub fn remove_from_rules(
+        &self,
+        rules: &RuleSelector,
+        recipient: &str,
+    ) -> Result<ConfigEdit, RulesError> {
+        let names = self.recipient_names(&[]);
+        let key = names.recipient_of(recipient).unwrap_or(recipient);
         let target = RecipientRef {
-            recipient: recipient.to_owned(),
+            recipient: key.to_owned(),
             anchor: Some(recipient.to_owned()),
         };
+        let label = self.display_name(key, None);
         let mut splices = Splices::default();
         let mut done: HashSet<NodeId> = HashSet::new();
+        let mut changes = Vec::new();
         for rule in self.rules.iter().filter(|r| rules.contains(r.index)) {
+            let mut loses = false;
             for (g, site) in rule.sites.iter().enumerate() {
                 let present = rule.key_groups[g]
                     .iter()
@@ -446,6 +528,7 @@ impl SopsConfig {
                 let Some(age) = site.age.filter(|_| present) else {
                     continue;
                 };
+                loses = true;
                 let key = self.edit_site(age);
                 if !done.insert(key) {
                     continue;
@@ -461,8 +544,18 @@ impl SopsConfig {
                     &mut splices,
                 )?;
             }
+            if loses {
+                changes.push(ConfigChange::RemoveFromRule {
+                    rule: rule.index,
+                    path_regex: rule.path_regex.clone(),
+                    recipient: label.clone(),
+                });
+            }
         }
-        splices.apply(self)
+        Ok(ConfigEdit {
+            text: splices.apply(self)?,
+            changes,
+        })
     }
 
     fn remove_from_site(
@@ -476,10 +569,10 @@ impl SopsConfig {
     ) -> Result<(), RulesError> {
         let resolved = self.tree.resolve(age);
         if resolved != age && matches!(self.tree.nodes[resolved].kind, Kind::Seq { .. }) {
-            return Err(self.edit_error(format!(
-                "line {}: the age keys come from an alias; remove the recipient where the anchor is defined",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(
+                age,
+                "the age keys come from an alias; remove the recipient where the anchor is defined",
+            ));
         }
         let matches_item = |item: NodeId| {
             let value = match &self.tree.nodes[self.tree.resolve(item)].kind {
@@ -492,11 +585,13 @@ impl SopsConfig {
             Kind::Seq { items, flow } if resolved == age => {
                 let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
                 let Some(k) = items.iter().position(|i| matches_item(*i)) else {
-                    return Err(self.edit_error(format!(
-                        "line {}: {} is part of a comma-separated list item; edit it by hand",
-                        self.line(age),
-                        target.recipient
-                    )));
+                    return Err(self.refuse_at(
+                        age,
+                        format!(
+                            "{} is part of a comma-separated list item; edit it by hand",
+                            target.recipient
+                        ),
+                    ));
                 };
                 if items.len() == 1 {
                     return self.remove_age_entry(map, age, others, splices);
@@ -518,10 +613,9 @@ impl SopsConfig {
                     let from = self.break_before(dash).unwrap_or(self.line_start(dash));
                     let to = self.line_end(self.node_range(item).end);
                     if !self.text[self.line_start(dash)..dash].trim().is_empty() {
-                        return Err(self.edit_error(format!(
-                            "line {}: list item shares its line with other content",
-                            self.line(item)
-                        )));
+                        return Err(
+                            self.refuse_at(item, "list item shares its line with other content")
+                        );
                     }
                     splices.push(from..to, "");
                 }
@@ -548,14 +642,11 @@ impl SopsConfig {
                 splices.push(range, "");
                 Ok(())
             }
-            _ => Err(self.edit_error(format!(
-                "line {}: cannot edit this age value",
-                self.line(age)
-            ))),
+            _ => Err(self.refuse_at(age, "cannot edit this age value")),
         }
     }
 
-    fn sequence_item_removal(&self, items: &[NodeId], k: usize) -> Range<usize> {
+    pub(crate) fn sequence_item_removal(&self, items: &[NodeId], k: usize) -> Range<usize> {
         if k > 0 {
             self.node_range(items[k - 1]).end..self.node_range(items[k]).end
         } else {
@@ -572,25 +663,19 @@ impl SopsConfig {
         splices: &mut Splices,
     ) -> Result<(), RulesError> {
         if !others {
-            return Err(self.edit_error(format!(
-                "line {}: removing the last recipient would leave a key group with no keys; remove or change the rule instead",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(age, "removing the last recipient would leave a key group with no keys; remove or change the rule instead"));
         }
         let Kind::Map { entries, .. } = &self.tree.nodes[map].kind else {
             return Err(self.edit_error("not a mapping"));
         };
         let Some(entry) = entries.iter().find(|e| e.value == age) else {
-            return Err(self.edit_error(format!(
-                "line {}: the age key is merged from elsewhere; edit it where it is defined",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(
+                age,
+                "the age key is merged from elsewhere; edit it where it is defined",
+            ));
         };
         if entries.first().map(|e| e.value) == Some(age) {
-            return Err(self.edit_error(format!(
-                "line {}: age is the first key of its group; edit it by hand",
-                self.line(age)
-            )));
+            return Err(self.refuse_at(age, "age is the first key of its group; edit it by hand"));
         }
         let from = self
             .break_before(entry.key_range.start)
@@ -598,343 +683,6 @@ impl SopsConfig {
         let to = self.line_end(entry.range.end);
         splices.push(from..to, "");
         Ok(())
-    }
-
-    // ----- named recipients ------------------------------------------------------------------
-
-    /// Adds a named recipient: an anchor `- &name age1…` under `keys:` when the file has such a
-    /// list; else a label comment (`# name: age1…`) when the file documents keys in its header
-    /// comment block; else nothing (rules will get the key inline). Returns the new text and how
-    /// rules should refer to the key.
-    pub fn add_named_recipient(
-        &self,
-        name: &str,
-        recipient: &AgeRecipient,
-    ) -> Result<NamedRecipient, RulesError> {
-        let value = recipient.to_string();
-        if !is_anchor_name(name) {
-            return Err(self.edit_error(format!(
-                "{name:?} cannot be a YAML anchor name; use letters, digits, '-' and '_'"
-            )));
-        }
-        if let Some((_, existing)) = self
-            .named_recipients()
-            .into_iter()
-            .rev()
-            .find(|(n, _)| n == name)
-        {
-            if existing == value {
-                return Ok(NamedRecipient {
-                    text: self.text.clone(),
-                    reference: RecipientRef {
-                        recipient: value,
-                        anchor: Some(name.to_owned()),
-                    },
-                });
-            }
-            return Err(self.edit_error(format!(
-                "the anchor &{name} already names {existing}; pick another name or replace the key"
-            )));
-        }
-        if let Some(list) = self.keys_list() {
-            let item = format!("&{name} {value}");
-            let mut splices = Splices::default();
-            let Kind::Seq { items, flow } = &self.tree.nodes[list].kind else {
-                return Err(self.edit_error("keys is not a list"));
-            };
-            let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
-            if *flow {
-                self.flow_append(list, &items, &item, &mut splices);
-            } else {
-                self.block_append(&items, &item, &mut splices)?;
-            }
-            return Ok(NamedRecipient {
-                text: splices.apply(self)?,
-                reference: RecipientRef {
-                    recipient: value,
-                    anchor: Some(name.to_owned()),
-                },
-            });
-        }
-        let text = match self.header_label_line() {
-            Some((line_end, prefix, key_col)) => {
-                let label = format!("{prefix}{name}:");
-                let pad = key_col.saturating_sub(label.chars().count()).max(1);
-                let mut splices = Splices::default();
-                splices.push(
-                    line_end..line_end,
-                    format!("{}{label}{}{value}", self.eol(), " ".repeat(pad)),
-                );
-                splices.apply(self)?
-            }
-            None => self.text.clone(),
-        };
-        Ok(NamedRecipient {
-            text,
-            reference: RecipientRef {
-                recipient: value,
-                anchor: None,
-            },
-        })
-    }
-
-    /// Removes the `- &name …` item from `keys:` (refused while an alias still refers to it).
-    pub fn remove_named_recipient(&self, name: &str) -> Result<String, RulesError> {
-        let uses = self
-            .tree
-            .nodes
-            .iter()
-            .filter(|n| matches!(&n.kind, Kind::Alias { name: a, .. } if a == name))
-            .count();
-        if uses > 0 {
-            return Err(self.edit_error(format!(
-                "&{name} is still used by {uses} alias(es); remove it from the rules first"
-            )));
-        }
-        let Some(list) = self.keys_list() else {
-            return Err(self.edit_error("no keys: list"));
-        };
-        let Kind::Seq { items, flow } = &self.tree.nodes[list].kind else {
-            return Err(self.edit_error("keys is not a list"));
-        };
-        let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
-        let Some(k) = items
-            .iter()
-            .position(|i| self.tree.nodes[*i].anchor.as_deref() == Some(name))
-        else {
-            return Err(self.edit_error(format!("no &{name} under keys:")));
-        };
-        let mut splices = Splices::default();
-        let item = items[k];
-        if *flow {
-            if items.len() < 2 {
-                return Err(self.edit_error("cannot empty the keys list"));
-            }
-            let mut range = self.sequence_item_removal(&items, k);
-            if k > 0 {
-                range.end = self.node_range(item).end;
-            } else if let Some(r) = &self.tree.nodes[item].anchor_range {
-                range.start = r.start;
-            }
-            splices.push(range, "");
-        } else {
-            let dash = self.dash_of(item).unwrap_or(self.node_range(item).start);
-            let from = self.break_before(dash).unwrap_or(self.line_start(dash));
-            splices.push(from..self.line_end(self.node_range(item).end), "");
-        }
-        splices.apply(self)
-    }
-
-    /// The list under top-level `keys:` that new anchors go to: the list itself, or its last
-    /// nested list (`- &hosts [...]`), or for a mapping its `hosts` (else last) list.
-    fn keys_list(&self) -> Option<NodeId> {
-        let (_, keys) = self.root_entries.iter().find(|(k, _)| k == "keys")?;
-        let mut node = *keys;
-        for _ in 0..4 {
-            match &self.tree.nodes[node].kind {
-                Kind::Seq { items, .. } => match items.last() {
-                    Some(last) if matches!(self.tree.nodes[last.node].kind, Kind::Seq { .. }) => {
-                        node = last.node
-                    }
-                    Some(_) => return Some(node),
-                    None => return None,
-                },
-                Kind::Map { entries, .. } => {
-                    let pick = entries.iter().find(|e| e.key == "hosts").or_else(|| {
-                        entries
-                            .iter()
-                            .rev()
-                            .find(|e| matches!(self.tree.nodes[e.value].kind, Kind::Seq { .. }))
-                    })?;
-                    node = pick.value;
-                }
-                _ => return None,
-            }
-        }
-        None
-    }
-
-    /// In the leading comment block, the last `# label: age1…` line: its end, its prefix up to the
-    /// label, and the column where its key starts (to keep alignment).
-    fn header_label_line(&self) -> Option<(usize, String, usize)> {
-        let mut found = None;
-        let mut offset = 0;
-        for line in self.text.split_inclusive('\n') {
-            let content = line.trim_end_matches(['\n', '\r']);
-            let trimmed = content.trim_start();
-            if !(trimmed.starts_with('#') || trimmed.is_empty()) {
-                break;
-            }
-            if let Some(at) = content.find("age1") {
-                let before = &content[..at];
-                let hash = before.find('#').unwrap_or(0);
-                let after_hash = &before[hash + 1..];
-                let label_start = hash + 1 + (after_hash.len() - after_hash.trim_start().len());
-                let rest = content[at..].trim_end();
-                if before[label_start..].trim_end().ends_with(':')
-                    && !rest.contains(char::is_whitespace)
-                {
-                    found = Some((
-                        offset + content.len(),
-                        content[..label_start].to_owned(),
-                        content[..at].chars().count(),
-                    ));
-                }
-            }
-            offset += line.len();
-        }
-        found
-    }
-
-    // ----- per-path rule ---------------------------------------------------------------------
-
-    /// Creates a rule for `path_regex` just above the first catch-all rule, copying the catch-all's
-    /// keys and layout, plus `recipient`.
-    pub fn add_path_rule(
-        &self,
-        path_regex: &str,
-        recipient: &RecipientRef,
-    ) -> Result<String, RulesError> {
-        if let Err(e) = regex::Regex::new(path_regex) {
-            return Err(self.edit_error(format!("path_regex {path_regex:?} does not compile: {e}")));
-        }
-        if self
-            .rules
-            .iter()
-            .any(|r| r.path_regex.as_deref() == Some(path_regex))
-        {
-            return Err(self.edit_error(format!("a rule for {path_regex:?} already exists")));
-        }
-        let Some(catch_all) = self
-            .rules
-            .iter()
-            .find(|r| super::lint::is_catch_all(r.path_regex.as_deref()))
-        else {
-            return Err(self.edit_error(
-                "no catch-all rule to copy keys from; add the recipient to the rules you want instead",
-            ));
-        };
-        let rule = catch_all.node;
-        let Kind::Map {
-            entries,
-            flow: false,
-        } = &self.tree.nodes[rule].kind
-        else {
-            return Err(self.edit_error(format!(
-                "line {}: the catch-all rule is not a block mapping",
-                catch_all.line
-            )));
-        };
-        let Some(dash) = self.dash_of(rule) else {
-            return Err(self.edit_error("the catch-all rule has no dash"));
-        };
-        let range = self.node_range(rule);
-        if self.tree.anchors.iter().any(|(_, id)| {
-            self.tree.nodes[*id].range.start >= range.start
-                && self.tree.nodes[*id].range.end <= range.end
-        }) {
-            return Err(self.edit_error(format!(
-                "line {}: the catch-all rule defines anchors; copy it by hand",
-                catch_all.line
-            )));
-        }
-        let start = self.line_start(dash);
-        let end = self.line_end(range.end);
-        let eol = self.eol();
-        let quoted = quote_regex(path_regex);
-        // Rebuild the copied rule with the new path_regex, relative offsets from `start`.
-        let mut copy = String::new();
-        match entries.iter().find(|e| e.key == "path_regex") {
-            Some(e) => {
-                let value = self.node_range(e.value);
-                copy.push_str(&self.text[start..value.start]);
-                copy.push_str(&quoted);
-                copy.push_str(&self.text[value.end..end]);
-            }
-            None => {
-                let first = entries[0].key_range.start;
-                let col = first - self.line_start(first);
-                copy.push_str(&self.text[start..first]);
-                copy.push_str(&format!("path_regex: {quoted}{eol}{}", " ".repeat(col)));
-                copy.push_str(&self.text[first..end]);
-            }
-        }
-        // Whole-line comments of the catch-all are about it, not about the new rule.
-        let copy: String = copy
-            .split_inclusive('\n')
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .collect();
-        let copy = copy.trim_end_matches(['\n', '\r']);
-        // Comment lines right above the catch-all stay with it: insert above them.
-        let mut at = start;
-        while let Some(prev_break) = self.break_before(at) {
-            let prev_start = self.line_start(prev_break);
-            if !self.text[prev_start..prev_break]
-                .trim_start()
-                .starts_with('#')
-            {
-                break;
-            }
-            at = prev_start;
-        }
-        let mut splices = Splices::default();
-        splices.push(at..at, format!("{copy}{eol}"));
-        let with_rule = splices.apply(self)?;
-        let reparsed = SopsConfig::parse(&self.path, &with_rule)?;
-        reparsed.add_recipient(&RuleSelector::Indices(vec![catch_all.index]), recipient)
-    }
-
-    // ----- replace ---------------------------------------------------------------------------
-
-    /// Replaces a recipient everywhere (host key rotation): in anchor definitions (so every alias
-    /// follows), inline in rules and comma strings, and in comments that mention it.
-    pub fn replace_recipient(&self, old: &str, new: &AgeRecipient) -> Result<String, RulesError> {
-        let new = new.to_string();
-        if old.is_empty() {
-            return Err(self.edit_error("empty recipient"));
-        }
-        let bytes = self.text.as_bytes();
-        let mut splices = Splices::default();
-        let mut from = 0;
-        while let Some(at) = self.text[from..].find(old) {
-            let start = from + at;
-            let end = start + old.len();
-            let before_ok = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
-            let after_ok = end == bytes.len() || !bytes[end].is_ascii_alphanumeric();
-            if before_ok && after_ok {
-                splices.push(start..end, new.clone());
-            }
-            from = end;
-        }
-        if splices.0.is_empty() {
-            return Err(self.edit_error(format!("{old} does not appear in the file")));
-        }
-        let text = splices.apply(self)?;
-        SopsConfig::parse(&self.path, &text)?;
-        Ok(text)
-    }
-}
-
-/// A path_regex as a YAML scalar: plain when that reads back identically, else single-quoted.
-fn quote_regex(regex: &str) -> String {
-    let plain_safe = !regex.is_empty()
-        && !regex.starts_with([
-            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%',
-            '@', '`', ' ',
-        ])
-        && !regex.ends_with([' ', ':'])
-        && !regex.contains(": ")
-        && !regex.contains(" #")
-        && !regex.contains(['\n', '\t']);
-    let reads_back = plain_safe
-        && matches!(
-            yaml_serde::from_str::<yaml_serde::Value>(regex),
-            Ok(yaml_serde::Value::String(s)) if s == regex
-        );
-    if reads_back {
-        regex.to_owned()
-    } else {
-        format!("'{}'", regex.replace('\'', "''"))
     }
 }
 
@@ -993,19 +741,5 @@ mod tests {
             .add_recipient(&RuleSelector::All, &new_ref())
             .unwrap();
         assert_eq!(once, twice);
-    }
-
-    #[test]
-    fn regexes_are_quoted_only_when_plain_would_read_differently() {
-        assert_eq!(
-            quote_regex("secrets/hosts/web01/.*"),
-            "secrets/hosts/web01/.*"
-        );
-        assert_eq!(quote_regex("^(a|b)\\.yaml$"), "^(a|b)\\.yaml$");
-        assert_eq!(quote_regex("[ab]/x"), "'[ab]/x'");
-        assert_eq!(quote_regex("*.yaml"), "'*.yaml'");
-        assert_eq!(quote_regex("a: b"), "'a: b'");
-        assert_eq!(quote_regex("it's"), "it's");
-        assert_eq!(quote_regex("'x'"), "'''x'''");
     }
 }

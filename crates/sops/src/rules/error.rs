@@ -87,14 +87,30 @@ pub enum RulesError {
         /// Why it is invalid.
         message: String,
     },
-    /// An edit cannot be done without disturbing the file, or makes no sense.
-    #[error("{}: cannot edit: {message}", path.display())]
+    /// A refusal: the edit cannot be done without disturbing the file or breaking its own
+    /// convention, or makes no sense. Nothing was changed; the message says what to do.
+    #[error("{}{}: cannot edit: {message}", path.display(), at_line(.line))]
     Edit {
         /// The config file.
         path: PathBuf,
+        /// 1-based line of what is in the way, when there is one.
+        line: Option<usize>,
         /// What is in the way, and what to do.
         message: String,
     },
+    /// An edit produced text that does not read back as intended. This is a bug in hostage,
+    /// never a property of the file: the edit is dropped and nothing is changed.
+    #[error("{}: hostage's edit did not read back as intended, so nothing was changed ({message}); please report this file", path.display())]
+    EditUnverified {
+        /// The config file.
+        path: PathBuf,
+        /// What went wrong when the new text was read back.
+        message: String,
+    },
+}
+
+fn at_line(line: &Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
 }
 
 fn hint_yml(ignored: &Option<PathBuf>) -> String {

@@ -29,6 +29,9 @@ pub enum LintKind {
     /// An anchor defined twice: aliases after the second definition use it, so the first value is
     /// silently unused from there on.
     RedefinedAnchor,
+    /// One name for two recipients, or two names for one recipient (anchors, header labels):
+    /// which host a key belongs to is ambiguous, so reports and edits could pick the wrong one.
+    NameConflict,
 }
 
 /// One warning, with the line it is about (serialisable for `--json`).
@@ -187,6 +190,7 @@ pub(crate) fn lints(config: &SopsConfig) -> Vec<Lint> {
             });
         }
     }
+    out.extend(config.recipient_names(&[]).conflicts().iter().cloned());
     out
 }
 

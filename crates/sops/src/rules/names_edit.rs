@@ -1,0 +1,390 @@
+//! Writing and removing a recipient's name the way the file already names recipients: an anchor in
+//! `keys:` where the file uses anchors, a header label (aligned like the others, after the last
+//! one) where it uses labels, both where it uses both, and nothing where it names nobody.
+
+use hostage_recipients::AgeRecipient;
+
+use super::change::{ConfigChange, ConfigEdit};
+use super::config::SopsConfig;
+use super::edit::{is_anchor_name, NamedRecipient, RecipientRef, Splices};
+use super::tree::{Kind, NodeId};
+use super::RulesError;
+
+impl SopsConfig {
+    /// Names `recipient` as `name` in the file's own convention: `- &name age1…` appended to
+    /// `keys:` (in the list's layout) when the file names recipients with anchors, `# name: age1…`
+    /// after the last header label (same prefix, key aligned) when it uses header labels, both when
+    /// it uses both, nothing when it names no recipient. Already named so: no change, so a
+    /// re-run is byte-identical. Refused when `name` already names another recipient or the
+    /// recipient already has another name (rename it with [`SopsConfig::unname_recipient`] first),
+    /// and when the file uses anchors but has no `keys:` list of recipients to add one to.
+    pub fn add_named_recipient(
+        &self,
+        name: &str,
+        recipient: &AgeRecipient,
+    ) -> Result<NamedRecipient, RulesError> {
+        let value = recipient.to_string();
+        if !is_anchor_name(name) {
+            return Err(self.edit_error(format!(
+                "{name:?} cannot name a recipient; use letters, digits, '-' and '_'"
+            )));
+        }
+        let anchors = self.recipient_anchors();
+        let labels = self.header_labels();
+        let named = anchors
+            .iter()
+            .map(|(n, v, line)| (n.as_str(), v.as_str(), *line, "anchor &"))
+            .chain(labels.iter().map(|l| {
+                (
+                    l.name.as_str(),
+                    l.recipient.as_str(),
+                    l.line,
+                    "header label ",
+                )
+            }));
+        for (n, v, line, what) in named {
+            if n == name && v != value {
+                return Err(self.refuse_line(
+                    line,
+                    format!("{what}{name} already names {v}; replace that key instead (rotate), or pick another name"),
+                ));
+            }
+            if v == value && n != name {
+                return Err(self.refuse_line(
+                    line,
+                    format!("{value} is already named {what}{n}; one recipient gets one name (is {name} a clone of {n}?)"),
+                ));
+            }
+        }
+        let has_anchor = anchors.iter().any(|(n, _, _)| n == name);
+        let has_label = labels.iter().any(|l| l.name == name);
+        let home = self.anchor_home()?;
+        let uses_anchors = home.is_some() || !anchors.is_empty();
+        let mut splices = Splices::default();
+        let mut changes = Vec::new();
+        if uses_anchors && !has_anchor {
+            let Some(list) = home else {
+                let line = anchors.first().map(|(_, _, l)| *l).unwrap_or(1);
+                return Err(self.refuse_line(
+                    line,
+                    "this file names recipients with anchors but has no `keys:` list of recipients to add one to; add the anchor by hand, or start a `keys:` list",
+                ));
+            };
+            let Kind::Seq { items, flow } = &self.tree.nodes[list].kind else {
+                return Err(self.refuse_at(list, "keys is not a list"));
+            };
+            let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
+            let item = format!("&{name} {value}");
+            if *flow {
+                self.flow_append(list, &items, &item, &mut splices);
+            } else {
+                self.block_append(&items, &item, &mut splices)?;
+            }
+            changes.push(ConfigChange::AddAnchor {
+                name: name.to_owned(),
+            });
+        }
+        if let (Some(last), false) = (labels.last(), has_label) {
+            let label = format!("{}{name}:", last.prefix);
+            let pad = last.key_column.saturating_sub(label.chars().count()).max(1);
+            let at = last.range.end;
+            splices.push(
+                at..at,
+                format!("{}{label}{}{value}", self.eol(), " ".repeat(pad)),
+            );
+            changes.push(ConfigChange::AddHeaderLabel {
+                name: name.to_owned(),
+            });
+        }
+        let anchored = has_anchor
+            || changes
+                .iter()
+                .any(|c| matches!(c, ConfigChange::AddAnchor { .. }));
+        Ok(NamedRecipient {
+            text: splices.apply(self)?,
+            reference: RecipientRef {
+                recipient: value,
+                anchor: anchored.then(|| name.to_owned()),
+            },
+            changes,
+        })
+    }
+
+    /// Removes every naming of `name` the file has: its header label line(s) and its `- &name …`
+    /// item under `keys:` (refused while an alias still refers to it: remove the recipient from the
+    /// rules first). Nothing named so: no change.
+    pub fn unname_recipient(&self, name: &str) -> Result<ConfigEdit, RulesError> {
+        let mut splices = Splices::default();
+        let mut changes = Vec::new();
+        let labels: Vec<_> = self
+            .header_labels()
+            .into_iter()
+            .filter(|l| l.name == name)
+            .collect();
+        for label in &labels {
+            let range = match self.break_before(label.range.start) {
+                Some(from) => from..label.range.end,
+                None => {
+                    let end = self.text[label.range.end..]
+                        .find('\n')
+                        .map(|i| label.range.end + i + 1)
+                        .unwrap_or(self.text.len());
+                    label.range.start..end
+                }
+            };
+            splices.push(range, "");
+        }
+        if !labels.is_empty() {
+            changes.push(ConfigChange::RemoveHeaderLabel {
+                name: name.to_owned(),
+            });
+        }
+        if let Some((list, k)) = self.keys_item(name) {
+            let uses = self
+                .tree
+                .nodes
+                .iter()
+                .filter(|n| matches!(&n.kind, Kind::Alias { name: a, .. } if a == name))
+                .count();
+            if uses > 0 {
+                return Err(self.edit_error(format!(
+                    "&{name} is still used by {uses} alias(es); remove it from the rules first"
+                )));
+            }
+            let Kind::Seq { items, flow } = &self.tree.nodes[list].kind else {
+                return Err(self.refuse_at(list, "keys is not a list"));
+            };
+            let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
+            let item = items[k];
+            if *flow {
+                if items.len() < 2 {
+                    return Err(self.refuse_at(list, "cannot empty the keys list; edit it by hand"));
+                }
+                let mut range = self.sequence_item_removal(&items, k);
+                if k > 0 {
+                    range.end = self.node_range(item).end;
+                } else if let Some(r) = &self.tree.nodes[item].anchor_range {
+                    range.start = r.start;
+                }
+                splices.push(range, "");
+            } else {
+                let dash = self.dash_of(item).unwrap_or(self.node_range(item).start);
+                let from = self.break_before(dash).unwrap_or(self.line_start(dash));
+                splices.push(from..self.line_end(self.node_range(item).end), "");
+            }
+            changes.push(ConfigChange::RemoveAnchor {
+                name: name.to_owned(),
+            });
+        }
+        Ok(ConfigEdit {
+            text: splices.apply(self)?,
+            changes,
+        })
+    }
+
+    /// Removes the anchor and header label of `name` ([`SopsConfig::unname_recipient`]); refused
+    /// when the file does not name anything so.
+    pub fn remove_named_recipient(&self, name: &str) -> Result<String, RulesError> {
+        let edit = self.unname_recipient(name)?;
+        if edit.is_noop() {
+            return Err(
+                self.edit_error(format!("no &{name} under keys: and no header label {name}"))
+            );
+        }
+        Ok(edit.text)
+    }
+
+    /// The list item of `keys:` anchored `&name`: the list and the item's position.
+    fn keys_item(&self, name: &str) -> Option<(NodeId, usize)> {
+        let list = self.anchor_home().ok().flatten()?;
+        let Kind::Seq { items, .. } = &self.tree.nodes[list].kind else {
+            return None;
+        };
+        let k = items
+            .iter()
+            .position(|i| self.tree.nodes[i.node].anchor.as_deref() == Some(name))?;
+        Some((list, k))
+    }
+
+    /// Where new anchors go: the list under top-level `keys:` (else the first top-level key
+    /// ending in `keys`, like `.keys:`), its last nested list for `- &hosts [...]`, its `hosts`
+    /// (`machines`, `servers`; else last) list for a mapping. `None` without `keys:`;
+    /// refused when `keys:` holds something else (key groups as mappings, say: an anchor added to
+    /// a group's list would also change every rule that merges the group).
+    pub(crate) fn anchor_home(&self) -> Result<Option<NodeId>, RulesError> {
+        // `keys:` is the common spelling; `.keys:`/`x-keys:` keep the entry out of sops' way.
+        let Some((_, keys)) = self
+            .root_entries
+            .iter()
+            .find(|(k, _)| k == "keys")
+            .or_else(|| {
+                self.root_entries
+                    .iter()
+                    .find(|(k, _)| k.to_ascii_lowercase().ends_with("keys"))
+            })
+        else {
+            return Ok(None);
+        };
+        let refuse = |node: NodeId, what: &str| {
+            // The item's dash line is where a reader sees it (`- &all`), not its first key.
+            let at = self.dash_of(node).unwrap_or(self.node_range(node).start);
+            self.refuse_line(
+                super::tree::line_of(&self.text, at),
+                format!("keys: holds {what}, not a list of recipients, so hostage cannot add an anchor to it without changing what rules read; add the anchor by hand"),
+            )
+        };
+        let mut node = *keys;
+        for _ in 0..4 {
+            match &self.tree.nodes[node].kind {
+                Kind::Seq { items, .. } => match items.last() {
+                    None => return Ok(Some(node)),
+                    Some(last) => match &self.tree.nodes[last.node].kind {
+                        Kind::Seq { .. } => node = last.node,
+                        Kind::Scalar(_) | Kind::Alias { .. } => return Ok(Some(node)),
+                        Kind::Map { .. } => return Err(refuse(last.node, "key groups (mappings)")),
+                        Kind::Empty => return Err(refuse(last.node, "an empty item")),
+                    },
+                },
+                Kind::Map { entries, .. } => {
+                    // New recipients are hosts: their list when the mapping has one.
+                    let hosts = |k: &str| {
+                        let k = k.trim_start_matches('.').to_ascii_lowercase();
+                        matches!(k.as_str(), "hosts" | "machines" | "servers")
+                    };
+                    let pick = entries.iter().find(|e| hosts(&e.key)).or_else(|| {
+                        entries
+                            .iter()
+                            .rev()
+                            .find(|e| matches!(self.tree.nodes[e.value].kind, Kind::Seq { .. }))
+                    });
+                    match pick {
+                        Some(pick) => node = pick.value,
+                        None => return Err(refuse(node, "a mapping without a list")),
+                    }
+                }
+                _ => return Err(refuse(node, "a single value")),
+            }
+        }
+        Err(refuse(*keys, "lists nested too deep"))
+    }
+
+    /// A refusal about a 1-based line.
+    pub(crate) fn refuse_line(&self, line: usize, message: impl Into<String>) -> RulesError {
+        RulesError::Edit {
+            path: self.path.clone(),
+            line: Some(line),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
+
+    fn parse(text: &str) -> SopsConfig {
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).expect("fixture parses")
+    }
+
+    fn host() -> AgeRecipient {
+        AgeRecipient::from_bytes([9; 32])
+    }
+
+    #[test]
+    fn a_header_label_is_aligned_with_the_others_and_not_added_twice() {
+        let text = format!("# Keys:\n# workstation:    {A}\ncreation_rules:\n  - age: {A}\n");
+        let named = parse(&text)
+            .add_named_recipient("web01", &host())
+            .expect("adds");
+        assert_eq!(
+            named.text,
+            format!("# Keys:\n# workstation:    {A}\n# web01:          {}\ncreation_rules:\n  - age: {A}\n", host())
+        );
+        assert_eq!(
+            named.changes,
+            [ConfigChange::AddHeaderLabel {
+                name: "web01".into()
+            }]
+        );
+        assert_eq!(named.reference.anchor, None);
+        let again = parse(&named.text)
+            .add_named_recipient("web01", &host())
+            .expect("no-op");
+        assert_eq!(again.text, named.text);
+        assert!(again.changes.is_empty());
+        let back = parse(&named.text)
+            .unname_recipient("web01")
+            .expect("removes");
+        assert_eq!(back.text, text);
+    }
+
+    #[test]
+    fn a_file_with_anchors_and_labels_gets_both() {
+        let text =
+            format!("# alice: {A}\nkeys:\n  - &alice {A}\ncreation_rules:\n  - age: *alice\n");
+        let named = parse(&text)
+            .add_named_recipient("web01", &host())
+            .expect("adds");
+        assert_eq!(
+            named.changes,
+            [
+                ConfigChange::AddAnchor {
+                    name: "web01".into()
+                },
+                ConfigChange::AddHeaderLabel {
+                    name: "web01".into()
+                }
+            ]
+        );
+        assert_eq!(named.reference.anchor.as_deref(), Some("web01"));
+        let back = parse(&named.text)
+            .unname_recipient("web01")
+            .expect("removes");
+        assert_eq!(back.text, text);
+    }
+
+    #[test]
+    fn a_name_already_used_for_another_key_or_a_key_with_another_name_is_refused() {
+        let text = format!("# alice: {A}\ncreation_rules:\n  - age: {A}\n");
+        let err = parse(&text)
+            .add_named_recipient("alice", &host())
+            .unwrap_err();
+        assert!(
+            matches!(err, RulesError::Edit { line: Some(1), .. }),
+            "{err}"
+        );
+        let alice = AgeRecipient::parse(A).expect("valid");
+        let err = parse(&text).add_named_recipient("bob", &alice).unwrap_err();
+        assert!(
+            err.to_string().contains("already named header label alice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_that_would_break_the_yaml_or_the_header_are_refused() {
+        let text = format!("# alice: {A}\ncreation_rules:\n  - age: {A}\n");
+        for name in ["", "a b", "x\ny", "*alias", "&a", "a:b", "#c", "é"] {
+            let err = parse(&text).add_named_recipient(name, &host()).unwrap_err();
+            assert!(matches!(err, RulesError::Edit { .. }), "{name:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn keys_holding_key_groups_refuse_a_new_anchor_instead_of_breaking_the_file() {
+        let text = format!(
+            "keys:\n  - &hosts\n    age:\n    - &atlas {A}\n  - &all\n    <<: [*hosts]\ncreation_rules:\n  - key_groups:\n      - <<: *all\n"
+        );
+        let err = parse(&text)
+            .add_named_recipient("web01", &host())
+            .unwrap_err();
+        assert!(
+            matches!(err, RulesError::Edit { line: Some(5), .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("key groups"), "{err}");
+    }
+}
