@@ -12,6 +12,7 @@ mod rekey_apply;
 mod rekey_bad_input;
 mod rekey_crash;
 mod rekey_plan;
+mod rekey_shamir;
 mod rekey_support;
 mod remote_common;
 mod remote_deploy;
