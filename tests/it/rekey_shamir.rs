@@ -99,9 +99,8 @@ fn replace_blob(text: &str, old: &str, new: &str) -> String {
     let marker = old.lines().nth(1).unwrap();
     let line_start = text[..text.find(marker).unwrap()].rfind('\n').unwrap() + 1;
     let indent = &text[line_start..text.find(marker).unwrap()];
-    let indented = |blob: &str| -> String {
-        blob.lines().map(|l| format!("{indent}{l}\n")).collect()
-    };
+    let indented =
+        |blob: &str| -> String { blob.lines().map(|l| format!("{indent}{l}\n")).collect() };
     let before = indented(old);
     assert!(text.contains(&before), "the blob is found in the file");
     text.replacen(&before, &indented(new), 1)
@@ -138,10 +137,7 @@ fn a_member_added_to_a_group_gets_the_groups_existing_share_even_at_a_random_x()
         &go_age_encrypt(repo.recipient("bob"), &share_200),
     );
     repo.write("secrets/vault.yaml", text.as_bytes());
-    let out = repo.sops(
-        &["decrypt", "secrets/vault.yaml"],
-        &["alice", "bob"],
-    );
+    let out = repo.sops(&["decrypt", "secrets/vault.yaml"], &["alice", "bob"]);
     assert!(
         out.status.success(),
         "sops 3.11 decrypts shares at x=37 and x=200: {}",
@@ -178,6 +174,10 @@ fn a_member_added_to_a_group_gets_the_groups_existing_share_even_at_a_random_x()
         "two members of one group must not decrypt alone"
     );
     let out = repo.sops(&["decrypt", "secrets/vault.yaml"], &["carol", "bob"]);
-    assert!(out.status.success(), "sops decrypts with carol and bob: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "sops decrypts with carol and bob: {}",
+        stderr(&out)
+    );
     assert_eq!(out.stdout, plain);
 }

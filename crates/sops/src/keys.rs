@@ -296,7 +296,8 @@ mod tests {
                 others: Vec::new(),
             },
         ];
-        let identities = IdentitySet::from_identities(IdentitySource::KeyVariable, vec![alice, bob]);
+        let identities =
+            IdentitySet::from_identities(IdentitySource::KeyVariable, vec![alice, bob]);
         let key = recover(&meta(groups, 2), &identities, &mut ()).unwrap();
         assert_eq!(key.bytes(), &secret);
         assert_eq!(key.payload_for_group(0).unwrap(), shares[0].as_slice());

@@ -137,17 +137,14 @@ impl SopsFile {
             .collect()
     }
 
-    /// The paths of the encrypted values (each a list of mapping keys from the document root),
-    /// in file order; readable without any key, e.g. to say what a recipient could read.
+    /// The paths of the encrypted values, in file order, readable without any key (e.g. to say
+    /// what a removed recipient could read). Each path lists the mapping keys from the document
+    /// root; a list element is named by its index on the component that holds the list
+    /// (`["a_list[0]"]`, `["a_list[1]", "three"]`), so two elements never read alike.
     pub fn encrypted_paths(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         for document in &self.documents {
-            let _ = tree::walk_leaves(document, &mut Vec::new(), &mut |path, value| {
-                if matches!(value, Value::Str(s) if s.starts_with(cipher::ENC_PREFIX)) {
-                    out.push(path.to_vec());
-                }
-                Ok(())
-            });
+            named_encrypted_paths(document, &mut Vec::new(), &mut out);
         }
         out
     }
@@ -510,6 +507,41 @@ impl SopsFile {
     }
 }
 
+/// Collects the path of every `ENC[…]` leaf under `value`, list elements named by index.
+fn named_encrypted_paths(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Value::Map(entries) => {
+            for (key, child) in entries {
+                path.push(key.clone());
+                named_encrypted_paths(child, path, out);
+                path.pop();
+            }
+        }
+        Value::List(items) => {
+            for (index, child) in items.iter().enumerate() {
+                let saved = path.last().cloned();
+                match path.last_mut() {
+                    Some(last) => last.push_str(&format!("[{index}]")),
+                    None => path.push(format!("[{index}]")),
+                }
+                named_encrypted_paths(child, path, out);
+                match saved {
+                    Some(previous) => {
+                        if let Some(last) = path.last_mut() {
+                            *last = previous;
+                        }
+                    }
+                    None => {
+                        path.pop();
+                    }
+                }
+            }
+        }
+        Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => out.push(path.clone()),
+        _ => {}
+    }
+}
+
 fn decrypt_value(
     value: &Value,
     path: &mut Vec<String>,
@@ -570,4 +602,29 @@ fn decrypt_value(
         }
         other => other.clone(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_paths_name_list_elements_by_index() {
+        let enc = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]";
+        let text = format!(
+            "a_list:\n    - {enc}\n    - {enc}\n    - three: {enc}\n      four: plain\nnested:\n    - - {enc}\nplain: {enc}\nsops:\n    age:\n        - recipient: age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09\n          enc: |\n            x\n    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: {enc}\n    version: 3.11.0\n"
+        );
+        let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+        let joined: Vec<String> = file.encrypted_paths().iter().map(|p| p.join(".")).collect();
+        assert_eq!(
+            joined,
+            [
+                "a_list[0]",
+                "a_list[1]",
+                "a_list[2].three",
+                "nested[0][0]",
+                "plain"
+            ]
+        );
+    }
 }
