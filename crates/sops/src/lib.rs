@@ -373,9 +373,57 @@ impl SopsFile {
         Ok(format::apply(&self.text, edits)?.into_bytes())
     }
 
+    /// The file without the non-age master keys of `leaving` (per key group, as listed by
+    /// [`recipients`](Self::recipients)): their entries go from the metadata as sops writes a
+    /// file without them (a kind left with no entry loses its key); nothing else changes and no
+    /// key is needed. Meant to be followed by [`rotate`](Self::rotate) (whoever held a leaving
+    /// key may have kept the data key) or, when the user chose so, [`rewrap`](Self::rewrap).
+    /// Nothing is written: the result lives in memory.
+    pub fn without_master_keys(&self, leaving: &[Vec<MasterKey>]) -> Result<SopsFile, SopsError> {
+        let mut removals = Vec::new();
+        for (group_index, keys) in leaving.iter().enumerate() {
+            let group =
+                self.metadata
+                    .groups
+                    .get(group_index)
+                    .ok_or_else(|| SopsError::Unsupported {
+                        action: "remove master keys".into(),
+                        reason: format!("the file has no key group {}", group_index + 1),
+                    })?;
+            for key in keys {
+                let mut found = false;
+                let same_kind = group.others.iter().filter(|o| o.kind == key.kind);
+                for (index, other) in same_kind.enumerate() {
+                    if other.id == key.id {
+                        found = true;
+                        removals.push(format::Removal {
+                            group: group_index,
+                            kind: key.kind.clone(),
+                            index,
+                        });
+                    }
+                }
+                if !found {
+                    return Err(SopsError::Unsupported {
+                        action: format!("remove the {key} master key"),
+                        reason: format!("key group {} has no such key", group_index + 1),
+                    });
+                }
+            }
+        }
+        let edits =
+            format::master_key_removals(&self.text, self.format, &self.metadata, &removals)?;
+        Self::parse(
+            format::apply(&self.text, edits)?.as_bytes(),
+            Some(self.format),
+        )
+    }
+
     /// Rotates the data key: a new random key, every value and encrypted comment re-encrypted
     /// with its old IV, the MAC re-encrypted, `lastmodified` set to now, a new `enc` for every
-    /// recipient of `groups`. Refuses files with non-age master keys (we cannot encrypt to them).
+    /// recipient of `groups`. Refuses files that keep a non-age master key (hostage cannot
+    /// encrypt the new key to it); take leaving ones out first with
+    /// [`without_master_keys`](Self::without_master_keys).
     pub fn rotate(
         &self,
         key: &DataKey,
@@ -383,12 +431,21 @@ impl SopsFile {
         mac_check: MacCheck,
     ) -> Result<Vec<u8>, SopsError> {
         self.check_mac(key, mac_check)?;
-        if let Some(other) = self.metadata.groups.iter().flat_map(|g| &g.others).next() {
+        let staying = self
+            .metadata
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.others.iter().map(move |o| (i, o)))
+            .next();
+        if let Some((group, other)) = staying {
             return Err(SopsError::Unsupported {
                 action: "rotate the data key".into(),
                 reason: format!(
-                    "the file has a {} master key ({}) that hostage cannot encrypt to",
-                    other.kind, other.id
+                    "the {} key {} stays in key group {} and hostage can encrypt the new data key only to age keys; rotate this file with sops (`sops rotate -i FILE`, which uses that key's tooling), or remove the key from the file's creation rule",
+                    other.kind,
+                    other.id,
+                    group + 1
                 ),
             });
         }

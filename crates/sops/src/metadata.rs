@@ -19,10 +19,37 @@ pub struct AgeEntry {
 /// A master key of any kind, for listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterKey {
-    /// `age`, `pgp`, `kms`, `gcp_kms`, `azure_kv`, `hc_vault`, `hckms`.
+    /// `age`, `pgp`, `kms`, `gcp_kms`, `azure_kv`, `hc_vault`, `hckms` (as the file names them).
     pub kind: String,
-    /// The recipient, fingerprint, ARN, URL, … that names the key.
+    /// The recipient, fingerprint, ARN, URL, … that names the key: what sops' `ToString()` gives,
+    /// so it compares with the keys of a `.sops.yaml` rule.
     pub id: String,
+}
+
+impl MasterKey {
+    /// Whether this key is the rule key `kind: value` of `.sops.yaml` (`pgp`, `kms`,
+    /// `azure_keyvault`, `hc_vault_transit_uri`, …), compared as sops' `updatekeys` does: by
+    /// `ToString()` (a pgp fingerprint without spaces and in any case; a KMS ARN without its
+    /// `+role`).
+    pub fn is_rule_key(&self, kind: &str, value: &str) -> bool {
+        let file_kind = match kind {
+            "azure_keyvault" => "azure_kv",
+            "hc_vault_transit_uri" => "hc_vault",
+            other => other,
+        };
+        if self.kind != file_kind {
+            return false;
+        }
+        let value = value.trim();
+        match file_kind {
+            "pgp" => {
+                let normal = |s: &str| s.replace(' ', "").to_ascii_uppercase();
+                normal(&self.id) == normal(value)
+            }
+            "kms" => self.id == value.split('+').next().unwrap_or(value),
+            _ => self.id == value,
+        }
+    }
 }
 
 impl std::fmt::Display for MasterKey {
@@ -68,7 +95,33 @@ fn int_of(value: &Value) -> Option<usize> {
     }
 }
 
-fn first_string(value: &Value) -> String {
+/// The string sops' `ToString()` gives a stored master key of `kind` (how `updatekeys` compares
+/// a file's keys with a rule's): the pgp fingerprint, the KMS ARN, the Azure key URL, the Vault
+/// transit URI, … Falls back to the entry's first string for shapes sops does not write.
+fn key_id(kind: &str, value: &Value) -> String {
+    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default();
+    let id = match kind {
+        "pgp" => field("fp").to_owned(),
+        "kms" => field("arn").to_owned(),
+        "gcp_kms" => field("resource_id").to_owned(),
+        "hckms" => field("key_id").to_owned(),
+        "azure_kv" if !field("vault_url").is_empty() => format!(
+            "{}/keys/{}/{}",
+            field("vault_url"),
+            field("name"),
+            field("version")
+        ),
+        "hc_vault" if !field("vault_address").is_empty() => format!(
+            "{}/v1/{}/keys/{}",
+            field("vault_address"),
+            field("engine_path"),
+            field("key_name")
+        ),
+        _ => String::new(),
+    };
+    if !id.is_empty() {
+        return id;
+    }
     match value {
         Value::Map(entries) => entries
             .iter()
@@ -101,7 +154,7 @@ fn read_group(group: &Value, where_: &str) -> Result<KeyGroup, SopsError> {
         if let Some(Value::List(keys)) = group.get(kind) {
             out.others.extend(keys.iter().map(|k| MasterKey {
                 kind: (*kind).to_owned(),
-                id: first_string(k),
+                id: key_id(kind, k),
             }));
         }
     }
