@@ -11,6 +11,7 @@ mod identities;
 mod rekey_apply;
 mod rekey_bad_input;
 mod rekey_crash;
+mod rekey_pgp;
 mod rekey_plan;
 mod rekey_shamir;
 mod rekey_support;
