@@ -319,3 +319,27 @@ fn adding_age_to_a_pgp_only_file_is_refused_clearly_and_nothing_is_written() {
     assert!(all.contains("sops updatekeys"), "{all}");
     assert_eq!(repo.snapshot(), before, "a refused re-key wrote something");
 }
+
+#[test]
+fn a_leaving_pgp_key_goes_without_rotation_under_no_rotate() {
+    let gnupg = GnuPg::new();
+    let (repo, _, plaintexts) = repo_with(
+        "{keys}\ncreation_rules:\n  - pgp: $pgp\n    age: [*old]\n",
+        &gnupg,
+    );
+    repo.config("{keys}\ncreation_rules:\n  - age: [*old]\n");
+    let out = repo.hostage(&["--json", "rekey", "--no-rotate"], &["old"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    for ((path, _), plain) in FILES.iter().zip(&plaintexts) {
+        assert_eq!(action_of(&doc, path), "rewrap", "{doc:#}");
+        let text = fs_err::read_to_string(repo.path(path)).unwrap();
+        assert!(!text.contains("PGP MESSAGE"), "{path}");
+        assert_eq!(
+            decrypt(&repo, &gnupg, path, &["old"]).as_ref(),
+            Some(plain),
+            "{path}"
+        );
+        assert!(repo.sops_says_up_to_date(path, "old"), "{path}");
+    }
+}

@@ -595,6 +595,13 @@ fn with_fake_pgp(kind: &str, text: &str) -> String {
                 armor.replace('\n', "\\n")
             ),
         ),
+        "ini" => (
+            "unencrypted_suffix ",
+            format!(
+                "pgp__list_0__map_created_at = 2026-01-01T00:00:00Z\npgp__list_0__map_enc = {}\npgp__list_0__map_fp = {fp}\n",
+                armor.replace('\n', "\\n")
+            ),
+        ),
         other => panic!("{other}"),
     };
     let at = text.find(anchor).unwrap();
@@ -642,7 +649,7 @@ fn a_group_left_with_only_pgp_can_lose_and_regain_age_keys() {
 fn leaving_pgp_keys_go_from_the_metadata_exactly_as_sops_leaves_them_and_rotation_follows() {
     let p = people();
     let sops = Sops::new();
-    for kind in ["yaml", "json", "dotenv"] {
+    for kind in ["yaml", "json", "dotenv", "ini"] {
         let encrypted =
             String::from_utf8(sops.encrypt(kind, &fixture(kind), &[vec![&p.alice]])).unwrap();
         let expected = sops
