@@ -165,8 +165,9 @@ const FILES: &[(&str, &[u8])] = &[
 ];
 
 /// A repo whose files sops encrypted with `config` (`$pgp` is the GnuPG key's fingerprint),
-/// the config text, and each file's plaintext as sops decrypts it with the GnuPG key alone.
-fn repo_with(config: &str, gnupg: &GnuPg) -> (Repo, String, Vec<Vec<u8>>) {
+/// the config text, and each file's plaintext as sops decrypts it with the GnuPG key and the age
+/// keys `with` (none: the GnuPG key alone).
+fn repo_with(config: &str, gnupg: &GnuPg, with: &[&str]) -> (Repo, String, Vec<Vec<u8>>) {
     let repo = Repo::new(&["old", "gone", "new"]);
     let config = config.replace("$pgp", &gnupg.fingerprint);
     repo.config(&config);
@@ -176,7 +177,7 @@ fn repo_with(config: &str, gnupg: &GnuPg) -> (Repo, String, Vec<Vec<u8>>) {
     let plaintexts = FILES
         .iter()
         .map(|(path, _)| {
-            decrypt(&repo, gnupg, path, &[])
+            decrypt(&repo, gnupg, path, with)
                 .unwrap_or_else(|| panic!("the GnuPG key opens {path} before the re-key"))
         })
         .collect();
@@ -193,6 +194,7 @@ fn age_and_pgp_to_age_only_rotates_and_the_pgp_key_and_removed_age_key_are_refus
     let (repo, _, plaintexts) = repo_with(
         "{keys}\ncreation_rules:\n  - pgp: $pgp\n    age: [*old, *gone]\n",
         &gnupg,
+        &[],
     );
     // The migration: pgp leaves, `gone` leaves, `new` joins.
     repo.config("{keys}\ncreation_rules:\n  - age: [*old, *new]\n");
@@ -251,6 +253,7 @@ fn a_staying_pgp_key_refuses_rotation_by_name_and_nothing_is_written() {
     let (repo, config, _) = repo_with(
         "{keys}\ncreation_rules:\n  - pgp: $pgp\n    age: [*old, *gone]\n",
         &gnupg,
+        &[],
     );
     repo.config(&config.replace("[*old, *gone]", "[*old]"));
     let before = repo.snapshot();
@@ -272,6 +275,7 @@ fn adding_age_to_a_file_that_keeps_its_pgp_key_keeps_the_pgp_stanza_byte_for_byt
     let (repo, config, plaintexts) = repo_with(
         "{keys}\ncreation_rules:\n  - pgp: $pgp\n    age: [*old]\n",
         &gnupg,
+        &[],
     );
     let before: Vec<String> = files_of(&repo)
         .iter()
@@ -308,7 +312,7 @@ fn adding_age_to_a_file_that_keeps_its_pgp_key_keeps_the_pgp_stanza_byte_for_byt
 #[test]
 fn adding_age_to_a_pgp_only_file_is_refused_clearly_and_nothing_is_written() {
     let gnupg = GnuPg::new();
-    let (repo, config, _) = repo_with("{keys}\ncreation_rules:\n  - pgp: $pgp\n", &gnupg);
+    let (repo, config, _) = repo_with("{keys}\ncreation_rules:\n  - pgp: $pgp\n", &gnupg, &[]);
     repo.config(&config.replace("  - pgp: ", "  - age: [*new]\n    pgp: "));
     let before = repo.snapshot();
     let out = repo.hostage(&["rekey"], &["new", "old"]);
@@ -326,6 +330,7 @@ fn a_leaving_pgp_key_goes_without_rotation_under_no_rotate() {
     let (repo, _, plaintexts) = repo_with(
         "{keys}\ncreation_rules:\n  - pgp: $pgp\n    age: [*old]\n",
         &gnupg,
+        &[],
     );
     repo.config("{keys}\ncreation_rules:\n  - age: [*old]\n");
     let out = repo.hostage(&["--json", "rekey", "--no-rotate"], &["old"]);
@@ -341,5 +346,42 @@ fn a_leaving_pgp_key_goes_without_rotation_under_no_rotate() {
             "{path}"
         );
         assert!(repo.sops_says_up_to_date(path, "old"), "{path}");
+    }
+}
+
+#[test]
+fn a_pgp_key_leaves_a_shamir_key_group_and_the_file_is_rotated() {
+    let gnupg = GnuPg::new();
+    let (repo, _, plaintexts) = repo_with(
+        "{keys}\ncreation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - pgp: [$pgp]\n        age: [*old]\n      - age: [*gone]\n",
+        &gnupg,
+        &["gone"],
+    );
+    let before = fs_err::read_to_string(repo.path(FILES[0].0)).unwrap();
+    assert!(
+        before.contains("- pgp:"),
+        "sops opens the group with its pgp key:\n{before}"
+    );
+    repo.config(
+        "{keys}\ncreation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [*old]\n      - age: [*gone, *new]\n",
+    );
+    let out = repo.hostage(&["--json", "rekey"], &["old", "gone"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    for ((path, _), plain) in FILES.iter().zip(&plaintexts) {
+        assert_eq!(action_of(&doc, path), "rotate", "{doc:#}");
+        let text = fs_err::read_to_string(repo.path(path)).unwrap();
+        assert!(!text.contains("PGP MESSAGE"), "{path}:\n{text}");
+        assert_eq!(
+            decrypt(&repo, &gnupg, path, &["old", "new"]).as_ref(),
+            Some(plain),
+            "{path}"
+        );
+        assert_eq!(
+            decrypt(&repo, &gnupg, path, &["new"]),
+            None,
+            "{path}: one group (and the GnuPG key) is not enough"
+        );
+        assert!(repo.sops_says_up_to_date(path, "new"), "{path}");
     }
 }
