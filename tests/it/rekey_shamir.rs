@@ -7,7 +7,7 @@ use std::io::{Read as _, Write as _};
 
 use hostage_sops::SopsFile;
 
-use crate::rekey_support::{stderr, Repo};
+use crate::rekey_support::{stderr, stdout, Repo};
 
 const CONFIG: &str = "\
 {keys}
@@ -180,4 +180,29 @@ fn a_member_added_to_a_group_gets_the_groups_existing_share_even_at_a_random_x()
         stderr(&out)
     );
     assert_eq!(out.stdout, plain);
+}
+
+#[test]
+fn a_group_no_identity_opens_gets_no_new_member_and_dry_run_says_so() {
+    let repo = Repo::new(&["alice", "bob", "carol", "dave"]);
+    let config = "{keys}\ncreation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [*alice]\n      - age: [*bob]\n      - age: [*carol]\n";
+    repo.config(config);
+    repo.encrypt("secrets/vault.yaml", b"root: token\n");
+    // dave joins group 3, but only alice's and bob's identities are at hand: group 3's share is
+    // unknown, and a computed one might be a second point.
+    repo.config(&config.replace("[*carol]", "[*carol, *dave]"));
+    let before = repo.snapshot();
+    for args in [&["rekey", "--dry-run"][..], &["rekey"][..]] {
+        let out = repo.hostage(args, &["alice", "bob"]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(all.contains("key group 3"), "{args:?}: {all}");
+        assert!(all.contains("identity of key group 3"), "{args:?}: {all}");
+        assert_eq!(repo.snapshot(), before, "{args:?} wrote something");
+    }
+    // With carol's identity at hand, dave gets group 3's share.
+    let out = repo.hostage(&["rekey"], &["alice", "carol"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = repo.sops(&["decrypt", "secrets/vault.yaml"], &["alice", "dave"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

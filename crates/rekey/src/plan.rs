@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_sops::rules::{OtherKey, RecipientKind, SopsConfig};
-use hostage_sops::{MasterKey, SopsFile};
+use hostage_sops::{MacCheck, MasterKey, SopsFile};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -783,6 +783,20 @@ fn other_key_refusal(
 }
 
 impl FilePlan {
+    /// `file` without the non-age master keys this plan takes off it (see
+    /// [`leaving_master_keys`](Self::leaving_master_keys)): what apply re-wraps or rotates.
+    pub fn without_leaving_master_keys(
+        &self,
+        file: SopsFile,
+    ) -> Result<SopsFile, hostage_sops::SopsError> {
+        let leaving = self.leaving_master_keys(&file);
+        if leaving.iter().all(Vec::is_empty) {
+            Ok(file)
+        } else {
+            file.without_master_keys(&leaving)
+        }
+    }
+
     /// The non-age master keys (pgp, KMS, …) of `file` that this plan takes off it, per key
     /// group: those listed as removed. Apply takes them out with
     /// [`SopsFile::without_master_keys`] before re-wrapping or rotating.
@@ -935,7 +949,16 @@ pub fn verify(
                 let key = sops
                     .data_key(identities, &mut ())
                     .map_err(|e| e.to_string())?;
-                sops.verify_mac(&key).map_err(|e| e.to_string())
+                match file.action {
+                    // A re-wrap is cheap: make it in memory, so what only the key can tell
+                    // (e.g. a Shamir group whose share no identity opened) shows up now.
+                    Action::Rewrap => file
+                        .without_leaving_master_keys(sops)
+                        .and_then(|sops| sops.rewrap(&key, &file.wanted, MacCheck::Verify))
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    _ => sops.verify_mac(&key).map_err(|e| e.to_string()),
+                }
             })();
             progress();
             result.err()

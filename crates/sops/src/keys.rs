@@ -76,7 +76,7 @@ impl DataKey {
                 Some(None) => Err(SopsError::Unsupported {
                     action: format!("add a recipient to key group {}", index + 1),
                     reason: format!(
-                        "no identity given opens key group {0}, so its Shamir share is unknown (its x coordinate may be any value: sops before 3.10 chose it at random) and a second share would let that group's members reach the threshold together; run with an identity of key group {0}, or rotate the data key",
+                        "no identity given opens key group {0}, so its Shamir share is unknown (its x coordinate may be any value: sops before 3.10 chose it at random) and a second share would let that group's members reach the threshold together; run with an identity of key group {0}, or rotate the file's data key with `sops rotate -i` first",
                         index + 1
                     ),
                 }),
