@@ -684,4 +684,74 @@ mod tests {
             ]
         );
     }
+
+    /// The layout sops 3.7 wrote (sops-nix's own test assets): empty `kms: []` & co., two age
+    /// and two pgp keys, lowercase fingerprints, a blank line inside each PGP armor.
+    fn sops_37_file() -> String {
+        let enc = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]";
+        let pgp = |fp: &str| {
+            format!("        - created_at: \"2021-01-01T00:00:00Z\"\n          enc: |\n            -----BEGIN PGP MESSAGE-----\n\n            hQEMA-not-real\n            -----END PGP MESSAGE-----\n          fp: {fp}\n")
+        };
+        format!(
+            "hello: {enc}\nsops:\n    kms: []\n    gcp_kms: []\n    azure_kv: []\n    hc_vault: []\n    age:\n        - recipient: age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09\n          enc: |\n            x\n    lastmodified: \"2021-01-01T00:00:00Z\"\n    mac: {enc}\n    pgp:\n{}{}    unencrypted_suffix: _unencrypted\n    version: 3.7.1\n",
+            pgp("2504791468b153b8a3963cc97ba53d1919c5dfd4"),
+            pgp("9f89c5f69a10281a835014b09c3b9f4ed0d4b0ba")
+        )
+    }
+
+    #[test]
+    fn pgp_keys_of_a_sops_37_file_leave_one_by_one_and_then_with_their_key() {
+        let text = sops_37_file();
+        let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+        let pgp: Vec<MasterKey> = file.metadata().groups[0].others.clone();
+        assert_eq!(pgp.len(), 2);
+        assert_eq!(pgp[0].id, "2504791468b153b8a3963cc97ba53d1919c5dfd4");
+        assert!(pgp[0].is_rule_key("pgp", "2504791468B153B8A3963CC97BA53D1919C5DFD4"));
+        assert!(!pgp[0].is_rule_key("pgp", "9F89C5F69A10281A835014B09C3B9F4ED0D4B0BA"));
+        assert!(!pgp[0].is_rule_key("kms", "2504791468b153b8a3963cc97ba53d1919c5dfd4"));
+
+        let one = file.without_master_keys(&[vec![pgp[0].clone()]]).unwrap();
+        assert_eq!(one.metadata().groups[0].others, vec![pgp[1].clone()]);
+        let one_text = one.text.clone();
+        assert!(!one_text.contains(&pgp[0].id));
+        assert!(one_text.contains("    pgp:\n        - created_at:"));
+
+        let none = file.without_master_keys(&[pgp.clone()]).unwrap();
+        assert!(none.metadata().groups[0].others.is_empty());
+        let start = text.find("    pgp:\n").unwrap();
+        let end = text.find("    unencrypted_suffix:").unwrap();
+        let expected = format!("{}{}", &text[..start], &text[end..]);
+        assert_eq!(none.text, expected, "only the pgp key and its entries go");
+
+        let refused = file
+            .without_master_keys(&[vec![MasterKey {
+                kind: "pgp".into(),
+                id: "0000".into(),
+            }]])
+            .unwrap_err();
+        assert!(refused.to_string().contains("pgp 0000"), "{refused}");
+    }
+
+    #[test]
+    fn one_of_two_pgp_keys_leaves_a_json_file_and_the_other_keeps_its_bytes() {
+        let enc = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]";
+        let entry = |fp: &str| {
+            format!("\t\t\t{{\n\t\t\t\t\"created_at\": \"2021-01-01T00:00:00Z\",\n\t\t\t\t\"enc\": \"-----BEGIN PGP MESSAGE-----\\n\\nx\\n-----END PGP MESSAGE-----\",\n\t\t\t\t\"fp\": \"{fp}\"\n\t\t\t}}")
+        };
+        let text = |entries: &[String]| {
+            format!(
+                "{{\n\t\"a\": \"{enc}\",\n\t\"sops\": {{\n\t\t\"age\": [\n\t\t\t{{\n\t\t\t\t\"recipient\": \"age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09\",\n\t\t\t\t\"enc\": \"x\"\n\t\t\t}}\n\t\t],\n\t\t\"lastmodified\": \"2021-01-01T00:00:00Z\",\n\t\t\"mac\": \"{enc}\",\n\t\t\"pgp\": [\n{}\n\t\t],\n\t\t\"version\": \"3.11.0\"\n\t}}\n}}\n",
+                entries.join(",\n")
+            )
+        };
+        let (first, second) = (entry("AAAA"), entry("BBBB"));
+        let both = text(&[first.clone(), second.clone()]);
+        let file = SopsFile::parse(both.as_bytes(), None).unwrap();
+        let keys = file.metadata().groups[0].others.clone();
+        assert_eq!(keys.len(), 2);
+        let without_first = file.without_master_keys(&[vec![keys[0].clone()]]).unwrap();
+        assert_eq!(without_first.text, text(&[second.clone()]));
+        let without_second = file.without_master_keys(&[vec![keys[1].clone()]]).unwrap();
+        assert_eq!(without_second.text, text(&[first.clone()]));
+    }
 }
