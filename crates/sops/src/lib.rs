@@ -716,7 +716,9 @@ mod tests {
         assert!(!one_text.contains(&pgp[0].id));
         assert!(one_text.contains("    pgp:\n        - created_at:"));
 
-        let none = file.without_master_keys(&[pgp.clone()]).unwrap();
+        let none = file
+            .without_master_keys(std::slice::from_ref(&pgp))
+            .unwrap();
         assert!(none.metadata().groups[0].others.is_empty());
         let start = text.find("    pgp:\n").unwrap();
         let end = text.find("    unencrypted_suffix:").unwrap();
@@ -750,8 +752,8 @@ mod tests {
         let keys = file.metadata().groups[0].others.clone();
         assert_eq!(keys.len(), 2);
         let without_first = file.without_master_keys(&[vec![keys[0].clone()]]).unwrap();
-        assert_eq!(without_first.text, text(&[second.clone()]));
+        assert_eq!(without_first.text, text(std::slice::from_ref(&second)));
         let without_second = file.without_master_keys(&[vec![keys[1].clone()]]).unwrap();
-        assert_eq!(without_second.text, text(&[first.clone()]));
+        assert_eq!(without_second.text, text(std::slice::from_ref(&first)));
     }
 }
