@@ -40,16 +40,73 @@ impl MasterKey {
         if self.kind != file_kind {
             return false;
         }
-        let value = value.trim();
+        let value = rule_key_id(file_kind, value.trim());
         match file_kind {
             "pgp" => {
                 let normal = |s: &str| s.replace(' ', "").to_ascii_uppercase();
-                normal(&self.id) == normal(value)
+                normal(&self.id) == normal(&value)
             }
-            "kms" => self.id == value.split('+').next().unwrap_or(value),
+            "kms" => self.id == value.split('+').next().unwrap_or(&value),
             _ => self.id == value,
         }
     }
+}
+
+/// The `ToString()` of a rule key: the string itself, or for the mappings `key_groups` uses
+/// (`{arn: …, role: …}`, `{resource_id: …}`, `{vaultUrl: …, key: …, version: …}`,
+/// `{key_id: …}`) the fields sops builds it from.
+fn rule_key_id(file_kind: &str, value: &str) -> String {
+    let Some(map) = yaml_mapping(value) else {
+        return value.to_owned();
+    };
+    let field = |name: &str| {
+        map.get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    match file_kind {
+        "kms" => field("arn"),
+        "gcp_kms" => field("resource_id"),
+        "hckms" => field("key_id"),
+        "azure_kv" => format!(
+            "{}/keys/{}/{}",
+            field("vaultUrl").trim_end_matches('/'),
+            field("key"),
+            field("version")
+        ),
+        _ => value.to_owned(),
+    }
+}
+
+/// `text` read as a YAML mapping: a flow mapping, or the source of a block mapping whose lines
+/// after the first keep their original indentation.
+fn yaml_mapping(text: &str) -> Option<yaml_serde::Mapping> {
+    if !text.contains(':') {
+        return None;
+    }
+    let parse = |t: &str| match yaml_serde::from_str::<yaml_serde::Value>(t) {
+        Ok(yaml_serde::Value::Mapping(map)) => Some(map),
+        _ => None,
+    };
+    parse(text).or_else(|| {
+        let mut lines = text.lines();
+        let first = lines.next()?;
+        let rest: Vec<&str> = lines.collect();
+        let indent = rest
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start().len())
+            .min()
+            .unwrap_or(0);
+        let mut out = String::from(first);
+        for line in rest {
+            out.push('\n');
+            out.push_str(line.get(indent..).unwrap_or(line.trim_start()));
+        }
+        parse(&out)
+    })
 }
 
 impl std::fmt::Display for MasterKey {
@@ -237,5 +294,38 @@ impl Metadata {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: &str, id: &str) -> MasterKey {
+        MasterKey {
+            kind: kind.into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn rule_keys_compare_as_sops_to_string_including_key_group_mappings() {
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/abc";
+        assert!(key("kms", arn).is_rule_key("kms", &format!("{arn}+arn:aws:iam::1:role/x")));
+        assert!(key("kms", arn).is_rule_key("kms", &format!("arn: {arn}\n          role: r")));
+        assert!(key("kms", arn).is_rule_key("kms", &format!("{{arn: {arn}, role: r}}")));
+        assert!(!key("kms", arn).is_rule_key("kms", "arn: other"));
+        assert!(key("gcp_kms", "projects/p/keys/k")
+            .is_rule_key("gcp_kms", "resource_id: projects/p/keys/k"));
+        let azure = "https://v.vault.azure.net/keys/name/0123";
+        assert!(key("azure_kv", azure).is_rule_key("azure_keyvault", azure));
+        assert!(key("azure_kv", azure).is_rule_key(
+            "azure_keyvault",
+            "vaultUrl: https://v.vault.azure.net\n            key: name\n            version: 0123"
+        ));
+        let vault = "https://vault:8200/v1/sops/keys/k";
+        assert!(key("hc_vault", vault).is_rule_key("hc_vault_transit_uri", vault));
+        assert!(key("hc_vault", vault).is_rule_key("hc_vault", vault));
+        assert!(!key("hc_vault", vault).is_rule_key("kms", vault));
     }
 }
