@@ -328,4 +328,26 @@ mod tests {
         assert!(key("hc_vault", vault).is_rule_key("hc_vault", vault));
         assert!(!key("hc_vault", vault).is_rule_key("kms", vault));
     }
+
+    #[test]
+    fn key_group_mappings_from_a_real_sops_yaml_match_the_files_keys() {
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/abc";
+        let text = format!(
+            "creation_rules:\n  - key_groups:\n      - kms:\n          - arn: {arn}\n            role: arn:aws:iam::1:role/r\n            context:\n              a: b\n        azure_keyvault:\n          - vaultUrl: https://v.vault.azure.net\n            key: name\n            version: \"0123\"\n        age: [age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09]\n"
+        );
+        let config =
+            crate::rules::SopsConfig::parse(std::path::Path::new("/r/.sops.yaml"), &text).unwrap();
+        let others = &config.rules()[0].other_keys[0];
+        let kms = others.iter().find(|o| o.kind == "kms").unwrap();
+        assert!(
+            key("kms", arn).is_rule_key(&kms.kind, &kms.value),
+            "{kms:?}"
+        );
+        let azure = others.iter().find(|o| o.kind == "azure_keyvault").unwrap();
+        assert!(
+            key("azure_kv", "https://v.vault.azure.net/keys/name/0123")
+                .is_rule_key(&azure.kind, &azure.value),
+            "{azure:?}"
+        );
+    }
 }
