@@ -233,3 +233,45 @@ fn dry_run_checks_the_keys_and_reports_files_no_identity_opens() {
     assert!(stdout(&ok).contains("(nothing written)"));
     assert_eq!(repo.snapshot(), before, "--dry-run wrote something");
 }
+
+#[test]
+fn exposure_names_list_elements_by_index_in_text_and_json() {
+    let repo = repo();
+    repo.encrypt(
+        "secrets/hosts/lists.yaml",
+        b"a_list:\n  - one\n  - two\n  - name: three\n    pass: four\nplain: x\n",
+    );
+    repo.encrypt(
+        "secrets/hosts/lists.json",
+        b"{\"a_list\": [\"one\", {\"b\": \"c\"}], \"n\": [[\"x\"]]}\n",
+    );
+    repo.config(&TWO_RULES.replace("[*admin, *web01]", "[*admin]"));
+    let expected_yaml = "a_list[0], a_list[1], a_list[2].name, a_list[2].pass, plain";
+    let expected_json = "a_list[0], a_list[1].b, n[0][0]";
+
+    let out = repo.hostage(&["rekey", "--check"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("secrets/hosts/lists.yaml: {expected_yaml}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("secrets/hosts/lists.json: {expected_json}")),
+        "{text}"
+    );
+
+    let out = repo.hostage(&["--json", "rekey", "--check"], &[]);
+    let doc = json(&out);
+    let files = doc["exposure"][0]["files"].as_array().unwrap();
+    let paths_of = |name: &str| {
+        files
+            .iter()
+            .find(|f| f["path"] == name)
+            .map(|f| f["key_paths"].clone())
+            .unwrap()
+    };
+    let list = |joined: &str| serde_json::json!(joined.split(", ").collect::<Vec<_>>());
+    assert_eq!(paths_of("secrets/hosts/lists.yaml"), list(expected_yaml));
+    assert_eq!(paths_of("secrets/hosts/lists.json"), list(expected_json));
+}

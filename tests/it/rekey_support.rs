@@ -108,7 +108,7 @@ impl Repo {
     }
 
     /// Encrypts `plain` with sops at `relative` under the current `.sops.yaml`. The format comes
-    /// from the extension: yaml, json, env (dotenv), anything else binary.
+    /// from the extension: yaml, json, env (dotenv), ini, anything else binary.
     pub fn encrypt(&self, relative: &str, plain: &[u8]) {
         self.write(relative, plain);
         let kind = sops_type(relative);
@@ -194,6 +194,7 @@ pub fn sops_type(relative: &str) -> &'static str {
         Some("yaml" | "yml") => "yaml",
         Some("json") => "json",
         Some("env") => "dotenv",
+        Some("ini") => "ini",
         _ => "binary",
     }
 }

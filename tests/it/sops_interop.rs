@@ -595,6 +595,13 @@ fn with_fake_pgp(kind: &str, text: &str) -> String {
                 armor.replace('\n', "\\n")
             ),
         ),
+        "ini" => (
+            "unencrypted_suffix ",
+            format!(
+                "pgp__list_0__map_created_at = 2026-01-01T00:00:00Z\npgp__list_0__map_enc = {}\npgp__list_0__map_fp = {fp}\n",
+                armor.replace('\n', "\\n")
+            ),
+        ),
         other => panic!("{other}"),
     };
     let at = text.find(anchor).unwrap();
@@ -634,6 +641,50 @@ fn a_group_left_with_only_pgp_can_lose_and_regain_age_keys() {
         assert_eq!(
             sops.decrypt(kind, regained.as_bytes(), &[&p.bob]).unwrap(),
             expected
+        );
+    }
+}
+
+#[test]
+fn leaving_pgp_keys_go_from_the_metadata_exactly_as_sops_leaves_them_and_rotation_follows() {
+    let p = people();
+    let sops = Sops::new();
+    for kind in ["yaml", "json", "dotenv", "ini"] {
+        let encrypted =
+            String::from_utf8(sops.encrypt(kind, &fixture(kind), &[vec![&p.alice]])).unwrap();
+        let expected = sops
+            .decrypt(kind, encrypted.as_bytes(), &[&p.alice])
+            .unwrap();
+        let with_pgp = with_fake_pgp(kind, &encrypted);
+        let (file, key) = data_key(with_pgp.as_bytes(), &[&p.alice]);
+        let pgp = file.recipients()[0][1].clone();
+        assert_eq!(pgp.kind, "pgp");
+        assert_eq!(
+            pgp.id, "0123456789ABCDEF0123456789ABCDEF01234567",
+            "{kind}: a pgp key is named by its fingerprint"
+        );
+        assert!(pgp.is_rule_key("pgp", "0123 4567 89ab cdef 0123456789ABCDEF01234567"));
+
+        // While the pgp key stays, rotation is refused and names it.
+        let wanted = [vec![p.bob.recipient.clone()]];
+        let refused = file.rotate(&key, &wanted, MacCheck::Verify).unwrap_err();
+        assert!(refused.to_string().contains(&pgp.id), "{refused}");
+
+        // Without it, the metadata is byte for byte what sops wrote before the key was added.
+        let without = file.without_master_keys(&[vec![pgp.clone()]]).unwrap();
+        let rotated = without.rotate(&key, &wanted, MacCheck::Verify).unwrap();
+        let rotated_text = String::from_utf8(rotated.clone()).unwrap();
+        assert!(!rotated_text.contains("PGP MESSAGE"), "{kind}");
+        assert!(!rotated_text.contains(&pgp.id), "{kind}");
+        assert_eq!(sops.decrypt(kind, &rotated, &[&p.bob]).unwrap(), expected);
+        assert!(sops.decrypt(kind, &rotated, &[&p.alice]).is_err(), "{kind}");
+        let rewrapped = without
+            .rewrap(&key, &[vec![p.alice.recipient.clone()]], MacCheck::Verify)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(rewrapped).unwrap(),
+            encrypted,
+            "{kind}: removing the pgp key does not give back sops' own bytes"
         );
     }
 }

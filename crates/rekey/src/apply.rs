@@ -116,6 +116,10 @@ fn rekey_file(file: &FilePlan, identities: &IdentitySet) -> Result<Vec<u8>, Stri
     }
     let sops = SopsFile::parse(&bytes, None).map_err(|e| e.to_string())?;
     drop(bytes);
+    // pgp/KMS/… keys the rule no longer names leave first (hostage cannot write them, only drop).
+    let sops = file
+        .without_leaving_master_keys(sops)
+        .map_err(|e| e.to_string())?;
     let key = sops
         .data_key(identities, &mut ())
         .map_err(|e| e.to_string())?;

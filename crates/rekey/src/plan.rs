@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_sops::rules::{RecipientKind, SopsConfig};
-use hostage_sops::SopsFile;
+use hostage_sops::rules::{OtherKey, RecipientKind, SopsConfig};
+use hostage_sops::{MacCheck, MasterKey, SopsFile};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -649,6 +649,10 @@ fn plan_file(
         digest,
     };
     let current = &file.metadata().groups;
+    // Non-age master keys (pgp, KMS, …) the file keeps and the rule adds: hostage writes only
+    // age keys, so these decide what it can do (a key that leaves never blocks anything).
+    let mut staying_others: Vec<(usize, MasterKey)> = Vec::new();
+    let mut added_others: Vec<(usize, &OtherKey)> = Vec::new();
     for (index, group) in current.iter().enumerate() {
         let have: Vec<&str> = group.age.iter().map(|e| e.recipient.as_str()).collect();
         let want: Vec<&str> = entry
@@ -669,9 +673,36 @@ fn plan_file(
                 change.removed.push(shared.recipient(config, r));
             }
         }
+        let rule_others: &[OtherKey] = rule.other_keys.get(index).map_or(&[], Vec::as_slice);
+        for other in &group.others {
+            let named = Arc::new(Recipient {
+                name: config.name_of(&other.id),
+                recipient: other.to_string(),
+            });
+            if rule_others
+                .iter()
+                .any(|o| other.is_rule_key(&o.kind, &o.value))
+            {
+                staying_others.push((index, other.clone()));
+                change.kept.push(named);
+            } else if !change.removed.contains(&named) {
+                change.removed.push(named);
+            }
+        }
+        for wanted in rule_others.iter().filter(|o| o.kind != "plugins") {
+            if !group
+                .others
+                .iter()
+                .any(|o| o.is_rule_key(&wanted.kind, &wanted.value))
+            {
+                added_others.push((index, wanted));
+            }
+        }
         entry.groups.push(change);
     }
-    if let Some(reason) = refusal(config, rule, &file, &entry) {
+    let refused = refusal(config, rule, &file, &entry)
+        .or_else(|| other_key_refusal(config, rule, &file, &added_others));
+    if let Some(reason) = refused {
         entry.action = Action::Error;
         entry.reason = Some(reason);
         return Some(entry);
@@ -688,10 +719,106 @@ fn plan_file(
         }
         (true, false, _) => Action::Rewrap,
     };
+    if entry.action == Action::Rotate {
+        if let Some((group, key)) = staying_others.first() {
+            entry.action = Action::Error;
+            entry.reason = Some(format!(
+                "cannot rotate the data key: the {} key {} stays in key group {} (rule {} of {}) and hostage can encrypt only to age keys; rotate this file with sops (`sops updatekeys` then `sops rotate -i`, which use that key's tooling), or drop the key from the rule so it leaves with this re-key",
+                key.kind,
+                key.id,
+                group + 1,
+                rule.index,
+                config.path().display()
+            ));
+            return Some(entry);
+        }
+    }
     if entry.removes() {
         entry.key_paths = KeyPaths::new(file.encrypted_paths().iter().map(|p| p.join(".")));
     }
     Some(entry)
+}
+
+/// Why a file cannot be re-keyed because of its non-age master keys: the rule adds one (hostage
+/// writes only age keys), or no age key opens the file (its data key needs gpg, KMS, …).
+fn other_key_refusal(
+    config: &SopsConfig,
+    rule: &hostage_sops::rules::CreationRule,
+    file: &SopsFile,
+    added: &[(usize, &OtherKey)],
+) -> Option<String> {
+    if let Some((group, key)) = added.first() {
+        return Some(format!(
+            "cannot add the {} key {} to key group {} (rule {} of {}): hostage writes only age keys; add it with `sops updatekeys`, then run hostage again",
+            key.kind,
+            key.value,
+            group + 1,
+            rule.index,
+            config.path().display()
+        ));
+    }
+    let meta = file.metadata();
+    let needed = if meta.groups.len() > 1 {
+        meta.threshold
+    } else {
+        1
+    };
+    let with_age = meta.groups.iter().filter(|g| !g.age.is_empty()).count();
+    if with_age >= needed {
+        return None;
+    }
+    let others: Vec<String> = meta
+        .groups
+        .iter()
+        .flat_map(|g| g.others.iter().map(ToString::to_string))
+        .collect();
+    Some(format!(
+        "hostage cannot open this file: its data key is encrypted to no age key in enough key groups ({with_age} of {needed}), only to {}; hostage decrypts with age identities only, so add the age recipients with `sops updatekeys` (which decrypts with that key's tooling, e.g. gpg), then run hostage again",
+        if others.is_empty() {
+            "nothing it knows".to_owned()
+        } else {
+            others.join(", ")
+        }
+    ))
+}
+
+impl FilePlan {
+    /// `file` without the non-age master keys this plan takes off it (see
+    /// [`leaving_master_keys`](Self::leaving_master_keys)): what apply re-wraps or rotates.
+    pub fn without_leaving_master_keys(
+        &self,
+        file: SopsFile,
+    ) -> Result<SopsFile, hostage_sops::SopsError> {
+        let leaving = self.leaving_master_keys(&file);
+        if leaving.iter().all(Vec::is_empty) {
+            Ok(file)
+        } else {
+            file.without_master_keys(&leaving)
+        }
+    }
+
+    /// The non-age master keys (pgp, KMS, …) of `file` that this plan takes off it, per key
+    /// group: those listed as removed. Apply takes them out with
+    /// [`SopsFile::without_master_keys`] before re-wrapping or rotating.
+    pub fn leaving_master_keys(&self, file: &SopsFile) -> Vec<Vec<MasterKey>> {
+        file.metadata()
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(index, group)| {
+                let removed = self.groups.get(index).map_or(&[][..], |g| &g.removed[..]);
+                group
+                    .others
+                    .iter()
+                    .filter(|o| {
+                        let named = o.to_string();
+                        removed.iter().any(|r| r.recipient == named)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// Why a file whose rule was found still cannot be re-keyed by hostage, if it cannot.
@@ -822,7 +949,16 @@ pub fn verify(
                 let key = sops
                     .data_key(identities, &mut ())
                     .map_err(|e| e.to_string())?;
-                sops.verify_mac(&key).map_err(|e| e.to_string())
+                match file.action {
+                    // A re-wrap is cheap: make it in memory, so what only the key can tell
+                    // (e.g. a Shamir group whose share no identity opened) shows up now.
+                    Action::Rewrap => file
+                        .without_leaving_master_keys(sops)
+                        .and_then(|sops| sops.rewrap(&key, &file.wanted, MacCheck::Verify))
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                    _ => sops.verify_mac(&key).map_err(|e| e.to_string()),
+                }
             })();
             progress();
             result.err()

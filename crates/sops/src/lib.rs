@@ -137,17 +137,14 @@ impl SopsFile {
             .collect()
     }
 
-    /// The paths of the encrypted values (each a list of mapping keys from the document root),
-    /// in file order; readable without any key, e.g. to say what a recipient could read.
+    /// The paths of the encrypted values, in file order, readable without any key (e.g. to say
+    /// what a removed recipient could read). Each path lists the mapping keys from the document
+    /// root; a list element is named by its index on the component that holds the list
+    /// (`["a_list[0]"]`, `["a_list[1]", "three"]`), so two elements never read alike.
     pub fn encrypted_paths(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         for document in &self.documents {
-            let _ = tree::walk_leaves(document, &mut Vec::new(), &mut |path, value| {
-                if matches!(value, Value::Str(s) if s.starts_with(cipher::ENC_PREFIX)) {
-                    out.push(path.to_vec());
-                }
-                Ok(())
-            });
+            named_encrypted_paths(document, &mut Vec::new(), &mut out);
         }
         out
     }
@@ -376,9 +373,57 @@ impl SopsFile {
         Ok(format::apply(&self.text, edits)?.into_bytes())
     }
 
+    /// The file without the non-age master keys of `leaving` (per key group, as listed by
+    /// [`recipients`](Self::recipients)): their entries go from the metadata as sops writes a
+    /// file without them (a kind left with no entry loses its key); nothing else changes and no
+    /// key is needed. Meant to be followed by [`rotate`](Self::rotate) (whoever held a leaving
+    /// key may have kept the data key) or, when the user chose so, [`rewrap`](Self::rewrap).
+    /// Nothing is written: the result lives in memory.
+    pub fn without_master_keys(&self, leaving: &[Vec<MasterKey>]) -> Result<SopsFile, SopsError> {
+        let mut removals = Vec::new();
+        for (group_index, keys) in leaving.iter().enumerate() {
+            let group =
+                self.metadata
+                    .groups
+                    .get(group_index)
+                    .ok_or_else(|| SopsError::Unsupported {
+                        action: "remove master keys".into(),
+                        reason: format!("the file has no key group {}", group_index + 1),
+                    })?;
+            for key in keys {
+                let mut found = false;
+                let same_kind = group.others.iter().filter(|o| o.kind == key.kind);
+                for (index, other) in same_kind.enumerate() {
+                    if other.id == key.id {
+                        found = true;
+                        removals.push(format::Removal {
+                            group: group_index,
+                            kind: key.kind.clone(),
+                            index,
+                        });
+                    }
+                }
+                if !found {
+                    return Err(SopsError::Unsupported {
+                        action: format!("remove the {key} master key"),
+                        reason: format!("key group {} has no such key", group_index + 1),
+                    });
+                }
+            }
+        }
+        let edits =
+            format::master_key_removals(&self.text, self.format, &self.metadata, &removals)?;
+        Self::parse(
+            format::apply(&self.text, edits)?.as_bytes(),
+            Some(self.format),
+        )
+    }
+
     /// Rotates the data key: a new random key, every value and encrypted comment re-encrypted
     /// with its old IV, the MAC re-encrypted, `lastmodified` set to now, a new `enc` for every
-    /// recipient of `groups`. Refuses files with non-age master keys (we cannot encrypt to them).
+    /// recipient of `groups`. Refuses files that keep a non-age master key (hostage cannot
+    /// encrypt the new key to it); take leaving ones out first with
+    /// [`without_master_keys`](Self::without_master_keys).
     pub fn rotate(
         &self,
         key: &DataKey,
@@ -386,12 +431,21 @@ impl SopsFile {
         mac_check: MacCheck,
     ) -> Result<Vec<u8>, SopsError> {
         self.check_mac(key, mac_check)?;
-        if let Some(other) = self.metadata.groups.iter().flat_map(|g| &g.others).next() {
+        let staying = self
+            .metadata
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.others.iter().map(move |o| (i, o)))
+            .next();
+        if let Some((group, other)) = staying {
             return Err(SopsError::Unsupported {
                 action: "rotate the data key".into(),
                 reason: format!(
-                    "the file has a {} master key ({}) that hostage cannot encrypt to",
-                    other.kind, other.id
+                    "the {} key {} stays in key group {} and hostage can encrypt the new data key only to age keys; rotate this file with sops (`sops rotate -i FILE`, which uses that key's tooling), or remove the key from the file's creation rule",
+                    other.kind,
+                    other.id,
+                    group + 1
                 ),
             });
         }
@@ -510,6 +564,41 @@ impl SopsFile {
     }
 }
 
+/// Collects the path of every `ENC[…]` leaf under `value`, list elements named by index.
+fn named_encrypted_paths(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value {
+        Value::Map(entries) => {
+            for (key, child) in entries {
+                path.push(key.clone());
+                named_encrypted_paths(child, path, out);
+                path.pop();
+            }
+        }
+        Value::List(items) => {
+            for (index, child) in items.iter().enumerate() {
+                let saved = path.last().cloned();
+                match path.last_mut() {
+                    Some(last) => last.push_str(&format!("[{index}]")),
+                    None => path.push(format!("[{index}]")),
+                }
+                named_encrypted_paths(child, path, out);
+                match saved {
+                    Some(previous) => {
+                        if let Some(last) = path.last_mut() {
+                            *last = previous;
+                        }
+                    }
+                    None => {
+                        path.pop();
+                    }
+                }
+            }
+        }
+        Value::Str(s) if s.starts_with(cipher::ENC_PREFIX) => out.push(path.clone()),
+        _ => {}
+    }
+}
+
 fn decrypt_value(
     value: &Value,
     path: &mut Vec<String>,
@@ -570,4 +659,101 @@ fn decrypt_value(
         }
         other => other.clone(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_paths_name_list_elements_by_index() {
+        let enc = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]";
+        let text = format!(
+            "a_list:\n    - {enc}\n    - {enc}\n    - three: {enc}\n      four: plain\nnested:\n    - - {enc}\nplain: {enc}\nsops:\n    age:\n        - recipient: age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09\n          enc: |\n            x\n    lastmodified: \"2026-01-01T00:00:00Z\"\n    mac: {enc}\n    version: 3.11.0\n"
+        );
+        let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+        let joined: Vec<String> = file.encrypted_paths().iter().map(|p| p.join(".")).collect();
+        assert_eq!(
+            joined,
+            [
+                "a_list[0]",
+                "a_list[1]",
+                "a_list[2].three",
+                "nested[0][0]",
+                "plain"
+            ]
+        );
+    }
+
+    /// The layout sops 3.7 wrote (sops-nix's own test assets): empty `kms: []` & co., two age
+    /// and two pgp keys, lowercase fingerprints, a blank line inside each PGP armor.
+    fn sops_37_file() -> String {
+        let enc = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]";
+        let pgp = |fp: &str| {
+            format!("        - created_at: \"2021-01-01T00:00:00Z\"\n          enc: |\n            -----BEGIN PGP MESSAGE-----\n\n            hQEMA-not-real\n            -----END PGP MESSAGE-----\n          fp: {fp}\n")
+        };
+        format!(
+            "hello: {enc}\nsops:\n    kms: []\n    gcp_kms: []\n    azure_kv: []\n    hc_vault: []\n    age:\n        - recipient: age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09\n          enc: |\n            x\n    lastmodified: \"2021-01-01T00:00:00Z\"\n    mac: {enc}\n    pgp:\n{}{}    unencrypted_suffix: _unencrypted\n    version: 3.7.1\n",
+            pgp("2504791468b153b8a3963cc97ba53d1919c5dfd4"),
+            pgp("9f89c5f69a10281a835014b09c3b9f4ed0d4b0ba")
+        )
+    }
+
+    #[test]
+    fn pgp_keys_of_a_sops_37_file_leave_one_by_one_and_then_with_their_key() {
+        let text = sops_37_file();
+        let file = SopsFile::parse(text.as_bytes(), None).unwrap();
+        let pgp: Vec<MasterKey> = file.metadata().groups[0].others.clone();
+        assert_eq!(pgp.len(), 2);
+        assert_eq!(pgp[0].id, "2504791468b153b8a3963cc97ba53d1919c5dfd4");
+        assert!(pgp[0].is_rule_key("pgp", "2504791468B153B8A3963CC97BA53D1919C5DFD4"));
+        assert!(!pgp[0].is_rule_key("pgp", "9F89C5F69A10281A835014B09C3B9F4ED0D4B0BA"));
+        assert!(!pgp[0].is_rule_key("kms", "2504791468b153b8a3963cc97ba53d1919c5dfd4"));
+
+        let one = file.without_master_keys(&[vec![pgp[0].clone()]]).unwrap();
+        assert_eq!(one.metadata().groups[0].others, vec![pgp[1].clone()]);
+        let one_text = one.text.clone();
+        assert!(!one_text.contains(&pgp[0].id));
+        assert!(one_text.contains("    pgp:\n        - created_at:"));
+
+        let none = file
+            .without_master_keys(std::slice::from_ref(&pgp))
+            .unwrap();
+        assert!(none.metadata().groups[0].others.is_empty());
+        let start = text.find("    pgp:\n").unwrap();
+        let end = text.find("    unencrypted_suffix:").unwrap();
+        let expected = format!("{}{}", &text[..start], &text[end..]);
+        assert_eq!(none.text, expected, "only the pgp key and its entries go");
+
+        let refused = file
+            .without_master_keys(&[vec![MasterKey {
+                kind: "pgp".into(),
+                id: "0000".into(),
+            }]])
+            .unwrap_err();
+        assert!(refused.to_string().contains("pgp 0000"), "{refused}");
+    }
+
+    #[test]
+    fn one_of_two_pgp_keys_leaves_a_json_file_and_the_other_keeps_its_bytes() {
+        let enc = "ENC[AES256_GCM,data:AA==,iv:AA==,tag:AA==,type:str]";
+        let entry = |fp: &str| {
+            format!("\t\t\t{{\n\t\t\t\t\"created_at\": \"2021-01-01T00:00:00Z\",\n\t\t\t\t\"enc\": \"-----BEGIN PGP MESSAGE-----\\n\\nx\\n-----END PGP MESSAGE-----\",\n\t\t\t\t\"fp\": \"{fp}\"\n\t\t\t}}")
+        };
+        let text = |entries: &[String]| {
+            format!(
+                "{{\n\t\"a\": \"{enc}\",\n\t\"sops\": {{\n\t\t\"age\": [\n\t\t\t{{\n\t\t\t\t\"recipient\": \"age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09\",\n\t\t\t\t\"enc\": \"x\"\n\t\t\t}}\n\t\t],\n\t\t\"lastmodified\": \"2021-01-01T00:00:00Z\",\n\t\t\"mac\": \"{enc}\",\n\t\t\"pgp\": [\n{}\n\t\t],\n\t\t\"version\": \"3.11.0\"\n\t}}\n}}\n",
+                entries.join(",\n")
+            )
+        };
+        let (first, second) = (entry("AAAA"), entry("BBBB"));
+        let both = text(&[first.clone(), second.clone()]);
+        let file = SopsFile::parse(both.as_bytes(), None).unwrap();
+        let keys = file.metadata().groups[0].others.clone();
+        assert_eq!(keys.len(), 2);
+        let without_first = file.without_master_keys(&[vec![keys[0].clone()]]).unwrap();
+        assert_eq!(without_first.text, text(std::slice::from_ref(&second)));
+        let without_second = file.without_master_keys(&[vec![keys[1].clone()]]).unwrap();
+        assert_eq!(without_second.text, text(std::slice::from_ref(&first)));
+    }
 }

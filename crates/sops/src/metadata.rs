@@ -19,10 +19,94 @@ pub struct AgeEntry {
 /// A master key of any kind, for listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterKey {
-    /// `age`, `pgp`, `kms`, `gcp_kms`, `azure_kv`, `hc_vault`, `hckms`.
+    /// `age`, `pgp`, `kms`, `gcp_kms`, `azure_kv`, `hc_vault`, `hckms` (as the file names them).
     pub kind: String,
-    /// The recipient, fingerprint, ARN, URL, … that names the key.
+    /// The recipient, fingerprint, ARN, URL, … that names the key: what sops' `ToString()` gives,
+    /// so it compares with the keys of a `.sops.yaml` rule.
     pub id: String,
+}
+
+impl MasterKey {
+    /// Whether this key is the rule key `kind: value` of `.sops.yaml` (`pgp`, `kms`,
+    /// `azure_keyvault`, `hc_vault_transit_uri`, …), compared as sops' `updatekeys` does: by
+    /// `ToString()` (a pgp fingerprint without spaces and in any case; a KMS ARN without its
+    /// `+role`).
+    pub fn is_rule_key(&self, kind: &str, value: &str) -> bool {
+        let file_kind = match kind {
+            "azure_keyvault" => "azure_kv",
+            "hc_vault_transit_uri" => "hc_vault",
+            other => other,
+        };
+        if self.kind != file_kind {
+            return false;
+        }
+        let value = rule_key_id(file_kind, value.trim());
+        match file_kind {
+            "pgp" => {
+                let normal = |s: &str| s.replace(' ', "").to_ascii_uppercase();
+                normal(&self.id) == normal(&value)
+            }
+            "kms" => self.id == value.split('+').next().unwrap_or(&value),
+            _ => self.id == value,
+        }
+    }
+}
+
+/// The `ToString()` of a rule key: the string itself, or for the mappings `key_groups` uses
+/// (`{arn: …, role: …}`, `{resource_id: …}`, `{vaultUrl: …, key: …, version: …}`,
+/// `{key_id: …}`) the fields sops builds it from.
+fn rule_key_id(file_kind: &str, value: &str) -> String {
+    let Some(map) = yaml_mapping(value) else {
+        return value.to_owned();
+    };
+    let field = |name: &str| {
+        map.get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    match file_kind {
+        "kms" => field("arn"),
+        "gcp_kms" => field("resource_id"),
+        "hckms" => field("key_id"),
+        "azure_kv" => format!(
+            "{}/keys/{}/{}",
+            field("vaultUrl").trim_end_matches('/'),
+            field("key"),
+            field("version")
+        ),
+        _ => value.to_owned(),
+    }
+}
+
+/// `text` read as a YAML mapping: a flow mapping, or the source of a block mapping whose lines
+/// after the first keep their original indentation.
+fn yaml_mapping(text: &str) -> Option<yaml_serde::Mapping> {
+    if !text.contains(':') {
+        return None;
+    }
+    let parse = |t: &str| match yaml_serde::from_str::<yaml_serde::Value>(t) {
+        Ok(yaml_serde::Value::Mapping(map)) => Some(map),
+        _ => None,
+    };
+    parse(text).or_else(|| {
+        let mut lines = text.lines();
+        let first = lines.next()?;
+        let rest: Vec<&str> = lines.collect();
+        let indent = rest
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start().len())
+            .min()
+            .unwrap_or(0);
+        let mut out = String::from(first);
+        for line in rest {
+            out.push('\n');
+            out.push_str(line.get(indent..).unwrap_or(line.trim_start()));
+        }
+        parse(&out)
+    })
 }
 
 impl std::fmt::Display for MasterKey {
@@ -68,7 +152,33 @@ fn int_of(value: &Value) -> Option<usize> {
     }
 }
 
-fn first_string(value: &Value) -> String {
+/// The string sops' `ToString()` gives a stored master key of `kind` (how `updatekeys` compares
+/// a file's keys with a rule's): the pgp fingerprint, the KMS ARN, the Azure key URL, the Vault
+/// transit URI, … Falls back to the entry's first string for shapes sops does not write.
+fn key_id(kind: &str, value: &Value) -> String {
+    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default();
+    let id = match kind {
+        "pgp" => field("fp").to_owned(),
+        "kms" => field("arn").to_owned(),
+        "gcp_kms" => field("resource_id").to_owned(),
+        "hckms" => field("key_id").to_owned(),
+        "azure_kv" if !field("vault_url").is_empty() => format!(
+            "{}/keys/{}/{}",
+            field("vault_url"),
+            field("name"),
+            field("version")
+        ),
+        "hc_vault" if !field("vault_address").is_empty() => format!(
+            "{}/v1/{}/keys/{}",
+            field("vault_address"),
+            field("engine_path"),
+            field("key_name")
+        ),
+        _ => String::new(),
+    };
+    if !id.is_empty() {
+        return id;
+    }
     match value {
         Value::Map(entries) => entries
             .iter()
@@ -101,7 +211,7 @@ fn read_group(group: &Value, where_: &str) -> Result<KeyGroup, SopsError> {
         if let Some(Value::List(keys)) = group.get(kind) {
             out.others.extend(keys.iter().map(|k| MasterKey {
                 kind: (*kind).to_owned(),
-                id: first_string(k),
+                id: key_id(kind, k),
             }));
         }
     }
@@ -184,5 +294,60 @@ impl Metadata {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(kind: &str, id: &str) -> MasterKey {
+        MasterKey {
+            kind: kind.into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn rule_keys_compare_as_sops_to_string_including_key_group_mappings() {
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/abc";
+        assert!(key("kms", arn).is_rule_key("kms", &format!("{arn}+arn:aws:iam::1:role/x")));
+        assert!(key("kms", arn).is_rule_key("kms", &format!("arn: {arn}\n          role: r")));
+        assert!(key("kms", arn).is_rule_key("kms", &format!("{{arn: {arn}, role: r}}")));
+        assert!(!key("kms", arn).is_rule_key("kms", "arn: other"));
+        assert!(key("gcp_kms", "projects/p/keys/k")
+            .is_rule_key("gcp_kms", "resource_id: projects/p/keys/k"));
+        let azure = "https://v.vault.azure.net/keys/name/0123";
+        assert!(key("azure_kv", azure).is_rule_key("azure_keyvault", azure));
+        assert!(key("azure_kv", azure).is_rule_key(
+            "azure_keyvault",
+            "vaultUrl: https://v.vault.azure.net\n            key: name\n            version: 0123"
+        ));
+        let vault = "https://vault:8200/v1/sops/keys/k";
+        assert!(key("hc_vault", vault).is_rule_key("hc_vault_transit_uri", vault));
+        assert!(key("hc_vault", vault).is_rule_key("hc_vault", vault));
+        assert!(!key("hc_vault", vault).is_rule_key("kms", vault));
+    }
+
+    #[test]
+    fn key_group_mappings_from_a_real_sops_yaml_match_the_files_keys() {
+        let arn = "arn:aws:kms:eu-west-1:123456789012:key/abc";
+        let text = format!(
+            "creation_rules:\n  - key_groups:\n      - kms:\n          - arn: {arn}\n            role: arn:aws:iam::1:role/r\n            context:\n              a: b\n        azure_keyvault:\n          - vaultUrl: https://v.vault.azure.net\n            key: name\n            version: \"0123\"\n        age: [age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09]\n"
+        );
+        let config =
+            crate::rules::SopsConfig::parse(std::path::Path::new("/r/.sops.yaml"), &text).unwrap();
+        let others = &config.rules()[0].other_keys[0];
+        let kms = others.iter().find(|o| o.kind == "kms").unwrap();
+        assert!(
+            key("kms", arn).is_rule_key(&kms.kind, &kms.value),
+            "{kms:?}"
+        );
+        let azure = others.iter().find(|o| o.kind == "azure_keyvault").unwrap();
+        assert!(
+            key("azure_kv", "https://v.vault.azure.net/keys/name/0123")
+                .is_rule_key(&azure.kind, &azure.value),
+            "{azure:?}"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! Shamir secret sharing over GF(2^8) (polynomial 0x11b), compatible with the Vault code sops
-//! vendors: a share is the y-bytes followed by one x-byte, and sops uses x = group index + 1.
+//! vendors: a share is the y-bytes followed by one x-byte. sops 3.10+ splits at x = group index + 1;
+//! older sops chose x at random (and 3.11 still reads such files), so a share's x is always read
+//! from the share itself, never assumed.
 
 use rand::RngCore as _;
 use zeroize::Zeroizing;

@@ -198,3 +198,53 @@ pub(crate) fn age_edits(
         replacement,
     }])
 }
+
+/// The edits that take the master key entries of `removals` out of the `sops_…` lines (the block
+/// is rewritten in `sort.Strings` order, later entries renumbered as sops would write them).
+pub(crate) fn master_key_removals(
+    text: &str,
+    meta: &Metadata,
+    removals: &[super::Removal],
+) -> Result<Vec<Edit>, SopsError> {
+    let all = entries(text);
+    let metadata: Vec<&Entry<'_>> = all.iter().filter(|e| e.key.starts_with("sops_")).collect();
+    let (Some(first), Some(last)) = (metadata.first(), metadata.last()) else {
+        return Err(malformed("no sops_ lines"));
+    };
+    if all
+        .iter()
+        .any(|e| !e.key.starts_with("sops_") && e.start > first.start && e.start < last.end)
+    {
+        return Err(SopsError::Unsupported {
+            action: "remove master keys".into(),
+            reason: "the sops_ metadata lines are not one block at the end of the file".into(),
+        });
+    }
+    let mut lines: BTreeMap<String, &str> = BTreeMap::new();
+    for entry in &metadata {
+        let flat = &entry.key["sops_".len()..];
+        if let Some(key) = super::renumbered_flat_key(flat, meta.flat, removals, meta.groups.len())
+        {
+            lines.insert(format!("sops_{key}"), entry.value);
+        }
+    }
+    let newline = if text[first.start..first.end].ends_with("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    };
+    let mut replacement = String::new();
+    for (key, value) in &lines {
+        replacement.push_str(key);
+        replacement.push('=');
+        replacement.push_str(value);
+        replacement.push_str(newline);
+    }
+    if !text[..last.end].ends_with('\n') {
+        replacement.truncate(replacement.len() - newline.len());
+    }
+    Ok(vec![Edit {
+        range: first.start..last.end,
+        replacement,
+    }])
+}

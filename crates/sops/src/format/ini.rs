@@ -164,3 +164,47 @@ pub(crate) fn age_edits(
         replacement,
     }])
 }
+
+/// The edits that take the master key entries of `removals` out of the `[sops]` section: their
+/// lines go, later entries of the same list are renumbered in place (the section's order is
+/// random in sops ≤ 3.12 anyway), values keep their column.
+pub(crate) fn master_key_removals(
+    text: &str,
+    meta: &Metadata,
+    removals: &[super::Removal],
+) -> Result<Vec<Edit>, SopsError> {
+    let all = lines(text);
+    let start = all
+        .iter()
+        .position(|l| section_of(l.text) == Some("sops"))
+        .ok_or_else(|| malformed("no [sops] section"))?;
+    let mut edits = Vec::new();
+    for line in &all[start + 1..] {
+        if section_of(line.text).is_some() {
+            break;
+        }
+        if is_comment(line.text) {
+            continue;
+        }
+        let Some((key, _)) = key_value(line.text) else {
+            continue;
+        };
+        match super::renumbered_flat_key(key, meta.flat, removals, meta.groups.len()) {
+            None => edits.push(Edit {
+                range: line.start..line.end,
+                replacement: String::new(),
+            }),
+            Some(new_key) if new_key != key => {
+                let at = line.start + line.text.find(key).unwrap_or(0);
+                // Keep the value's column: pad the (shorter or equal) new key to the old width.
+                let width = key.len();
+                edits.push(Edit {
+                    range: at..at + key.len(),
+                    replacement: format!("{new_key:<width$}"),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(edits)
+}

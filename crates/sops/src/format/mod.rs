@@ -404,3 +404,169 @@ fn json_age_edits(text: &str, meta: &Metadata, plan: &[Vec<Slot>]) -> Result<Vec
     }
     Ok(edits)
 }
+
+/// A non-age master key entry to take out of the metadata: its group, its kind as the file
+/// names it (`pgp`, `kms`, …) and its index in that kind's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Removal {
+    pub group: usize,
+    pub kind: String,
+    pub index: usize,
+}
+
+/// The edits that take `removals` out of the metadata, as sops writes a file without them: a
+/// kind whose every entry goes loses its key (`pgp:` disappears), otherwise only the entries go.
+pub(crate) fn master_key_removals(
+    text: &str,
+    format: Format,
+    meta: &Metadata,
+    removals: &[Removal],
+) -> Result<Vec<Edit>, SopsError> {
+    if removals.is_empty() {
+        return Ok(Vec::new());
+    }
+    match format {
+        Format::Yaml => yaml::master_key_removals(text, meta, removals),
+        Format::Json | Format::Binary => json_master_key_removals(text, meta, removals),
+        Format::Dotenv => dotenv::master_key_removals(text, meta, removals),
+        Format::Ini => ini::master_key_removals(text, meta, removals),
+    }
+}
+
+/// The kinds and indices of `removals` in `group`, kind by kind (indices sorted).
+pub(crate) fn removals_by_kind(removals: &[Removal], group: usize) -> Vec<(&str, Vec<usize>)> {
+    let mut out: Vec<(&str, Vec<usize>)> = Vec::new();
+    for removal in removals.iter().filter(|r| r.group == group) {
+        match out.iter_mut().find(|(k, _)| *k == removal.kind) {
+            Some((_, indices)) => indices.push(removal.index),
+            None => out.push((&removal.kind, vec![removal.index])),
+        }
+    }
+    for (_, indices) in &mut out {
+        indices.sort_unstable();
+        indices.dedup();
+    }
+    out
+}
+
+/// A flattened metadata key (`pgp__list_2__map_fp`, `key_groups__list_0__map_pgp__list_2__…`)
+/// after `removals`: `None` when its entry goes, otherwise the key with its list index moved down
+/// past the removed entries before it (sops numbers the entries it writes from 0).
+pub(crate) fn renumbered_flat_key(
+    key: &str,
+    flat: bool,
+    removals: &[Removal],
+    group_count: usize,
+) -> Option<String> {
+    for group in 0..group_count {
+        for (kind, indices) in removals_by_kind(removals, group) {
+            let prefix = if flat {
+                format!("{kind}__list_")
+            } else {
+                format!("key_groups__list_{group}__map_{kind}__list_")
+            };
+            let Some(rest) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let (number, tail) = rest.split_once("__").unwrap_or((rest, ""));
+            let Ok(index) = number.parse::<usize>() else {
+                continue;
+            };
+            if indices.contains(&index) {
+                return None;
+            }
+            let shift = indices.iter().filter(|i| **i < index).count();
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("__{tail}")
+            };
+            return Some(format!("{prefix}{}{tail}", index - shift));
+        }
+    }
+    Some(key.to_owned())
+}
+
+fn json_master_key_removals(
+    text: &str,
+    meta: &Metadata,
+    removals: &[Removal],
+) -> Result<Vec<Edit>, SopsError> {
+    let root = json::parse(text)?;
+    let sops = root
+        .member("sops")
+        .ok_or_else(|| malformed("no `sops` member"))?;
+    let groups: Vec<&json::Spanned> = if meta.flat {
+        vec![sops]
+    } else {
+        match sops.member("key_groups").map(|g| &g.kind) {
+            Some(json::Kind::Array(groups)) => groups.iter().collect(),
+            _ => return Err(malformed("no `key_groups` array in the sops member")),
+        }
+    };
+    let mut edits = Vec::new();
+    for (group_index, object) in groups.iter().enumerate() {
+        let json::Kind::Object(members) = &object.kind else {
+            return Err(malformed("a key group is not an object"));
+        };
+        for (kind, indices) in removals_by_kind(removals, group_index) {
+            let position = members.iter().position(|(k, _)| k == kind).ok_or_else(|| {
+                malformed(format!("no `{kind}` in key group {}", group_index + 1))
+            })?;
+            let value = &members[position].1;
+            let json::Kind::Array(items) = &value.kind else {
+                return Err(malformed(format!("`{kind}` is not an array")));
+            };
+            let kept: Vec<&json::Spanned> = items
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !indices.contains(i))
+                .map(|(_, item)| item)
+                .collect();
+            if kept.len() == items.len() {
+                continue;
+            }
+            if kept.is_empty() {
+                // The whole member goes, with the separator on one side of it.
+                let (key_start, _) = json_key_start(text, kind, value)
+                    .ok_or_else(|| malformed(format!("cannot locate `{kind}`")))?;
+                let range = match members.get(position + 1) {
+                    Some((next_key, next_value)) => {
+                        let (next_start, _) = json_key_start(text, next_key, next_value)
+                            .ok_or_else(|| malformed("cannot locate a sops member"))?;
+                        key_start..next_start
+                    }
+                    None => {
+                        let previous_end = position
+                            .checked_sub(1)
+                            .and_then(|p| members.get(p))
+                            .map(|(_, v)| v.span.end)
+                            .ok_or_else(|| SopsError::Unsupported {
+                                action: format!("remove every `{kind}` key"),
+                                reason: "the key group would be left empty".into(),
+                            })?;
+                        previous_end..value.span.end
+                    }
+                };
+                edits.push(Edit {
+                    range,
+                    replacement: String::new(),
+                });
+                continue;
+            }
+            let (Some(first), Some(last)) = (items.first(), items.last()) else {
+                continue;
+            };
+            let separator = match items.get(1) {
+                Some(second) => text[first.span.end..second.span.start].to_owned(),
+                None => ",".into(),
+            };
+            let pieces: Vec<&str> = kept.iter().map(|item| &text[item.span.clone()]).collect();
+            edits.push(Edit {
+                range: first.span.start..last.span.end,
+                replacement: pieces.join(&separator),
+            });
+        }
+    }
+    Ok(edits)
+}

@@ -474,3 +474,108 @@ fn item_text(
         format!("{pad}- enc: |\n{armor}{inner}recipient: {recipient}\n")
     }
 }
+
+/// One key group's lines in a `sops:` block: the line range and the column of its keys (the
+/// first key of a `key_groups` item sits on the dash line).
+struct GroupLines {
+    range: Range<usize>,
+    key_col: usize,
+    dash_line: Option<usize>,
+}
+
+fn group_lines(
+    lines: &[Line<'_>],
+    block: Range<usize>,
+    meta: &Metadata,
+) -> Result<Vec<GroupLines>, SopsError> {
+    let child_col = block
+        .clone()
+        .find(|&i| !lines[i].blank())
+        .map(|i| lines[i].indent)
+        .ok_or_else(|| malformed("empty sops block"))?;
+    if meta.flat {
+        return Ok(vec![GroupLines {
+            range: block,
+            key_col: child_col,
+            dash_line: None,
+        }]);
+    }
+    let groups_line = find_key(lines, block.clone(), child_col, "key_groups")
+        .ok_or_else(|| malformed("no `key_groups` in the sops block"))?;
+    let values = value_lines(lines, groups_line, child_col, block.end);
+    let (dash, groups) =
+        items(lines, values).ok_or_else(|| malformed("`key_groups` is not a block sequence"))?;
+    Ok(groups
+        .into_iter()
+        .map(|range| GroupLines {
+            dash_line: Some(range.start),
+            range,
+            key_col: dash + 2,
+        })
+        .collect())
+}
+
+/// The edits that take the master key entries of `removals` out of every `sops:` block.
+pub(crate) fn master_key_removals(
+    text: &str,
+    meta: &Metadata,
+    removals: &[super::Removal],
+) -> Result<Vec<Edit>, SopsError> {
+    let lines = lines(text);
+    let mut edits = Vec::new();
+    for block in sops_blocks(&lines) {
+        let groups = group_lines(&lines, block, meta)?;
+        if groups.len() != meta.groups.len() {
+            return Err(malformed(
+                "the sops block's key groups do not match its parsed metadata",
+            ));
+        }
+        for (index, group) in groups.iter().enumerate() {
+            for (kind, indices) in super::removals_by_kind(removals, index) {
+                let on_dash_line = group.dash_line.filter(|&d| {
+                    key_is(lines[d].content.get(1..).unwrap_or("").trim_start(), kind)
+                });
+                let key_line = on_dash_line
+                    .or_else(|| find_key(&lines, group.range.clone(), group.key_col, kind))
+                    .ok_or_else(|| malformed(format!("no `{kind}` in key group {}", index + 1)))?;
+                let values = value_lines(&lines, key_line, group.key_col, group.range.end);
+                let (_, entries) = items(&lines, values.clone())
+                    .ok_or_else(|| malformed(format!("`{kind}` is not a block sequence")))?;
+                let span = |r: &Range<usize>| lines[r.start].start..lines[r.end - 1].end;
+                if indices.iter().any(|i| *i >= entries.len()) {
+                    return Err(malformed(format!("`{kind}` has fewer entries than parsed")));
+                }
+                if indices.len() < entries.len() {
+                    for i in indices {
+                        edits.push(Edit {
+                            range: span(&entries[i]),
+                            replacement: String::new(),
+                        });
+                    }
+                    continue;
+                }
+                // Every entry goes: the key goes too.
+                let end = lines[values.end - 1].end;
+                let range = if on_dash_line.is_some() {
+                    // `- pgp:` opens the group item: the next key moves up onto the dash line.
+                    let next = lines
+                        .get(values.end)
+                        .filter(|l| values.end < group.range.end && l.indent == group.key_col)
+                        .ok_or_else(|| SopsError::Unsupported {
+                            action: format!("remove every `{kind}` key"),
+                            reason: format!("key group {} would be left empty", index + 1),
+                        })?;
+                    let key_start = lines[key_line].start + group.key_col;
+                    key_start..next.start + next.indent
+                } else {
+                    lines[key_line].start..end
+                };
+                edits.push(Edit {
+                    range,
+                    replacement: String::new(),
+                });
+            }
+        }
+    }
+    Ok(edits)
+}
