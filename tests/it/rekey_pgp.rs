@@ -6,19 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use hostage_tests::Tool;
+use hostage_tests::{GPG, GPGCONF};
 
 use crate::rekey_support::{action_of, json, sops_type, stderr, stdout, Repo};
-
-/// GnuPG (`gpg`, `gpgconf`): sops encrypts to and decrypts with pgp keys through it.
-const GPG: Tool = Tool {
-    name: "gpg",
-    install_hint: "install the Debian package `gnupg` (apt-get install gnupg)",
-};
-const GPGCONF: Tool = Tool {
-    name: "gpgconf",
-    install_hint: "install the Debian package `gnupg` (apt-get install gnupg)",
-};
 
 /// A throwaway GnuPG home with one key (no passphrase); its agent is stopped on drop.
 struct GnuPg {

@@ -678,13 +678,30 @@ fn leaving_pgp_keys_go_from_the_metadata_exactly_as_sops_leaves_them_and_rotatio
         assert!(!rotated_text.contains(&pgp.id), "{kind}");
         assert_eq!(sops.decrypt(kind, &rotated, &[&p.bob]).unwrap(), expected);
         assert!(sops.decrypt(kind, &rotated, &[&p.alice]).is_err(), "{kind}");
-        let rewrapped = without
-            .rewrap(&key, &[vec![p.alice.recipient.clone()]], MacCheck::Verify)
-            .unwrap();
-        assert_eq!(
-            String::from_utf8(rewrapped).unwrap(),
-            encrypted,
-            "{kind}: removing the pgp key does not give back sops' own bytes"
-        );
+        let rewrapped = String::from_utf8(
+            without
+                .rewrap(&key, &[vec![p.alice.recipient.clone()]], MacCheck::Verify)
+                .unwrap(),
+        )
+        .unwrap();
+        if kind == "ini" {
+            // sops writes INI metadata keys in a random order (Go map iteration), and a re-wrap
+            // writes the stanza in one order: compare the lines, not their order.
+            let lines = |text: &str| {
+                let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+                lines.sort();
+                lines
+            };
+            assert_eq!(
+                lines(&rewrapped),
+                lines(&encrypted),
+                "{kind}: removing the pgp key does not give back sops' own lines"
+            );
+        } else {
+            assert_eq!(
+                rewrapped, encrypted,
+                "{kind}: removing the pgp key does not give back sops' own bytes"
+            );
+        }
     }
 }

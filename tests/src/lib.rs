@@ -74,9 +74,22 @@ pub const DIFF: Tool = Tool {
     package: "diffutils",
 };
 
+/// GnuPG `gpg`: sops encrypts to and decrypts with pgp keys through it (the PGP migration suites).
+pub const GPG: Tool = Tool {
+    name: "gpg",
+    package: "gnupg",
+};
+/// GnuPG `gpgconf` (stops a throwaway home's agent).
+pub const GPGCONF: Tool = Tool {
+    name: "gpgconf",
+    package: "gnupg",
+};
+
 /// Every tool the suites and the demo need: `cargo xtask test` checks them all before it starts,
 /// so a newcomer gets one message naming every missing package.
-pub const REQUIRED_TOOLS: &[Tool] = &[AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF];
+pub const REQUIRED_TOOLS: &[Tool] = &[
+    AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF, GPG, GPGCONF,
+];
 
 /// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.
 pub fn require(tool: Tool) -> PathBuf {
