@@ -11,6 +11,7 @@
 
 mod age_file;
 mod cipher;
+mod create;
 mod error;
 mod format;
 #[cfg(test)]
@@ -26,6 +27,10 @@ use hostage_recipients::{IdentitySet, PassphraseProvider};
 use sha2::{Digest as _, Sha512};
 use zeroize::Zeroizing;
 
+pub use create::{
+    create, create_from_tree, data_block_tree, EncryptionRule, NewFileOptions,
+    DEFAULT_UNENCRYPTED_SUFFIX, SOPS_VERSION,
+};
 pub use error::SopsError;
 pub use format::Format;
 pub use keys::DataKey;
