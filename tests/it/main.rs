@@ -18,6 +18,7 @@ mod remote_deploy;
 mod remote_fetch;
 mod remote_fleet;
 mod rules_sops;
+mod sops_create;
 mod sops_interop;
 mod sops_properties;
 mod sops_support;

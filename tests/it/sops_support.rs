@@ -161,6 +161,40 @@ impl Sops {
         }
     }
 
+    /// `sops decrypt --extract PATH` with `keys`; `Err(stderr)` when sops refuses.
+    pub fn extract(
+        &self,
+        kind: &str,
+        encrypted: &[u8],
+        path: &str,
+        keys: &[&Key],
+    ) -> Result<Vec<u8>, String> {
+        let file = self.path(&format!("to-extract.{kind}"));
+        fs_err::write(&file, encrypted).expect("write file");
+        let out = self
+            .cmd(
+                vec![
+                    "decrypt".into(),
+                    "--input-type".into(),
+                    kind.into(),
+                    "--extract".into(),
+                    path.into(),
+                    file.display().to_string(),
+                ],
+                keys,
+            )
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .expect("sops runs");
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// `sops updatekeys -y` on a copy of `encrypted` with a config of `groups`.
     pub fn updatekeys(
         &self,

@@ -169,11 +169,6 @@ impl<'a> Sealer<'a> {
         }
     }
 
-    /// Whether the value at `path` is encrypted under this file's crypt rule.
-    pub(crate) fn encrypts(&self, path: &[String]) -> bool {
-        self.matcher.encrypts(path)
-    }
-
     /// The encrypted form of a whole value (mappings and lists walked in document order).
     pub(crate) fn seal_value(
         &mut self,
@@ -230,10 +225,12 @@ impl<'a> Sealer<'a> {
         Ok(Value::Str(enc.to_text()))
     }
 
-    /// Encrypts a comment (never part of the MAC); AAD is the path of its container.
+    /// Encrypts a comment (never part of the MAC; AAD = the path of its container) when the
+    /// crypt rule selects that path, as sops does: with `encrypted_regex` top-level comments
+    /// stay plaintext.
     pub(crate) fn seal_comment(&self, text: &str, path: &[String]) -> Result<String, SopsError> {
-        if text.is_empty() {
-            return Ok(String::new());
+        if text.is_empty() || !self.matcher.encrypts(path) {
+            return Ok(text.to_owned());
         }
         Ok(EncValue::encrypt_fresh(
             self.key.bytes(),
