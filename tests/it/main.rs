@@ -21,6 +21,7 @@ mod rules_sops;
 mod sops_create;
 mod sops_interop;
 mod sops_properties;
+mod sops_set;
 mod sops_support;
 mod tidy;
 mod workflow_onboard;

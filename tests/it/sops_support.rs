@@ -195,6 +195,45 @@ impl Sops {
         }
     }
 
+    /// `sops set` of `path` (sops index syntax) to the JSON `value` (given on stdin) on a copy of
+    /// `encrypted`; returns the new bytes, `Err(stderr)` when sops refuses.
+    pub fn set(
+        &self,
+        kind: &str,
+        encrypted: &[u8],
+        path: &str,
+        value: &str,
+        keys: &[&Key],
+    ) -> Result<Vec<u8>, String> {
+        let file = self.path(&format!("to-set.{kind}"));
+        fs_err::write(&file, encrypted).expect("write file");
+        let out = self
+            .cmd(
+                vec![
+                    "set".into(),
+                    "--input-type".into(),
+                    kind.into(),
+                    "--output-type".into(),
+                    kind.into(),
+                    "--value-stdin".into(),
+                    file.display().to_string(),
+                    path.into(),
+                ],
+                keys,
+            )
+            .stdin_bytes(value.as_bytes().to_vec())
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .expect("sops runs");
+        if out.status.success() {
+            Ok(fs_err::read(&file).expect("read back"))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// `sops updatekeys -y` on a copy of `encrypted` with a config of `groups`.
     pub fn updatekeys(
         &self,

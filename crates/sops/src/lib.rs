@@ -19,6 +19,7 @@ mod fuzz_tests;
 mod keys;
 mod metadata;
 pub mod rules;
+mod set;
 mod shamir;
 mod timefmt;
 mod tree;
@@ -35,6 +36,7 @@ pub use error::SopsError;
 pub use format::Format;
 pub use keys::DataKey;
 pub use metadata::{AgeEntry, KeyGroup, MasterKey, Metadata};
+pub use set::SetOutcome;
 pub use tree::{Tree, Value};
 
 use cipher::{aad_for, EncValue};

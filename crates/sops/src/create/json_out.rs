@@ -40,7 +40,7 @@ fn object(out: &mut String, entries: &[(String, Value)], level: usize) -> Result
     Ok(())
 }
 
-fn value_text(out: &mut String, value: &Value, level: usize) -> Result<(), SopsError> {
+pub(crate) fn value_text(out: &mut String, value: &Value, level: usize) -> Result<(), SopsError> {
     match value {
         Value::Map(entries) => object(out, entries, level)?,
         Value::List(items) if items.is_empty() => out.push_str("[]"),

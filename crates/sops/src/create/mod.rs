@@ -9,9 +9,9 @@
 mod crypt_rule;
 mod dotenv_out;
 mod go_number;
-mod json_out;
+pub(crate) mod json_out;
 mod plaintext;
-mod yaml_out;
+pub(crate) mod yaml_out;
 
 use sha2::{Digest as _, Sha512};
 

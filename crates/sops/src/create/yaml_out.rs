@@ -19,6 +19,27 @@ pub(crate) fn write_mapping(
     map_entries(out, entries, 0, INDENT, false)
 }
 
+/// A leaf as it is written after `key: ` on one line; `None` when it needs a literal block.
+pub(crate) fn inline_leaf(value: &Value) -> Result<Option<String>, SopsError> {
+    Ok(match scalar(value)? {
+        Scalar::Inline(text) => Some(text),
+        Scalar::Literal(..) => None,
+    })
+}
+
+/// A leaf as it is written after `key: `, with its newline; a literal block's lines go at
+/// column `block` (the mapping's child indentation).
+pub(crate) fn leaf_lines(value: &Value, block: usize) -> Result<String, SopsError> {
+    let mut out = String::new();
+    leaf_text(&mut out, value, block)?;
+    Ok(out)
+}
+
+/// How a mapping key is written (plain, single- or double-quoted).
+pub(crate) fn mapping_key(key: &str) -> String {
+    key_text(key)
+}
+
 /// How a scalar is written.
 enum Scalar {
     /// On the key's (or dash's) line.
