@@ -12,6 +12,8 @@
 mod age_file;
 mod cipher;
 mod create;
+#[cfg(test)]
+mod create_properties;
 mod error;
 mod format;
 #[cfg(test)]

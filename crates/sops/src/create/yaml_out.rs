@@ -31,7 +31,7 @@ pub(crate) fn inline_leaf(value: &Value) -> Result<Option<String>, SopsError> {
 /// column `block` (the mapping's child indentation).
 pub(crate) fn leaf_lines(value: &Value, block: usize) -> Result<String, SopsError> {
     let mut out = String::new();
-    leaf_text(&mut out, value, block)?;
+    leaf_text(&mut out, value, block, block.saturating_sub(INDENT))?;
     Ok(out)
 }
 
@@ -72,7 +72,7 @@ fn map_entries(
             }
             leaf => {
                 out.push(' ');
-                leaf_text(out, leaf, child)?;
+                leaf_text(out, leaf, child, key_col)?;
             }
         }
     }
@@ -95,19 +95,34 @@ fn sequence(
                 map_entries(out, inner, dash + 2, dash + INDENT, true)?;
             }
             Value::List(inner) if !inner.is_empty() => sequence(out, inner, dash + 2, true)?,
-            leaf => leaf_text(out, leaf, dash + 2)?,
+            leaf => leaf_text(out, leaf, dash + 2, dash)?,
         }
     }
     Ok(())
 }
 
 /// A leaf (or empty collection) after `key: ` or `- `, with its newline; a literal block's
-/// lines go at column `block`.
-fn leaf_text(out: &mut String, value: &Value, block: usize) -> Result<(), SopsError> {
+/// lines go at column `block`, its parent node being at column `parent`.
+fn leaf_text(
+    out: &mut String,
+    value: &Value,
+    block: usize,
+    parent: usize,
+) -> Result<(), SopsError> {
     match scalar(value)? {
         Scalar::Inline(text) => {
             out.push_str(&text);
             out.push('\n');
+        }
+        Scalar::Literal(header, _)
+            if header.contains(char::is_numeric) && block != parent + INDENT =>
+        {
+            // go-yaml v3 (so sops 3.11) writes `|4` here although the lines sit at another
+            // offset from the parent: the file would not read back, in sops either.
+            return Err(SopsError::Unsupported {
+                action: "write the value unencrypted".into(),
+                reason: "a multi-line value starting with a space or newline inside a list item is written misindented by sops 3.11 and would not read back; encrypt it or change its first line".into(),
+            });
         }
         Scalar::Literal(header, body) => {
             out.push_str(&header);

@@ -52,22 +52,23 @@ pub(super) fn replace_plain(
     let (range, replacement) = match format {
         Format::Yaml => {
             let lines = yaml_lines(text, meta);
-            let (line, col) = yaml_find(&lines, path)
+            let (line, col, key_len) = yaml_find(&lines, path)
                 .ok_or_else(|| unsupported("cannot locate the value in the YAML text"))?;
             let l = &lines[line];
-            let after_key = l.content.find(':').map_or(0, |c| c + 1);
-            let rest = &l.content[after_key..];
-            let value_start = after_key + (rest.len() - rest.trim_start().len());
-            if rest.trim_start().starts_with(['|', '>']) || rest.trim().is_empty() {
+            let rest = &l.content[key_len + 1..];
+            if rest.trim().is_empty() {
                 return Err(unsupported(
-                    "the current value spans several lines; hostage replaces single-line values",
+                    "the current value is a mapping or list, not a single value",
                 ));
             }
-            let start = l.start + l.indent + value_start;
-            (
-                start..l.end,
-                yaml_out::leaf_lines(value, col + YAML_INDENT)?,
-            )
+            let start = l.start + l.indent + key_len + 1 + (rest.len() - rest.trim_start().len());
+            // A block scalar's lines (and the blank lines a `|+` keeps) go with it.
+            let end = if rest.trim_start().starts_with(['|', '>']) {
+                lines[children(&lines, line, col).end - 1].end
+            } else {
+                l.end
+            };
+            (start..end, yaml_out::leaf_lines(value, col + YAML_INDENT)?)
         }
         Format::Json | Format::Binary => {
             let root = json::parse(text)?;
@@ -106,7 +107,7 @@ pub(super) fn insert(
             let (region, col) = match parent {
                 [] => (0..lines.len(), 0),
                 _ => {
-                    let (line, col) = yaml_find(&lines, parent)
+                    let (line, col, _) = yaml_find(&lines, parent)
                         .ok_or_else(|| unsupported("cannot locate the mapping in the YAML text"))?;
                     let region = children(&lines, line, col);
                     let child_col = region
@@ -128,7 +129,8 @@ pub(super) fn insert(
             if lines[last].content.starts_with('-') && lines[last].indent == col {
                 return Err(unsupported("the parent is a list, not a mapping"));
             }
-            let at = lines[last].end;
+            // After any trailing blank lines too: they belong to a `|+` block scalar above.
+            let at = lines[region.end - 1].end;
             Ok(Edit {
                 range: at..at,
                 replacement: format!(
@@ -231,8 +233,9 @@ fn children(lines: &[Line<'_>], line: usize, col: usize) -> Range<usize> {
     line + 1..end
 }
 
-/// The line and column of the key at `path` (mapping keys only).
-fn yaml_find(lines: &[Line<'_>], path: &[String]) -> Option<(usize, usize)> {
+/// The line and column of the key at `path` (mapping keys only), and the length of the key as
+/// written (quoted or not).
+fn yaml_find(lines: &[Line<'_>], path: &[String]) -> Option<(usize, usize, usize)> {
     let mut region = 0..lines.len();
     let mut found = None;
     for key in path {
@@ -241,16 +244,16 @@ fn yaml_find(lines: &[Line<'_>], path: &[String]) -> Option<(usize, usize)> {
             .find(|&i| !lines[i].blank())
             .map(|i| lines[i].indent)?;
         let written = yaml_out::mapping_key(key);
-        let line = region.clone().find(|&i| {
-            lines[i].indent == col
-                && [written.as_str(), key.as_str()].iter().any(|k| {
-                    lines[i]
-                        .content
-                        .strip_prefix(k)
-                        .is_some_and(|rest| rest.starts_with(':'))
-                })
+        let (line, key_len) = region.clone().find_map(|i| {
+            if lines[i].indent != col {
+                return None;
+            }
+            [written.as_str(), key.as_str()].iter().find_map(|k| {
+                let rest = lines[i].content.strip_prefix(k)?;
+                rest.starts_with(':').then_some((i, k.len()))
+            })
         })?;
-        found = Some((line, col));
+        found = Some((line, col, key_len));
         region = children(lines, line, col);
     }
     found
