@@ -111,8 +111,19 @@ impl Sops {
             text.push_str(rule_extra);
             fs_err::write(&config, text).expect("write config");
         }
-        let input = self.path(&format!("plain.{kind}"));
-        fs_err::write(&input, plain).expect("write plaintext");
+        self.encrypt_converting(kind, kind, plain, &config)
+    }
+
+    /// `sops encrypt` of `plain` read as `input` and written as `output`, with `config`.
+    pub fn encrypt_converting(
+        &self,
+        input: &str,
+        output: &str,
+        plain: &[u8],
+        config: &std::path::Path,
+    ) -> Vec<u8> {
+        let file = self.path(&format!("plain.{input}"));
+        fs_err::write(&file, plain).expect("write plaintext");
         let out = self
             .cmd(
                 vec![
@@ -120,10 +131,10 @@ impl Sops {
                     config.display().to_string(),
                     "encrypt".into(),
                     "--input-type".into(),
-                    kind.into(),
+                    input.into(),
                     "--output-type".into(),
-                    kind.into(),
-                    input.display().to_string(),
+                    output.into(),
+                    file.display().to_string(),
                 ],
                 &[],
             )
@@ -131,6 +142,33 @@ impl Sops {
             .run()
             .expect("sops encrypts the fixture");
         out.stdout
+    }
+
+    /// `sops decrypt` of `encrypted` (read as `input`) written as `output`.
+    pub fn decrypt_converting(
+        &self,
+        input: &str,
+        output: &str,
+        encrypted: &[u8],
+        keys: &[&Key],
+    ) -> Vec<u8> {
+        let path = self.path(&format!("to-convert.{input}"));
+        fs_err::write(&path, encrypted).expect("write file");
+        self.cmd(
+            vec![
+                "decrypt".into(),
+                "--input-type".into(),
+                input.into(),
+                "--output-type".into(),
+                output.into(),
+                path.display().to_string(),
+            ],
+            keys,
+        )
+        .stdout_capture()
+        .run()
+        .expect("sops decrypts")
+        .stdout
     }
 
     /// Decrypts with `keys`; `Err(stderr)` when sops refuses.
