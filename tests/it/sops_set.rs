@@ -7,8 +7,10 @@ use hostage_sops::{create, Format, MacCheck, NewFileOptions, SetOutcome, SopsErr
 use crate::sops_create::{mask, YAML_PLAIN};
 use crate::sops_support::{data_key, fixture, Key, Sops};
 
-/// `(sops type, format, plaintext, [(path, is new, how sops --extract names it)])`.
-fn cases() -> Vec<(&'static str, Format, Vec<u8>, Vec<Vec<&'static str>>)> {
+/// A format to test: `(sops type, format, plaintext, paths to set: existing and new ones)`.
+type Case = (&'static str, Format, Vec<u8>, Vec<Vec<&'static str>>);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "yaml",

@@ -196,7 +196,7 @@ proptest! {
             } else {
                 scalar_keys[pick.index(scalar_keys.len())].clone()
             };
-            let outcome = file.set(&key, &[target.clone()], &new_value, MacCheck::Verify).expect("set");
+            let outcome = file.set(&key, std::slice::from_ref(&target), &new_value, MacCheck::Verify).expect("set");
             let after_bytes = match outcome {
                 SetOutcome::Unchanged => bytes.clone(),
                 SetOutcome::Replaced(b) | SetOutcome::Added(b) => b,

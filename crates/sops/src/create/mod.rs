@@ -11,6 +11,7 @@ mod dotenv_out;
 mod go_number;
 pub(crate) mod json_out;
 mod plaintext;
+mod rule_options;
 pub(crate) mod yaml_out;
 
 use sha2::{Digest as _, Sha512};
@@ -52,31 +53,36 @@ impl NewFileOptions {
         }
     }
 
-    /// The key groups and Shamir threshold of a `.sops.yaml` creation rule. The crypt rule and
-    /// `mac_only_encrypted` are sops' defaults: the rules engine does not expose a rule's
-    /// `encrypted_regex`/… yet, so a caller that has them sets `encryption` itself.
-    pub fn from_rule(rule: &crate::rules::CreationRule) -> Result<Self, SopsError> {
-        if let Some(others) = rule.other_keys.iter().flatten().next() {
+    /// What the creation rule `rule` of `config` (from [`SopsConfig::rule_for`]) gives a new
+    /// file: its age key groups, `shamir_threshold`, crypt rule (`encrypted_regex`, …; sops'
+    /// `_unencrypted` default when it has none) and `mac_only_encrypted`.
+    ///
+    /// [`SopsConfig::rule_for`]: crate::rules::SopsConfig::rule_for
+    pub fn from_rule(
+        config: &crate::rules::SopsConfig,
+        rule: &crate::rules::CreationRule,
+    ) -> Result<Self, SopsError> {
+        if let Some(other) = rule.other_keys.iter().flatten().next() {
             return Err(SopsError::Unsupported {
                 action: format!("create a file for creation rule {}", rule.index + 1),
                 reason: format!(
                     "the rule has a {} key ({}) and hostage encrypts to age recipients only",
-                    others.kind, others.value
+                    other.kind, other.value
                 ),
             });
         }
-        let threshold = rule
-            .shamir_threshold
-            .map(|t| usize::try_from(t).unwrap_or(usize::MAX));
+        let crypt = rule_options::read(config, rule)?;
         Ok(Self {
             key_groups: rule
                 .key_groups
                 .iter()
                 .map(|g| g.iter().map(|r| r.recipient.clone()).collect())
                 .collect(),
-            shamir_threshold: threshold,
-            encryption: EncryptionRule::default(),
-            mac_only_encrypted: false,
+            shamir_threshold: rule
+                .shamir_threshold
+                .map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
+            encryption: crypt.encryption,
+            mac_only_encrypted: crypt.mac_only_encrypted,
         })
     }
 
