@@ -5,7 +5,8 @@
 //! Entry point: [`SopsFile::parse`], then [`SopsFile::data_key`], [`SopsFile::verify_mac`],
 //! [`SopsFile::decrypt`], [`SopsFile::rewrap`] and [`SopsFile::rotate`]. Output is always edited
 //! text: bytes the operation does not change stay identical. Writing files is the caller's job
-//! (through `hostage-atomic`).
+//! (through `hostage-atomic`). New files ([`create`], [`create_from_tree`]) and single values
+//! ([`SopsFile::set`]) are written natively in sops 3.11's layout, so nothing runs `sops`.
 //!
 //! It does no network and no printing; plaintext only ever lives in memory.
 
