@@ -197,6 +197,24 @@ fn a_host_key_backup_is_the_seed_data_block_and_sops_extracts_the_key() {
 }
 
 #[test]
+fn multi_document_yaml_gets_the_same_sops_block_in_every_document() {
+    let (alice, bob) = (Key::generate(), Key::generate());
+    let sops = Sops::new();
+    let groups = vec![vec![&alice], vec![&bob]];
+    let plain =
+        "a: 1\nquoted: \"2024-01-02\"\n---\nb: x\nc_unencrypted: visible\n---\nd:\n    - e\n"
+            .as_bytes()
+            .to_vec();
+    assert_like_sops(
+        &sops,
+        &("yaml", Format::Yaml, plain),
+        &groups,
+        &options(&groups),
+        "",
+    );
+}
+
+#[test]
 fn we_decrypt_our_new_files_with_a_verified_mac() {
     let alice = Key::generate();
     let groups = vec![vec![&alice]];
@@ -222,7 +240,8 @@ fn plaintext_the_engine_cannot_write_faithfully_is_refused_with_the_reason() {
     let options = options(&[vec![&alice]]);
     for (plain, format, expected) in [
         ("a: 1 # note\n", Format::Yaml, "comments"),
-        ("a: 1\n---\nb: 2\n", Format::Yaml, "multi-document"),
+        ("a: 1\nd: 2024-01-02\n", Format::Yaml, "quote it"),
+        ("a: 017\n", Format::Yaml, "quote it"),
         ("- a\n", Format::Yaml, "not a mapping"),
         ("a: [\n", Format::Yaml, "line"),
         ("[1]", Format::Json, "not an object"),

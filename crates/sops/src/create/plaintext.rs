@@ -83,8 +83,9 @@ impl Plaintext {
         match format {
             Format::Yaml => read_yaml(text),
             Format::Json => {
-                let root = json::parse(text).map_err(|e| invalid(format, e))?;
+                let mut root = json::parse(text).map_err(|e| invalid(format, e))?;
                 let value = root.to_value();
+                wipe_json(&mut root);
                 if !matches!(value, Value::Map(_)) {
                     return Err(invalid(format, "the top level is not an object"));
                 }
@@ -109,11 +110,6 @@ impl Plaintext {
             Format::Yaml => {
                 if documents.is_empty() || !documents.iter().all(|d| matches!(d, Value::Map(_))) {
                     return Err(invalid(format, "every document must be a mapping"));
-                }
-                if documents.len() > 1 {
-                    return Err(unsupported(
-                        "multi-document YAML is not written natively yet",
-                    ));
                 }
                 Ok(Self::Documents(documents.clone()))
             }
@@ -181,6 +177,21 @@ impl Plaintext {
     }
 }
 
+/// Wipes the strings of a parsed JSON plaintext (the tree took copies of them).
+fn wipe_json(node: &mut json::Spanned) {
+    match &mut node.kind {
+        json::Kind::Object(members) => {
+            for (key, value) in members.iter_mut() {
+                key.zeroize();
+                wipe_json(value);
+            }
+        }
+        json::Kind::Array(items) => items.iter_mut().for_each(wipe_json),
+        json::Kind::Str(s) | json::Kind::Number(s) => s.zeroize(),
+        json::Kind::Bool(_) | json::Kind::Null => {}
+    }
+}
+
 /// sops' dotenv reader: `#` lines are comments, blank lines are dropped, every other line is
 /// `KEY=value` split at the first `=`, and `\n` in a value is a newline.
 fn read_dotenv(text: &str) -> Result<Plaintext, SopsError> {
@@ -241,13 +252,46 @@ fn read_yaml(text: &str) -> Result<Plaintext, SopsError> {
         })?;
         documents.push(yaml_value(raw, 0)?);
     }
-    match documents.as_slice() {
-        [] => Err(invalid(Format::Yaml, "it is empty")),
-        [Value::Map(_)] => Ok(Plaintext::Documents(documents)),
-        [_] => Err(invalid(Format::Yaml, "the top level is not a mapping")),
-        _ => Err(unsupported(
-            "multi-document YAML is not written natively yet",
-        )),
+    if documents.is_empty() {
+        return Err(invalid(Format::Yaml, "it is empty"));
+    }
+    if !documents.iter().all(|d| matches!(d, Value::Map(_))) {
+        return Err(invalid(
+            Format::Yaml,
+            "a document's top level is not a mapping",
+        ));
+    }
+    let plaintext = Plaintext::Documents(documents);
+    if let Plaintext::Documents(documents) = &plaintext {
+        for document in documents {
+            check_yaml11_scalars(document, text)?;
+        }
+    }
+    Ok(plaintext)
+}
+
+/// sops (yaml.v3) reads some unquoted scalars as numbers or times that `yaml_serde` reads as
+/// strings (`017`, `1_000`, `2024-01-02`); writing them as strings would differ from sops, so
+/// such a value written unquoted is refused with the fix (quote it). A quoted one is a string
+/// for both.
+fn check_yaml11_scalars(value: &Value, text: &str) -> Result<(), SopsError> {
+    match value {
+        Value::Map(entries) => entries
+            .iter()
+            .try_for_each(|(_, v)| check_yaml11_scalars(v, text)),
+        Value::List(items) => items.iter().try_for_each(|v| check_yaml11_scalars(v, text)),
+        Value::Str(s) if yaml_out::yaml_v3_types_plain_string(s) => {
+            let unquoted = text.match_indices(s.as_str()).any(|(at, _)| {
+                !text[..at].ends_with(['"', '\'']) && !text[at + s.len()..].starts_with(['"', '\''])
+            });
+            if unquoted {
+                return Err(unsupported(
+                    "an unquoted value reads as a number or timestamp in sops (YAML 1.1: octal `017`, `1_000`, dates) but as a string here; quote it to keep it a string",
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

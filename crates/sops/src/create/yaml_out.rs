@@ -322,6 +322,13 @@ fn reads_as_other_type(s: &str) -> bool {
     WORDS.contains(&s) || is_int(s) || is_float(s) || is_base60(s) || is_timestamp(s)
 }
 
+/// Whether yaml.v3 reads the plain (unquoted) scalar `s` as a number or a timestamp where a
+/// YAML 1.2 reader (`yaml_serde`) reads a string: `017` (octal 15), `1_000`, `0b101`,
+/// `2024-01-02`.
+pub(crate) fn yaml_v3_types_plain_string(s: &str) -> bool {
+    is_int(s) || is_float(&s.replace('_', "")) || is_timestamp(s)
+}
+
 fn digits_with_underscores(s: &str, radix: u32) -> bool {
     !s.is_empty()
         && !s.starts_with('_')
