@@ -2,7 +2,9 @@
 //! the same masked bytes, sops decrypts our result and `--extract` gives the new value, and every
 //! other `ENC[…]` and age `enc` stays byte-identical.
 
-use hostage_sops::{create, Format, MacCheck, NewFileOptions, SetOutcome, SopsError, Value};
+use hostage_sops::{
+    create, EncryptionRule, Format, MacCheck, NewFileOptions, SetOutcome, SopsError, Value,
+};
 
 use crate::sops_create::{mask, YAML_PLAIN};
 use crate::sops_support::{data_key, fixture, Key, Sops};
@@ -152,6 +154,47 @@ fn set_equals_sops_set_and_sops_extracts_the_new_value() {
                 // sops decrypts the whole file, and only the set value differs.
                 sops.decrypt(kind, &ours, &[&alice]).unwrap();
             }
+        }
+    }
+}
+
+#[test]
+fn set_follows_the_files_crypt_rule_mac_only_and_shamir_groups_like_sops_set() {
+    let (alice, bob) = (Key::generate(), Key::generate());
+    let sops = Sops::new();
+    let options = NewFileOptions {
+        key_groups: vec![vec![alice.recipient.clone()], vec![bob.recipient.clone()]],
+        shamir_threshold: Some(2),
+        encryption: EncryptionRule::EncryptedRegex("^(user|data|secret)$".into()),
+        mac_only_encrypted: true,
+    };
+    for (kind, format, plain, _) in cases() {
+        let original = create(&plain, format, &options).unwrap();
+        for path in [vec!["secret"], vec!["visible"]] {
+            let (file, key) = data_key(&original, &[&alice, &bob]);
+            let SetOutcome::Added(ours) = file
+                .set(
+                    &key,
+                    &owned(&path),
+                    &Value::Str("v".into()),
+                    MacCheck::Verify,
+                )
+                .unwrap()
+            else {
+                panic!("{kind} {path:?} was not added");
+            };
+            let theirs = sops
+                .set(
+                    kind,
+                    &original,
+                    &extract_path(&path),
+                    "\"v\"",
+                    &[&alice, &bob],
+                )
+                .unwrap();
+            assert_eq!(mask(&ours), mask(&theirs), "{kind} {path:?}");
+            let extracted = sops.extract(kind, &ours, &extract_path(&path), &[&alice, &bob]);
+            assert_eq!(extracted.unwrap(), b"v", "{kind} {path:?}");
         }
     }
 }
