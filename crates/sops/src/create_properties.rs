@@ -244,6 +244,37 @@ fn as_json_numbers(value: &Value) -> Value {
 }
 
 #[test]
+fn a_single_value_file_decrypts_to_that_value_at_its_path() {
+    let (identity, recipient) = identity();
+    let path = vec!["db".to_owned(), "password".to_owned()];
+    let tree = crate::single_value_tree(&path, Value::Str("s3cr3t".into()));
+    for format in [Format::Yaml, Format::Json] {
+        let bytes = create_from_tree(
+            &tree,
+            format,
+            &NewFileOptions::for_recipients(vec![recipient.clone()]),
+        )
+        .expect("create");
+        let (file, key) = open(&bytes, &identity);
+        let back = file.decrypt(&key).expect("decrypt");
+        assert_eq!(
+            back.documents[0]
+                .get("db")
+                .and_then(|db| db.get("password")),
+            Some(&Value::Str("s3cr3t".into()))
+        );
+    }
+    assert_eq!(
+        crate::format_for_new_file(std::path::Path::new("secrets/host/a/key.sops")),
+        Format::Binary
+    );
+    assert_eq!(
+        crate::format_for_new_file(std::path::Path::new("a.sops.yaml")),
+        Format::Yaml
+    );
+}
+
+#[test]
 fn the_data_block_backup_round_trips() {
     let (identity, recipient) = identity();
     let secret = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n";

@@ -32,8 +32,8 @@ use sha2::{Digest as _, Sha512};
 use zeroize::Zeroizing;
 
 pub use create::{
-    create, create_from_tree, data_block_tree, EncryptionRule, NewFileOptions,
-    DEFAULT_UNENCRYPTED_SUFFIX, SOPS_VERSION,
+    create, create_from_tree, data_block_tree, format_for_new_file, single_value_tree,
+    EncryptionRule, NewFileOptions, DEFAULT_UNENCRYPTED_SUFFIX, SOPS_VERSION,
 };
 pub use error::SopsError;
 pub use format::Format;

@@ -153,6 +153,31 @@ pub fn data_block_tree(secret: &str) -> Tree {
     }
 }
 
+/// A one-value document: `value` at `path` (mapping keys, nested mappings made for the keys
+/// above it). What `hostage set` encrypts with [`create_from_tree`] when the file is absent.
+pub fn single_value_tree(path: &[String], value: Value) -> Tree {
+    let leaf = path
+        .iter()
+        .rev()
+        .fold(value, |inner, key| Value::Map(vec![(key.clone(), inner)]));
+    Tree {
+        documents: vec![leaf],
+    }
+}
+
+/// The format sops gives a new file from its name (`cmd/sops/formats`): `.yaml`/`.yml`, `.json`,
+/// `.env`, `.ini`, anything else binary. The seed's `*.sops` files are YAML inside, which sops
+/// only learns from `--input-type yaml`: a caller that knows better passes the format itself.
+pub fn format_for_new_file(path: &std::path::Path) -> Format {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => Format::Yaml,
+        Some("json") => Format::Json,
+        Some("env") => Format::Dotenv,
+        Some("ini") => Format::Ini,
+        _ => Format::Binary,
+    }
+}
+
 /// What encrypting the leaves needs, and the MAC being computed.
 pub(crate) struct Sealer<'a> {
     key: &'a DataKey,
