@@ -228,6 +228,45 @@ fn created(tree: &Tree, format: Format, options: &NewFileOptions) -> Option<Vec<
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn any_plaintext_is_encrypted_or_refused_never_a_panic(
+        bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            r#"[a-z:#'"\-\[\]{}|>&*!%@ \n\t0-9.=_]{0,80}"#.prop_map(String::into_bytes),
+        ],
+    ) {
+        let (_, recipient) = identity();
+        let options = NewFileOptions::for_recipients(vec![recipient]);
+        for format in [Format::Yaml, Format::Json, Format::Dotenv, Format::Ini, Format::Binary] {
+            let _ = create(&bytes, format, &options);
+        }
+    }
+
+    #[test]
+    fn set_on_any_path_and_value_is_done_or_refused_never_a_panic(
+        doc in document(),
+        path in proptest::collection::vec(key(), 0..3),
+        value in leaf(),
+    ) {
+        let (identity, recipient) = identity();
+        let tree = Tree { documents: vec![doc] };
+        for format in [Format::Yaml, Format::Json] {
+            let Some(bytes) = created(&tree, format, &options(&recipient, EncryptionRule::default(), false)) else {
+                continue;
+            };
+            let (file, key) = open(&bytes, &identity);
+            if let Ok(SetOutcome::Replaced(after) | SetOutcome::Added(after)) =
+                file.set(&key, &path, &value, MacCheck::Verify)
+            {
+                open(&after, &identity);
+            }
+        }
+    }
+}
+
 /// A tree as a sops 3.11 JSON file holds it: every number a float.
 fn as_json_numbers(value: &Value) -> Value {
     match value {
