@@ -349,3 +349,52 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_creation_rules_options_give_the_file_sops_writes_for_that_path() {
+    let (workstation, host) = (Key::generate(), Key::generate());
+    let sops = Sops::new();
+    let config = sops.path(".sops.yaml");
+    fs_err::write(
+        &config,
+        format!(
+            "keys:\n  - &workstation {w}\n  - &host {h}\ncreation_rules:\n  - path_regex: secrets/host/.*\n    encrypted_regex: ^(data|password)$\n    key_groups:\n      - age: [*workstation]\n      - age: [*host]\n  - path_regex: secrets/.*\n    age: {w}\n",
+            w = workstation.recipient,
+            h = host.recipient
+        ),
+    )
+    .unwrap();
+    let rules = hostage_sops::rules::SopsConfig::load(&config).unwrap();
+    for (path, plain) in [
+        ("secrets/host/a/db.yaml", "password: s3cr3t\nuser: app\n"),
+        ("secrets/app.yaml", "token: t0k3n\n"),
+    ] {
+        let (_, rule) = rules.rule_for(&sops.path(path)).unwrap();
+        let options = NewFileOptions::from_rule(&rules, rule).unwrap();
+        let ours = create(plain.as_bytes(), Format::Yaml, &options).unwrap();
+        fs_err::create_dir_all(sops.path(path).parent().unwrap()).unwrap();
+        fs_err::write(sops.path(path), plain).unwrap();
+        let theirs = duct::cmd!(
+            hostage_tests::sops(),
+            "--config",
+            &config,
+            "encrypt",
+            sops.path(path)
+        )
+        .dir(sops.dir.path())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("HOME", sops.dir.path())
+        .env("XDG_CONFIG_HOME", sops.dir.path())
+        .stdout_capture()
+        .run()
+        .unwrap()
+        .stdout;
+        assert_eq!(mask(&ours), mask(&theirs), "{path}");
+        let both: Vec<&Key> = vec![&workstation, &host];
+        assert_eq!(
+            String::from_utf8(sops.decrypt("yaml", &ours, &both).unwrap()).unwrap(),
+            plain,
+            "{path}"
+        );
+    }
+}

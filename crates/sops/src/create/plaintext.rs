@@ -59,6 +59,10 @@ fn unsupported(reason: impl Into<String>) -> SopsError {
     }
 }
 
+fn no_ini() -> SopsError {
+    unsupported("new INI files are not written natively (sops 3.11 orders INI metadata at random)")
+}
+
 fn invalid(format: Format, reason: impl std::fmt::Display) -> SopsError {
     SopsError::Malformed {
         what: format!("the {} plaintext is not valid: {reason}", format.name()),
@@ -68,22 +72,23 @@ fn invalid(format: Format, reason: impl std::fmt::Display) -> SopsError {
 impl Plaintext {
     /// Reads `bytes` as sops' store for `format` would.
     pub(crate) fn read(bytes: &[u8], format: Format) -> Result<Self, SopsError> {
-        if format == Format::Binary {
-            return Ok(Self::Binary(bytes.to_vec()));
-        }
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            invalid(
-                format,
-                format!(
-                    "not UTF-8 (byte {}); use the binary format",
-                    e.valid_up_to()
-                ),
-            )
-        })?;
+        let text = || {
+            std::str::from_utf8(bytes).map_err(|e| {
+                invalid(
+                    format,
+                    format!(
+                        "not UTF-8 (byte {}); use the binary format",
+                        e.valid_up_to()
+                    ),
+                )
+            })
+        };
         match format {
-            Format::Yaml => read_yaml(text),
+            Format::Binary => Ok(Self::Binary(bytes.to_vec())),
+            Format::Ini => Err(no_ini()),
+            Format::Yaml => read_yaml(text()?),
             Format::Json => {
-                let mut root = json::parse(text).map_err(|e| invalid(format, e))?;
+                let mut root = json::parse(text()?).map_err(|e| invalid(format, e))?;
                 let value = root.to_value();
                 wipe_json(&mut root);
                 if !matches!(value, Value::Map(_)) {
@@ -91,11 +96,7 @@ impl Plaintext {
                 }
                 Ok(Self::Documents(vec![value]))
             }
-            Format::Dotenv => read_dotenv(text),
-            Format::Ini => Err(unsupported(
-                "new INI files are not written natively (sops 3.11 orders INI metadata at random)",
-            )),
-            Format::Binary => unreachable!("handled above"),
+            Format::Dotenv => read_dotenv(text()?),
         }
     }
 
@@ -136,7 +137,7 @@ impl Plaintext {
                 [(key, Value::Bytes(b))] if key == "data" => Ok(Self::Binary(b.clone())),
                 _ => Err(invalid(format, "a binary tree is `{data: <content>}`")),
             },
-            Format::Ini => Self::read(b"", Format::Ini),
+            Format::Ini => Err(no_ini()),
         }
     }
 
