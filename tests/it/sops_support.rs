@@ -111,8 +111,19 @@ impl Sops {
             text.push_str(rule_extra);
             fs_err::write(&config, text).expect("write config");
         }
-        let input = self.path(&format!("plain.{kind}"));
-        fs_err::write(&input, plain).expect("write plaintext");
+        self.encrypt_converting(kind, kind, plain, &config)
+    }
+
+    /// `sops encrypt` of `plain` read as `input` and written as `output`, with `config`.
+    pub fn encrypt_converting(
+        &self,
+        input: &str,
+        output: &str,
+        plain: &[u8],
+        config: &std::path::Path,
+    ) -> Vec<u8> {
+        let file = self.path(&format!("plain.{input}"));
+        fs_err::write(&file, plain).expect("write plaintext");
         let out = self
             .cmd(
                 vec![
@@ -120,10 +131,10 @@ impl Sops {
                     config.display().to_string(),
                     "encrypt".into(),
                     "--input-type".into(),
-                    kind.into(),
+                    input.into(),
                     "--output-type".into(),
-                    kind.into(),
-                    input.display().to_string(),
+                    output.into(),
+                    file.display().to_string(),
                 ],
                 &[],
             )
@@ -131,6 +142,33 @@ impl Sops {
             .run()
             .expect("sops encrypts the fixture");
         out.stdout
+    }
+
+    /// `sops decrypt` of `encrypted` (read as `input`) written as `output`.
+    pub fn decrypt_converting(
+        &self,
+        input: &str,
+        output: &str,
+        encrypted: &[u8],
+        keys: &[&Key],
+    ) -> Vec<u8> {
+        let path = self.path(&format!("to-convert.{input}"));
+        fs_err::write(&path, encrypted).expect("write file");
+        self.cmd(
+            vec![
+                "decrypt".into(),
+                "--input-type".into(),
+                input.into(),
+                "--output-type".into(),
+                output.into(),
+                path.display().to_string(),
+            ],
+            keys,
+        )
+        .stdout_capture()
+        .run()
+        .expect("sops decrypts")
+        .stdout
     }
 
     /// Decrypts with `keys`; `Err(stderr)` when sops refuses.
@@ -156,6 +194,79 @@ impl Sops {
             .expect("sops runs");
         if out.status.success() {
             Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `sops decrypt --extract PATH` with `keys`; `Err(stderr)` when sops refuses.
+    pub fn extract(
+        &self,
+        kind: &str,
+        encrypted: &[u8],
+        path: &str,
+        keys: &[&Key],
+    ) -> Result<Vec<u8>, String> {
+        let file = self.path(&format!("to-extract.{kind}"));
+        fs_err::write(&file, encrypted).expect("write file");
+        let out = self
+            .cmd(
+                vec![
+                    "decrypt".into(),
+                    "--input-type".into(),
+                    kind.into(),
+                    "--extract".into(),
+                    path.into(),
+                    file.display().to_string(),
+                ],
+                keys,
+            )
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .expect("sops runs");
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `sops set` of `path` (sops index syntax) to the JSON `value` (given on stdin) on a copy of
+    /// `encrypted`; returns the new bytes, `Err(stderr)` when sops refuses.
+    pub fn set(
+        &self,
+        kind: &str,
+        encrypted: &[u8],
+        path: &str,
+        value: &str,
+        keys: &[&Key],
+    ) -> Result<Vec<u8>, String> {
+        let file = self.path(&format!("to-set.{kind}"));
+        fs_err::write(&file, encrypted).expect("write file");
+        let out = self
+            .cmd(
+                vec![
+                    "set".into(),
+                    "--input-type".into(),
+                    kind.into(),
+                    "--output-type".into(),
+                    kind.into(),
+                    "--value-stdin".into(),
+                    file.display().to_string(),
+                    path.into(),
+                ],
+                keys,
+            )
+            .stdin_bytes(value.as_bytes().to_vec())
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .expect("sops runs");
+        if out.status.success() {
+            Ok(fs_err::read(&file).expect("read back"))
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }

@@ -5,12 +5,16 @@
 //! Entry point: [`SopsFile::parse`], then [`SopsFile::data_key`], [`SopsFile::verify_mac`],
 //! [`SopsFile::decrypt`], [`SopsFile::rewrap`] and [`SopsFile::rotate`]. Output is always edited
 //! text: bytes the operation does not change stay identical. Writing files is the caller's job
-//! (through `hostage-atomic`).
+//! (through `hostage-atomic`). New files ([`create`], [`create_from_tree`]) and single values
+//! ([`SopsFile::set`]) are written natively in sops 3.11's layout, so nothing runs `sops`.
 //!
 //! It does no network and no printing; plaintext only ever lives in memory.
 
 mod age_file;
 mod cipher;
+mod create;
+#[cfg(test)]
+mod create_properties;
 mod error;
 mod format;
 #[cfg(test)]
@@ -18,6 +22,7 @@ mod fuzz_tests;
 mod keys;
 mod metadata;
 pub mod rules;
+mod set;
 mod shamir;
 mod timefmt;
 mod tree;
@@ -26,10 +31,15 @@ use hostage_recipients::{IdentitySet, PassphraseProvider};
 use sha2::{Digest as _, Sha512};
 use zeroize::Zeroizing;
 
+pub use create::{
+    create, create_from_tree, data_block_tree, format_for_new_file, single_value_tree,
+    EncryptionRule, NewFileOptions, DEFAULT_UNENCRYPTED_SUFFIX, SOPS_VERSION,
+};
 pub use error::SopsError;
 pub use format::Format;
 pub use keys::DataKey;
 pub use metadata::{AgeEntry, KeyGroup, MasterKey, Metadata};
+pub use set::SetOutcome;
 pub use tree::{Tree, Value};
 
 use cipher::{aad_for, EncValue};
