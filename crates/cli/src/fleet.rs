@@ -17,7 +17,7 @@ use hostage_remote::{
 };
 use serde_json::json;
 
-use crate::workflows::{FleetInventory, InventoryPins};
+use hostage_workflows::{FleetInventory, InventoryPins};
 
 /// Exit code when some host failed.
 const EXIT_HOST_FAILED: u8 = 1;
@@ -283,7 +283,7 @@ fn prepare(
         let Some(inventory) = inventory else {
             return Err(Usage(format!(
                 "--all needs an inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-                crate::workflows::DEFAULT_INVENTORY
+                hostage_workflows::DEFAULT_INVENTORY
             )));
         };
         for host in &inventory.inventory.hosts {

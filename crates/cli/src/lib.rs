@@ -15,7 +15,6 @@ pub mod rotate;
 pub mod rotate_infra;
 pub mod shared_args;
 pub mod status;
-pub mod workflows;
 
 use std::process::ExitCode;
 

@@ -9,8 +9,8 @@ use serde_json::json;
 
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
-use crate::workflows::onboard::{self, OnboardOptions, OnboardPlan, Step};
-use crate::workflows::FleetInventory;
+use hostage_workflows::onboard::{self, OnboardOptions, OnboardPlan, Step};
+use hostage_workflows::FleetInventory;
 
 /// `hostage onboard`: bring an inventory host into the secrets repo.
 #[derive(clap::Args, Debug)]
@@ -82,11 +82,11 @@ pub fn run(
         ..host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?
     };
     let host_name = args.host.clone();
-    let mut ask = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
-        crate::rotate::ask_yes(&format!(
+    let mut ask = |fetched: &hostage_remote::FetchedHost| -> hostage_workflows::Result<bool> {
+        Ok(crate::rotate::ask_yes(&format!(
             "{host_name} shows host key {} ({}) and nothing vouches for it (no pin, --expect-fingerprint or known_hosts entry).\nCompare it with the fingerprint on {host_name}'s console. Is this its key? [y/N] ",
             fetched.fingerprint, fetched.recipient
-        ))
+        ))?)
     };
     let confirm: Option<onboard::ConfirmKey<'_>> = if std::io::stdin().is_terminal() {
         Some(&mut ask)
@@ -305,7 +305,7 @@ pub fn run_export(
     let host = inventory.host(&args.host)?;
     let identities = inventory.repo_identities(&args.keys.identities);
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
-    let written = crate::workflows::host_key::export(
+    let written = hostage_workflows::host_key::export(
         &inventory.inventory.secrets_repo,
         host.name.as_str(),
         &host.host_key_path,

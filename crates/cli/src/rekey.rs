@@ -111,7 +111,7 @@ pub fn run(
     let env_config = std::env::var_os("SOPS_CONFIG");
     let from_inventory = match (inventory, &args.config, &env_config) {
         (Some(path), None, None) => Some(
-            crate::workflows::FleetInventory::load(path)?
+            hostage_workflows::FleetInventory::load(path)?
                 .inventory
                 .secrets_repo
                 .join(".sops.yaml"),

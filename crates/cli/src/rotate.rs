@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::onboard::{apply_host_plan, host_options, print_exposure_and_next_steps, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::workflows::restore::{self, RestorePlan};
-use crate::workflows::{rotate, FleetInventory};
+use hostage_workflows::restore::{self, RestorePlan};
+use hostage_workflows::{rotate, FleetInventory};
 
 /// `hostage rotate`: replace a rebuilt or compromised host's recipient everywhere.
 #[derive(clap::Args, Debug)]
@@ -61,17 +61,17 @@ pub fn run(
     let mut inventory = FleetInventory::require(inventory)?;
     let options = host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?;
     let host_name = args.host.clone();
-    let mut confirm = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
+    let mut confirm = |fetched: &hostage_remote::FetchedHost| -> hostage_workflows::Result<bool> {
         if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
+            return Err(hostage_workflows::WorkflowError::refused(format!(
                 "{host_name} shows a new key {}: pass --expect-fingerprint with the fingerprint read on its console (nothing was changed)",
                 fetched.fingerprint
-            );
+            )));
         }
-        ask_yes(&format!(
+        Ok(ask_yes(&format!(
             "{host_name} now shows host key {} ({}). Is this the key you expect? [y/N] ",
             fetched.fingerprint, fetched.recipient
-        ))
+        ))?)
     };
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     if args.from_backup {
@@ -171,7 +171,7 @@ fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::
 }
 
 /// Shows `prompt` on stderr and reads one answer from stdin: true for `y`/`yes`.
-pub(crate) fn ask_yes(prompt: &str) -> anyhow::Result<bool> {
+pub(crate) fn ask_yes(prompt: &str) -> std::io::Result<bool> {
     eprint_prompt(prompt);
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::workflows::rotate_infra::{self, RotateInfraOptions};
-use crate::workflows::FleetInventory;
+use hostage_workflows::rotate_infra::{self, RotateInfraOptions};
+use hostage_workflows::FleetInventory;
 
 /// `hostage rotate-infra`: a new infrastructure key, with no window where a host cannot decrypt.
 #[derive(clap::Args, Debug)]

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use hostage_remote::FleetOptions;
 
 use crate::output::Output;
-use crate::workflows::status::{status, Status};
-use crate::workflows::FleetInventory;
+use hostage_workflows::status::{status, Status};
+use hostage_workflows::FleetInventory;
 
 /// Exit code when something drifted.
 const EXIT_DRIFT: u8 = 3;

@@ -1,8 +1,13 @@
-//! The workflows: what an operator runs, computed as a plan first and then applied, on top of the
-//! inventory, the `.sops.yaml` rules, the re-key engine and the fleet over SSH. Used by the CLI
-//! verbs and by `cargo xtask`. Nothing here prints: callers get plans and outcomes as values and
-//! may pass a progress callback.
+//! The workflows: what an operator runs (onboard, rotate, restore, rotate-infra, status, and the
+//! re-key of a whole repository), each as gather (SSH answers, file bytes: the facts) → plan (a
+//! pure function of the facts) → apply, on top of the inventory, the `.sops.yaml` rules, the
+//! re-key engine and the fleet over SSH. Every run that writes a secrets repository goes through
+//! one [`session::RepoSession`] (lock, a killed run's journal, compare-and-swap writes).
+//!
+//! Nothing here prints: callers get plans, reports and typed errors as values and may pass a
+//! progress callback. The `hostage` binary parses arguments and renders what this crate returns.
 
+pub mod error;
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
@@ -11,7 +16,23 @@ pub mod rotate;
 pub mod rotate_infra;
 pub mod status;
 
+pub use error::{Context, Result, WorkflowError};
 pub use fleet_inventory::{FleetInventory, InventoryPins, DEFAULT_INVENTORY};
+
+/// A single-threaded async runtime for the fleet operations a workflow runs (SSH through
+/// `openssh`); one per call, so no runtime outlives the workflow.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// `path` made absolute against the current directory, without resolving symlinks (ssh and sops
+/// run from other directories); unchanged if the current directory cannot be known.
+pub fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
 
 /// Now as an RFC 3339 UTC timestamp (`2026-11-24T21:00:00Z`), for pins.
 pub fn now_rfc3339() -> String {

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_inventory::Host;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock};
@@ -24,7 +24,7 @@ use super::fleet_inventory::NoPins;
 use super::FleetInventory;
 
 /// Asks the operator whether a host key nothing vouches for is the host's (true: trust it).
-pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>;
+pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> crate::Result<bool>;
 
 /// How to reach and trust the host.
 #[derive(Clone, Debug, Default)]
@@ -143,7 +143,7 @@ impl OnboardPlan {
     }
 
     /// What recipients taken off files could read (the data keys of those files are rotated).
-    pub fn exposure(&self) -> anyhow::Result<Vec<hostage_rekey::Exposure>> {
+    pub fn exposure(&self) -> crate::Result<Vec<hostage_rekey::Exposure>> {
         Ok(self.rekey.exposure()?.collect()?)
     }
 }
@@ -159,13 +159,6 @@ pub struct OnboardOutcome {
     pub pin_recorded: bool,
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Runs `run`, a fleet operation on one host, and returns that host's outcome; `failed` says
 /// what could not be done when the host fails.
 pub(crate) fn on_one_host<T>(
@@ -173,8 +166,8 @@ pub(crate) fn on_one_host<T>(
         Output = Result<Vec<hostage_remote::HostResult<T>>, hostage_remote::FleetError>,
     >,
     failed: impl FnOnce() -> String,
-) -> anyhow::Result<T> {
-    let mut results = runtime()?.block_on(run)?;
+) -> crate::Result<T> {
+    let mut results = crate::runtime()?.block_on(run)?;
     let result = results.pop().context("the fleet run returned no result")?;
     result.outcome.with_context(failed)
 }
@@ -196,7 +189,7 @@ pub fn infrastructure_key(
     inventory: &FleetInventory,
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
-) -> anyhow::Result<InfrastructureKey> {
+) -> crate::Result<InfrastructureKey> {
     inventory.infrastructure_key(&options.identities, passphrases)
 }
 
@@ -210,7 +203,7 @@ pub fn plan(
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
     confirm: Option<ConfirmKey<'_>>,
-) -> anyhow::Result<OnboardPlan> {
+) -> crate::Result<OnboardPlan> {
     let host = inventory.host(name)?.clone();
     let mut target = FleetInventory::target(&host);
     if let Some(fp) = &options.expect_fingerprint {
@@ -442,7 +435,7 @@ pub fn plan(
 fn pregenerated(
     inventory: &FleetInventory,
     host: &Host,
-) -> anyhow::Result<(
+) -> crate::Result<(
     hostage_recipients::Ed25519PublicKey,
     Option<super::host_key::GeneratedHostKey>,
 )> {
@@ -472,7 +465,7 @@ fn without_recipient(
     text: &str,
     regex: &str,
     recipient: &RecipientRef,
-) -> anyhow::Result<String> {
+) -> crate::Result<String> {
     let config = SopsConfig::parse(config_path, text)?;
     let Some(rule) = config
         .rules()
@@ -575,7 +568,7 @@ pub(crate) fn verify(
     target: &HostTarget,
     options: &OnboardOptions,
     deploy: Option<&(InfrastructureKey, DeployOptions)>,
-) -> anyhow::Result<(FetchedHost, Option<DeployAction>)> {
+) -> crate::Result<(FetchedHost, Option<DeployAction>)> {
     let fleet = fleet_options(options, true);
     let failed = || format!("cannot verify {}; nothing was changed", target.spec);
     match deploy {
@@ -610,7 +603,7 @@ pub fn apply(
     plan: &mut OnboardPlan,
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(&Step),
-) -> anyhow::Result<OnboardOutcome> {
+) -> crate::Result<OnboardOutcome> {
     let mut outcome = OnboardOutcome::default();
     if plan.is_noop() {
         return Ok(outcome);
@@ -728,7 +721,7 @@ pub(super) fn public_key_step(
 }
 
 /// Adds the re-key step when `plan` changes some files, and returns the plan that applies it.
-pub(super) fn rekey_step(steps: &mut Vec<Step>, plan: Plan) -> anyhow::Result<Plan> {
+pub(super) fn rekey_step(steps: &mut Vec<Step>, plan: Plan) -> crate::Result<Plan> {
     if !plan.is_empty() {
         let files = plan
             .files()
@@ -745,7 +738,7 @@ pub(super) fn apply_rekey(
     plan: &mut Plan,
     identities: &IdentitySet,
     again: &str,
-) -> anyhow::Result<Vec<String>> {
+) -> crate::Result<Vec<String>> {
     hostage_rekey::apply(plan, identities, &ApplyOptions::default(), &|| {})?;
     let mut written = Vec::new();
     let mut failures = Vec::new();
@@ -768,7 +761,7 @@ pub(super) fn apply_rekey(
 }
 
 /// The files a stopped workflow left in the repo's journal (to be finished by this run).
-pub(super) fn pending_files(state: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
+pub(super) fn pending_files(state: &Path) -> crate::Result<BTreeSet<PathBuf>> {
     Ok(match Journal::load(state)? {
         Some(journal) => journal.paths()?,
         None => BTreeSet::new(),
@@ -782,7 +775,7 @@ pub(super) fn infrastructure_deploy(
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
     wanted: bool,
-) -> anyhow::Result<Option<(InfrastructureKey, DeployOptions)>> {
+) -> crate::Result<Option<(InfrastructureKey, DeployOptions)>> {
     let Some(infra) = inventory
         .inventory
         .infrastructure
@@ -809,7 +802,7 @@ pub(super) fn deploy_step(
     action: Option<DeployAction>,
     what: &str,
     advice: &str,
-) -> anyhow::Result<Option<(InfrastructureKey, DeployOptions)>> {
+) -> crate::Result<Option<(InfrastructureKey, DeployOptions)>> {
     let (Some((key, options)), Some(action)) = (deploy, action) else {
         return Ok(None);
     };
@@ -834,7 +827,7 @@ pub(super) fn plan_repo(
     config: &SopsConfig,
     repo: &Path,
     advice: &str,
-) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
+) -> crate::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
     let plan = hostage_rekey::plan(config, &candidates, &PlanOptions::default(), &|| {})?;
     // The counts say whether some file is an error; only then are the entries read to name it.
@@ -863,7 +856,7 @@ pub(super) fn affected_files(
     host: &str,
     warnings: &mut Vec<String>,
     ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
-) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
+) -> crate::Result<(hostage_rekey::FileList, Plan)> {
     let (candidates, mut plan) = plan_repo(
         config,
         repo,

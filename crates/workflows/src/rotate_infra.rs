@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
@@ -73,7 +73,7 @@ pub fn run(
     options: &RotateInfraOptions,
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(u8, &str),
-) -> anyhow::Result<RotateInfraReport> {
+) -> crate::Result<RotateInfraReport> {
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = inventory.inventory.secrets_repo.clone();
     let config_path = repo.join(".sops.yaml");
@@ -104,7 +104,7 @@ pub fn run(
     }
     // Tests stop a run after a phase (`phase-N`) to check that the next run resumes there.
     let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
-    let save = |saved: &Progress| -> anyhow::Result<()> {
+    let save = |saved: &Progress| -> crate::Result<()> {
         hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
         if stop_after.as_deref() == Some(format!("phase-{}", saved.done).as_str()) {
             bail!(
@@ -216,7 +216,7 @@ pub fn run(
 
 /// `.sops.yaml` with the new key next to the old one wherever the old one is (under a temporary
 /// anchor).
-fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<String> {
+fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> crate::Result<String> {
     let rules: Vec<usize> = original
         .rules()
         .iter()
@@ -231,7 +231,7 @@ fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<St
 
 /// `.sops.yaml` back in its own shape with the new key only: the temporary anchor goes, the old
 /// key's anchor takes the new value.
-fn phase3_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<String> {
+fn phase3_text(original: &SopsConfig, old: &str, new: &str) -> crate::Result<String> {
     let path = original.path();
     let rules = RuleSelector::Indices(original.rules().iter().map(|r| r.index).collect());
     let mut text = original.text().to_owned();
@@ -272,7 +272,7 @@ pub struct RotateInfraPlan {
 pub fn plan(
     inventory: &FleetInventory,
     options: &RotateInfraOptions,
-) -> anyhow::Result<RotateInfraPlan> {
+) -> crate::Result<RotateInfraPlan> {
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = &inventory.inventory.secrets_repo;
     let state_file = hostage_rekey::state_dir(repo).join(STATE_FILE);
@@ -294,7 +294,7 @@ pub fn plan(
     let t3 = phase3_text(&c1, &old, &new_recipient)?;
     let c3 = SopsConfig::parse(original.path(), &t3)?;
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let changed = |from: &SopsConfig, to: &SopsConfig| -> anyhow::Result<Vec<String>> {
+    let changed = |from: &SopsConfig, to: &SopsConfig| -> crate::Result<Vec<String>> {
         let plan = hostage_rekey::plan(to, &candidates, &PlanOptions::default(), &|| {})?;
         let mut changed = Vec::new();
         for file in plan.files() {
@@ -343,7 +343,7 @@ pub fn plan(
 fn current_and_new_key(
     inventory: &FleetInventory,
     options: &RotateInfraOptions,
-) -> anyhow::Result<(hostage_inventory::Infrastructure, InfrastructureKey, String)> {
+) -> crate::Result<(hostage_inventory::Infrastructure, InfrastructureKey, String)> {
     let infra = inventory
         .inventory
         .infrastructure
@@ -384,7 +384,7 @@ fn deploy_to_infrastructure_hosts(
     infra: &hostage_inventory::Infrastructure,
     new_key: &InfrastructureKey,
     dry_run: DryRun,
-) -> anyhow::Result<Vec<NamedDeploy>> {
+) -> crate::Result<Vec<NamedDeploy>> {
     let targets: Vec<_> = inventory
         .inventory
         .hosts
@@ -405,10 +405,7 @@ fn deploy_to_infrastructure_hosts(
         owner: None,
         replace: true,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = runtime.block_on(hostage_remote::deploy(
+    let results = crate::runtime()?.block_on(hostage_remote::deploy(
         targets.iter().map(|(_, t)| t.clone()).collect(),
         &fleet,
         &mut NoPins,
@@ -431,7 +428,7 @@ fn rekey(
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
     state: &Path,
-) -> anyhow::Result<(usize, Vec<Exposure>)> {
+) -> crate::Result<(usize, Vec<Exposure>)> {
     let config = SopsConfig::parse(original.path(), text)?;
     let pending = super::onboard::pending_files(state)?;
     let (_, mut plan) =

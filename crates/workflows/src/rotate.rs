@@ -5,7 +5,7 @@
 //! infrastructure key to an infrastructure host, and updates `pubkeys/` and the pin. It is applied
 //! by [`super::onboard::apply`]: the same steps, the same lock and journal.
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_remote::FetchedHost;
 use hostage_sops::rules::SopsConfig;
 
@@ -22,8 +22,8 @@ pub fn plan(
     name: &str,
     options: &OnboardOptions,
     passphrases: &mut dyn hostage_recipients::PassphraseProvider,
-    confirm: &mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>,
-) -> anyhow::Result<OnboardPlan> {
+    confirm: &mut dyn FnMut(&FetchedHost) -> crate::Result<bool>,
+) -> crate::Result<OnboardPlan> {
     let host = inventory.host(name)?.clone();
     let Some(old_pin) = host.pin.clone() else {
         bail!("{name} has no pin yet, so there is no identity to rotate: run `hostage onboard {name}`");

@@ -6,7 +6,7 @@
 //! confirmation. `.sops.yaml`, the files, `pubkeys/` and the pin do not change: the host decrypts
 //! with its old recipient again.
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_recipients::PassphraseProvider;
 use hostage_remote::{
     FetchedHost, Fingerprint, HostTarget, InfrastructureKey, RestoreAction, RestoreOptions,
@@ -53,8 +53,8 @@ pub fn plan(
     name: &str,
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
-    confirm: &mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>,
-) -> anyhow::Result<RestorePlan> {
+    confirm: &mut dyn FnMut(&FetchedHost) -> crate::Result<bool>,
+) -> crate::Result<RestorePlan> {
     let host = inventory.host(name)?.clone();
     let Some(pin) = host.pin.clone() else {
         bail!(
@@ -155,7 +155,7 @@ pub fn plan(
 
 /// Installs the key: connects again, requiring the very key the plan verified, writes it, and
 /// checks the installed file derives the pinned key. Returns what was done.
-pub fn apply(plan: RestorePlan) -> anyhow::Result<RestoreAction> {
+pub fn apply(plan: RestorePlan) -> crate::Result<RestoreAction> {
     if plan.is_noop() {
         return Ok(RestoreAction::Unchanged);
     }

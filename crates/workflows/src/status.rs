@@ -62,7 +62,7 @@ pub struct Status {
 
 /// Computes the status; with `online`, every host is also reached and verified (nothing is
 /// recorded).
-pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> anyhow::Result<Status> {
+pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate::Result<Status> {
     let inv = &inventory.inventory;
     let repo = &inv.secrets_repo;
     let config = SopsConfig::load(&repo.join(".sops.yaml"))?;
