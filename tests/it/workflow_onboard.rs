@@ -127,34 +127,27 @@ fn a_host_key_that_contradicts_the_expected_fingerprint_changes_nothing() {
 #[test]
 fn an_onboarding_stopped_between_steps_is_finished_by_the_next_run() {
     let w = world();
+    // Through the library: the stop is an apply option, not something the binary reads.
     let stopped = |step: &str| {
-        let mut args = vec![
-            "--inventory".to_owned(),
-            w.inventory.display().to_string(),
-            "onboard".to_owned(),
-            "h0".to_owned(),
-            "--trust-new".to_owned(),
-            "--ssh-config".to_owned(),
-            w.fleet.ssh_config().display().to_string(),
-        ];
-        args.push("--known-hosts".to_owned());
-        args.push(w.fleet.known_hosts().display().to_string());
-        duct::cmd(hostage_tests::hostage_bin(), &args)
-            .dir(w.repo.dir.path())
-            .env("HOME", w.repo.dir.path())
-            .env("SOPS_DISABLE_VERSION_CHECK", "1")
-            .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-            .env("HOSTAGE_WORKFLOW_STOP_AFTER", step)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .unwrap()
+        use hostage_workflows::onboard;
+        let mut inventory = w.fleet_inventory();
+        let options = onboard::OnboardOptions {
+            trust_new: true,
+            ..w.onboard_options()
+        };
+        let mut plan = onboard::plan(&inventory, "h0", &options, &mut (), None).unwrap();
+        let stop = hostage_workflows::session::ApplyOptions {
+            stop_after: Some(step.to_owned()),
+        };
+        onboard::apply(&mut inventory, &mut plan, &mut (), &stop, &|_| {})
     };
     // Stopped once .sops.yaml names h0 but before any file is re-keyed: the rule edit alone no
     // longer shows which files are h0's to finish; the journal does.
-    let out = stopped("add-rule");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = stopped("add-rule").unwrap_err();
+    assert!(
+        matches!(error, hostage_workflows::WorkflowError::StoppedAfter { .. }),
+        "{error}"
+    );
     let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
     assert!(config.contains("&h0 "), "{config}");
     assert!(w.repo.decrypt("secrets/hosts/h0/db.yaml", "h0").is_none());
@@ -222,7 +215,8 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
     );
 }
 
-/// Runs hostage like [`World::hostage`] with the sops oracle as `HOSTAGE_SOPS`.
+/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (the product
+/// runs `sops` from `PATH` for `--generate-host-key`).
 pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
@@ -231,7 +225,7 @@ pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Outpu
         .env("HOME", w.repo.dir.path())
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
         .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-        .env("HOSTAGE_SOPS", hostage_tests::sops())
+        .env("PATH", hostage_tests::path_with_sops())
         .stdout_capture()
         .stderr_capture()
         .unchecked()

@@ -146,7 +146,8 @@ pub(crate) fn apply_host_plan(
         return Ok(None);
     }
     let json = out.json();
-    let outcome = onboard::apply(inventory, &mut plan, passphrases, &|step| {
+    let options = hostage_workflows::session::ApplyOptions::default();
+    let outcome = onboard::apply(inventory, &mut plan, passphrases, &options, &|step| {
         if !json {
             progress(&describe(step));
         }

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use hostage_recipients::{IdentityOptions, IdentitySet};
 use hostage_rekey::{
-    Action, ApplyOptions, ApplyReport, ExposureReport, FileOutcome, FilePlan, Journal, Plan,
-    PlanOptions, RepoLock, Rotate,
+    Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
+use hostage_workflows::session::{ApplyOptions, RepoSession};
 use hostage_sops::rules::{Lint, SopsConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -214,22 +214,20 @@ pub fn run(
             plan.count(Action::Error)
         );
     }
-    let state = hostage_rekey::state_dir(config.dir());
-    let _lock = RepoLock::acquire(&state)?;
-    let previous = Journal::load(&state)?;
-    if let Some(previous) = &previous {
+    // The repository session: lock, a killed run's journal and temp files.
+    let mut session = RepoSession::open(config.dir(), ApplyOptions::default())?;
+    if let Some(previous) = session.resumed() {
         output::warn(&format!(
             "finishing an interrupted run: a previous run (pid {}, {} file(s) planned) did not complete; its exposure report is included",
             previous.pid,
             previous.paths()?.len()
         ));
-        previous.clean_temp_files()?;
     }
-    let resumed = previous.is_some();
+    let resumed = session.resumed().is_some();
     if !plan.has_drift() {
         // Nothing left to write; a killed run's exposure report is still owed, then its journal
         // goes.
-        let exposure = match &previous {
+        let exposure = match session.resumed() {
             Some(previous) => previous.exposure()?,
             None => plan.exposure()?,
         };
@@ -242,17 +240,17 @@ pub fn run(
             &exposure,
             resumed,
         )?;
-        Journal::remove(&state)?;
+        drop(exposure);
+        session.finish_rekey()?;
         return Ok(ExitCode::SUCCESS);
     }
-    let journal = Journal::write(&state, &plan, previous.as_ref())?;
-    drop(previous);
+    let journal = session.write_journal(&plan)?;
     let todo = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
     let bar = progress(todo, "re-keying");
     let applied = hostage_rekey::apply(
         &mut plan,
         &identities,
-        &ApplyOptions {
+        &hostage_rekey::ApplyOptions {
             threads,
             batch: args.batch_size,
         },
@@ -276,7 +274,7 @@ pub fn run(
     )?;
     // The journal goes only once every file is written (and its exposure reported).
     if applied.failed == 0 {
-        Journal::remove(&state)?;
+        session.finish_rekey()?;
     }
     Ok(if applied.failed > 0 {
         ExitCode::from(1)

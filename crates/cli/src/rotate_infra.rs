@@ -83,11 +83,17 @@ pub fn run(
     }
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let json = out.json();
-    let report = rotate_infra::run(&mut inventory, &options, &mut passphrases, &|n, what| {
-        if !json {
-            progress(&format!("phase {n}: {what}"));
-        }
-    })?;
+    let report = rotate_infra::run(
+        &mut inventory,
+        &options,
+        &hostage_workflows::session::ApplyOptions::default(),
+        &mut passphrases,
+        &|n, what| {
+            if !json {
+                progress(&format!("phase {n}: {what}"));
+            }
+        },
+    )?;
     if json {
         out.json_value(&report)?;
     } else {

@@ -22,6 +22,11 @@ pub struct FleetInventory {
 }
 
 impl FleetInventory {
+    /// The text the inventory was loaded from (what compare-and-swap writes compare against).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Loads the inventory at `path`.
     pub fn load(path: &Path) -> crate::Result<Self> {
         let text = fs_err::read_to_string(path)?;
@@ -90,7 +95,9 @@ impl FleetInventory {
     }
 
     /// Records `host`'s pin in the inventory file; returns whether the file changed (an identical
-    /// pin is left alone, so re-verifying a host does not touch the file).
+    /// pin is left alone, so re-verifying a host does not touch the file). The file is written
+    /// only if it still holds the text this inventory was loaded from
+    /// ([`WorkflowError::ChangedBySomeoneElse`](crate::WorkflowError) otherwise).
     pub fn record_pin(
         &mut self,
         host: &str,
@@ -113,7 +120,9 @@ impl FleetInventory {
             verified: super::now_rfc3339(),
         };
         let text = self.inventory.with_pin(&self.text, host, &pin)?;
-        hostage_atomic::write(&self.inventory.path, text.as_bytes())?;
+        // Compare-and-swap: another run's edit since this inventory was read is not undone.
+        crate::session::FileSnapshot::of_text(&self.inventory.path, &self.text)
+            .write_if_unchanged(text.as_bytes())?;
         self.inventory = Inventory::parse(&self.inventory.path, &text)?;
         self.text = text;
         Ok(true)

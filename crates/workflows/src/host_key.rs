@@ -3,8 +3,10 @@
 //! (`secrets/hosts/<host>/ssh_host_ed25519_key`), and `export-host-key` writes it as an
 //! `--extra-files` tree for nixos-anywhere, so the first boot already decrypts (sops-nix#310).
 //!
-//! Storing runs the `sops` binary (`HOSTAGE_SOPS`, else `sops` on `PATH`) with the key on stdin
-//! only; the key never touches the disk unencrypted here. Exporting decrypts natively.
+//! Storing runs the `sops` binary found on `PATH` with the key on stdin only; the key never
+//! touches the disk unencrypted here. Exporting decrypts natively. (No variable chooses the
+//! binary: the product never takes its tools from a test's settings; tests put the oracle first
+//! on the child's `PATH`.)
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -62,11 +64,9 @@ pub fn generate(host: &str) -> crate::Result<GeneratedHostKey> {
     })
 }
 
-/// The sops binary to encrypt new files with.
+/// The sops binary to encrypt new files with: `sops` from `PATH`.
 fn sops_binary() -> PathBuf {
-    std::env::var_os("HOSTAGE_SOPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("sops"))
+    PathBuf::from("sops")
 }
 
 /// Encrypts `private` with sops to `repo/rel` under the repo's `.sops.yaml` rule for that path
@@ -92,7 +92,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
         .spawn()
         .with_context(|| {
             format!(
-                "cannot run {} (install sops, or set HOSTAGE_SOPS)",
+                "cannot run {} (install sops 3.11 or later on PATH)",
                 sops.display()
             )
         })?;

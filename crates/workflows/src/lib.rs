@@ -14,6 +14,7 @@ pub mod onboard;
 pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod session;
 pub mod status;
 
 pub use error::{Context, Result, WorkflowError};

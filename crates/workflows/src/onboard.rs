@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::{bail, Context as _};
 use hostage_inventory::Host;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock};
+use hostage_rekey::{Action, Journal, Plan, PlanOptions};
 use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
     InfrastructureKey,
@@ -21,6 +21,7 @@ use hostage_sops::rules::{RecipientRef, RuleSelector, SopsConfig};
 use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 use super::FleetInventory;
 
 /// Asks the operator whether a host key nothing vouches for is the host's (true: trust it).
@@ -125,7 +126,8 @@ pub struct OnboardPlan {
     /// What to do next, outside hostage (the host's NixOS config).
     pub next_steps: Vec<String>,
     pub(crate) target: HostTarget,
-    pub(crate) config_path: PathBuf,
+    /// `.sops.yaml` as the plan read it (written back only if still so).
+    pub(crate) config: FileSnapshot,
     pub(crate) public_key: Option<(PathBuf, String)>,
     pub(crate) new_config: Option<String>,
     pub(crate) rekey: Plan,
@@ -256,107 +258,20 @@ pub fn plan(
 
     let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
-    // .sops.yaml
+    // .sops.yaml: read once; the edits are a pure function of its text and the host.
     let config_path = repo.join(".sops.yaml");
-    let config = SopsConfig::load(&config_path)?;
-    let mut recipients: Vec<RecipientRef> = Vec::new();
-    let mut text = config.text().to_owned();
-    let mut config = config;
-    if host.per_host_recipient {
-        if let Some(other) = config
-            .named_recipients()
-            .into_iter()
-            .find(|(n, v)| n != name && v == &fetched.recipient.to_string())
-        {
-            bail!(
-                "{name}'s recipient {} is already in .sops.yaml as &{}: is it a clone of that host?",
-                fetched.recipient,
-                other.0
-            );
-        }
-        let named = config
-            .add_named_recipient(name, &fetched.recipient)
-            .with_context(|| {
-                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
-            })?;
-        if named.text != text {
-            steps.push(Step::AddAnchor {
-                name: name.to_owned(),
-                recipient: fetched.recipient.to_string(),
-            });
-            text = named.text;
-            config = SopsConfig::parse(&config_path, &text)?;
-        }
-        recipients.push(named.reference);
-    }
-    // A host with its own recipient reads its secret paths through it; an infrastructure-only
-    // host through the infrastructure key.
-    let infra_ref = infra.as_ref().map(|i| {
-        let value = i.recipient.to_string();
-        RecipientRef {
-            anchor: config.name_of(&value),
-            recipient: value,
-        }
-    });
-    if !host.per_host_recipient && host.infrastructure_key {
-        if let Some(infra_ref) = &infra_ref {
-            recipients.push(infra_ref.clone());
-        }
-    }
-    for secret in &host.secrets {
-        let regex = secret.as_str();
-        for recipient in &recipients {
-            let label = recipient
-                .anchor
-                .clone()
-                .unwrap_or_else(|| recipient.recipient.clone());
-            let existing = config
-                .rules()
-                .iter()
-                .find(|r| r.path_regex.as_deref() == Some(regex))
-                .map(|r| r.index);
-            let (new_text, step) = match existing {
-                Some(index) => (
-                    config.add_recipient(&RuleSelector::Indices(vec![index]), recipient)?,
-                    Step::AddToRule {
-                        path_regex: regex.to_owned(),
-                        recipient: label,
-                    },
-                ),
-                None if catch_all_has(&config, &recipient.recipient) => continue,
-                None => {
-                    let added = config
-                        .add_path_rule(regex, recipient)
-                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?;
-                    // The new rule copies the catch-all; a host's own secrets do not go to the
-                    // shared infrastructure key unless that is how the host reads them.
-                    let added = match infra_ref.as_ref().filter(|i| i != &recipient) {
-                        Some(infra_ref) => {
-                            without_recipient(&config_path, &added, regex, infra_ref)?
-                        }
-                        None => added,
-                    };
-                    (
-                        added,
-                        Step::AddRule {
-                            path_regex: regex.to_owned(),
-                            recipient: label,
-                        },
-                    )
-                }
-            };
-            if new_text != text {
-                steps.push(step);
-                text = new_text;
-                config = SopsConfig::parse(&config_path, &text)?;
-            }
-        }
-    }
-    let new_config = (text != fs_err::read_to_string(&config_path)?).then_some(text);
+    let snapshot = FileSnapshot::read(&config_path)?;
+    let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
+    let RulesEdit {
+        steps: rule_steps,
+        config,
+        recipients,
+    } = plan_rules(&original, &host, &fetched.recipient, infra.as_ref())?;
+    steps.extend(rule_steps);
+    let new_config = (config.text() != original.text()).then(|| config.text().to_owned());
 
     // The files to re-key: those whose rule gives them other recipients now, and those a
     // stopped onboarding left in its journal; other drift is left to `hostage rekey`.
-    let original = SopsConfig::load(&config_path)?;
     let state = hostage_rekey::state_dir(repo);
     let pending = pending_files(&state)?;
     let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
@@ -419,7 +334,7 @@ pub fn plan(
         warnings,
         next_steps,
         target,
-        config_path,
+        config: snapshot,
         public_key,
         new_config,
         rekey,
@@ -427,6 +342,131 @@ pub fn plan(
         options: options.clone(),
         generated_locally: options.generate_host_key,
         generated,
+    })
+}
+
+/// The `.sops.yaml` edits onboarding `host` makes, computed from the text alone.
+#[derive(Debug)]
+pub struct RulesEdit {
+    /// The steps, in order (anchor, rules).
+    pub steps: Vec<Step>,
+    /// `.sops.yaml` with every edit made.
+    pub config: SopsConfig,
+    /// The recipients through which the host reads its secret paths.
+    pub recipients: Vec<RecipientRef>,
+}
+
+/// Plans the `.sops.yaml` edits that let `host` (whose key has `recipient`) read its `secrets:`
+/// paths: its anchor (a per-host recipient), then each path's rule gains the host's recipient
+/// (or the infrastructure key's, for an infrastructure-only host), or a new rule is made from the
+/// catch-all. Pure: the facts in, the edit out.
+pub fn plan_rules(
+    original: &SopsConfig,
+    host: &Host,
+    recipient: &hostage_recipients::AgeRecipient,
+    infra: Option<&hostage_inventory::Infrastructure>,
+) -> crate::Result<RulesEdit> {
+    let name = host.name.as_str();
+    let config_path = original.path().to_owned();
+    let mut steps = Vec::new();
+    let config = SopsConfig::parse(&config_path, original.text())?;
+    let mut recipients: Vec<RecipientRef> = Vec::new();
+    let mut text = config.text().to_owned();
+    let mut config = config;
+    if host.per_host_recipient {
+        if let Some(other) = config
+            .named_recipients()
+            .into_iter()
+            .find(|(n, v)| n != name && v == &recipient.to_string())
+        {
+            bail!(
+                "{name}'s recipient {} is already in .sops.yaml as &{}: is it a clone of that host?",
+                recipient,
+                other.0
+            );
+        }
+        let named = config
+            .add_named_recipient(name, recipient)
+            .with_context(|| {
+                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
+            })?;
+        if named.text != text {
+            steps.push(Step::AddAnchor {
+                name: name.to_owned(),
+                recipient: recipient.to_string(),
+            });
+            text = named.text;
+            config = SopsConfig::parse(&config_path, &text)?;
+        }
+        recipients.push(named.reference);
+    }
+    // A host with its own recipient reads its secret paths through it; an infrastructure-only
+    // host through the infrastructure key.
+    let infra_ref = infra.map(|i| {
+        let value = i.recipient.to_string();
+        RecipientRef {
+            anchor: config.name_of(&value),
+            recipient: value,
+        }
+    });
+    if !host.per_host_recipient && host.infrastructure_key {
+        if let Some(infra_ref) = &infra_ref {
+            recipients.push(infra_ref.clone());
+        }
+    }
+    for secret in &host.secrets {
+        let regex = secret.as_str();
+        for recipient in &recipients {
+            let label = recipient
+                .anchor
+                .clone()
+                .unwrap_or_else(|| recipient.recipient.clone());
+            let existing = config
+                .rules()
+                .iter()
+                .find(|r| r.path_regex.as_deref() == Some(regex))
+                .map(|r| r.index);
+            let (new_text, step) = match existing {
+                Some(index) => (
+                    config.add_recipient(&RuleSelector::Indices(vec![index]), recipient)?,
+                    Step::AddToRule {
+                        path_regex: regex.to_owned(),
+                        recipient: label,
+                    },
+                ),
+                None if catch_all_has(&config, &recipient.recipient) => continue,
+                None => {
+                    let added = config
+                        .add_path_rule(regex, recipient)
+                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?;
+                    // The new rule copies the catch-all; a host's own secrets do not go to the
+                    // shared infrastructure key unless that is how the host reads them.
+                    let added = match infra_ref.as_ref().filter(|i| i != &recipient) {
+                        Some(infra_ref) => {
+                            without_recipient(&config_path, &added, regex, infra_ref)?
+                        }
+                        None => added,
+                    };
+                    (
+                        added,
+                        Step::AddRule {
+                            path_regex: regex.to_owned(),
+                            recipient: label,
+                        },
+                    )
+                }
+            };
+            if new_text != text {
+                steps.push(step);
+                text = new_text;
+                config = SopsConfig::parse(&config_path, &text)?;
+            }
+        }
+    }
+    Ok(RulesEdit {
+        steps,
+        config,
+        recipients,
     })
 }
 
@@ -596,12 +636,15 @@ pub(crate) fn verify(
     }
 }
 
-/// Applies `plan`: public key, `.sops.yaml`, re-key, deploy, pin, in that order, under the repo
-/// lock. `progress` hears about each step as it starts.
+/// Applies `plan`: public key, `.sops.yaml`, re-key, deploy, pin, in that order, in a
+/// [`RepoSession`]: under the repo lock, the journal written before `.sops.yaml`, and
+/// `.sops.yaml` and the inventory written only if nobody changed them since the plan read them.
+/// `progress` hears about each step as it starts; `options.stop_after` ends the run after a step.
 pub fn apply(
     inventory: &mut FleetInventory,
     plan: &mut OnboardPlan,
     passphrases: &mut dyn PassphraseProvider,
+    options: &ApplyOptions,
     progress: &dyn Fn(&Step),
 ) -> crate::Result<OnboardOutcome> {
     let mut outcome = OnboardOutcome::default();
@@ -609,23 +652,18 @@ pub fn apply(
         return Ok(outcome);
     }
     let config_dir = plan
-        .config_path
+        .config
+        .path()
         .parent()
-        .context("the .sops.yaml path has a directory")?;
-    let state = hostage_rekey::state_dir(config_dir);
-    let _lock = RepoLock::acquire(&state)?;
-    let previous = Journal::load(&state)?;
-    if let Some(previous) = &previous {
-        previous.clean_temp_files()?;
-    }
+        .context("the .sops.yaml path has a directory")?
+        .to_owned();
+    let mut session = RepoSession::open(&config_dir, options.clone())?;
     // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
     // files to finish (the rule edit alone no longer shows them once it is on disk).
     if !plan.rekey.is_empty() {
-        Journal::write(&state, &plan.rekey, previous.as_ref())?;
+        session.write_journal(&plan.rekey)?;
     }
-    // Tests stop a run between steps to check that the next run converges (a crash there would
-    // leave the same state: every write before is durable, nothing after has started).
-    let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
+    let mut config_written = false;
     for step in &plan.steps {
         progress(step);
         match step {
@@ -637,15 +675,14 @@ pub fn apply(
                     hostage_atomic::write(path, text.as_bytes())?;
                 }
             }
-            // The rule edits are written together, once, with the last of them.
+            // The rule edits are written together, once, with the first of them.
             Step::AddAnchor { .. }
             | Step::AddToRule { .. }
             | Step::AddRule { .. }
             | Step::ReplaceRecipient { .. } => {
-                if let Some(text) = &plan.new_config {
-                    if fs_err::read_to_string(&plan.config_path)? != *text {
-                        hostage_atomic::write(&plan.config_path, text.as_bytes())?;
-                    }
+                if let (Some(text), false) = (&plan.new_config, config_written) {
+                    session.write_if_unchanged(&plan.config, text.as_bytes())?;
+                    config_written = true;
                 }
             }
             Step::Rekey { .. } => {
@@ -656,7 +693,7 @@ pub fn apply(
                     passphrases,
                 );
                 outcome.rekeyed = apply_rekey(&mut plan.rekey, &identities, "onboard")?;
-                Journal::remove(&state)?;
+                session.finish_rekey()?;
             }
             Step::DeployInfrastructureKey { .. } => {
                 if let Some((key, deploy_options)) = &plan.deploy {
@@ -679,7 +716,7 @@ pub fn apply(
             }
             Step::StoreHostKey { path } => {
                 if let Some(key) = &plan.generated {
-                    super::host_key::store(config_dir, path, &key.private)?;
+                    super::host_key::store(&config_dir, path, &key.private)?;
                 }
             }
             Step::RecordPin { .. } => {
@@ -690,16 +727,26 @@ pub fn apply(
                 )?;
             }
         }
-        if let Some(stop) = &stop_after {
-            let name = serde_json::to_value(step)
-                .ok()
-                .and_then(|v| v["step"].as_str().map(str::to_owned));
-            if name.as_deref() == Some(stop.as_str()) {
-                bail!("stopped after the {stop} step (HOSTAGE_WORKFLOW_STOP_AFTER)");
-            }
-        }
+        session.checkpoint(step.name())?;
     }
     Ok(outcome)
+}
+
+impl Step {
+    /// The step's name as `--json` shows it (`save-public-key`, `add-rule`, `rekey`…).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SavePublicKey { .. } => "save-public-key",
+            Self::AddAnchor { .. } => "add-anchor",
+            Self::AddToRule { .. } => "add-to-rule",
+            Self::AddRule { .. } => "add-rule",
+            Self::Rekey { .. } => "rekey",
+            Self::DeployInfrastructureKey { .. } => "deploy-infrastructure-key",
+            Self::ReplaceRecipient { .. } => "replace-recipient",
+            Self::StoreHostKey { .. } => "store-host-key",
+            Self::RecordPin { .. } => "record-pin",
+        }
+    }
 }
 
 /// Adds the step that saves the host's public key as `pubkeys/<host>.pub` unless it is there
@@ -739,7 +786,7 @@ pub(super) fn apply_rekey(
     identities: &IdentitySet,
     again: &str,
 ) -> crate::Result<Vec<String>> {
-    hostage_rekey::apply(plan, identities, &ApplyOptions::default(), &|| {})?;
+    hostage_rekey::apply(plan, identities, &hostage_rekey::ApplyOptions::default(), &|| {})?;
     let mut written = Vec::new();
     let mut failures = Vec::new();
     for file in plan.files() {

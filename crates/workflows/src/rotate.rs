@@ -61,7 +61,8 @@ pub fn plan(
     let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
     // .sops.yaml: the old recipient becomes the new one wherever it is written.
-    let original = SopsConfig::load(&config_path)?;
+    let snapshot = crate::session::FileSnapshot::read(&config_path)?;
+    let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
     let old = old_pin.recipient.to_string();
     let mut config = SopsConfig::parse(&config_path, original.text())?;
     let mut new_config = None;
@@ -121,7 +122,7 @@ pub fn plan(
         warnings,
         next_steps: next,
         target,
-        config_path,
+        config: snapshot,
         public_key,
         new_config,
         rekey,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::error::{bail, Context as _};
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock};
+use hostage_rekey::{Action, Exposure, PlanOptions};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
 use hostage_sops::rules::{RuleSelector, SopsConfig};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::fleet_inventory::NoPins;
 use super::onboard::rule_changed;
 use super::FleetInventory;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
 /// The temporary anchor of the new key while both are on the files.
 const NEXT_ANCHOR: &str = "infrastructure_next";
@@ -71,15 +72,15 @@ pub struct RotateInfraReport {
 pub fn run(
     inventory: &mut FleetInventory,
     options: &RotateInfraOptions,
+    apply: &ApplyOptions,
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(u8, &str),
 ) -> crate::Result<RotateInfraReport> {
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = inventory.inventory.secrets_repo.clone();
     let config_path = repo.join(".sops.yaml");
-    let state = hostage_rekey::state_dir(&repo);
-    let _lock = RepoLock::acquire(&state)?;
-    let state_file = state.join(STATE_FILE);
+    let mut session = RepoSession::open(&repo, apply.clone())?;
+    let state_file = session.state_dir().join(STATE_FILE);
     let mut saved: Progress = match fs_err::read_to_string(&state_file) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("{} is not a rotation record", state_file.display()))?,
@@ -102,17 +103,11 @@ pub fn run(
             state_file.display()
         );
     }
-    // Tests stop a run after a phase (`phase-N`) to check that the next run resumes there.
-    let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
-    let save = |saved: &Progress| -> crate::Result<()> {
+    // Each phase is recorded as done before the next starts; `apply.stop_after` (`phase-N`)
+    // ends the run there, as a crash would.
+    let save = |saved: &Progress, session: &RepoSession| -> crate::Result<()> {
         hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
-        if stop_after.as_deref() == Some(format!("phase-{}", saved.done).as_str()) {
-            bail!(
-                "stopped after phase {} (HOSTAGE_WORKFLOW_STOP_AFTER)",
-                saved.done
-            );
-        }
-        Ok(())
+        session.checkpoint(&format!("phase-{}", saved.done))
     };
     let mut report = RotateInfraReport::default();
     let old = saved.old_recipient.clone();
@@ -129,14 +124,14 @@ pub fn run(
             &text,
             &identities,
             passphrases,
-            &state,
+            &mut session,
         )?
         .0;
         report
             .phases
             .push((1, format!("{n} file(s) gained the new key")));
         saved.done = 1;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
 
     if saved.done < 2 {
@@ -165,7 +160,7 @@ pub fn run(
             .phases
             .push((2, format!("{} host(s) hold the new key", deployed.len())));
         saved.done = 2;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
 
     if saved.done < 3 {
@@ -179,7 +174,7 @@ pub fn run(
             &text,
             &identities,
             passphrases,
-            &state,
+            &mut session,
         )?;
         report.exposure = exposure;
         report.phases.push((
@@ -187,12 +182,12 @@ pub fn run(
             format!("{n} file(s) lost the old key and got new data keys"),
         ));
         saved.done = 3;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
 
     if saved.done < 4 {
         progress(4, "retire the old key: the inventory names the new one");
-        let text = fs_err::read_to_string(&inventory.inventory.path)?;
+        let text = inventory.text().to_owned();
         let mut edited = text.replace(&old, &new_recipient);
         if let hostage_inventory::PrivateKeySource::File(path) = &infra.private_key {
             let old_line = format!("private_key_file: {}", path.display());
@@ -200,14 +195,18 @@ pub fn run(
             edited = edited.replacen(&old_line, &new_line, 1);
         }
         hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?;
-        hostage_atomic::write(&inventory.inventory.path, edited.as_bytes())?;
+        // Compare-and-swap against the inventory this run loaded: another edit is not undone.
+        session.write_if_unchanged(
+            &FileSnapshot::of_text(&inventory.inventory.path, &text),
+            edited.as_bytes(),
+        )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
         report.phases.push((
             4,
             format!("the inventory names {new_recipient}; destroy the old private key"),
         ));
         saved.done = 4;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
     fs_err::remove_file(&state_file)?;
     report.complete = true;
@@ -427,10 +426,10 @@ fn rekey(
     text: &str,
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
-    state: &Path,
+    session: &mut RepoSession,
 ) -> crate::Result<(usize, Vec<Exposure>)> {
     let config = SopsConfig::parse(original.path(), text)?;
-    let pending = super::onboard::pending_files(state)?;
+    let pending = session.pending_files()?;
     let (_, mut plan) =
         super::onboard::plan_repo(&config, repo, "; nothing was changed in this phase")?;
     plan.retain(|f| {
@@ -441,15 +440,15 @@ fn rekey(
     plan.name_recipient(old, "the old infrastructure key");
     let exposure = plan.exposure()?.collect()?;
     if !plan.is_empty() {
-        let previous = Journal::load(state)?;
-        Journal::write(state, &plan, previous.as_ref())?;
+        session.write_journal(&plan)?;
     }
-    if text != original.text() {
-        hostage_atomic::write(original.path(), text.as_bytes())?;
-    }
+    session.write_if_unchanged(
+        &FileSnapshot::of_text(original.path(), original.text()),
+        text.as_bytes(),
+    )?;
     let unlocked =
         hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
     let written = super::onboard::apply_rekey(&mut plan, &unlocked, "rotate-infra")?;
-    Journal::remove(state)?;
+    session.finish_rekey()?;
     Ok((written.len(), exposure))
 }
