@@ -471,3 +471,99 @@ fn a_passphrase_protected_workstation_key_unlocks_the_infrastructure_key_sops_fi
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(fs_err::read_to_string(&w.deploy_path).unwrap(), private);
 }
+
+#[test]
+fn an_onboarding_planned_before_another_host_was_onboarded_refuses_instead_of_undoing_it() {
+    use hostage_workflows::onboard;
+    let w = world();
+    let options = onboard::OnboardOptions {
+        trust_new: true,
+        ..w.onboard_options()
+    };
+    // Both plans read .sops.yaml and the inventory before either is applied.
+    let mut first_inventory = w.fleet_inventory();
+    let mut second_inventory = w.fleet_inventory();
+    let mut first = onboard::plan(&first_inventory, "h0", &options, &mut (), None).unwrap();
+    let mut second = onboard::plan(&second_inventory, "h1", &options, &mut (), None).unwrap();
+    let apply = hostage_workflows::session::ApplyOptions::default();
+    onboard::apply(&mut first_inventory, &mut first, &mut (), &apply, &|_| {}).unwrap();
+    let after_first = w.state();
+    let error =
+        onboard::apply(&mut second_inventory, &mut second, &mut (), &apply, &|_| {}).unwrap_err();
+    assert!(
+        matches!(&error, hostage_workflows::WorkflowError::ChangedBySomeoneElse { path } if path.ends_with(".sops.yaml")),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("changed by someone else"),
+        "{error}"
+    );
+    assert!(error.hint().is_some_and(|h| h.contains("again")), "{error}");
+    assert_eq!(w.state(), after_first, "the refused run wrote something");
+    // Run again, it plans from the new content: both hosts are in.
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains("&h0 ") && config.contains("&h1 "),
+        "{config}"
+    );
+}
+
+#[test]
+fn two_concurrent_onboardings_of_different_hosts_both_land_or_one_refuses_cleanly() {
+    let w = world();
+    let inventory = w.inventory.display().to_string();
+    let ssh_config = w.fleet.ssh_config().display().to_string();
+    let known_hosts = w.fleet.known_hosts().display().to_string();
+    let onboard = |host: &'static str| {
+        let args = [
+            "--inventory",
+            inventory.as_str(),
+            "onboard",
+            host,
+            "--trust-new",
+            "--ssh-config",
+            ssh_config.as_str(),
+            "--known-hosts",
+            known_hosts.as_str(),
+        ];
+        w.repo.spawn_hostage(&args, &["workstation"])
+    };
+    let runs = [("h0", onboard("h0")), ("h1", onboard("h1"))];
+    for (host, run) in &runs {
+        let out = run.wait().unwrap();
+        if out.status.success() {
+            continue;
+        }
+        // Refused cleanly: the lock was held, or what it read changed; it says so, then a rerun
+        // finishes it.
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "{host}: {err}");
+        assert!(
+            err.contains("changed by someone else") || err.contains("is running in this repo"),
+            "{host}: {err}"
+        );
+        let again = w.hostage(&["onboard", host, "--trust-new"]);
+        assert!(again.status.success(), "{host}: {}", stderr(&again));
+    }
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains("&h0 ") && config.contains("&h1 "),
+        "{config}"
+    );
+    for file in FILES {
+        for host in ["h0", "h1"] {
+            assert_eq!(
+                w.repo.decrypt(file, host).is_some(),
+                file.contains(&format!("/{host}/")),
+                "{host} and {file}"
+            );
+        }
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    let pins = w.inventory_text();
+    for host in &w.fleet.hosts {
+        assert!(pins.contains(&host.fingerprint()), "{pins}");
+    }
+}

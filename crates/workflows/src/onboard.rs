@@ -21,8 +21,8 @@ use hostage_sops::rules::{RecipientRef, RuleSelector, SopsConfig};
 use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
-use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 use super::FleetInventory;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
 /// Asks the operator whether a host key nothing vouches for is the host's (true: trust it).
 pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> crate::Result<bool>;
@@ -658,6 +658,11 @@ pub fn apply(
         .context("the .sops.yaml path has a directory")?
         .to_owned();
     let mut session = RepoSession::open(&config_dir, options.clone())?;
+    // The plan was made before the lock: refuse before any write if what it read has changed.
+    session.revalidate(&[
+        &plan.config,
+        &FileSnapshot::of_text(&inventory.inventory.path, inventory.text()),
+    ])?;
     // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
     // files to finish (the rule edit alone no longer shows them once it is on disk).
     if !plan.rekey.is_empty() {
@@ -786,7 +791,12 @@ pub(super) fn apply_rekey(
     identities: &IdentitySet,
     again: &str,
 ) -> crate::Result<Vec<String>> {
-    hostage_rekey::apply(plan, identities, &hostage_rekey::ApplyOptions::default(), &|| {})?;
+    hostage_rekey::apply(
+        plan,
+        identities,
+        &hostage_rekey::ApplyOptions::default(),
+        &|| {},
+    )?;
     let mut written = Vec::new();
     let mut failures = Vec::new();
     for file in plan.files() {

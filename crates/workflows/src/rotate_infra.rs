@@ -80,6 +80,11 @@ pub fn run(
     let repo = inventory.inventory.secrets_repo.clone();
     let config_path = repo.join(".sops.yaml");
     let mut session = RepoSession::open(&repo, apply.clone())?;
+    // The inventory was read before the lock (phase 4 writes it back compare-and-swap).
+    session.revalidate(&[&FileSnapshot::of_text(
+        &inventory.inventory.path,
+        inventory.text(),
+    )])?;
     let state_file = session.state_dir().join(STATE_FILE);
     let mut saved: Progress = match fs_err::read_to_string(&state_file) {
         Ok(text) => serde_json::from_str(&text)

@@ -4,8 +4,9 @@
 //! 1. [`RepoSession::open`] takes the repository's exclusive lock, loads a killed run's journal
 //!    and removes the temp files a killed run left (beside the journaled files, `.sops.yaml`,
 //!    `pubkeys/` and the state directory).
-//! 2. The workflow plans (or re-validates its plan) under the lock; the files it planned from are
-//!    [`FileSnapshot`]s.
+//! 2. The workflow plans under the lock, or re-validates a plan made before it
+//!    ([`RepoSession::revalidate`]: the files it planned from, kept as [`FileSnapshot`]s, must be
+//!    unchanged, or nothing is written).
 //! 3. [`RepoSession::write_journal`] records the files to re-key (merged with a killed run's)
 //!    *before* `.sops.yaml` changes, so a run stopped after that write still knows what to finish.
 //! 4. [`RepoSession::write_if_unchanged`] writes `.sops.yaml` and the inventory compare-and-swap:
@@ -98,15 +99,22 @@ impl FileSnapshot {
         Ok(Self::read(&self.path)?.bytes == self.bytes)
     }
 
+    /// Fails with [`WorkflowError::ChangedBySomeoneElse`] unless the file is as it was read.
+    pub fn ensure_current(&self) -> Result<()> {
+        if self.is_current()? {
+            Ok(())
+        } else {
+            Err(WorkflowError::ChangedBySomeoneElse {
+                path: self.path.clone(),
+            })
+        }
+    }
+
     /// Writes `new` over the file if it is still as it was read; refuses otherwise. Outside a
     /// session (the inventory's pins, which `fetch` records without a repository) this is the
     /// whole protocol.
     pub fn write_if_unchanged(&self, new: &[u8]) -> Result<()> {
-        if !self.is_current()? {
-            return Err(WorkflowError::ChangedBySomeoneElse {
-                path: self.path.clone(),
-            });
-        }
+        self.ensure_current()?;
         if self.bytes.as_deref() == Some(new) {
             return Ok(());
         }
@@ -173,6 +181,13 @@ impl RepoSession {
         })
     }
 
+    /// Re-validates a plan made before the lock was taken: every file it was computed from must
+    /// still be as it was read, or the run refuses before writing anything.
+    pub fn revalidate(&self, read: &[&FileSnapshot]) -> Result<()> {
+        read.iter()
+            .try_for_each(|snapshot| snapshot.ensure_current())
+    }
+
     /// Records `plan`'s files (merged with a killed run's) before `.sops.yaml` changes.
     pub fn write_journal(&mut self, plan: &Plan) -> Result<Journal> {
         let journal = Journal::write(&self.state, plan, self.previous.as_ref())?;
@@ -235,7 +250,10 @@ mod tests {
             .write_if_unchanged(b"mine\n")
             .expect_err("a changed file must be refused");
         assert!(matches!(error, WorkflowError::ChangedBySomeoneElse { .. }));
-        assert!(error.to_string().contains("changed by someone else"), "{error}");
+        assert!(
+            error.to_string().contains("changed by someone else"),
+            "{error}"
+        );
         assert_eq!(
             fs_err::read_to_string(&path).expect("read"),
             "creation_rules: [{age: x}]\n"
@@ -287,7 +305,9 @@ mod tests {
         let second = RepoSession::open(dir.path(), ApplyOptions::default());
         assert!(matches!(
             second,
-            Err(WorkflowError::Rekey(hostage_rekey::RekeyError::Locked { .. }))
+            Err(WorkflowError::Rekey(
+                hostage_rekey::RekeyError::Locked { .. }
+            ))
         ));
         drop(first);
         RepoSession::open(dir.path(), ApplyOptions::default()).expect("open after release");
