@@ -934,3 +934,127 @@ pub(super) fn affected_files(
     })?;
     Ok((candidates, plan))
 }
+
+#[cfg(test)]
+mod tests {
+    //! `plan_rules` on fixture facts: an inventory and a `.sops.yaml` as text, a host's recipient;
+    //! no sshd, no repository.
+
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use hostage_inventory::Inventory;
+    use hostage_recipients::AgeRecipient;
+    use hostage_sops::rules::SopsConfig;
+
+    use super::{plan_rules, Step};
+
+    fn recipient(n: u8) -> AgeRecipient {
+        AgeRecipient::from_bytes([n; 32])
+    }
+
+    fn inventory(hosts: &str) -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("secrets")).unwrap();
+        let text = format!(
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\n  infrastructure:\n    recipient: {}\n    private_key_file: ~/.ssh/id_infrastructure\nhosts:\n{hosts}",
+            recipient(1),
+            recipient(2)
+        );
+        let inventory = Inventory::parse(&dir.path().join("fleet.yaml"), &text).unwrap();
+        (dir, inventory)
+    }
+
+    fn seed_config() -> SopsConfig {
+        let text = format!(
+            "keys:\n  - &workstation {}\n  - &infrastructure {}\ncreation_rules:\n  - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n",
+            recipient(1),
+            recipient(2)
+        );
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_new_host_gets_its_anchor_and_a_rule_for_its_secrets_without_the_infrastructure_key() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let original = seed_config();
+        let edit = plan_rules(
+            &original,
+            host,
+            &recipient(3),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap();
+        let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
+        assert_eq!(names, ["add-anchor", "add-rule"]);
+        let text = edit.config.text();
+        assert!(text.contains(&format!("&web {}", recipient(3))), "{text}");
+        let (_, rule) = edit
+            .config
+            .rule_for_sops_path("secrets/hosts/web/db.yaml")
+            .unwrap();
+        let readers: Vec<&str> = rule
+            .key_groups
+            .iter()
+            .flatten()
+            .map(|e| e.recipient.as_str())
+            .collect();
+        let expected = [recipient(1).to_string(), recipient(3).to_string()];
+        assert_eq!(
+            readers,
+            expected.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        // The original is untouched: planning is pure.
+        assert!(!original.text().contains("&web"));
+    }
+
+    #[test]
+    fn planning_an_onboarded_host_again_changes_nothing() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let infra = inventory.infrastructure.as_ref();
+        let once = plan_rules(&seed_config(), host, &recipient(3), infra).unwrap();
+        let twice = plan_rules(&once.config, host, &recipient(3), infra).unwrap();
+        assert_eq!(twice.steps, Vec::<Step>::new());
+        assert_eq!(twice.config.text(), once.config.text());
+    }
+
+    #[test]
+    fn a_host_whose_recipient_another_anchor_holds_is_refused_as_a_possible_clone() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        // web presents the infrastructure key's recipient.
+        let error = plan_rules(
+            &seed_config(),
+            host,
+            &recipient(2),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("clone"), "{error}");
+    }
+
+    #[test]
+    fn an_infrastructure_only_host_reads_through_the_infrastructure_key_already_on_the_catch_all() {
+        let (_dir, inventory) = inventory(
+            "  db:\n    address: 10.0.0.8\n    per_host_recipient: false\n    infrastructure_key: true\n    secrets: ['secrets/hosts/db/.*']\n",
+        );
+        let host = inventory.host("db").unwrap();
+        let edit = plan_rules(
+            &seed_config(),
+            host,
+            &recipient(4),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap();
+        assert_eq!(edit.steps, Vec::<Step>::new());
+        assert_eq!(edit.recipients.len(), 1);
+        assert_eq!(edit.recipients[0].recipient, recipient(2).to_string());
+    }
+}

@@ -457,3 +457,52 @@ fn rekey(
     session.finish_rekey()?;
     Ok((written.len(), exposure))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The `.sops.yaml` edits of phases 1 and 3 on fixture text (pure, no repository, no sshd).
+
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use hostage_recipients::AgeRecipient;
+    use hostage_sops::rules::SopsConfig;
+
+    use super::{phase1_text, phase3_text, NEXT_ANCHOR};
+
+    fn recipient(n: u8) -> String {
+        AgeRecipient::from_bytes([n; 32]).to_string()
+    }
+
+    #[test]
+    fn phase_one_adds_the_new_key_beside_the_old_and_phase_three_leaves_only_the_new_under_the_old_anchor(
+    ) {
+        let (ws, old, new) = (recipient(1), recipient(2), recipient(3));
+        let text = format!(
+            "keys:\n  - &workstation {ws}\n  - &infrastructure {old}\ncreation_rules:\n  - path_regex: secrets/only-me$\n    key_groups:\n      - age:\n          - *workstation\n  - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n"
+        );
+        let path = Path::new("/repo/.sops.yaml");
+        let original = SopsConfig::parse(path, &text).unwrap();
+        let both = SopsConfig::parse(path, &phase1_text(&original, &old, &new).unwrap()).unwrap();
+        let readers = |config: &SopsConfig, file: &str| -> Vec<String> {
+            let (_, rule) = config.rule_for_sops_path(file).unwrap();
+            rule.key_groups
+                .iter()
+                .flatten()
+                .map(|e| e.recipient.clone())
+                .collect()
+        };
+        assert_eq!(
+            readers(&both, "secrets/x.yaml"),
+            [ws.clone(), old.clone(), new.clone()]
+        );
+        assert_eq!(readers(&both, "secrets/only-me"), [ws.clone()]);
+        assert!(both.text().contains(NEXT_ANCHOR), "{}", both.text());
+
+        let after = SopsConfig::parse(path, &phase3_text(&both, &old, &new).unwrap()).unwrap();
+        assert_eq!(readers(&after, "secrets/x.yaml"), [ws.clone(), new.clone()]);
+        assert_eq!(after.text(), text.replace(&old, &new));
+    }
+}
