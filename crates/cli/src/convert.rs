@@ -130,7 +130,7 @@ fn convert_public(input: &str, out: &mut Output, name: &str) -> anyhow::Result<E
     Ok(if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        crate::exit::code(crate::exit::ERROR)
     })
 }
 

@@ -6,111 +6,20 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use hostage_remote::{
-    DeployAction, DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetOptions, HostError,
-    HostResult, HostSpec, HostTarget, InfrastructureKey, PinFile,
+    DeployAction, DeployOptions, DeployedHost, FetchedHost, FleetOptions, HostError, HostResult,
+    HostSpec, HostTarget, InfrastructureKey, PinFile,
 };
 use serde_json::json;
 
 use hostage_workflows::{FleetInventory, InventoryPins};
 
-/// Exit code when some host failed.
-const EXIT_HOST_FAILED: u8 = 1;
-/// Exit code for usage errors.
-const EXIT_USAGE: u8 = 2;
-/// Exit code after Ctrl-C (128 + SIGINT).
-const EXIT_INTERRUPTED: u8 = 130;
-
-/// Options shared by the fleet verbs.
-#[derive(clap::Args, Debug)]
-pub struct FleetArgs {
-    /// Hosts: names from the inventory, or user@address[:port] (an ssh config alias works as
-    /// the address).
-    #[arg(value_name = "HOST", required_unless_present = "all")]
-    pub hosts: Vec<String>,
-    /// Every host of the inventory (deploy: every host with `infrastructure_key: true`).
-    #[arg(long, conflicts_with = "hosts")]
-    pub all: bool,
-    /// Hosts worked on at once.
-    #[arg(long, default_value_t = hostage_remote::DEFAULT_JOBS, value_name = "N")]
-    pub jobs: usize,
-    /// Seconds allowed per host, connection included.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Pin: the host key must have this fingerprint. `SHA256:…` alone with a single host, else
-    /// `HOST=SHA256:…` (repeatable). A pin takes precedence over known_hosts.
-    #[arg(long, value_name = "[HOST=]SHA256:…")]
-    pub expect_fingerprint: Vec<String>,
-    /// Accept a host that neither a pin nor known_hosts vouches for, and record its pin in the
-    /// pin file. A key that contradicts a pin or known_hosts is still refused.
-    #[arg(long)]
-    pub trust_new: bool,
-    /// Pin file (`NAME SHA256:…` lines) for hosts outside the inventory: read for pins, appended
-    /// to by --trust-new. Inventory hosts are pinned in the inventory.
-    #[arg(long, value_name = "FILE", default_value = "hostage.pins")]
-    pub pins: PathBuf,
-    /// known_hosts file to trust instead of ssh's defaults.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Where the host's ed25519 public key file lives.
-    #[arg(long, value_name = "PATH", default_value = hostage_remote::DEFAULT_HOST_KEY_PATH)]
-    pub key_path: String,
-    /// Per-host key file, e.g. on impermanence setups: `HOST=/persist/etc/ssh/…` (repeatable).
-    #[arg(long, value_name = "HOST=PATH")]
-    pub key_path_for: Vec<String>,
-    /// Change nothing: fetch records no pins; deploy says what it would do and sends no key.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// `hostage fetch`: fetch and verify the hosts' ed25519 keys and print their age recipients.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage fetch root@10.0.0.5 --expect-fingerprint SHA256:…\n  \
-    hostage fetch root@web01 root@db01:2222 --known-hosts ~/.ssh/known_hosts\n  \
-    hostage --json fetch root@new-host --trust-new --pins hostage.pins\n\n\
-    Exit codes: 0 every host verified, 1 some host failed or was refused, 2 usage.")]
-pub struct FetchArgs {
-    /// Shared fleet options.
-    #[command(flatten)]
-    pub fleet: FleetArgs,
-}
-
-/// `hostage deploy`: install the shared infrastructure key on the hosts, safely.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage deploy root@web01 --key ~/.ssh/id_infrastructure\n  \
-    hostage deploy admin@db01 --key id_infra --target /var/lib/infra/id --owner infra:infra\n  \
-    hostage deploy root@web01 --key new_key --replace --dry-run\n\n\
-    The key travels on stdin only and is verified on the host by its fingerprint.\n\
-    Exit codes: 0 every host done, 1 some host failed or was refused, 2 usage.")]
-pub struct DeployArgs {
-    /// Shared fleet options.
-    #[command(flatten)]
-    pub fleet: FleetArgs,
-    /// The private infrastructure key (OpenSSH ed25519, unencrypted) to deploy (default: the
-    /// inventory's `recipients.infrastructure.private_key_file`).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// Remote path of the deployed key (default: the inventory's `deploy_path`, else
-    /// /root/id_infrastructure).
-    #[arg(long, value_name = "PATH")]
-    pub target: Option<String>,
-    /// Owner of the deployed file (`user[:group]`); default: the writing user (root).
-    #[arg(long, value_name = "USER[:GROUP]")]
-    pub owner: Option<String>,
-    /// Replace a different key already at the target (its fingerprint is reported).
-    #[arg(long)]
-    pub replace: bool,
-}
+use crate::cli::{DeployArgs, FetchArgs, FleetArgs};
 
 /// A usage problem found after clap: reported with exit code 2.
 struct Usage(String);
@@ -134,7 +43,7 @@ pub fn run_fetch(
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
-    let outcome = runtime()?.block_on(async {
+    let outcome = hostage_workflows::runtime()?.block_on(async {
         tokio::select! {
             results = hostage_remote::fetch(targets, &options, &mut recorder, &on_done) => Some(results),
             _ = tokio::signal::ctrl_c() => None,
@@ -204,7 +113,7 @@ pub fn run_deploy(
     };
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<DeployedHost>| printer.deployed(result);
-    let outcome = runtime()?.block_on(async {
+    let outcome = hostage_workflows::runtime()?.block_on(async {
         tokio::select! {
             results = hostage_remote::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done) => Some(results),
             _ = tokio::signal::ctrl_c() => None,
@@ -228,16 +137,9 @@ pub fn run_deploy(
     ))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 fn usage(message: &str) -> ExitCode {
     eprintln!("error: {message}");
-    ExitCode::from(EXIT_USAGE)
+    crate::exit::code(crate::exit::USAGE)
 }
 
 /// Which verb the hosts are for (`--all` means every host for fetch, infrastructure hosts for deploy).
@@ -263,7 +165,7 @@ fn prepare(
     inventory: Option<&FleetInventory>,
     verb: Verb,
 ) -> Result<Prepared, Usage> {
-    if args.jobs == 0 || args.timeout == 0 {
+    if args.jobs == 0 || args.ssh.timeout == 0 {
         return Err(Usage("--jobs and --timeout must be at least 1".into()));
     }
     let pins =
@@ -314,14 +216,9 @@ fn prepare(
     }
     let specs: Vec<(&str, HostSpec)> = specs.iter().map(|(g, s)| (g.as_str(), s.clone())).collect();
     for pin in &args.expect_fingerprint {
-        let (host, fingerprint) = match pin.rsplit_once('=') {
-            Some((host, fp)) => (Some(host), fp),
-            None => (None, pin.as_str()),
-        };
-        let fingerprint = Fingerprint::parse(fingerprint).map_err(|e| Usage(e.to_string()))?;
-        let indexes = matching(&specs, host, "--expect-fingerprint")?;
+        let indexes = matching(&specs, pin.host.as_deref(), "--expect-fingerprint")?;
         for index in indexes {
-            targets[index].pin = Some(fingerprint.clone());
+            targets[index].pin = Some(pin.fingerprint.clone());
         }
     }
     for entry in &args.key_path_for {
@@ -333,11 +230,11 @@ fn prepare(
         }
     }
     let options = FleetOptions {
-        ssh_config: args.ssh_config.as_ref().map(|p| absolute(p)),
-        known_hosts: args.known_hosts.as_ref().map(|p| absolute(p)),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
         trust_new: args.trust_new,
         jobs: args.jobs,
-        timeout: Duration::from_secs(args.timeout),
+        timeout: Duration::from_secs(args.ssh.timeout),
         dry_run: args.dry_run,
     };
     Ok(Prepared {
@@ -379,10 +276,6 @@ fn matching(
         )));
     }
     Ok(found)
-}
-
-fn absolute(path: &std::path::Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 /// Prints results as they arrive and keeps the fleet's progress bar.
@@ -512,14 +405,14 @@ impl Printer {
         if failed.is_empty() {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(EXIT_HOST_FAILED)
+            crate::exit::code(crate::exit::ERROR)
         }
     }
 
     fn interrupted(&self) -> ExitCode {
         self.bar.finish_and_clear();
         eprintln!("interrupted: every ssh connection of this run was closed");
-        ExitCode::from(EXIT_INTERRUPTED)
+        crate::exit::code(crate::exit::INTERRUPTED)
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod convert;
+pub mod exit;
 pub mod fleet;
 pub mod identities;
 pub mod onboard;
@@ -13,7 +14,6 @@ pub mod passphrase;
 pub mod rekey;
 pub mod rotate;
 pub mod rotate_infra;
-pub mod shared_args;
 pub mod status;
 
 use std::process::ExitCode;

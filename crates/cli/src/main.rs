@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             if let Some(hint) = hint_for(&error) {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::from(1)
+            hostage::exit::code(hostage::exit::ERROR)
         }
     }
 }

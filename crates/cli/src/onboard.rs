@@ -1,72 +1,34 @@
 //! `hostage onboard HOST`: print the onboarding plan (`--dry-run`) or apply it with progress.
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use hostage_remote::Fingerprint;
 use serde_json::json;
 
+use crate::cli::{ExportHostKeyArgs, OnboardArgs};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
 use hostage_workflows::onboard::{self, OnboardOptions, OnboardPlan, Step};
 use hostage_workflows::FleetInventory;
 
-/// `hostage onboard`: bring an inventory host into the secrets repo.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage onboard gnomeregan --dry-run                      # what would change\n  \
-    hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
-    hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
-    Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts,\n\
-    --trust-new, or a yes on the terminal after its fingerprint is shown; without a terminal a\n\
-    host nothing vouches for is refused), saves pubkeys/HOST.pub, adds the host's anchor and the rules its `secrets:`\n\
-    paths need to .sops.yaml, re-keys exactly the files that gain its recipients, deploys the\n\
-    infrastructure key when the host gets it, and records the pin in the inventory. A host that\n\
-    fails verification (e.g. a key that contradicts its pin) changes nothing. Running it again\n\
-    does nothing.\n\n\
-    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
-pub struct OnboardArgs {
-    /// The host, by its inventory name.
-    #[arg(value_name = "HOST")]
-    pub host: String,
-    /// Print the plan; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The host key must have this fingerprint (overrides the inventory pin).
-    #[arg(long, value_name = "SHA256:…")]
-    pub expect_fingerprint: Option<String>,
-    /// Accept a host that neither a pin nor known_hosts vouches for (its pin is recorded).
-    #[arg(long)]
-    pub trust_new: bool,
-    /// The host does not exist yet: generate its ed25519 host key here, register it, and store
-    /// the private key sops-encrypted in the repo (`hostage export-host-key` writes it out).
-    #[arg(long, conflicts_with_all = ["trust_new", "expect_fingerprint"])]
-    pub generate_host_key: bool,
-    /// How hosts are reached.
-    #[command(flatten)]
-    pub ssh: crate::shared_args::SshArgs,
-    /// The identities that open the repo's files.
-    #[command(flatten)]
-    pub keys: crate::shared_args::RepoIdentityArgs,
-}
-
 /// The options of a host workflow (onboard, rotate) from the arguments they share: it neither
 /// trusts a new host nor generates its key (onboard's own flags turn those on).
 pub(crate) fn host_options(
-    ssh: &crate::shared_args::SshArgs,
-    keys: &crate::shared_args::RepoIdentityArgs,
-    expect_fingerprint: Option<&str>,
-) -> anyhow::Result<OnboardOptions> {
-    Ok(OnboardOptions {
+    ssh: &crate::cli::SshArgs,
+    keys: &crate::cli::RepoIdentityArgs,
+    expect_fingerprint: Option<&Fingerprint>,
+) -> OnboardOptions {
+    OnboardOptions {
         ssh_config: ssh.ssh_config(),
         known_hosts: ssh.known_hosts(),
-        expect_fingerprint: expect_fingerprint.map(Fingerprint::parse).transpose()?,
+        expect_fingerprint: expect_fingerprint.cloned(),
         trust_new: false,
         timeout: ssh.timeout(),
         identities: keys.identities.clone(),
         generate_host_key: false,
-    })
+    }
 }
 
 /// Runs `hostage onboard`.
@@ -79,7 +41,7 @@ pub fn run(
     let options = OnboardOptions {
         trust_new: args.trust_new,
         generate_host_key: args.generate_host_key,
-        ..host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?
+        ..host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_ref())
     };
     let host_name = args.host.clone();
     let mut ask = |fetched: &hostage_remote::FetchedHost| -> hostage_workflows::Result<bool> {
@@ -273,27 +235,6 @@ pub(crate) fn describe(step: &Step) -> String {
             recipient: _,
         } => format!("record the pin {fingerprint} in the inventory"),
     }
-}
-
-/// `hostage export-host-key`: write a generated host key as an `--extra-files` tree.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage onboard web02 --generate-host-key\n  \
-    hostage export-host-key web02 ./extra\n  \
-    nixos-anywhere --extra-files ./extra --flake .#web02 root@203.0.113.7\n\n\
-    Decrypts secrets/hosts/HOST/ssh_host_ed25519_key (stored by onboard --generate-host-key) with\n\
-    your identities and writes it (0600) and its .pub under DIR at the host's host_key_path, e.g.\n\
-    DIR/etc/ssh/ssh_host_ed25519_key. Delete DIR once the host is installed.")]
-pub struct ExportHostKeyArgs {
-    /// The host, by its inventory name.
-    #[arg(value_name = "HOST")]
-    pub host: String,
-    /// The directory to write the tree into.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// The identities that open the stored host key.
-    #[command(flatten)]
-    pub keys: crate::shared_args::RepoIdentityArgs,
 }
 
 /// Runs `hostage export-host-key`.

@@ -19,9 +19,6 @@ use crate::cli::RekeyArgs;
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
 
-/// `--check` found files to re-key.
-const EXIT_DRIFT: u8 = 3;
-
 #[derive(Clone, Copy, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Mode {
@@ -177,9 +174,9 @@ pub fn run(
     if let Mode::Check = mode {
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
-            ExitCode::from(1)
+            crate::exit::code(crate::exit::ERROR)
         } else if plan.has_drift() {
-            ExitCode::from(EXIT_DRIFT)
+            crate::exit::code(crate::exit::DRIFT)
         } else {
             ExitCode::SUCCESS
         });
@@ -200,7 +197,7 @@ pub fn run(
         bar.finish_and_clear();
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
-            ExitCode::from(1)
+            crate::exit::code(crate::exit::ERROR)
         } else {
             ExitCode::SUCCESS
         });
@@ -277,7 +274,7 @@ pub fn run(
         session.finish_rekey()?;
     }
     Ok(if applied.failed > 0 {
-        ExitCode::from(1)
+        crate::exit::code(crate::exit::ERROR)
     } else {
         ExitCode::SUCCESS
     })
