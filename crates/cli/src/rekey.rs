@@ -1,8 +1,7 @@
-//! `hostage rekey`: walk the repo, plan every sops file against `.sops.yaml`, then print the plan
-//! (`--dry-run`, `--check`) or apply it under the repo lock with a journal.
+//! `hostage rekey`: runs the re-key workflow (`hostage_workflows::rekey`) and renders its plan,
+//! what applying did and the exposure report, as text or one streamed JSON document.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -11,7 +10,8 @@ use hostage_rekey::{
     Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
-use hostage_workflows::session::{ApplyOptions, RepoSession};
+use hostage_workflows::rekey as workflow;
+use hostage_workflows::session::ApplyOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -106,21 +106,15 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let env_config = std::env::var_os("SOPS_CONFIG");
-    let from_inventory = match (inventory, &args.config, &env_config) {
-        (Some(path), None, None) => Some(
-            hostage_workflows::FleetInventory::load(path)?
-                .inventory
-                .secrets_repo
-                .join(".sops.yaml"),
-        ),
-        _ => None,
-    };
-    let explicit = args.config.as_deref().or(from_inventory.as_deref());
-    let location = SopsConfig::find(&cwd, explicit, env_config.as_deref())?;
-    if let Some(warning) = &location.warning {
+    let (config, warning) = workflow::locate_config(
+        &cwd,
+        args.config.as_deref(),
+        env_config.as_deref(),
+        inventory,
+    )?;
+    if let Some(warning) = &warning {
         output::warn(warning);
     }
-    let config = SopsConfig::load(&location.path)?;
     if !out.json() {
         for lint in config.lints() {
             output::warn(&format!(
@@ -142,34 +136,18 @@ pub fn run(
         .jobs
         .unwrap_or_else(hostage_rekey::default_threads)
         .max(1);
-    let roots: Vec<PathBuf> = if args.paths.is_empty() {
-        vec![config.dir().to_owned()]
-    } else {
-        args.paths.clone()
-    };
-    let candidates = hostage_rekey::walk(&roots)?;
-    if candidates.is_empty() {
-        output::warn(
-            "no files to look at under the given paths (git ignores them, or they are empty)",
-        );
-    }
     let rotate = if args.no_rotate {
         Rotate::No
     } else {
         Rotate::Yes
     };
-    let bar = progress(candidates.len(), "planning");
-    let mut plan = hostage_rekey::plan(
+    let bars = Bars::default();
+    let mut plan = workflow::plan(
         &config,
-        &candidates,
+        &args.paths,
         &PlanOptions { rotate, threads },
-        &|| bar.inc(1),
+        &bars,
     )?;
-    bar.finish_and_clear();
-    drop(candidates);
-    if args.no_rotate && any_file(&plan, FilePlan::removes)? {
-        output::warn("--no-rotate: removed recipients keep the data key if they saved it; rotate the secrets themselves");
-    }
 
     if let Mode::Check = mode {
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
@@ -191,10 +169,7 @@ pub fn run(
     );
 
     if let Mode::DryRun = mode {
-        let to_check = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
-        let bar = progress(to_check, "checking keys");
-        hostage_rekey::verify(&mut plan, &identities, threads, &|| bar.inc(1))?;
-        bar.finish_and_clear();
+        workflow::verify(&mut plan, &identities, threads, &bars)?;
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
@@ -203,57 +178,22 @@ pub fn run(
         });
     }
 
-    // Apply: a plan with errors writes nothing (the config or the repo needs fixing first).
+    // Apply: a plan with errors writes nothing (the config or the repo needs fixing first); the
+    // plan is shown before the workflow refuses.
     if plan.count(Action::Error) > 0 {
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
-        anyhow::bail!(
-            "{} file(s) cannot be re-keyed (listed above); nothing was written",
-            plan.count(Action::Error)
-        );
     }
-    // The repository session: lock, a killed run's journal and temp files.
-    let mut session = RepoSession::open(config.dir(), ApplyOptions::default())?;
-    if let Some(previous) = session.resumed() {
-        output::warn(&format!(
-            "finishing an interrupted run: a previous run (pid {}, {} file(s) planned) did not complete; its exposure report is included",
-            previous.pid,
-            previous.paths()?.len()
-        ));
-    }
-    let resumed = session.resumed().is_some();
-    if !plan.has_drift() {
-        // Nothing left to write; a killed run's exposure report is still owed, then its journal
-        // goes.
-        let exposure = match session.resumed() {
-            Some(previous) => previous.exposure()?,
-            None => plan.exposure()?,
-        };
-        report(
-            out,
-            mode,
-            &config,
-            &plan,
-            Some(ApplyReport::default()),
-            &exposure,
-            resumed,
-        )?;
-        drop(exposure);
-        session.finish_rekey()?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let journal = session.write_journal(&plan)?;
-    let todo = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
-    let bar = progress(todo, "re-keying");
-    let applied = hostage_rekey::apply(
+    let applied = workflow::apply(
+        &config,
         &mut plan,
         &identities,
         &hostage_rekey::ApplyOptions {
             threads,
             batch: args.batch_size,
         },
-        &|| bar.inc(1),
+        &ApplyOptions::default(),
+        &bars,
     )?;
-    bar.finish_and_clear();
     for file in plan.files() {
         let file = file?;
         if let Some(reason) = file.failure() {
@@ -265,29 +205,53 @@ pub fn run(
         mode,
         &config,
         &plan,
-        Some(applied),
-        &journal.exposure()?,
-        resumed,
+        Some(applied.report),
+        &applied.exposure(&plan)?,
+        applied.resumed.is_some(),
     )?;
+    let failed = applied.report.failed;
     // The journal goes only once every file is written (and its exposure reported).
-    if applied.failed == 0 {
-        session.finish_rekey()?;
-    }
-    Ok(if applied.failed > 0 {
+    applied.finish()?;
+    Ok(if failed > 0 {
         crate::exit::code(crate::exit::ERROR)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-/// Whether some file of `plan` satisfies `test` (a streaming pass over the spilled entries).
-fn any_file(plan: &Plan, test: impl Fn(&FilePlan) -> bool) -> anyhow::Result<bool> {
-    for file in plan.files() {
-        if test(&file?) {
-            return Ok(true);
+/// The workflow's progress as indicatif bars on a terminal (nothing otherwise) and its warnings
+/// on stderr.
+#[derive(Default)]
+struct Bars {
+    bar: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl hostage_workflows::Progress for Bars {
+    fn phase(&self, what: &'static str, len: usize) {
+        if let Ok(mut bar) = self.bar.lock() {
+            *bar = Some(progress(len, what));
         }
     }
-    Ok(false)
+
+    fn advance(&self) {
+        if let Ok(bar) = self.bar.lock() {
+            if let Some(bar) = bar.as_ref() {
+                bar.inc(1);
+            }
+        }
+    }
+
+    fn done(&self) {
+        if let Ok(mut bar) = self.bar.lock() {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        output::warn(message);
+    }
 }
 
 fn progress(len: usize, what: &'static str) -> ProgressBar {

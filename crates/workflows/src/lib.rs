@@ -11,6 +11,7 @@ pub mod error;
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
+pub mod rekey;
 pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
@@ -19,6 +20,21 @@ pub mod status;
 
 pub use error::{Context, Result, WorkflowError};
 pub use fleet_inventory::{FleetInventory, InventoryPins, DEFAULT_INVENTORY};
+
+/// What a long workflow step reports while it runs (the CLI draws it with indicatif on a
+/// terminal). Every method has a do-nothing default; `()` reports nothing.
+pub trait Progress: Sync {
+    /// A step of `len` units starts (`planning`, `checking keys`, `re-keying`).
+    fn phase(&self, _what: &'static str, _len: usize) {}
+    /// One unit of the current step is done.
+    fn advance(&self) {}
+    /// The current step is over.
+    fn done(&self) {}
+    /// Something the operator should know that does not stop the run.
+    fn warn(&self, _message: &str) {}
+}
+
+impl Progress for () {}
 
 /// A single-threaded async runtime for the fleet operations a workflow runs (SSH through
 /// `openssh`); one per call, so no runtime outlives the workflow.
