@@ -30,6 +30,7 @@ pub use error::SopsError;
 pub use format::Format;
 pub use keys::DataKey;
 pub use metadata::{AgeEntry, KeyGroup, MasterKey, Metadata};
+pub use timefmt::now_rfc3339;
 pub use tree::{Tree, Value};
 
 use cipher::{aad_for, EncValue};

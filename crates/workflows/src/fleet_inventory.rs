@@ -117,7 +117,7 @@ impl FleetInventory {
                 .try_into()
                 .map_err(|e: String| crate::WorkflowError::refused(e))?,
             recipient: *recipient,
-            verified: super::now_rfc3339(),
+            verified: hostage_sops::now_rfc3339(),
         };
         let text = self.inventory.with_pin(&self.text, host, &pin)?;
         // Compare-and-swap: another run's edit since this inventory was read is not undone.
