@@ -64,6 +64,12 @@ pub enum Command {
         after_help = "Example:\n  hostage completions bash > /etc/bash_completion.d/hostage"
     )]
     Completions(CompletionsArgs),
+
+    /// Write the man pages (hostage.1 and one per verb) into a directory.
+    #[command(
+        after_help = "Example:\n  hostage man /usr/local/share/man/man1 && man hostage-onboard"
+    )]
+    Man(ManArgs),
 }
 
 const CONVERT_EXAMPLES: &str = "\
@@ -187,6 +193,14 @@ pub struct IdentitiesArgs {
     /// Extra identity: an age identity file or an OpenSSH ed25519 private key (repeatable).
     #[arg(long = "identity", short = 'i', value_name = "FILE")]
     pub identities: Vec<PathBuf>,
+}
+
+/// `hostage man DIR`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if needed).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Arguments of `hostage completions`.

@@ -8,6 +8,7 @@ pub mod convert;
 pub mod exit;
 pub mod fleet;
 pub mod identities;
+pub mod man;
 pub mod onboard;
 pub mod output;
 pub mod passphrase;
@@ -44,6 +45,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);
             out.raw(&buffer)?;
+            ExitCode::SUCCESS
+        }
+        Command::Man(args) => {
+            for path in man::write(&args.dir)? {
+                out.line(&path.display().to_string())?;
+            }
             ExitCode::SUCCESS
         }
     };

@@ -118,3 +118,25 @@ fn every_verb_that_reaches_hosts_has_the_same_ssh_options_and_timeout() {
         assert!(help.contains("[default: 30]"), "{verb}: {help}");
     }
 }
+
+#[test]
+fn man_writes_a_page_for_hostage_and_each_verb() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hostage(&["man", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "hostage.1",
+        "hostage-onboard.1",
+        "hostage-rekey.1",
+        "hostage-man.1",
+    ] {
+        let text = fs_err::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page} is not a man page:\n{text}");
+    }
+    let onboard = fs_err::read_to_string(dir.path().join("hostage-onboard.1")).unwrap();
+    assert!(onboard.contains("expect\\-fingerprint"), "{onboard}");
+}
