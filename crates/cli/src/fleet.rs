@@ -311,7 +311,7 @@ impl Printer {
 
     fn fetched(&self, result: &HostResult<FetchedHost>) {
         let line = match (&result.outcome, self.json) {
-            (Ok(host), true) => json!({"type": "host", "data": fetched_json(host)}).to_string(),
+            (Ok(host), true) => crate::output::json_line("host", fetched_json(host)),
             (Ok(host), false) => format!(
                 "ok    {}  {}  {}  (verified by {}, {})",
                 host.spec, host.fingerprint, host.recipient, host.verified_by, host.key_path
@@ -339,7 +339,7 @@ impl Printer {
                         _ => None,
                     },
                 });
-                json!({"type": "host", "data": data}).to_string()
+                crate::output::json_line("host", data)
             }
             (Ok(done), false) => {
                 let what = match &done.action {
@@ -388,7 +388,10 @@ impl Printer {
                 .iter()
                 .map(|(host, kind)| json!({"host": host, "kind": kind}))
                 .collect();
-            out(&json!({"type": "summary", "data": {"ok": ok, "failed": failed}}).to_string());
+            out(&crate::output::json_line(
+                "summary",
+                json!({"ok": ok, "failed": failed}),
+            ));
         } else if failed.is_empty() {
             out(&format!("{ok} host(s) ok"));
         } else {
@@ -438,16 +441,18 @@ fn fetched_json(host: &FetchedHost) -> serde_json::Value {
 }
 
 fn error_json(target: &HostTarget, error: &HostError) -> String {
-    json!({"type": "host", "data": {
-        "name": target.spec.name(),
-        "host": target.spec.to_string(),
-        "address": target.spec.address,
-        "port": target.spec.port,
-        "user": target.spec.user,
-        "key_path": target.key_path,
-        "error": {"kind": error.kind(), "refused": error.is_refusal(), "message": error.to_string()},
-    }})
-    .to_string()
+    crate::output::json_line(
+        "host",
+        json!({
+            "name": target.spec.name(),
+            "host": target.spec.to_string(),
+            "address": target.spec.address,
+            "port": target.spec.port,
+            "user": target.spec.user,
+            "key_path": target.key_path,
+            "error": {"kind": error.kind(), "refused": error.is_refusal(), "message": error.to_string()},
+        }),
+    )
 }
 
 fn short_error(target: &HostTarget, error: &HostError) -> String {

@@ -5,12 +5,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use hostage_remote::Fingerprint;
-use serde_json::json;
 
 use crate::cli::{ExportHostKeyArgs, OnboardArgs};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
-use hostage_workflows::onboard::{self, OnboardOptions, OnboardPlan, Step};
+use hostage_workflows::onboard::{self, Mode, OnboardOptions, OnboardPlan, Step};
 use hostage_workflows::FleetInventory;
 
 /// The options of a host workflow (onboard, rotate) from the arguments they share: it neither
@@ -63,20 +62,7 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     };
     if out.json() {
-        out.json_value(&json!({
-            "host": plan.host,
-            "mode": "apply",
-            "verified": {
-                "fingerprint": plan.fetched.fingerprint.as_str(),
-                "recipient": plan.fetched.recipient.to_string(),
-                "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
-            },
-            "steps": plan.steps,
-            "outcome": outcome,
-            "exposure": plan.exposure()?,
-            "warnings": plan.warnings,
-            "next_steps": plan.next_steps,
-        }))?;
+        out.json_value(&plan.report(Mode::Apply, Some(outcome))?)?;
     } else {
         out.line(&format!(
             "onboarded {}: {} change(s) applied",
@@ -140,20 +126,8 @@ pub(crate) fn print_plan(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     if out.json() {
-        return Ok(out.json_value(&json!({
-            "host": plan.host,
-            "mode": if dry_run { "dry-run" } else { "apply" },
-            "verified": {
-                "fingerprint": plan.fetched.fingerprint.as_str(),
-                "recipient": plan.fetched.recipient.to_string(),
-                "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
-            },
-            "steps": plan.steps,
-            "outcome": serde_json::Value::Null,
-            "exposure": plan.exposure()?,
-            "warnings": plan.warnings,
-            "next_steps": plan.next_steps,
-        }))?);
+        let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+        return Ok(out.json_value(&plan.report(mode, None)?)?);
     }
     let how = if plan.generated_locally {
         "generated locally".to_owned()
@@ -256,7 +230,7 @@ pub fn run_export(
         &mut passphrases,
     )?;
     if out.json() {
-        out.json_value(&json!({
+        out.json_value(&serde_json::json!({
             "host": args.host,
             "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }))?;

@@ -66,6 +66,7 @@ struct SummaryJson {
 /// The head of the JSON document; `files` and `exposure` follow it as streamed lists.
 #[derive(Serialize)]
 struct HeadJson<'a> {
+    format_version: u32,
     mode: Mode,
     config: String,
     resumed: bool,
@@ -375,6 +376,7 @@ fn report_json(
     resumed: bool,
 ) -> anyhow::Result<()> {
     let head = serde_json::to_string(&HeadJson {
+        format_version: crate::output::FORMAT_VERSION,
         mode,
         config: config.path().display().to_string(),
         resumed,

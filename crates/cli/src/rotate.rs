@@ -61,15 +61,8 @@ pub fn run(
     let fingerprint = plan.fetched.fingerprint.to_string();
     let recipient = plan.fetched.recipient.to_string();
     if out.json() {
-        out.json_value(&json!({
-            "host": plan.host,
-            "mode": "apply",
-            "verified": {"fingerprint": fingerprint, "recipient": recipient},
-            "steps": plan.steps,
-            "outcome": outcome,
-            "exposure": plan.exposure()?,
-            "next_steps": plan.next_steps,
-        }))?;
+        // The same report type as --dry-run's, with what applying did.
+        out.json_value(&plan.report(hostage_workflows::onboard::Mode::Apply, Some(outcome))?)?;
     } else {
         out.line(&format!(
             "rotated {} to {fingerprint} ({recipient})",

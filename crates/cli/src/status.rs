@@ -106,7 +106,7 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
     } else {
         out.line(&format!("drift ({}):", status.drift.len()))?;
         for item in &status.drift {
-            out.line(&format!("  - {item}"))?;
+            out.line(&format!("  - {}", item.message))?;
         }
     }
     Ok(())

@@ -150,6 +150,73 @@ impl OnboardPlan {
     }
 }
 
+/// Whether a report shows a plan (`--dry-run`: nothing written) or what applying did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The plan only.
+    DryRun,
+    /// Applied (or nothing to do).
+    Apply,
+}
+
+/// The host key a host workflow worked with.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifiedKey {
+    /// `SHA256:…`.
+    pub fingerprint: String,
+    /// Its age recipient.
+    pub recipient: String,
+    /// How it was trusted (`pin`, `known-hosts`, `trusted-new`…, or `generated` here).
+    pub verified_by: &'static str,
+}
+
+/// What `onboard` or `rotate` would do or did: one type for `--dry-run` and apply, so a script
+/// reads the same members either way (`outcome` is null in a dry run).
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    /// The host's inventory name.
+    pub host: String,
+    /// Dry run or apply.
+    pub mode: Mode,
+    /// The key the plan verified.
+    pub verified: VerifiedKey,
+    /// The changes, in order.
+    pub steps: Vec<Step>,
+    /// What applying did (null in a dry run or when there was nothing to do).
+    pub outcome: Option<OnboardOutcome>,
+    /// What recipients taken off files could read.
+    pub exposure: Vec<hostage_rekey::Exposure>,
+    /// Problems that did not stop the workflow.
+    pub warnings: Vec<String>,
+    /// What to do next, outside hostage.
+    pub next_steps: Vec<String>,
+}
+
+impl OnboardPlan {
+    /// The report of this plan, in `mode`, with what applying did.
+    pub fn report(&self, mode: Mode, outcome: Option<OnboardOutcome>) -> crate::Result<HostReport> {
+        Ok(HostReport {
+            host: self.host.clone(),
+            mode,
+            verified: VerifiedKey {
+                fingerprint: self.fetched.fingerprint.to_string(),
+                recipient: self.fetched.recipient.to_string(),
+                verified_by: if self.generated_locally {
+                    "generated"
+                } else {
+                    self.fetched.verified_by.as_str()
+                },
+            },
+            steps: self.steps.clone(),
+            outcome,
+            exposure: self.exposure()?,
+            warnings: self.warnings.clone(),
+            next_steps: self.next_steps.clone(),
+        })
+    }
+}
+
 /// What applying did.
 #[derive(Debug, Default, Serialize)]
 pub struct OnboardOutcome {

@@ -45,6 +45,56 @@ pub struct FileStatus {
     pub readers: Vec<String>,
 }
 
+/// What kind of disagreement between the inventory, `.sops.yaml`, `pubkeys/`, the files and the
+/// hosts a [`Drift`] is (scripts filter on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftKind {
+    /// An inventory host has no verified pin yet.
+    NoPin,
+    /// A host with its own recipient is not named in `.sops.yaml`.
+    NotInSopsConfig,
+    /// `.sops.yaml` names a host with another recipient than its pin.
+    RecipientDiffersFromPin,
+    /// `pubkeys/<host>.pub` is missing for a pinned host.
+    PublicKeyMissing,
+    /// The host presents another key than its pin (`--online`).
+    HostKeyDiffersFromPin,
+    /// The inventory's workstation or infrastructure recipient is not in `.sops.yaml`.
+    RecipientNotInSopsConfig,
+    /// A file the planner cannot handle (no rule, not decryptable metadata…).
+    FileError,
+    /// A host cannot read a file of one of its secret paths.
+    HostCannotRead,
+    /// Files lag behind `.sops.yaml` (a re-key is due).
+    FilesLagBehind,
+}
+
+/// One disagreement `status` found: what, about whom, and the command that fixes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// What kind of drift.
+    pub kind: DriftKind,
+    /// Whom it is about: a host, a role (`workstation`, `infrastructure`), a file or
+    /// `.sops.yaml`.
+    pub subject: String,
+    /// The sentence shown to the operator.
+    pub message: String,
+    /// The command that fixes it, when one does.
+    pub fix: Option<String>,
+}
+
+impl Drift {
+    fn new(kind: DriftKind, subject: &str, message: String, fix: Option<String>) -> Self {
+        Self {
+            kind,
+            subject: subject.to_owned(),
+            message,
+            fix,
+        }
+    }
+}
+
 /// The whole picture.
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -55,7 +105,7 @@ pub struct Status {
     /// Named recipients of `.sops.yaml` (anchor → key).
     pub recipients: Vec<(String, String)>,
     /// Everything that disagrees, one sentence each, with what to run.
-    pub drift: Vec<String>,
+    pub drift: Vec<Drift>,
     /// Every sops file.
     pub files: Vec<FileStatus>,
 }
@@ -101,21 +151,35 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
         };
         let public_key_saved = repo.join(format!("pubkeys/{name}.pub")).is_file();
         match (pin, anchor) {
-            (None, _) => drift.push(format!(
-                "{name} has no pin: run `hostage onboard {name}` (or `hostage fetch {name}`)"
+            (None, _) => drift.push(Drift::new(
+                DriftKind::NoPin,
+                name,
+                format!("{name} has no pin: run `hostage onboard {name}` (or `hostage fetch {name}`)"),
+                Some(format!("hostage onboard {name}")),
             )),
-            (Some(_), None) if host.per_host_recipient => drift.push(format!(
-                "{name} is not in .sops.yaml: run `hostage onboard {name}`"
+            (Some(_), None) if host.per_host_recipient => drift.push(Drift::new(
+                DriftKind::NotInSopsConfig,
+                name,
+                format!("{name} is not in .sops.yaml: run `hostage onboard {name}`"),
+                Some(format!("hostage onboard {name}")),
             )),
-            (Some(pin), Some(value)) if *value != pin.recipient.to_string() => drift.push(format!(
-                "{name}: .sops.yaml has {value} but the pin says {}: run `hostage rotate {name}` if the host was rebuilt",
-                pin.recipient
+            (Some(pin), Some(value)) if *value != pin.recipient.to_string() => drift.push(Drift::new(
+                DriftKind::RecipientDiffersFromPin,
+                name,
+                format!(
+                    "{name}: .sops.yaml has {value} but the pin says {}: run `hostage rotate {name}` if the host was rebuilt",
+                    pin.recipient
+                ),
+                Some(format!("hostage rotate {name}")),
             )),
             _ => {}
         }
         if pin.is_some() && !public_key_saved {
-            drift.push(format!(
-                "pubkeys/{name}.pub is missing: run `hostage onboard {name}`"
+            drift.push(Drift::new(
+                DriftKind::PublicKeyMissing,
+                name,
+                format!("pubkeys/{name}.pub is missing: run `hostage onboard {name}`"),
+                Some(format!("hostage onboard {name}")),
             ));
         }
         let online = online_results
@@ -124,7 +188,12 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
             .map(|r| match &r.outcome {
                 Ok(fetched) => {
                     if pin.is_some_and(|p| p.fingerprint.as_str() != fetched.fingerprint.as_str()) {
-                        drift.push(format!("{name} shows another host key than its pin"));
+                        drift.push(Drift::new(
+                            DriftKind::HostKeyDiffersFromPin,
+                            name,
+                            format!("{name} shows another host key than its pin"),
+                            Some(format!("hostage rotate {name}")),
+                        ));
                     }
                     format!("ok ({})", fetched.verified_by)
                 }
@@ -157,8 +226,13 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
                         .any(|e| e.recipient == recipient.to_string())
                 })
             {
-                drift.push(format!(
-                    "the inventory's {role} recipient {recipient} is nowhere in .sops.yaml"
+                drift.push(Drift::new(
+                    DriftKind::RecipientNotInSopsConfig,
+                    role,
+                    format!(
+                        "the inventory's {role} recipient {recipient} is nowhere in .sops.yaml"
+                    ),
+                    None,
                 ));
             }
         }
@@ -178,10 +252,15 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
             lagging += 1;
         }
         if file.action == Action::Error {
-            drift.push(format!(
-                "{}: {}",
-                file.display,
-                file.reason.clone().unwrap_or_default()
+            drift.push(Drift::new(
+                DriftKind::FileError,
+                &file.display,
+                format!(
+                    "{}: {}",
+                    file.display,
+                    file.reason.clone().unwrap_or_default()
+                ),
+                None,
             ));
         }
         let current: BTreeSet<&str> = file
@@ -210,9 +289,14 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
                 .iter()
                 .any(|s| regex::Regex::new(s.as_str()).is_ok_and(|r| r.is_match(&file.display)));
             if should && !(own || shared) && file.action != Action::Error {
-                drift.push(format!(
-                    "{} cannot read {} (one of its secret paths): run `hostage onboard {}`",
-                    host.name, file.display, host.name
+                drift.push(Drift::new(
+                    DriftKind::HostCannotRead,
+                    host.name.as_str(),
+                    format!(
+                        "{} cannot read {} (one of its secret paths): run `hostage onboard {}`",
+                        host.name, file.display, host.name
+                    ),
+                    Some(format!("hostage onboard {}", host.name)),
                 ));
             }
         }
@@ -223,8 +307,13 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
         });
     }
     if lagging > 0 {
-        drift.push(format!(
-            "{lagging} file(s) lag behind .sops.yaml: run `hostage rekey --dry-run`, then `hostage rekey`"
+        drift.push(Drift::new(
+            DriftKind::FilesLagBehind,
+            ".sops.yaml",
+            format!(
+                "{lagging} file(s) lag behind .sops.yaml: run `hostage rekey --dry-run`, then `hostage rekey`"
+            ),
+            Some("hostage rekey".to_owned()),
         ));
     }
     Ok(Status {
