@@ -186,6 +186,7 @@ fn convert_private(args: &ConvertArgs, input: &str, out: &mut Output) -> anyhow:
     if out.json() {
         let value = Zeroizing::new(
             serde_json::json!({
+                "format_version": crate::output::FORMAT_VERSION,
                 "identity": secret.as_str(),
                 "recipient": identity.recipient().to_string(),
                 "fingerprint": key.public_key().fingerprint(),
