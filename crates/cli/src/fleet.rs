@@ -30,16 +30,16 @@ pub fn run_fetch(
     json: bool,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?;
+    let (mut inventory, prepared) = match start(&args.fleet, inventory, Verb::Fetch)? {
+        Ok(started) => started,
+        Err(code) => return Ok(code),
+    };
     let Prepared {
         targets,
         options,
         mut pins,
         names,
-    } = match prepare(&args.fleet, inventory.as_ref(), Verb::Fetch) {
-        Ok(prepared) => prepared,
-        Err(Usage(message)) => return Ok(usage(&message)),
-    };
+    } = prepared;
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
@@ -73,16 +73,16 @@ pub fn run_deploy(
     json: bool,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?;
+    let (mut inventory, prepared) = match start(&args.fleet, inventory, Verb::Deploy)? {
+        Ok(started) => started,
+        Err(code) => return Ok(code),
+    };
     let Prepared {
         targets,
         options,
         mut pins,
         names,
-    } = match prepare(&args.fleet, inventory.as_ref(), Verb::Deploy) {
-        Ok(prepared) => prepared,
-        Err(Usage(message)) => return Ok(usage(&message)),
-    };
+    } = prepared;
     let infrastructure = inventory
         .as_ref()
         .and_then(|i| i.inventory.infrastructure.clone());
@@ -140,6 +140,20 @@ pub fn run_deploy(
 fn usage(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     crate::exit::code(crate::exit::USAGE)
+}
+
+/// The inventory (when there is one) and what a fleet verb runs on; a usage problem is printed
+/// and its exit code returned instead.
+fn start(
+    args: &FleetArgs,
+    inventory: Option<&Path>,
+    verb: Verb,
+) -> anyhow::Result<Result<(Option<FleetInventory>, Prepared), ExitCode>> {
+    let inventory = FleetInventory::find(inventory)?;
+    Ok(match prepare(args, inventory.as_ref(), verb) {
+        Ok(prepared) => Ok((inventory, prepared)),
+        Err(Usage(message)) => Err(usage(&message)),
+    })
 }
 
 /// Which verb the hosts are for (`--all` means every host for fetch, infrastructure hosts for deploy).

@@ -120,18 +120,14 @@ pub fn run(
 
     if saved.done < 1 {
         progress(1, "add the new recipient next to the old one, re-key");
-        let original = SopsConfig::load(&config_path)?;
-        let text = phase1_text(&original, &old, &new_recipient)?;
-        let n = rekey(
-            &old,
-            &repo,
-            &original,
-            &text,
-            &identities,
-            passphrases,
-            &mut session,
-        )?
-        .0;
+        let phase = Phase {
+            edit: phase1_text,
+            old: &old,
+            new: &new_recipient,
+        };
+        let n = phase
+            .rekey(&config_path, &identities, passphrases, &mut session)?
+            .0;
         report
             .phases
             .push((1, format!("{n} file(s) gained the new key")));
@@ -170,17 +166,12 @@ pub fn run(
 
     if saved.done < 3 {
         progress(3, "remove the old recipient, rotate the data keys");
-        let original = SopsConfig::load(&config_path)?;
-        let text = phase3_text(&original, &old, &new_recipient)?;
-        let (n, exposure) = rekey(
-            &old,
-            &repo,
-            &original,
-            &text,
-            &identities,
-            passphrases,
-            &mut session,
-        )?;
+        let phase = Phase {
+            edit: phase3_text,
+            old: &old,
+            new: &new_recipient,
+        };
+        let (n, exposure) = phase.rekey(&config_path, &identities, passphrases, &mut session)?;
         report.exposure = exposure;
         report.phases.push((
             3,
@@ -341,8 +332,6 @@ pub fn plan(
     })
 }
 
-/// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
-/// journaled), writing `.sops.yaml` after the journal; returns how many and the exposure.
 /// The inventory's infrastructure key settings, the new key, and the new key's recipient.
 fn current_and_new_key(
     inventory: &FleetInventory,
@@ -424,6 +413,43 @@ fn deploy_to_infrastructure_hosts(
         .collect())
 }
 
+/// A phase that edits `.sops.yaml` (1: add the new key, 3: remove the old one) and re-keys.
+struct Phase<'a> {
+    /// The edit: `.sops.yaml` as it is, the old and the new recipient → the new text.
+    edit: fn(&SopsConfig, &str, &str) -> crate::Result<String>,
+    old: &'a str,
+    new: &'a str,
+}
+
+impl Phase<'_> {
+    /// Edits `.sops.yaml` (read under the session's lock) and re-keys the files whose rule
+    /// changed (plus those a stopped run journaled), the journal written before `.sops.yaml`;
+    /// returns how many files and the exposure.
+    fn rekey(
+        &self,
+        config_path: &Path,
+        identities: &IdentitySet,
+        passphrases: &mut dyn PassphraseProvider,
+        session: &mut RepoSession,
+    ) -> crate::Result<(usize, Vec<Exposure>)> {
+        let original = SopsConfig::load(config_path)?;
+        let text = (self.edit)(&original, self.old, self.new)?;
+        let repo = session.repo().to_path_buf();
+        rekey(
+            self.old,
+            &repo,
+            &original,
+            &text,
+            identities,
+            passphrases,
+            session,
+        )
+    }
+}
+
+/// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
+/// journaled), writing `.sops.yaml` (compare-and-swap) after the journal; returns how many and
+/// the exposure.
 fn rekey(
     old: &str,
     repo: &Path,
