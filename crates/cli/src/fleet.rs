@@ -1,9 +1,6 @@
 //! `hostage fetch` and `hostage deploy`: the fleet verbs. Results go to stdout (text, or one JSON
 //! object per line with `--json`), one progress bar for the fleet goes to stderr.
 
-// Printing results is this module's job.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
-
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::path::Path;
@@ -138,7 +135,7 @@ pub fn run_deploy(
 }
 
 fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    crate::output::error(message);
     crate::exit::code(crate::exit::USAGE)
 }
 
@@ -316,7 +313,7 @@ impl Printer {
     /// Prints a result line on stdout; when stdout is not the terminal (JSON, a pipe), the
     /// terminal still sees a short per-host line above the bar on stderr.
     fn emit(&self, line: String, short: String) {
-        self.bar.suspend(|| out(&line));
+        self.bar.suspend(|| crate::output::stream_line(&line));
         if self.json || !std::io::stdout().is_terminal() {
             self.bar.println(short);
         }
@@ -402,18 +399,18 @@ impl Printer {
                 .iter()
                 .map(|(host, kind)| json!({"host": host, "kind": kind}))
                 .collect();
-            out(&crate::output::json_line(
+            crate::output::stream_line(&crate::output::json_line(
                 "summary",
                 json!({"ok": ok, "failed": failed}),
             ));
         } else if failed.is_empty() {
-            out(&format!("{ok} host(s) ok"));
+            crate::output::stream_line(&format!("{ok} host(s) ok"));
         } else {
             let names: Vec<String> = failed
                 .iter()
                 .map(|(host, kind)| format!("{host} ({kind})"))
                 .collect();
-            out(&format!(
+            crate::output::stream_line(&format!(
                 "{ok} host(s) ok, {} failed: {}",
                 failed.len(),
                 names.join(", ")
@@ -428,15 +425,9 @@ impl Printer {
 
     fn interrupted(&self) -> ExitCode {
         self.bar.finish_and_clear();
-        eprintln!("interrupted: every ssh connection of this run was closed");
+        crate::output::note("interrupted: every ssh connection of this run was closed");
         crate::exit::code(crate::exit::INTERRUPTED)
     }
-}
-
-/// One line on stdout; a closed pipe (`hostage fetch … | head`) is not an error worth a panic.
-fn out(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 fn fetched_json(host: &FetchedHost) -> serde_json::Value {

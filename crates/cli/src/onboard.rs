@@ -115,9 +115,9 @@ pub(crate) fn print_exposure_and_next_steps(
     Ok(())
 }
 
-#[allow(clippy::print_stderr)]
+/// One step as it starts, on stderr.
 pub(crate) fn progress(text: &str) {
-    eprintln!("  {text}");
+    output::note(&format!("  {text}"));
 }
 
 pub(crate) fn print_plan(

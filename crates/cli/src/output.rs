@@ -84,3 +84,20 @@ pub fn warn(message: &str) {
 pub fn error(message: &str) {
     eprintln!("error: {message}");
 }
+
+/// A line of a stream (the fleet verbs print one per host as it finishes), written at once; a
+/// closed pipe (`hostage fetch … | head`) is not an error worth a panic.
+pub fn stream_line(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+/// A line for the operator on stderr (progress, what happened), not a result.
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
+/// A question on stderr, without a newline, flushed so it shows before the answer is read.
+pub fn prompt(text: &str) {
+    eprint!("{text}");
+    let _ = io::stderr().flush();
+}

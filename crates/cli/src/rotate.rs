@@ -1,6 +1,6 @@
 //! `hostage rotate HOST`: a host with a new identity gets a new recipient; files are rotated.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -130,14 +130,8 @@ fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::
 
 /// Shows `prompt` on stderr and reads one answer from stdin: true for `y`/`yes`.
 pub(crate) fn ask_yes(prompt: &str) -> std::io::Result<bool> {
-    eprint_prompt(prompt);
+    crate::output::prompt(prompt);
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-#[allow(clippy::print_stderr)]
-fn eprint_prompt(text: &str) {
-    eprint!("{text}");
-    let _ = std::io::stderr().flush();
 }
