@@ -297,3 +297,43 @@ fn convert_and_identities_print_the_same_text_and_json_for_the_same_fixture() {
         );
     }
 }
+
+#[test]
+fn a_generated_host_key_prints_the_same_report_for_dry_run_apply_and_export() {
+    use crate::workflow_onboard::hostage_with_sops;
+    let w = world_with(&[false, false]);
+    for json in [false, true] {
+        let kind = if json { "json" } else { "text" };
+        let mut args = vec!["onboard", "h1", "--generate-host-key", "--dry-run"];
+        if json {
+            args.insert(0, "--json");
+        }
+        snapshot(
+            &w,
+            &format!("onboard_generate_host_key_dry_run_{kind}"),
+            &hostage_with_sops(&w, &args),
+            0,
+        );
+    }
+    snapshot(
+        &w,
+        "onboard_generate_host_key_apply_json",
+        &hostage_with_sops(&w, &["--json", "onboard", "h1", "--generate-host-key"]),
+        0,
+    );
+    for json in [false, true] {
+        let kind = if json { "json" } else { "text" };
+        let dir = w.fleet.dir.path().join(format!("extra-{kind}"));
+        let dir = dir.display().to_string();
+        let mut args = vec!["export-host-key", "h1", dir.as_str()];
+        if json {
+            args.insert(0, "--json");
+        }
+        snapshot(
+            &w,
+            &format!("export_host_key_{kind}"),
+            &hostage_with_sops(&w, &args),
+            0,
+        );
+    }
+}
