@@ -337,3 +337,61 @@ fn a_generated_host_key_prints_the_same_report_for_dry_run_apply_and_export() {
         );
     }
 }
+
+#[test]
+fn restoring_a_backed_up_host_key_prints_the_same_report_for_dry_run_and_apply() {
+    use crate::workflow_onboard::hostage_with_sops;
+    let w = world_with(&[false, false]);
+    // h1's key was generated here and backed up; the machine came up with another key.
+    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rebuilt = w.fleet.hosts[1].fingerprint();
+    let restore = [
+        "rotate",
+        "h1",
+        "--from-backup",
+        "--expect-fingerprint",
+        &rebuilt,
+    ];
+    for json in [false, true] {
+        let kind = if json { "json" } else { "text" };
+        let mut args = restore.to_vec();
+        args.push("--dry-run");
+        snapshot(
+            &w,
+            &format!("rotate_from_backup_dry_run_{kind}"),
+            &online(&w, json, &args),
+            0,
+        );
+    }
+    snapshot(
+        &w,
+        "rotate_from_backup_apply_text",
+        &online(&w, false, &restore),
+        0,
+    );
+    // The host holds its backed-up key now: nothing to do, in JSON.
+    let pinned = fs_err::read_to_string(&w.inventory).unwrap();
+    let pinned = regex::Regex::new(r"fingerprint: (SHA256:\S+)")
+        .unwrap()
+        .captures_iter(&pinned)
+        .last()
+        .unwrap()[1]
+        .to_owned();
+    snapshot(
+        &w,
+        "rotate_from_backup_nothing_to_do_json",
+        &online(
+            &w,
+            true,
+            &[
+                "rotate",
+                "h1",
+                "--from-backup",
+                "--expect-fingerprint",
+                &pinned,
+            ],
+        ),
+        0,
+    );
+}
