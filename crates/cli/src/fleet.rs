@@ -14,6 +14,7 @@ use hostage_remote::{
 };
 use serde_json::json;
 
+use hostage_workflows::fleet::FleetRun;
 use hostage_workflows::{FleetInventory, InventoryPins};
 
 use crate::cli::{DeployArgs, FetchArgs, FleetArgs};
@@ -40,28 +41,9 @@ pub fn run_fetch(
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
-    let outcome = hostage_workflows::runtime()?.block_on(async {
-        tokio::select! {
-            results = hostage_remote::fetch(targets, &options, &mut recorder, &on_done) => Some(results),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    let Some(results) = outcome else {
-        return Ok(printer.interrupted());
-    };
-    let results = results.context("cannot start the run")?;
-    if !options.dry_run {
-        for host in results.iter().filter_map(|r| r.outcome.as_ref().ok()) {
-            if let Err(e) = recorder.record_verified(host) {
-                crate::output::error(&format!("cannot record the pin of {}: {e}", host.spec));
-            }
-        }
-    }
-    Ok(printer.summary(
-        results
-            .iter()
-            .map(|r| (&r.target, r.outcome.as_ref().err())),
-    ))
+    let run = hostage_workflows::fleet::fetch(targets, &options, &mut recorder, &on_done)
+        .context("cannot start the run")?;
+    Ok(printer.finished(run))
 }
 
 /// Runs `hostage deploy`.
@@ -110,28 +92,10 @@ pub fn run_deploy(
     };
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<DeployedHost>| printer.deployed(result);
-    let outcome = hostage_workflows::runtime()?.block_on(async {
-        tokio::select! {
-            results = hostage_remote::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done) => Some(results),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    let Some(results) = outcome else {
-        return Ok(printer.interrupted());
-    };
-    let results = results.context("cannot start the run")?;
-    if !options.dry_run {
-        for done in results.iter().filter_map(|r| r.outcome.as_ref().ok()) {
-            if let Err(e) = recorder.record_verified(&done.host) {
-                crate::output::error(&format!("cannot record the pin of {}: {e}", done.host.spec));
-            }
-        }
-    }
-    Ok(printer.summary(
-        results
-            .iter()
-            .map(|r| (&r.target, r.outcome.as_ref().err())),
-    ))
+    let run =
+        hostage_workflows::fleet::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done)
+            .context("cannot start the run")?;
+    Ok(printer.finished(run))
 }
 
 fn usage(message: &str) -> ExitCode {
@@ -420,6 +384,27 @@ impl Printer {
             ExitCode::SUCCESS
         } else {
             crate::exit::code(crate::exit::ERROR)
+        }
+    }
+
+    /// The end of a run: the pins that could not be recorded, then the summary (or the note
+    /// that the run was interrupted).
+    fn finished<T>(&self, run: FleetRun<T>) -> ExitCode {
+        match run {
+            FleetRun::Interrupted => self.interrupted(),
+            FleetRun::Finished {
+                results,
+                pin_errors,
+            } => {
+                for error in &pin_errors {
+                    crate::output::error(error);
+                }
+                self.summary(
+                    results
+                        .iter()
+                        .map(|r| (&r.target, r.outcome.as_ref().err())),
+                )
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //! progress callback. The `hostage` binary parses arguments and renders what this crate returns.
 
 pub mod error;
+pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
