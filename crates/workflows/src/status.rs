@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use hostage_inventory::Host;
 use hostage_rekey::{Action, PlanOptions};
 use hostage_remote::FleetOptions;
 use hostage_sops::rules::SopsConfig;
@@ -12,6 +13,47 @@ use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
 use super::FleetInventory;
+
+/// What disagrees about one host, from the facts `status` gathered: its inventory entry, the
+/// recipient its `.sops.yaml` anchor holds, and whether `pubkeys/<host>.pub` exists. Pure.
+pub fn host_drift(host: &Host, anchor: Option<&str>, public_key_saved: bool) -> Vec<Drift> {
+    let name = host.name.as_str();
+    let pin = host.pin.as_ref();
+    let mut drift = Vec::new();
+    match (pin, anchor) {
+        (None, _) => drift.push(Drift::new(
+            DriftKind::NoPin,
+            name,
+            format!("{name} has no pin: run `hostage onboard {name}` (or `hostage fetch {name}`)"),
+            Some(format!("hostage onboard {name}")),
+        )),
+        (Some(_), None) if host.per_host_recipient => drift.push(Drift::new(
+            DriftKind::NotInSopsConfig,
+            name,
+            format!("{name} is not in .sops.yaml: run `hostage onboard {name}`"),
+            Some(format!("hostage onboard {name}")),
+        )),
+        (Some(pin), Some(value)) if value != pin.recipient.to_string() => drift.push(Drift::new(
+            DriftKind::RecipientDiffersFromPin,
+            name,
+            format!(
+                "{name}: .sops.yaml has {value} but the pin says {}: run `hostage rotate {name}` if the host was rebuilt",
+                pin.recipient
+            ),
+            Some(format!("hostage rotate {name}")),
+        )),
+        _ => {}
+    }
+    if pin.is_some() && !public_key_saved {
+        drift.push(Drift::new(
+            DriftKind::PublicKeyMissing,
+            name,
+            format!("pubkeys/{name}.pub is missing: run `hostage onboard {name}`"),
+            Some(format!("hostage onboard {name}")),
+        ));
+    }
+    drift
+}
 
 /// One host as the inventory, the repo and (with `--online`) the host itself see it.
 #[derive(Debug, Serialize)]
@@ -150,38 +192,11 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
             _ => false,
         };
         let public_key_saved = repo.join(format!("pubkeys/{name}.pub")).is_file();
-        match (pin, anchor) {
-            (None, _) => drift.push(Drift::new(
-                DriftKind::NoPin,
-                name,
-                format!("{name} has no pin: run `hostage onboard {name}` (or `hostage fetch {name}`)"),
-                Some(format!("hostage onboard {name}")),
-            )),
-            (Some(_), None) if host.per_host_recipient => drift.push(Drift::new(
-                DriftKind::NotInSopsConfig,
-                name,
-                format!("{name} is not in .sops.yaml: run `hostage onboard {name}`"),
-                Some(format!("hostage onboard {name}")),
-            )),
-            (Some(pin), Some(value)) if *value != pin.recipient.to_string() => drift.push(Drift::new(
-                DriftKind::RecipientDiffersFromPin,
-                name,
-                format!(
-                    "{name}: .sops.yaml has {value} but the pin says {}: run `hostage rotate {name}` if the host was rebuilt",
-                    pin.recipient
-                ),
-                Some(format!("hostage rotate {name}")),
-            )),
-            _ => {}
-        }
-        if pin.is_some() && !public_key_saved {
-            drift.push(Drift::new(
-                DriftKind::PublicKeyMissing,
-                name,
-                format!("pubkeys/{name}.pub is missing: run `hostage onboard {name}`"),
-                Some(format!("hostage onboard {name}")),
-            ));
-        }
+        drift.extend(host_drift(
+            host,
+            anchor.map(String::as_str),
+            public_key_saved,
+        ));
         let online = online_results
             .as_ref()
             .and_then(|r| r.get(index))
@@ -323,4 +338,70 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
         drift,
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `host_drift` on fixture facts (an inventory as text, an anchor value): no repo, no sshd.
+
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
+    use hostage_inventory::Inventory;
+    use hostage_recipients::AgeRecipient;
+
+    use super::{host_drift, DriftKind};
+
+    const FINGERPRINT: &str = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn recipient(n: u8) -> String {
+        AgeRecipient::from_bytes([n; 32]).to_string()
+    }
+
+    fn inventory(pin: bool) -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("secrets")).unwrap();
+        let pin = if pin {
+            format!(
+                "    pin:\n      fingerprint: {FINGERPRINT}\n      recipient: {}\n      verified: 2026-11-30T18:00:00Z\n",
+                recipient(3)
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\nhosts:\n  web:\n    address: 10.0.0.7\n{pin}",
+            recipient(1)
+        );
+        let inventory = Inventory::parse(&dir.path().join("fleet.yaml"), &text).unwrap();
+        (dir, inventory)
+    }
+
+    fn kinds(drift: &[super::Drift]) -> Vec<DriftKind> {
+        drift.iter().map(|d| d.kind).collect()
+    }
+
+    #[test]
+    fn a_host_without_a_pin_drifts_with_onboard_as_the_fix() {
+        let (_dir, inventory) = inventory(false);
+        let drift = host_drift(inventory.host("web").unwrap(), None, false);
+        assert_eq!(kinds(&drift), [DriftKind::NoPin]);
+        assert_eq!(drift[0].subject, "web");
+        assert_eq!(drift[0].fix.as_deref(), Some("hostage onboard web"));
+    }
+
+    #[test]
+    fn a_pinned_host_whose_anchor_holds_another_recipient_drifts_with_rotate_as_the_fix() {
+        let (_dir, inventory) = inventory(true);
+        let host = inventory.host("web").unwrap();
+        let drift = host_drift(host, Some(&recipient(4)), true);
+        assert_eq!(kinds(&drift), [DriftKind::RecipientDiffersFromPin]);
+        assert_eq!(drift[0].fix.as_deref(), Some("hostage rotate web"));
+        // In step, nothing; without its anchor or public key, what is missing.
+        assert!(host_drift(host, Some(&recipient(3)), true).is_empty());
+        assert_eq!(
+            kinds(&host_drift(host, None, false)),
+            [DriftKind::NotInSopsConfig, DriftKind::PublicKeyMissing]
+        );
+    }
 }
