@@ -447,8 +447,11 @@ fn rotate_infra_killed_between_phases_leaves_no_temp_file_after_the_rerun() {
     // What a SIGKILL inside an atomic write leaves: the temp file beside its target (the kill
     // above may land between writes; these make sure the rerun meets some).
     for stray in [
-        w.repo.dir.path().join(".sops.yaml.hostage-tmp.999999.0.0"),
-        state.join(".rotate-infra.json.hostage-tmp.999999.0.0"),
+        w.repo
+            .dir
+            .path()
+            .join(".sops.yaml.hostage-tmp.999999999.0.0"),
+        state.join(".rotate-infra.json.hostage-tmp.999999999.0.0"),
     ] {
         fs_err::write(&stray, "half-written").unwrap();
     }

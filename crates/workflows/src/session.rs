@@ -214,8 +214,10 @@ impl RepoSession {
     }
 }
 
-/// Removes `hostage-atomic` temp files in `dir` (they are never the result of a finished write:
-/// a rename replaces them; under the repository lock no other run is writing there).
+/// Removes `hostage-atomic` temp files in `dir` that a dead process left (they are never the
+/// result of a finished write: a rename replaces them). A temp file of a live process is kept:
+/// a run outside the session (`fetch` recording a pin in an inventory kept in the repository)
+/// may be writing it right now.
 fn remove_temp_files(dir: &Path) -> Result<usize> {
     let Ok(entries) = fs_err::read_dir(dir) else {
         return Ok(0);
@@ -227,12 +229,21 @@ fn remove_temp_files(dir: &Path) -> Result<usize> {
             .to_str()
             .is_some_and(|n| n.starts_with('.') && n.contains(TEMP_MARKER));
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_temp && is_file {
+        let writer_alive = name.to_str().and_then(writer_pid).is_some_and(|pid| {
+            pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists()
+        });
+        if is_temp && is_file && !writer_alive {
             fs_err::remove_file(entry.path())?;
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// The pid `hostage-atomic` wrote into a temp file's name (`.NAME.hostage-tmp.PID.N.NANOS`).
+fn writer_pid(name: &str) -> Option<u32> {
+    let (_, rest) = name.split_once(TEMP_MARKER)?;
+    rest.split('.').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -281,19 +292,23 @@ mod tests {
         let state = hostage_rekey::state_dir(dir.path());
         fs_err::create_dir_all(&state).expect("mkdir");
         let stray = [
-            dir.path().join(".sops.yaml.hostage-tmp.1.0.0"),
-            state.join(".rotate-infra.json.hostage-tmp.1.0.0"),
+            dir.path().join(".sops.yaml.hostage-tmp.999999999.0.0"),
+            state.join(".rotate-infra.json.hostage-tmp.999999999.0.0"),
         ];
         for path in &stray {
             fs_err::write(path, "half").expect("write");
         }
         let kept = dir.path().join("notes.hostage-tmp.txt");
         fs_err::write(&kept, "not ours").expect("write");
+        // A live writer's temp file (pid 1 is always alive) stays.
+        let live = dir.path().join(".fleet.yaml.hostage-tmp.1.0.0");
+        fs_err::write(&live, "being written").expect("write");
         let session = RepoSession::open(dir.path(), ApplyOptions::default()).expect("open");
         for path in &stray {
             assert!(!path.exists(), "{} left behind", path.display());
         }
         assert!(kept.exists());
+        assert!(live.exists(), "a live writer's temp file was removed");
         drop(session);
     }
 
