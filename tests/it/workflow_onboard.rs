@@ -127,34 +127,27 @@ fn a_host_key_that_contradicts_the_expected_fingerprint_changes_nothing() {
 #[test]
 fn an_onboarding_stopped_between_steps_is_finished_by_the_next_run() {
     let w = world();
+    // Through the library: the stop is an apply option, not something the binary reads.
     let stopped = |step: &str| {
-        let mut args = vec![
-            "--inventory".to_owned(),
-            w.inventory.display().to_string(),
-            "onboard".to_owned(),
-            "h0".to_owned(),
-            "--trust-new".to_owned(),
-            "--ssh-config".to_owned(),
-            w.fleet.ssh_config().display().to_string(),
-        ];
-        args.push("--known-hosts".to_owned());
-        args.push(w.fleet.known_hosts().display().to_string());
-        duct::cmd(hostage_tests::hostage_bin(), &args)
-            .dir(w.repo.dir.path())
-            .env("HOME", w.repo.dir.path())
-            .env("SOPS_DISABLE_VERSION_CHECK", "1")
-            .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-            .env("HOSTAGE_WORKFLOW_STOP_AFTER", step)
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .unwrap()
+        use hostage_workflows::onboard;
+        let mut inventory = w.fleet_inventory();
+        let options = onboard::OnboardOptions {
+            trust_new: true,
+            ..w.onboard_options()
+        };
+        let mut plan = onboard::plan(&inventory, "h0", &options, &mut (), None).unwrap();
+        let stop = hostage_workflows::session::ApplyOptions {
+            stop_after: Some(step.to_owned()),
+        };
+        onboard::apply(&mut inventory, &mut plan, &mut (), &stop, &|_| {})
     };
     // Stopped once .sops.yaml names h0 but before any file is re-keyed: the rule edit alone no
     // longer shows which files are h0's to finish; the journal does.
-    let out = stopped("add-rule");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = stopped("add-rule").unwrap_err();
+    assert!(
+        matches!(error, hostage_workflows::WorkflowError::StoppedAfter { .. }),
+        "{error}"
+    );
     let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
     assert!(config.contains("&h0 "), "{config}");
     assert!(w.repo.decrypt("secrets/hosts/h0/db.yaml", "h0").is_none());
@@ -222,7 +215,8 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
     );
 }
 
-/// Runs hostage like [`World::hostage`] with the sops oracle as `HOSTAGE_SOPS`.
+/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (the product
+/// runs `sops` from `PATH` for `--generate-host-key`).
 pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
@@ -231,7 +225,7 @@ pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Outpu
         .env("HOME", w.repo.dir.path())
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
         .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-        .env("HOSTAGE_SOPS", hostage_tests::sops())
+        .env("PATH", hostage_tests::path_with_sops())
         .stdout_capture()
         .stderr_capture()
         .unchecked()
@@ -476,4 +470,100 @@ fn a_passphrase_protected_workstation_key_unlocks_the_infrastructure_key_sops_fi
     let out = deploy("open sesame");
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(fs_err::read_to_string(&w.deploy_path).unwrap(), private);
+}
+
+#[test]
+fn an_onboarding_planned_before_another_host_was_onboarded_refuses_instead_of_undoing_it() {
+    use hostage_workflows::onboard;
+    let w = world();
+    let options = onboard::OnboardOptions {
+        trust_new: true,
+        ..w.onboard_options()
+    };
+    // Both plans read .sops.yaml and the inventory before either is applied.
+    let mut first_inventory = w.fleet_inventory();
+    let mut second_inventory = w.fleet_inventory();
+    let mut first = onboard::plan(&first_inventory, "h0", &options, &mut (), None).unwrap();
+    let mut second = onboard::plan(&second_inventory, "h1", &options, &mut (), None).unwrap();
+    let apply = hostage_workflows::session::ApplyOptions::default();
+    onboard::apply(&mut first_inventory, &mut first, &mut (), &apply, &|_| {}).unwrap();
+    let after_first = w.state();
+    let error =
+        onboard::apply(&mut second_inventory, &mut second, &mut (), &apply, &|_| {}).unwrap_err();
+    assert!(
+        matches!(&error, hostage_workflows::WorkflowError::ChangedBySomeoneElse { path } if path.ends_with(".sops.yaml")),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("changed by someone else"),
+        "{error}"
+    );
+    assert!(error.hint().is_some_and(|h| h.contains("again")), "{error}");
+    assert_eq!(w.state(), after_first, "the refused run wrote something");
+    // Run again, it plans from the new content: both hosts are in.
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains("&h0 ") && config.contains("&h1 "),
+        "{config}"
+    );
+}
+
+#[test]
+fn two_concurrent_onboardings_of_different_hosts_both_land_or_one_refuses_cleanly() {
+    let w = world();
+    let inventory = w.inventory.display().to_string();
+    let ssh_config = w.fleet.ssh_config().display().to_string();
+    let known_hosts = w.fleet.known_hosts().display().to_string();
+    let onboard = |host: &'static str| {
+        let args = [
+            "--inventory",
+            inventory.as_str(),
+            "onboard",
+            host,
+            "--trust-new",
+            "--ssh-config",
+            ssh_config.as_str(),
+            "--known-hosts",
+            known_hosts.as_str(),
+        ];
+        w.repo.spawn_hostage(&args, &["workstation"])
+    };
+    let runs = [("h0", onboard("h0")), ("h1", onboard("h1"))];
+    for (host, run) in &runs {
+        let out = run.wait().unwrap();
+        if out.status.success() {
+            continue;
+        }
+        // Refused cleanly: the lock was held, or what it read changed; it says so, then a rerun
+        // finishes it.
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "{host}: {err}");
+        assert!(
+            err.contains("changed by someone else") || err.contains("is running in this repo"),
+            "{host}: {err}"
+        );
+        let again = w.hostage(&["onboard", host, "--trust-new"]);
+        assert!(again.status.success(), "{host}: {}", stderr(&again));
+    }
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        config.contains("&h0 ") && config.contains("&h1 "),
+        "{config}"
+    );
+    for file in FILES {
+        for host in ["h0", "h1"] {
+            assert_eq!(
+                w.repo.decrypt(file, host).is_some(),
+                file.contains(&format!("/{host}/")),
+                "{host} and {file}"
+            );
+        }
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    let pins = w.inventory_text();
+    for host in &w.fleet.hosts {
+        assert!(pins.contains(&host.fingerprint()), "{pins}");
+    }
 }

@@ -233,46 +233,34 @@ fn rotate_infra_stopped_after_each_phase_resumes_at_the_next() {
     assert!(out.status.success(), "{}", stdout(&out));
     let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
     let new_key = new.private.display().to_string();
+    // Through the library: the stop is an apply option, not something the binary reads.
+    let options = hostage_workflows::rotate_infra::RotateInfraOptions {
+        new_key: new.private.clone(),
+        ssh_config: Some(w.fleet.ssh_config()),
+        known_hosts: None,
+        timeout: std::time::Duration::from_secs(30),
+        identities: vec![w.workstation_key_file()],
+    };
     for phase in 1..=3 {
-        let out = duct::cmd(
-            hostage_tests::hostage_bin(),
-            [
-                "--inventory",
-                &w.inventory.display().to_string(),
-                "rotate-infra",
-                "--new-key",
-                &new_key,
-                "--ssh-config",
-                &w.fleet.ssh_config().display().to_string(),
-            ],
+        let mut inventory = w.fleet_inventory();
+        let ran = std::cell::RefCell::new(Vec::new());
+        let stop = hostage_workflows::session::ApplyOptions {
+            stop_after: Some(format!("phase-{phase}")),
+        };
+        let error = hostage_workflows::rotate_infra::run(
+            &mut inventory,
+            &options,
+            &stop,
+            &mut (),
+            &|n, _| ran.borrow_mut().push(n),
         )
-        .dir(w.repo.dir.path())
-        .env("HOME", w.repo.dir.path())
-        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-        .env("HOSTAGE_WORKFLOW_STOP_AFTER", format!("phase-{phase}"))
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "phase {phase}: {}",
-            stderr(&out)
-        );
+        .unwrap_err();
         assert!(
-            stderr(&out).contains(&format!("stopped after phase {phase}")),
-            "{}",
-            stderr(&out)
+            matches!(&error, hostage_workflows::WorkflowError::StoppedAfter { step } if *step == format!("phase-{phase}")),
+            "phase {phase}: {error}"
         );
         // Each run did exactly one phase: the next one starts where it stopped.
-        let err = stderr(&out);
-        let ran: Vec<&str> = err
-            .lines()
-            .filter(|l| l.trim_start().starts_with("phase "))
-            .collect();
-        assert_eq!(ran.len(), 1, "phase {phase}: {ran:?}");
+        assert_eq!(ran.into_inner(), vec![phase], "phase {phase}");
     }
     // After phase 3 the files have only the new key; phase 4 (the inventory) is still to do.
     assert!(w
@@ -386,4 +374,103 @@ fn restoring_a_rebuilt_host_from_its_backup_installs_the_old_key_and_leaves_the_
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert_eq!(json(&out)["action"], "unchanged", "{}", stdout(&out));
     assert_eq!(w.state(), before);
+}
+
+/// Every `hostage-atomic` temp file under `dir` (the repo, its `.git/hostage` state included).
+fn temp_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                todo.push(path);
+            } else if entry
+                .file_name()
+                .to_string_lossy()
+                .contains(".hostage-tmp.")
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn rotate_infra_killed_between_phases_leaves_no_temp_file_after_the_rerun() {
+    let w = world_with(&[true, false]);
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    let new_key = new.private.display().to_string();
+    let inventory = w.inventory.display().to_string();
+    let ssh_config = w.fleet.ssh_config().display().to_string();
+    let args = [
+        "--inventory",
+        &inventory,
+        "rotate-infra",
+        "--new-key",
+        &new_key,
+        "--ssh-config",
+        &ssh_config,
+    ];
+    // SIGKILL once phase 1 is recorded (the run is deploying or re-keying then).
+    let state = hostage_rekey::state_dir(w.repo.dir.path());
+    let record = state.join("rotate-infra.json");
+    // A plain child with its output discarded: an ssh master the kill orphans cannot hold a
+    // pipe the test would wait on.
+    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
+        .args(args)
+        .current_dir(w.repo.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", w.repo.dir.path())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !record.exists() {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "rotate-infra finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "phase 1 never ended");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    // What a SIGKILL inside an atomic write leaves: the temp file beside its target (the kill
+    // above may land between writes; these make sure the rerun meets some).
+    for stray in [
+        w.repo
+            .dir
+            .path()
+            .join(".sops.yaml.hostage-tmp.999999999.0.0"),
+        state.join(".rotate-infra.json.hostage-tmp.999999999.0.0"),
+    ] {
+        fs_err::write(&stray, "half-written").unwrap();
+    }
+
+    let out = w.hostage(&["rotate-infra", "--new-key", &new_key]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        temp_files_under(w.repo.dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(
+        !record.exists(),
+        "the rotation record outlived a complete rotation"
+    );
+    assert!(!w
+        .inventory_text()
+        .contains(w.repo.recipient("infrastructure")));
+    for file in FILES.iter().filter(|f| !f.contains("workstation-only")) {
+        assert!(w.repo.decrypt(file, "infrastructure").is_none(), "{file}");
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
 }

@@ -34,6 +34,21 @@ fn status_shows_drift_until_every_host_is_onboarded_then_who_reads_what() {
         drift.contains("h1 cannot read secrets/hosts/h1/api.json"),
         "{drift}"
     );
+    // Typed for scripts: kind, subject and the command that fixes it.
+    assert_eq!(doc["format_version"], 1, "{doc:#}");
+    let items = doc["drift"].as_array().unwrap();
+    assert!(
+        items.iter().any(|d| d["kind"] == "no-pin"
+            && d["subject"] == "h0"
+            && d["fix"] == "hostage onboard h0"),
+        "{drift}"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|d| d["kind"] == "host-cannot-read" && d["subject"] == "h1"),
+        "{drift}"
+    );
 
     for host in ["h0", "h1"] {
         let out = w.hostage(&["onboard", host, "--trust-new"]);

@@ -131,6 +131,32 @@ impl World {
         self.repo.hostage(&refs, &["workstation"])
     }
 
+    /// The workstation's age key in a file only the owner reads, for workflows run through the
+    /// library (the binary gets it in `SOPS_AGE_KEY`; a test process must not set variables).
+    pub fn workstation_key_file(&self) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.fleet.dir.path().join("workstation-age-keys.txt");
+        fs_err::write(&path, format!("{}\n", self.repo.keys["workstation"].secret)).unwrap();
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// The inventory loaded as the workflows library uses it.
+    pub fn fleet_inventory(&self) -> hostage_workflows::FleetInventory {
+        hostage_workflows::FleetInventory::load(&self.inventory).unwrap()
+    }
+
+    /// Host workflow options that reach this world's fleet and open its repo (no trust-new).
+    pub fn onboard_options(&self) -> hostage_workflows::onboard::OnboardOptions {
+        hostage_workflows::onboard::OnboardOptions {
+            ssh_config: Some(self.fleet.ssh_config()),
+            known_hosts: Some(self.fleet.known_hosts()),
+            timeout: std::time::Duration::from_secs(30),
+            identities: vec![self.workstation_key_file()],
+            ..Default::default()
+        }
+    }
+
     pub fn inventory_text(&self) -> String {
         fs_err::read_to_string(&self.inventory).unwrap()
     }

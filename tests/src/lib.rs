@@ -114,6 +114,17 @@ pub fn sops() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// This process's `PATH` with the sops oracle's directory first, for a child that runs `sops`
+/// from `PATH` (the product never reads `HOSTAGE_SOPS`).
+pub fn path_with_sops() -> std::ffi::OsString {
+    let oracle = sops();
+    let mut dirs: Vec<PathBuf> = oracle.parent().map(Path::to_owned).into_iter().collect();
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap_or_else(|e| panic!("cannot build PATH: {e}"))
+}
+
 fn locate_sops() -> anyhow::Result<PathBuf> {
     let candidates = std::env::var_os("HOSTAGE_SOPS")
         .map(PathBuf::from)

@@ -1,20 +1,14 @@
 //! The one clap definition: `--help`, shell completions and the CLI reference all come from here.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-
-/// Exit codes, documented in `--help`.
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  error (some input could not be handled; the others were)
-  2  usage error
-  3  check found drift (commands with --check)";
+use hostage_remote::Fingerprint;
 
 /// Manage the age recipients of a sops secrets repo for a fleet of servers.
 #[derive(Debug, Parser)]
-#[command(name = "hostage", version, about, after_help = EXIT_CODES, max_term_width = 100)]
+#[command(name = "hostage", version, about, after_help = crate::exit::HELP, max_term_width = 100)]
 pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
@@ -42,24 +36,24 @@ pub enum Command {
     Identities(IdentitiesArgs),
 
     /// Fetch and verify hosts' ed25519 host keys over SSH, and print their age recipients.
-    Fetch(crate::fleet::FetchArgs),
+    Fetch(FetchArgs),
 
     /// Deploy the shared infrastructure key to hosts without a readable moment.
-    Deploy(crate::fleet::DeployArgs),
+    Deploy(DeployArgs),
     /// Bring an inventory host into the secrets repo: verify its key, add its recipient, re-key.
-    Onboard(crate::onboard::OnboardArgs),
+    Onboard(OnboardArgs),
 
     /// A host has a new identity: replace its recipient everywhere and rotate its files' keys.
-    Rotate(crate::rotate::RotateArgs),
+    Rotate(RotateArgs),
 
     /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
-    RotateInfra(crate::rotate_infra::RotateInfraArgs),
+    RotateInfra(RotateInfraArgs),
 
     /// Write a host key made by `onboard --generate-host-key` as a nixos-anywhere --extra-files tree.
-    ExportHostKey(crate::onboard::ExportHostKeyArgs),
+    ExportHostKey(ExportHostKeyArgs),
 
     /// The fleet on one screen: hosts, pins, recipients, drift, who can read what.
-    Status(crate::status::StatusArgs),
+    Status(StatusArgs),
 
     /// Re-key every sops file so it has exactly the recipients .sops.yaml gives it.
     #[command(after_help = REKEY_EXAMPLES)]
@@ -70,6 +64,12 @@ pub enum Command {
         after_help = "Example:\n  hostage completions bash > /etc/bash_completion.d/hostage"
     )]
     Completions(CompletionsArgs),
+
+    /// Write the man pages (hostage.1 and one per verb) into a directory.
+    #[command(
+        after_help = "Example:\n  hostage man /usr/local/share/man/man1 && man hostage-onboard"
+    )]
+    Man(ManArgs),
 }
 
 const CONVERT_EXAMPLES: &str = "\
@@ -195,11 +195,311 @@ pub struct IdentitiesArgs {
     pub identities: Vec<PathBuf>,
 }
 
+/// `hostage man DIR`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if needed).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
 /// Arguments of `hostage completions`.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to print completions for.
     pub shell: clap_complete::Shell,
+}
+
+/// Options shared by the fleet verbs.
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    /// Hosts: names from the inventory, or user@address[:port] (an ssh config alias works as
+    /// the address).
+    #[arg(value_name = "HOST", required_unless_present = "all")]
+    pub hosts: Vec<String>,
+    /// Every host of the inventory (deploy: every host with `infrastructure_key: true`).
+    #[arg(long, conflicts_with = "hosts")]
+    pub all: bool,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = hostage_remote::DEFAULT_JOBS, value_name = "N")]
+    pub jobs: usize,
+    /// Pin: the host key must have this fingerprint. `SHA256:…` alone with a single host, else
+    /// `HOST=SHA256:…` (repeatable). A pin takes precedence over known_hosts.
+    #[arg(long, value_name = "[HOST=]SHA256:…", value_parser = parse_expected_fingerprint)]
+    pub expect_fingerprint: Vec<ExpectedFingerprint>,
+    /// Accept a host that neither a pin nor known_hosts vouches for, and record its pin in the
+    /// pin file. A key that contradicts a pin or known_hosts is still refused.
+    #[arg(long)]
+    pub trust_new: bool,
+    /// Pin file (`NAME SHA256:…` lines) for hosts outside the inventory: read for pins, appended
+    /// to by --trust-new. Inventory hosts are pinned in the inventory.
+    #[arg(long, value_name = "FILE", default_value = "hostage.pins")]
+    pub pins: PathBuf,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Where the host's ed25519 public key file lives.
+    #[arg(long, value_name = "PATH", default_value = hostage_remote::DEFAULT_HOST_KEY_PATH)]
+    pub key_path: String,
+    /// Per-host key file, e.g. on impermanence setups: `HOST=/persist/etc/ssh/…` (repeatable).
+    #[arg(long, value_name = "HOST=PATH")]
+    pub key_path_for: Vec<String>,
+    /// Change nothing: fetch records no pins; deploy says what it would do and sends no key.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `hostage fetch`: fetch and verify the hosts' ed25519 keys and print their age recipients.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage fetch root@10.0.0.5 --expect-fingerprint SHA256:…\n  \
+    hostage fetch root@web01 root@db01:2222 --known-hosts ~/.ssh/known_hosts\n  \
+    hostage --json fetch root@new-host --trust-new --pins hostage.pins\n\n\
+    Exit codes: 0 every host verified, 1 some host failed or was refused, 2 usage.")]
+pub struct FetchArgs {
+    /// Shared fleet options.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// `hostage deploy`: install the shared infrastructure key on the hosts, safely.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage deploy root@web01 --key ~/.ssh/id_infrastructure\n  \
+    hostage deploy admin@db01 --key id_infra --target /var/lib/infra/id --owner infra:infra\n  \
+    hostage deploy root@web01 --key new_key --replace --dry-run\n\n\
+    The key travels on stdin only and is verified on the host by its fingerprint.\n\
+    Exit codes: 0 every host done, 1 some host failed or was refused, 2 usage.")]
+pub struct DeployArgs {
+    /// Shared fleet options.
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// The private infrastructure key (OpenSSH ed25519, unencrypted) to deploy (default: the
+    /// inventory's `recipients.infrastructure.private_key_file`).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Remote path of the deployed key (default: the inventory's `deploy_path`, else
+    /// /root/id_infrastructure).
+    #[arg(long, value_name = "PATH")]
+    pub target: Option<String>,
+    /// Owner of the deployed file (`user[:group]`); default: the writing user (root).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub owner: Option<String>,
+    /// Replace a different key already at the target (its fingerprint is reported).
+    #[arg(long)]
+    pub replace: bool,
+}
+
+/// `hostage onboard`: bring an inventory host into the secrets repo.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage onboard gnomeregan --dry-run                      # what would change\n  \
+    hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
+    hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
+    Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts,\n\
+    --trust-new, or a yes on the terminal after its fingerprint is shown; without a terminal a\n\
+    host nothing vouches for is refused), saves pubkeys/HOST.pub, adds the host's anchor and the rules its `secrets:`\n\
+    paths need to .sops.yaml, re-keys exactly the files that gain its recipients, deploys the\n\
+    infrastructure key when the host gets it, and records the pin in the inventory. A host that\n\
+    fails verification (e.g. a key that contradicts its pin) changes nothing. Running it again\n\
+    does nothing.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct OnboardArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The host key must have this fingerprint (overrides the inventory pin).
+    #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
+    pub expect_fingerprint: Option<Fingerprint>,
+    /// Accept a host that neither a pin nor known_hosts vouches for (its pin is recorded).
+    #[arg(long)]
+    pub trust_new: bool,
+    /// The host does not exist yet: generate its ed25519 host key here, register it, and store
+    /// the private key sops-encrypted in the repo (`hostage export-host-key` writes it out).
+    #[arg(long, conflicts_with_all = ["trust_new", "expect_fingerprint"])]
+    pub generate_host_key: bool,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage export-host-key`: write a generated host key as an `--extra-files` tree.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage onboard web02 --generate-host-key\n  \
+    hostage export-host-key web02 ./extra\n  \
+    nixos-anywhere --extra-files ./extra --flake .#web02 root@203.0.113.7\n\n\
+    Decrypts secrets/hosts/HOST/ssh_host_ed25519_key (stored by onboard --generate-host-key) with\n\
+    your identities and writes it (0600) and its .pub under DIR at the host's host_key_path, e.g.\n\
+    DIR/etc/ssh/ssh_host_ed25519_key. Delete DIR once the host is installed.")]
+pub struct ExportHostKeyArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// The directory to write the tree into.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The identities that open the stored host key.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage rotate`: replace a rebuilt or compromised host's recipient everywhere.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage rotate gnomeregan --expect-fingerprint SHA256:…   # the new key, read on the console\n  \
+    hostage rotate gnomeregan --dry-run\n  \
+    hostage rotate gnomeregan --from-backup --expect-fingerprint SHA256:…   # keep its identity\n\n\
+    The host's key must differ from its pin. It is trusted through --expect-fingerprint, or a\n\
+    yes on the terminal after the fingerprint is shown. The old recipient is replaced everywhere\n\
+    in .sops.yaml, every file it could open gets a new data key (the exposure report lists them:\n\
+    change those credentials), the infrastructure key is deployed again to an infrastructure\n\
+    host, and pubkeys/HOST.pub and the pin are updated.\n\n\
+    --from-backup restores the identity instead: the host key stored by onboard --generate-host-key\n\
+    (secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
+    installed on the host at its host_key_path (private key 0600 root, .pub beside it) over SSH,\n\
+    on stdin only, verified on the host before and after the rename. The host is reached with the\n\
+    key it presents now (--expect-fingerprint, or a yes on the terminal). .sops.yaml, the files\n\
+    and the pin do not change. Restart sshd on the host afterwards; hostage does not.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct RotateArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Restore the host's backed-up key (from onboard --generate-host-key) instead of replacing it.
+    #[arg(long)]
+    pub from_backup: bool,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The fingerprint the host presents now (else you are asked on the terminal).
+    #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
+    pub expect_fingerprint: Option<Fingerprint>,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage rotate-infra`: a new infrastructure key, with no window where a host cannot decrypt.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    ssh-keygen -t ed25519 -N '' -f ~/.ssh/id_infrastructure.new\n  \
+    hostage rotate-infra --new-key ~/.ssh/id_infrastructure.new\n\n\
+    Phases: (1) add the new recipient next to the old one and re-key; (2) deploy the new key to\n\
+    every infrastructure host and verify it; (3) remove the old recipient and rotate the data\n\
+    keys; (4) point the inventory at the new key (destroy the old one yourself). Progress is saved\n\
+    after each phase: if a host cannot be reached in phase 2 the run stops before phase 3 (every\n\
+    host still decrypts with the old key) and the same command resumes it later.\n\n\
+    Exit codes: 0 every phase done, 1 error or stopped in phase 2, 2 usage.")]
+pub struct RotateInfraArgs {
+    /// Print what each phase would do (hosts are reached and verified); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The new private key (OpenSSH ed25519, unencrypted).
+    #[arg(long, value_name = "FILE")]
+    pub new_key: PathBuf,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage status`: hosts, recipients, drift and who can read what.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage status\n  \
+    hostage status --online --known-hosts ~/.ssh/known_hosts\n  \
+    hostage --json status | jq .drift\n\n\
+    Needs no private key: file recipients are read from their sops metadata. A host reads a file\n\
+    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\n\
+    Exit codes: 0 everything agrees, 1 error, 3 drift found (listed with what to run).")]
+pub struct StatusArgs {
+    /// Also reach every host and verify its key (nothing is recorded).
+    #[arg(long)]
+    pub online: bool,
+    /// How hosts are reached (with --online).
+    #[command(flatten)]
+    pub ssh: SshArgs,
+}
+
+/// How the workflow verbs reach hosts over SSH.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// known_hosts file to trust instead of ssh's defaults.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds allowed per host, connection included.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+/// The identities that open the secrets repo's files.
+#[derive(Debug, Args)]
+pub struct RepoIdentityArgs {
+    /// Extra identity to open the files (the inventory's workstation identity is used).
+    #[arg(long = "identity", short = 'i', value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Read the SSH identity's passphrase from this file (first line).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl SshArgs {
+    /// `--known-hosts`, made absolute (ssh runs from another directory).
+    pub fn known_hosts(&self) -> Option<PathBuf> {
+        self.known_hosts.as_deref().map(hostage_workflows::absolute)
+    }
+
+    /// `--ssh-config`, made absolute.
+    pub fn ssh_config(&self) -> Option<PathBuf> {
+        self.ssh_config.as_deref().map(hostage_workflows::absolute)
+    }
+
+    /// `--timeout`, at least one second.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.max(1))
+    }
+}
+
+/// A fingerprint to expect, with the host it is for when several hosts are given
+/// (`--expect-fingerprint [HOST=]SHA256:…` of the fleet verbs).
+#[derive(Clone, Debug)]
+pub struct ExpectedFingerprint {
+    /// The host it is for (`None`: the only host given).
+    pub host: Option<String>,
+    /// The fingerprint.
+    pub fingerprint: Fingerprint,
+}
+
+/// Parses `SHA256:…` (a bad fingerprint is a usage error, exit code 2, in every verb).
+pub fn parse_fingerprint(text: &str) -> Result<Fingerprint, String> {
+    Fingerprint::parse(text).map_err(|e| e.to_string())
+}
+
+/// Parses `[HOST=]SHA256:…`.
+pub fn parse_expected_fingerprint(text: &str) -> Result<ExpectedFingerprint, String> {
+    let (host, fingerprint) = match text.rsplit_once('=') {
+        Some((host, fingerprint)) => (Some(host.to_owned()), fingerprint),
+        None => (None, text),
+    };
+    Ok(ExpectedFingerprint {
+        host,
+        fingerprint: parse_fingerprint(fingerprint)?,
+    })
 }
 
 /// The CLI reference (`docs/cli.md`): every verb's `--help`, generated from this definition so

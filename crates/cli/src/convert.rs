@@ -130,7 +130,7 @@ fn convert_public(input: &str, out: &mut Output, name: &str) -> anyhow::Result<E
     Ok(if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        crate::exit::code(crate::exit::ERROR)
     })
 }
 
@@ -186,6 +186,7 @@ fn convert_private(args: &ConvertArgs, input: &str, out: &mut Output) -> anyhow:
     if out.json() {
         let value = Zeroizing::new(
             serde_json::json!({
+                "format_version": crate::output::FORMAT_VERSION,
                 "identity": secret.as_str(),
                 "recipient": identity.recipient().to_string(),
                 "fingerprint": key.public_key().fingerprint(),

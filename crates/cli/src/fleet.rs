@@ -1,116 +1,23 @@
 //! `hostage fetch` and `hostage deploy`: the fleet verbs. Results go to stdout (text, or one JSON
 //! object per line with `--json`), one progress bar for the fleet goes to stderr.
 
-// Printing results is this module's job.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
-
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use hostage_remote::{
-    DeployAction, DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetOptions, HostError,
-    HostResult, HostSpec, HostTarget, InfrastructureKey, PinFile,
+    DeployAction, DeployOptions, DeployedHost, FetchedHost, FleetOptions, HostError, HostResult,
+    HostSpec, HostTarget, InfrastructureKey, PinFile,
 };
 use serde_json::json;
 
-use crate::workflows::{FleetInventory, InventoryPins};
+use hostage_workflows::fleet::FleetRun;
+use hostage_workflows::{FleetInventory, InventoryPins};
 
-/// Exit code when some host failed.
-const EXIT_HOST_FAILED: u8 = 1;
-/// Exit code for usage errors.
-const EXIT_USAGE: u8 = 2;
-/// Exit code after Ctrl-C (128 + SIGINT).
-const EXIT_INTERRUPTED: u8 = 130;
-
-/// Options shared by the fleet verbs.
-#[derive(clap::Args, Debug)]
-pub struct FleetArgs {
-    /// Hosts: names from the inventory, or user@address[:port] (an ssh config alias works as
-    /// the address).
-    #[arg(value_name = "HOST", required_unless_present = "all")]
-    pub hosts: Vec<String>,
-    /// Every host of the inventory (deploy: every host with `infrastructure_key: true`).
-    #[arg(long, conflicts_with = "hosts")]
-    pub all: bool,
-    /// Hosts worked on at once.
-    #[arg(long, default_value_t = hostage_remote::DEFAULT_JOBS, value_name = "N")]
-    pub jobs: usize,
-    /// Seconds allowed per host, connection included.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Pin: the host key must have this fingerprint. `SHA256:…` alone with a single host, else
-    /// `HOST=SHA256:…` (repeatable). A pin takes precedence over known_hosts.
-    #[arg(long, value_name = "[HOST=]SHA256:…")]
-    pub expect_fingerprint: Vec<String>,
-    /// Accept a host that neither a pin nor known_hosts vouches for, and record its pin in the
-    /// pin file. A key that contradicts a pin or known_hosts is still refused.
-    #[arg(long)]
-    pub trust_new: bool,
-    /// Pin file (`NAME SHA256:…` lines) for hosts outside the inventory: read for pins, appended
-    /// to by --trust-new. Inventory hosts are pinned in the inventory.
-    #[arg(long, value_name = "FILE", default_value = "hostage.pins")]
-    pub pins: PathBuf,
-    /// known_hosts file to trust instead of ssh's defaults.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// ssh config to use instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Where the host's ed25519 public key file lives.
-    #[arg(long, value_name = "PATH", default_value = hostage_remote::DEFAULT_HOST_KEY_PATH)]
-    pub key_path: String,
-    /// Per-host key file, e.g. on impermanence setups: `HOST=/persist/etc/ssh/…` (repeatable).
-    #[arg(long, value_name = "HOST=PATH")]
-    pub key_path_for: Vec<String>,
-    /// Change nothing: fetch records no pins; deploy says what it would do and sends no key.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// `hostage fetch`: fetch and verify the hosts' ed25519 keys and print their age recipients.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage fetch root@10.0.0.5 --expect-fingerprint SHA256:…\n  \
-    hostage fetch root@web01 root@db01:2222 --known-hosts ~/.ssh/known_hosts\n  \
-    hostage --json fetch root@new-host --trust-new --pins hostage.pins\n\n\
-    Exit codes: 0 every host verified, 1 some host failed or was refused, 2 usage.")]
-pub struct FetchArgs {
-    /// Shared fleet options.
-    #[command(flatten)]
-    pub fleet: FleetArgs,
-}
-
-/// `hostage deploy`: install the shared infrastructure key on the hosts, safely.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage deploy root@web01 --key ~/.ssh/id_infrastructure\n  \
-    hostage deploy admin@db01 --key id_infra --target /var/lib/infra/id --owner infra:infra\n  \
-    hostage deploy root@web01 --key new_key --replace --dry-run\n\n\
-    The key travels on stdin only and is verified on the host by its fingerprint.\n\
-    Exit codes: 0 every host done, 1 some host failed or was refused, 2 usage.")]
-pub struct DeployArgs {
-    /// Shared fleet options.
-    #[command(flatten)]
-    pub fleet: FleetArgs,
-    /// The private infrastructure key (OpenSSH ed25519, unencrypted) to deploy (default: the
-    /// inventory's `recipients.infrastructure.private_key_file`).
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// Remote path of the deployed key (default: the inventory's `deploy_path`, else
-    /// /root/id_infrastructure).
-    #[arg(long, value_name = "PATH")]
-    pub target: Option<String>,
-    /// Owner of the deployed file (`user[:group]`); default: the writing user (root).
-    #[arg(long, value_name = "USER[:GROUP]")]
-    pub owner: Option<String>,
-    /// Replace a different key already at the target (its fingerprint is reported).
-    #[arg(long)]
-    pub replace: bool,
-}
+use crate::cli::{DeployArgs, FetchArgs, FleetArgs};
 
 /// A usage problem found after clap: reported with exit code 2.
 struct Usage(String);
@@ -121,41 +28,22 @@ pub fn run_fetch(
     json: bool,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?;
+    let (mut inventory, prepared) = match start(&args.fleet, inventory, Verb::Fetch)? {
+        Ok(started) => started,
+        Err(code) => return Ok(code),
+    };
     let Prepared {
         targets,
         options,
         mut pins,
         names,
-    } = match prepare(&args.fleet, inventory.as_ref(), Verb::Fetch) {
-        Ok(prepared) => prepared,
-        Err(Usage(message)) => return Ok(usage(&message)),
-    };
+    } = prepared;
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
-    let outcome = runtime()?.block_on(async {
-        tokio::select! {
-            results = hostage_remote::fetch(targets, &options, &mut recorder, &on_done) => Some(results),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    let Some(results) = outcome else {
-        return Ok(printer.interrupted());
-    };
-    let results = results.context("cannot start the run")?;
-    if !options.dry_run {
-        for host in results.iter().filter_map(|r| r.outcome.as_ref().ok()) {
-            if let Err(e) = recorder.record_verified(host) {
-                crate::output::error(&format!("cannot record the pin of {}: {e}", host.spec));
-            }
-        }
-    }
-    Ok(printer.summary(
-        results
-            .iter()
-            .map(|r| (&r.target, r.outcome.as_ref().err())),
-    ))
+    let run = hostage_workflows::fleet::fetch(targets, &options, &mut recorder, &on_done)
+        .context("cannot start the run")?;
+    Ok(printer.finished(run))
 }
 
 /// Runs `hostage deploy`.
@@ -164,16 +52,16 @@ pub fn run_deploy(
     json: bool,
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let mut inventory = FleetInventory::find(inventory)?;
+    let (mut inventory, prepared) = match start(&args.fleet, inventory, Verb::Deploy)? {
+        Ok(started) => started,
+        Err(code) => return Ok(code),
+    };
     let Prepared {
         targets,
         options,
         mut pins,
         names,
-    } = match prepare(&args.fleet, inventory.as_ref(), Verb::Deploy) {
-        Ok(prepared) => prepared,
-        Err(Usage(message)) => return Ok(usage(&message)),
-    };
+    } = prepared;
     let infrastructure = inventory
         .as_ref()
         .and_then(|i| i.inventory.infrastructure.clone());
@@ -204,40 +92,29 @@ pub fn run_deploy(
     };
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<DeployedHost>| printer.deployed(result);
-    let outcome = runtime()?.block_on(async {
-        tokio::select! {
-            results = hostage_remote::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done) => Some(results),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    let Some(results) = outcome else {
-        return Ok(printer.interrupted());
-    };
-    let results = results.context("cannot start the run")?;
-    if !options.dry_run {
-        for done in results.iter().filter_map(|r| r.outcome.as_ref().ok()) {
-            if let Err(e) = recorder.record_verified(&done.host) {
-                crate::output::error(&format!("cannot record the pin of {}: {e}", done.host.spec));
-            }
-        }
-    }
-    Ok(printer.summary(
-        results
-            .iter()
-            .map(|r| (&r.target, r.outcome.as_ref().err())),
-    ))
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    let run =
+        hostage_workflows::fleet::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done)
+            .context("cannot start the run")?;
+    Ok(printer.finished(run))
 }
 
 fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(EXIT_USAGE)
+    crate::output::error(message);
+    crate::exit::code(crate::exit::USAGE)
+}
+
+/// The inventory (when there is one) and what a fleet verb runs on; a usage problem is printed
+/// and its exit code returned instead.
+fn start(
+    args: &FleetArgs,
+    inventory: Option<&Path>,
+    verb: Verb,
+) -> anyhow::Result<Result<(Option<FleetInventory>, Prepared), ExitCode>> {
+    let inventory = FleetInventory::find(inventory)?;
+    Ok(match prepare(args, inventory.as_ref(), verb) {
+        Ok(prepared) => Ok((inventory, prepared)),
+        Err(Usage(message)) => Err(usage(&message)),
+    })
 }
 
 /// Which verb the hosts are for (`--all` means every host for fetch, infrastructure hosts for deploy).
@@ -263,7 +140,7 @@ fn prepare(
     inventory: Option<&FleetInventory>,
     verb: Verb,
 ) -> Result<Prepared, Usage> {
-    if args.jobs == 0 || args.timeout == 0 {
+    if args.jobs == 0 || args.ssh.timeout == 0 {
         return Err(Usage("--jobs and --timeout must be at least 1".into()));
     }
     let pins =
@@ -283,7 +160,7 @@ fn prepare(
         let Some(inventory) = inventory else {
             return Err(Usage(format!(
                 "--all needs an inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {} exists",
-                crate::workflows::DEFAULT_INVENTORY
+                hostage_workflows::DEFAULT_INVENTORY
             )));
         };
         for host in &inventory.inventory.hosts {
@@ -314,14 +191,9 @@ fn prepare(
     }
     let specs: Vec<(&str, HostSpec)> = specs.iter().map(|(g, s)| (g.as_str(), s.clone())).collect();
     for pin in &args.expect_fingerprint {
-        let (host, fingerprint) = match pin.rsplit_once('=') {
-            Some((host, fp)) => (Some(host), fp),
-            None => (None, pin.as_str()),
-        };
-        let fingerprint = Fingerprint::parse(fingerprint).map_err(|e| Usage(e.to_string()))?;
-        let indexes = matching(&specs, host, "--expect-fingerprint")?;
+        let indexes = matching(&specs, pin.host.as_deref(), "--expect-fingerprint")?;
         for index in indexes {
-            targets[index].pin = Some(fingerprint.clone());
+            targets[index].pin = Some(pin.fingerprint.clone());
         }
     }
     for entry in &args.key_path_for {
@@ -333,11 +205,11 @@ fn prepare(
         }
     }
     let options = FleetOptions {
-        ssh_config: args.ssh_config.as_ref().map(|p| absolute(p)),
-        known_hosts: args.known_hosts.as_ref().map(|p| absolute(p)),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
         trust_new: args.trust_new,
         jobs: args.jobs,
-        timeout: Duration::from_secs(args.timeout),
+        timeout: Duration::from_secs(args.ssh.timeout),
         dry_run: args.dry_run,
     };
     Ok(Prepared {
@@ -381,10 +253,6 @@ fn matching(
     Ok(found)
 }
 
-fn absolute(path: &std::path::Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
-}
-
 /// Prints results as they arrive and keeps the fleet's progress bar.
 struct Printer {
     bar: indicatif::ProgressBar,
@@ -409,7 +277,7 @@ impl Printer {
     /// Prints a result line on stdout; when stdout is not the terminal (JSON, a pipe), the
     /// terminal still sees a short per-host line above the bar on stderr.
     fn emit(&self, line: String, short: String) {
-        self.bar.suspend(|| out(&line));
+        self.bar.suspend(|| crate::output::stream_line(&line));
         if self.json || !std::io::stdout().is_terminal() {
             self.bar.println(short);
         }
@@ -418,7 +286,7 @@ impl Printer {
 
     fn fetched(&self, result: &HostResult<FetchedHost>) {
         let line = match (&result.outcome, self.json) {
-            (Ok(host), true) => json!({"type": "host", "data": fetched_json(host)}).to_string(),
+            (Ok(host), true) => crate::output::json_line("host", fetched_json(host)),
             (Ok(host), false) => format!(
                 "ok    {}  {}  {}  (verified by {}, {})",
                 host.spec, host.fingerprint, host.recipient, host.verified_by, host.key_path
@@ -446,7 +314,7 @@ impl Printer {
                         _ => None,
                     },
                 });
-                json!({"type": "host", "data": data}).to_string()
+                crate::output::json_line("host", data)
             }
             (Ok(done), false) => {
                 let what = match &done.action {
@@ -495,15 +363,18 @@ impl Printer {
                 .iter()
                 .map(|(host, kind)| json!({"host": host, "kind": kind}))
                 .collect();
-            out(&json!({"type": "summary", "data": {"ok": ok, "failed": failed}}).to_string());
+            crate::output::stream_line(&crate::output::json_line(
+                "summary",
+                json!({"ok": ok, "failed": failed}),
+            ));
         } else if failed.is_empty() {
-            out(&format!("{ok} host(s) ok"));
+            crate::output::stream_line(&format!("{ok} host(s) ok"));
         } else {
             let names: Vec<String> = failed
                 .iter()
                 .map(|(host, kind)| format!("{host} ({kind})"))
                 .collect();
-            out(&format!(
+            crate::output::stream_line(&format!(
                 "{ok} host(s) ok, {} failed: {}",
                 failed.len(),
                 names.join(", ")
@@ -512,21 +383,36 @@ impl Printer {
         if failed.is_empty() {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(EXIT_HOST_FAILED)
+            crate::exit::code(crate::exit::ERROR)
+        }
+    }
+
+    /// The end of a run: the pins that could not be recorded, then the summary (or the note
+    /// that the run was interrupted).
+    fn finished<T>(&self, run: FleetRun<T>) -> ExitCode {
+        match run {
+            FleetRun::Interrupted => self.interrupted(),
+            FleetRun::Finished {
+                results,
+                pin_errors,
+            } => {
+                for error in &pin_errors {
+                    crate::output::error(error);
+                }
+                self.summary(
+                    results
+                        .iter()
+                        .map(|r| (&r.target, r.outcome.as_ref().err())),
+                )
+            }
         }
     }
 
     fn interrupted(&self) -> ExitCode {
         self.bar.finish_and_clear();
-        eprintln!("interrupted: every ssh connection of this run was closed");
-        ExitCode::from(EXIT_INTERRUPTED)
+        crate::output::note("interrupted: every ssh connection of this run was closed");
+        crate::exit::code(crate::exit::INTERRUPTED)
     }
-}
-
-/// One line on stdout; a closed pipe (`hostage fetch … | head`) is not an error worth a panic.
-fn out(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
 fn fetched_json(host: &FetchedHost) -> serde_json::Value {
@@ -545,16 +431,18 @@ fn fetched_json(host: &FetchedHost) -> serde_json::Value {
 }
 
 fn error_json(target: &HostTarget, error: &HostError) -> String {
-    json!({"type": "host", "data": {
-        "name": target.spec.name(),
-        "host": target.spec.to_string(),
-        "address": target.spec.address,
-        "port": target.spec.port,
-        "user": target.spec.user,
-        "key_path": target.key_path,
-        "error": {"kind": error.kind(), "refused": error.is_refusal(), "message": error.to_string()},
-    }})
-    .to_string()
+    crate::output::json_line(
+        "host",
+        json!({
+            "name": target.spec.name(),
+            "host": target.spec.to_string(),
+            "address": target.spec.address,
+            "port": target.spec.port,
+            "user": target.spec.user,
+            "key_path": target.key_path,
+            "error": {"kind": error.kind(), "refused": error.is_refusal(), "message": error.to_string()},
+        }),
+    )
 }
 
 fn short_error(target: &HostTarget, error: &HostError) -> String {

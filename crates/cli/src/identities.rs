@@ -189,7 +189,7 @@ fn check_files(
     if reports.iter().all(|r| r.decryptable) {
         Ok(ExitCode::SUCCESS)
     } else {
-        Ok(ExitCode::from(1))
+        Ok(crate::exit::code(crate::exit::ERROR))
     }
 }
 

@@ -5,17 +5,17 @@
 
 pub mod cli;
 pub mod convert;
+pub mod exit;
 pub mod fleet;
 pub mod identities;
+pub mod man;
 pub mod onboard;
 pub mod output;
 pub mod passphrase;
 pub mod rekey;
 pub mod rotate;
 pub mod rotate_infra;
-pub mod shared_args;
 pub mod status;
-pub mod workflows;
 
 use std::process::ExitCode;
 
@@ -45,6 +45,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);
             out.raw(&buffer)?;
+            ExitCode::SUCCESS
+        }
+        Command::Man(args) => {
+            for path in man::write(&args.dir)? {
+                out.line(&path.display().to_string())?;
+            }
             ExitCode::SUCCESS
         }
     };

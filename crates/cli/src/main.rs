@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             if let Some(hint) = hint_for(&error) {
                 eprintln!("hint: {hint}");
             }
-            ExitCode::from(1)
+            hostage::exit::code(hostage::exit::ERROR)
         }
     }
 }
@@ -39,21 +39,18 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 }
 
 /// What to do next, for the errors where the message alone does not say it.
-fn hint_for(error: &anyhow::Error) -> Option<&'static str> {
+fn hint_for(error: &anyhow::Error) -> Option<&str> {
     for cause in error.chain() {
+        if let Some(workflow_error) = cause.downcast_ref::<hostage_workflows::WorkflowError>() {
+            return workflow_error.hint();
+        }
         if cause.is::<hostage::identities::NoIdentities>() {
             return Some(
                 "set SOPS_AGE_KEY_FILE, put your key in ~/.config/sops/age/keys.txt, or pass --identity ~/.ssh/id_ed25519",
             );
         }
         if let Some(key_error) = cause.downcast_ref::<KeyError>() {
-            return match key_error {
-                KeyError::WrongPassphrase => Some("check the passphrase with `ssh-keygen -y -f KEY`"),
-                KeyError::NotEd25519 { .. } | KeyError::HostWithoutEd25519 { .. } => Some(
-                    "generate an ed25519 host key (`ssh-keygen -t ed25519`; NixOS does by default) and use its .pub",
-                ),
-                _ => None,
-            };
+            return hostage_workflows::error::key_hint(key_error);
         }
     }
     None

@@ -1,72 +1,33 @@
 //! `hostage onboard HOST`: print the onboarding plan (`--dry-run`) or apply it with progress.
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use hostage_remote::Fingerprint;
-use serde_json::json;
 
+use crate::cli::{ExportHostKeyArgs, OnboardArgs};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
-use crate::workflows::onboard::{self, OnboardOptions, OnboardPlan, Step};
-use crate::workflows::FleetInventory;
-
-/// `hostage onboard`: bring an inventory host into the secrets repo.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage onboard gnomeregan --dry-run                      # what would change\n  \
-    hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
-    hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
-    Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts,\n\
-    --trust-new, or a yes on the terminal after its fingerprint is shown; without a terminal a\n\
-    host nothing vouches for is refused), saves pubkeys/HOST.pub, adds the host's anchor and the rules its `secrets:`\n\
-    paths need to .sops.yaml, re-keys exactly the files that gain its recipients, deploys the\n\
-    infrastructure key when the host gets it, and records the pin in the inventory. A host that\n\
-    fails verification (e.g. a key that contradicts its pin) changes nothing. Running it again\n\
-    does nothing.\n\n\
-    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
-pub struct OnboardArgs {
-    /// The host, by its inventory name.
-    #[arg(value_name = "HOST")]
-    pub host: String,
-    /// Print the plan; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The host key must have this fingerprint (overrides the inventory pin).
-    #[arg(long, value_name = "SHA256:…")]
-    pub expect_fingerprint: Option<String>,
-    /// Accept a host that neither a pin nor known_hosts vouches for (its pin is recorded).
-    #[arg(long)]
-    pub trust_new: bool,
-    /// The host does not exist yet: generate its ed25519 host key here, register it, and store
-    /// the private key sops-encrypted in the repo (`hostage export-host-key` writes it out).
-    #[arg(long, conflicts_with_all = ["trust_new", "expect_fingerprint"])]
-    pub generate_host_key: bool,
-    /// How hosts are reached.
-    #[command(flatten)]
-    pub ssh: crate::shared_args::SshArgs,
-    /// The identities that open the repo's files.
-    #[command(flatten)]
-    pub keys: crate::shared_args::RepoIdentityArgs,
-}
+use hostage_workflows::onboard::{self, Mode, OnboardOptions, OnboardPlan, Step};
+use hostage_workflows::FleetInventory;
 
 /// The options of a host workflow (onboard, rotate) from the arguments they share: it neither
 /// trusts a new host nor generates its key (onboard's own flags turn those on).
 pub(crate) fn host_options(
-    ssh: &crate::shared_args::SshArgs,
-    keys: &crate::shared_args::RepoIdentityArgs,
-    expect_fingerprint: Option<&str>,
-) -> anyhow::Result<OnboardOptions> {
-    Ok(OnboardOptions {
+    ssh: &crate::cli::SshArgs,
+    keys: &crate::cli::RepoIdentityArgs,
+    expect_fingerprint: Option<&Fingerprint>,
+) -> OnboardOptions {
+    OnboardOptions {
         ssh_config: ssh.ssh_config(),
         known_hosts: ssh.known_hosts(),
-        expect_fingerprint: expect_fingerprint.map(Fingerprint::parse).transpose()?,
+        expect_fingerprint: expect_fingerprint.cloned(),
         trust_new: false,
         timeout: ssh.timeout(),
         identities: keys.identities.clone(),
         generate_host_key: false,
-    })
+    }
 }
 
 /// Runs `hostage onboard`.
@@ -79,14 +40,14 @@ pub fn run(
     let options = OnboardOptions {
         trust_new: args.trust_new,
         generate_host_key: args.generate_host_key,
-        ..host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?
+        ..host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_ref())
     };
     let host_name = args.host.clone();
-    let mut ask = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
-        crate::rotate::ask_yes(&format!(
+    let mut ask = |fetched: &hostage_remote::FetchedHost| -> hostage_workflows::Result<bool> {
+        Ok(crate::rotate::ask_yes(&format!(
             "{host_name} shows host key {} ({}) and nothing vouches for it (no pin, --expect-fingerprint or known_hosts entry).\nCompare it with the fingerprint on {host_name}'s console. Is this its key? [y/N] ",
             fetched.fingerprint, fetched.recipient
-        ))
+        ))?)
     };
     let confirm: Option<onboard::ConfirmKey<'_>> = if std::io::stdin().is_terminal() {
         Some(&mut ask)
@@ -101,20 +62,7 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     };
     if out.json() {
-        out.json_value(&json!({
-            "host": plan.host,
-            "mode": "apply",
-            "verified": {
-                "fingerprint": plan.fetched.fingerprint.as_str(),
-                "recipient": plan.fetched.recipient.to_string(),
-                "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
-            },
-            "steps": plan.steps,
-            "outcome": outcome,
-            "exposure": plan.exposure()?,
-            "warnings": plan.warnings,
-            "next_steps": plan.next_steps,
-        }))?;
+        out.json_value(&plan.report(Mode::Apply, Some(outcome))?)?;
     } else {
         out.line(&format!(
             "onboarded {}: {} change(s) applied",
@@ -146,7 +94,8 @@ pub(crate) fn apply_host_plan(
         return Ok(None);
     }
     let json = out.json();
-    let outcome = onboard::apply(inventory, &mut plan, passphrases, &|step| {
+    let options = hostage_workflows::session::ApplyOptions::default();
+    let outcome = onboard::apply(inventory, &mut plan, passphrases, &options, &|step| {
         if !json {
             progress(&describe(step));
         }
@@ -166,9 +115,9 @@ pub(crate) fn print_exposure_and_next_steps(
     Ok(())
 }
 
-#[allow(clippy::print_stderr)]
+/// One step as it starts, on stderr.
 pub(crate) fn progress(text: &str) {
-    eprintln!("  {text}");
+    output::note(&format!("  {text}"));
 }
 
 pub(crate) fn print_plan(
@@ -177,20 +126,8 @@ pub(crate) fn print_plan(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     if out.json() {
-        return Ok(out.json_value(&json!({
-            "host": plan.host,
-            "mode": if dry_run { "dry-run" } else { "apply" },
-            "verified": {
-                "fingerprint": plan.fetched.fingerprint.as_str(),
-                "recipient": plan.fetched.recipient.to_string(),
-                "verified_by": if plan.generated_locally { "generated" } else { plan.fetched.verified_by.as_str() },
-            },
-            "steps": plan.steps,
-            "outcome": serde_json::Value::Null,
-            "exposure": plan.exposure()?,
-            "warnings": plan.warnings,
-            "next_steps": plan.next_steps,
-        }))?);
+        let mode = if dry_run { Mode::DryRun } else { Mode::Apply };
+        return Ok(out.json_value(&plan.report(mode, None)?)?);
     }
     let how = if plan.generated_locally {
         "generated locally".to_owned()
@@ -274,27 +211,6 @@ pub(crate) fn describe(step: &Step) -> String {
     }
 }
 
-/// `hostage export-host-key`: write a generated host key as an `--extra-files` tree.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage onboard web02 --generate-host-key\n  \
-    hostage export-host-key web02 ./extra\n  \
-    nixos-anywhere --extra-files ./extra --flake .#web02 root@203.0.113.7\n\n\
-    Decrypts secrets/hosts/HOST/ssh_host_ed25519_key (stored by onboard --generate-host-key) with\n\
-    your identities and writes it (0600) and its .pub under DIR at the host's host_key_path, e.g.\n\
-    DIR/etc/ssh/ssh_host_ed25519_key. Delete DIR once the host is installed.")]
-pub struct ExportHostKeyArgs {
-    /// The host, by its inventory name.
-    #[arg(value_name = "HOST")]
-    pub host: String,
-    /// The directory to write the tree into.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// The identities that open the stored host key.
-    #[command(flatten)]
-    pub keys: crate::shared_args::RepoIdentityArgs,
-}
-
 /// Runs `hostage export-host-key`.
 pub fn run_export(
     args: &ExportHostKeyArgs,
@@ -305,7 +221,7 @@ pub fn run_export(
     let host = inventory.host(&args.host)?;
     let identities = inventory.repo_identities(&args.keys.identities);
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
-    let written = crate::workflows::host_key::export(
+    let written = hostage_workflows::host_key::export(
         &inventory.inventory.secrets_repo,
         host.name.as_str(),
         &host.host_key_path,
@@ -314,7 +230,7 @@ pub fn run_export(
         &mut passphrases,
     )?;
     if out.json() {
-        out.json_value(&json!({
+        out.json_value(&serde_json::json!({
             "host": args.host,
             "files": written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
         }))?;

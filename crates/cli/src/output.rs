@@ -38,9 +38,9 @@ impl Output {
         self.stdout.write_all(bytes)
     }
 
-    /// One JSON document on its own line.
+    /// One JSON document, with [`FORMAT_VERSION`] as its first member (`docs/json.md`).
     pub fn json_value<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut self.stdout, value)?;
+        serde_json::to_writer_pretty(&mut self.stdout, &versioned(value)?)?;
         self.stdout.write_all(b"\n")
     }
 
@@ -48,6 +48,31 @@ impl Output {
     pub fn flush(&mut self) -> io::Result<()> {
         self.stdout.flush()
     }
+}
+
+/// The version of every JSON document and line hostage prints (`format_version`); raised when a
+/// member changes meaning or goes away (adding one does not).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `value` as JSON with `format_version` first (objects only; other values are left alone).
+pub fn versioned<T: Serialize>(value: &T) -> io::Result<serde_json::Value> {
+    let value = serde_json::to_value(value)?;
+    Ok(match value {
+        serde_json::Value::Object(members) => {
+            let mut out = serde_json::Map::new();
+            out.insert("format_version".to_owned(), FORMAT_VERSION.into());
+            out.extend(members);
+            serde_json::Value::Object(out)
+        }
+        other => other,
+    })
+}
+
+/// One JSON line of a fleet verb's stream (`{"format_version": 1, "type": …, "data": …}`), written
+/// at once so lines of concurrent hosts never interleave.
+pub fn json_line(kind: &str, data: serde_json::Value) -> String {
+    let line = serde_json::json!({ "format_version": FORMAT_VERSION, "type": kind, "data": data });
+    line.to_string()
 }
 
 /// A warning on stderr: `warning: …`.
@@ -58,4 +83,21 @@ pub fn warn(message: &str) {
 /// An error about one item of many, on stderr: `error: …` (the command goes on with the others).
 pub fn error(message: &str) {
     eprintln!("error: {message}");
+}
+
+/// A line of a stream (the fleet verbs print one per host as it finishes), written at once; a
+/// closed pipe (`hostage fetch … | head`) is not an error worth a panic.
+pub fn stream_line(line: &str) {
+    let _ = writeln!(io::stdout().lock(), "{line}");
+}
+
+/// A line for the operator on stderr (progress, what happened), not a result.
+pub fn note(message: &str) {
+    eprintln!("{message}");
+}
+
+/// A question on stderr, without a newline, flushed so it shows before the answer is read.
+pub fn prompt(text: &str) {
+    eprint!("{text}");
+    let _ = io::stderr().flush();
 }

@@ -1,26 +1,23 @@
-//! `hostage rekey`: walk the repo, plan every sops file against `.sops.yaml`, then print the plan
-//! (`--dry-run`, `--check`) or apply it under the repo lock with a journal.
+//! `hostage rekey`: runs the re-key workflow (`hostage_workflows::rekey`) and renders its plan,
+//! what applying did and the exposure report, as text or one streamed JSON document.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use hostage_recipients::{IdentityOptions, IdentitySet};
 use hostage_rekey::{
-    Action, ApplyOptions, ApplyReport, ExposureReport, FileOutcome, FilePlan, Journal, Plan,
-    PlanOptions, RepoLock, Rotate,
+    Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
+use hostage_workflows::rekey as workflow;
+use hostage_workflows::session::ApplyOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::RekeyArgs;
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
-
-/// `--check` found files to re-key.
-const EXIT_DRIFT: u8 = 3;
 
 #[derive(Clone, Copy, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -69,6 +66,7 @@ struct SummaryJson {
 /// The head of the JSON document; `files` and `exposure` follow it as streamed lists.
 #[derive(Serialize)]
 struct HeadJson<'a> {
+    format_version: u32,
     mode: Mode,
     config: String,
     resumed: bool,
@@ -109,21 +107,15 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let env_config = std::env::var_os("SOPS_CONFIG");
-    let from_inventory = match (inventory, &args.config, &env_config) {
-        (Some(path), None, None) => Some(
-            crate::workflows::FleetInventory::load(path)?
-                .inventory
-                .secrets_repo
-                .join(".sops.yaml"),
-        ),
-        _ => None,
-    };
-    let explicit = args.config.as_deref().or(from_inventory.as_deref());
-    let location = SopsConfig::find(&cwd, explicit, env_config.as_deref())?;
-    if let Some(warning) = &location.warning {
+    let (config, warning) = workflow::locate_config(
+        &cwd,
+        args.config.as_deref(),
+        env_config.as_deref(),
+        inventory,
+    )?;
+    if let Some(warning) = &warning {
         output::warn(warning);
     }
-    let config = SopsConfig::load(&location.path)?;
     if !out.json() {
         for lint in config.lints() {
             output::warn(&format!(
@@ -145,41 +137,25 @@ pub fn run(
         .jobs
         .unwrap_or_else(hostage_rekey::default_threads)
         .max(1);
-    let roots: Vec<PathBuf> = if args.paths.is_empty() {
-        vec![config.dir().to_owned()]
-    } else {
-        args.paths.clone()
-    };
-    let candidates = hostage_rekey::walk(&roots)?;
-    if candidates.is_empty() {
-        output::warn(
-            "no files to look at under the given paths (git ignores them, or they are empty)",
-        );
-    }
     let rotate = if args.no_rotate {
         Rotate::No
     } else {
         Rotate::Yes
     };
-    let bar = progress(candidates.len(), "planning");
-    let mut plan = hostage_rekey::plan(
+    let bars = Bars::default();
+    let mut plan = workflow::plan(
         &config,
-        &candidates,
+        &args.paths,
         &PlanOptions { rotate, threads },
-        &|| bar.inc(1),
+        &bars,
     )?;
-    bar.finish_and_clear();
-    drop(candidates);
-    if args.no_rotate && any_file(&plan, FilePlan::removes)? {
-        output::warn("--no-rotate: removed recipients keep the data key if they saved it; rotate the secrets themselves");
-    }
 
     if let Mode::Check = mode {
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
-            ExitCode::from(1)
+            crate::exit::code(crate::exit::ERROR)
         } else if plan.has_drift() {
-            ExitCode::from(EXIT_DRIFT)
+            crate::exit::code(crate::exit::DRIFT)
         } else {
             ExitCode::SUCCESS
         });
@@ -194,71 +170,31 @@ pub fn run(
     );
 
     if let Mode::DryRun = mode {
-        let to_check = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
-        let bar = progress(to_check, "checking keys");
-        hostage_rekey::verify(&mut plan, &identities, threads, &|| bar.inc(1))?;
-        bar.finish_and_clear();
+        workflow::verify(&mut plan, &identities, threads, &bars)?;
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
-            ExitCode::from(1)
+            crate::exit::code(crate::exit::ERROR)
         } else {
             ExitCode::SUCCESS
         });
     }
 
-    // Apply: a plan with errors writes nothing (the config or the repo needs fixing first).
+    // Apply: a plan with errors writes nothing (the config or the repo needs fixing first); the
+    // plan is shown before the workflow refuses.
     if plan.count(Action::Error) > 0 {
         report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
-        anyhow::bail!(
-            "{} file(s) cannot be re-keyed (listed above); nothing was written",
-            plan.count(Action::Error)
-        );
     }
-    let state = hostage_rekey::state_dir(config.dir());
-    let _lock = RepoLock::acquire(&state)?;
-    let previous = Journal::load(&state)?;
-    if let Some(previous) = &previous {
-        output::warn(&format!(
-            "finishing an interrupted run: a previous run (pid {}, {} file(s) planned) did not complete; its exposure report is included",
-            previous.pid,
-            previous.paths()?.len()
-        ));
-        previous.clean_temp_files()?;
-    }
-    let resumed = previous.is_some();
-    if !plan.has_drift() {
-        // Nothing left to write; a killed run's exposure report is still owed, then its journal
-        // goes.
-        let exposure = match &previous {
-            Some(previous) => previous.exposure()?,
-            None => plan.exposure()?,
-        };
-        report(
-            out,
-            mode,
-            &config,
-            &plan,
-            Some(ApplyReport::default()),
-            &exposure,
-            resumed,
-        )?;
-        Journal::remove(&state)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let journal = Journal::write(&state, &plan, previous.as_ref())?;
-    drop(previous);
-    let todo = plan.count(Action::Rewrap) + plan.count(Action::Rotate);
-    let bar = progress(todo, "re-keying");
-    let applied = hostage_rekey::apply(
+    let applied = workflow::apply(
+        &config,
         &mut plan,
         &identities,
-        &ApplyOptions {
+        &hostage_rekey::ApplyOptions {
             threads,
             batch: args.batch_size,
         },
-        &|| bar.inc(1),
+        &ApplyOptions::default(),
+        &bars,
     )?;
-    bar.finish_and_clear();
     for file in plan.files() {
         let file = file?;
         if let Some(reason) = file.failure() {
@@ -270,29 +206,53 @@ pub fn run(
         mode,
         &config,
         &plan,
-        Some(applied),
-        &journal.exposure()?,
-        resumed,
+        Some(applied.report),
+        &applied.exposure(&plan)?,
+        applied.resumed.is_some(),
     )?;
+    let failed = applied.report.failed;
     // The journal goes only once every file is written (and its exposure reported).
-    if applied.failed == 0 {
-        Journal::remove(&state)?;
-    }
-    Ok(if applied.failed > 0 {
-        ExitCode::from(1)
+    applied.finish()?;
+    Ok(if failed > 0 {
+        crate::exit::code(crate::exit::ERROR)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-/// Whether some file of `plan` satisfies `test` (a streaming pass over the spilled entries).
-fn any_file(plan: &Plan, test: impl Fn(&FilePlan) -> bool) -> anyhow::Result<bool> {
-    for file in plan.files() {
-        if test(&file?) {
-            return Ok(true);
+/// The workflow's progress as indicatif bars on a terminal (nothing otherwise) and its warnings
+/// on stderr.
+#[derive(Default)]
+struct Bars {
+    bar: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl hostage_workflows::Progress for Bars {
+    fn phase(&self, what: &'static str, len: usize) {
+        if let Ok(mut bar) = self.bar.lock() {
+            *bar = Some(progress(len, what));
         }
     }
-    Ok(false)
+
+    fn advance(&self) {
+        if let Ok(bar) = self.bar.lock() {
+            if let Some(bar) = bar.as_ref() {
+                bar.inc(1);
+            }
+        }
+    }
+
+    fn done(&self) {
+        if let Ok(mut bar) = self.bar.lock() {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        output::warn(message);
+    }
 }
 
 fn progress(len: usize, what: &'static str) -> ProgressBar {
@@ -416,6 +376,7 @@ fn report_json(
     resumed: bool,
 ) -> anyhow::Result<()> {
     let head = serde_json::to_string(&HeadJson {
+        format_version: crate::output::FORMAT_VERSION,
         mode,
         config: config.path().display().to_string(),
         resumed,

@@ -1,56 +1,18 @@
 //! `hostage rotate HOST`: a host with a new identity gets a new recipient; files are rotated.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::Path;
 use std::process::ExitCode;
 
 use hostage_remote::RestoreAction;
 use serde_json::json;
 
+use crate::cli::RotateArgs;
 use crate::onboard::{apply_host_plan, host_options, print_exposure_and_next_steps, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::workflows::restore::{self, RestorePlan};
-use crate::workflows::{rotate, FleetInventory};
-
-/// `hostage rotate`: replace a rebuilt or compromised host's recipient everywhere.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage rotate gnomeregan --expect-fingerprint SHA256:…   # the new key, read on the console\n  \
-    hostage rotate gnomeregan --dry-run\n  \
-    hostage rotate gnomeregan --from-backup --expect-fingerprint SHA256:…   # keep its identity\n\n\
-    The host's key must differ from its pin. It is trusted through --expect-fingerprint, or a\n\
-    yes on the terminal after the fingerprint is shown. The old recipient is replaced everywhere\n\
-    in .sops.yaml, every file it could open gets a new data key (the exposure report lists them:\n\
-    change those credentials), the infrastructure key is deployed again to an infrastructure\n\
-    host, and pubkeys/HOST.pub and the pin are updated.\n\n\
-    --from-backup restores the identity instead: the host key stored by onboard --generate-host-key\n\
-    (secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
-    installed on the host at its host_key_path (private key 0600 root, .pub beside it) over SSH,\n\
-    on stdin only, verified on the host before and after the rename. The host is reached with the\n\
-    key it presents now (--expect-fingerprint, or a yes on the terminal). .sops.yaml, the files\n\
-    and the pin do not change. Restart sshd on the host afterwards; hostage does not.\n\n\
-    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
-pub struct RotateArgs {
-    /// The host, by its inventory name.
-    #[arg(value_name = "HOST")]
-    pub host: String,
-    /// Restore the host's backed-up key (from onboard --generate-host-key) instead of replacing it.
-    #[arg(long)]
-    pub from_backup: bool,
-    /// Print the plan; change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The fingerprint the host presents now (else you are asked on the terminal).
-    #[arg(long, value_name = "SHA256:…")]
-    pub expect_fingerprint: Option<String>,
-    /// How hosts are reached.
-    #[command(flatten)]
-    pub ssh: crate::shared_args::SshArgs,
-    /// The identities that open the repo's files.
-    #[command(flatten)]
-    pub keys: crate::shared_args::RepoIdentityArgs,
-}
+use hostage_workflows::restore::{self, RestorePlan};
+use hostage_workflows::{rotate, FleetInventory};
 
 /// Runs `hostage rotate`.
 pub fn run(
@@ -59,19 +21,19 @@ pub fn run(
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let mut inventory = FleetInventory::require(inventory)?;
-    let options = host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_deref())?;
+    let options = host_options(&args.ssh, &args.keys, args.expect_fingerprint.as_ref());
     let host_name = args.host.clone();
-    let mut confirm = |fetched: &hostage_remote::FetchedHost| -> anyhow::Result<bool> {
+    let mut confirm = |fetched: &hostage_remote::FetchedHost| -> hostage_workflows::Result<bool> {
         if !std::io::stdin().is_terminal() {
-            anyhow::bail!(
+            return Err(hostage_workflows::WorkflowError::refused(format!(
                 "{host_name} shows a new key {}: pass --expect-fingerprint with the fingerprint read on its console (nothing was changed)",
                 fetched.fingerprint
-            );
+            )));
         }
-        ask_yes(&format!(
+        Ok(ask_yes(&format!(
             "{host_name} now shows host key {} ({}). Is this the key you expect? [y/N] ",
             fetched.fingerprint, fetched.recipient
-        ))
+        ))?)
     };
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     if args.from_backup {
@@ -99,15 +61,8 @@ pub fn run(
     let fingerprint = plan.fetched.fingerprint.to_string();
     let recipient = plan.fetched.recipient.to_string();
     if out.json() {
-        out.json_value(&json!({
-            "host": plan.host,
-            "mode": "apply",
-            "verified": {"fingerprint": fingerprint, "recipient": recipient},
-            "steps": plan.steps,
-            "outcome": outcome,
-            "exposure": plan.exposure()?,
-            "next_steps": plan.next_steps,
-        }))?;
+        // The same report type as --dry-run's, with what applying did.
+        out.json_value(&plan.report(hostage_workflows::onboard::Mode::Apply, Some(outcome))?)?;
     } else {
         out.line(&format!(
             "rotated {} to {fingerprint} ({recipient})",
@@ -138,7 +93,10 @@ fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::
                 "install the backed-up key {pinned} at {target} on {host}"
             ));
         }
-        ("apply", restore::apply(plan)?)
+        (
+            "apply",
+            restore::apply(plan, &hostage_workflows::session::ApplyOptions::default())?,
+        )
     };
     if out.json() {
         out.json_value(&json!({
@@ -171,15 +129,9 @@ fn print_restore(out: &mut Output, plan: RestorePlan, dry_run: bool) -> anyhow::
 }
 
 /// Shows `prompt` on stderr and reads one answer from stdin: true for `y`/`yes`.
-pub(crate) fn ask_yes(prompt: &str) -> anyhow::Result<bool> {
-    eprint_prompt(prompt);
+pub(crate) fn ask_yes(prompt: &str) -> std::io::Result<bool> {
+    crate::output::prompt(prompt);
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-#[allow(clippy::print_stderr)]
-fn eprint_prompt(text: &str) {
-    eprint!("{text}");
-    let _ = std::io::stderr().flush();
 }

@@ -1,39 +1,14 @@
 //! `hostage rotate-infra`: replace the shared infrastructure key in four resumable phases.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cli::RotateInfraArgs;
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::workflows::rotate_infra::{self, RotateInfraOptions};
-use crate::workflows::FleetInventory;
-
-/// `hostage rotate-infra`: a new infrastructure key, with no window where a host cannot decrypt.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    ssh-keygen -t ed25519 -N '' -f ~/.ssh/id_infrastructure.new\n  \
-    hostage rotate-infra --new-key ~/.ssh/id_infrastructure.new\n\n\
-    Phases: (1) add the new recipient next to the old one and re-key; (2) deploy the new key to\n\
-    every infrastructure host and verify it; (3) remove the old recipient and rotate the data\n\
-    keys; (4) point the inventory at the new key (destroy the old one yourself). Progress is saved\n\
-    after each phase: if a host cannot be reached in phase 2 the run stops before phase 3 (every\n\
-    host still decrypts with the old key) and the same command resumes it later.\n\n\
-    Exit codes: 0 every phase done, 1 error or stopped in phase 2, 2 usage.")]
-pub struct RotateInfraArgs {
-    /// Print what each phase would do (hosts are reached and verified); change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// The new private key (OpenSSH ed25519, unencrypted).
-    #[arg(long, value_name = "FILE")]
-    pub new_key: PathBuf,
-    /// How hosts are reached.
-    #[command(flatten)]
-    pub ssh: crate::shared_args::SshArgs,
-    /// The identities that open the repo's files.
-    #[command(flatten)]
-    pub keys: crate::shared_args::RepoIdentityArgs,
-}
+use hostage_workflows::rotate_infra::{self, RotateInfraOptions};
+use hostage_workflows::FleetInventory;
 
 /// Runs `hostage rotate-infra`.
 pub fn run(
@@ -43,7 +18,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let mut inventory = FleetInventory::require(inventory)?;
     let options = RotateInfraOptions {
-        new_key: crate::shared_args::absolute(&args.new_key),
+        new_key: hostage_workflows::absolute(&args.new_key),
         ssh_config: args.ssh.ssh_config(),
         known_hosts: args.ssh.known_hosts(),
         timeout: args.ssh.timeout(),
@@ -83,11 +58,17 @@ pub fn run(
     }
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let json = out.json();
-    let report = rotate_infra::run(&mut inventory, &options, &mut passphrases, &|n, what| {
-        if !json {
-            progress(&format!("phase {n}: {what}"));
-        }
-    })?;
+    let report = rotate_infra::run(
+        &mut inventory,
+        &options,
+        &hostage_workflows::session::ApplyOptions::default(),
+        &mut passphrases,
+        &|n, what| {
+            if !json {
+                progress(&format!("phase {n}: {what}"));
+            }
+        },
+    )?;
     if json {
         out.json_value(&report)?;
     } else {
@@ -105,6 +86,6 @@ pub fn run(
         crate::output::error(
             "rotate-infra stopped before phase 3 (listed above); run the same command again to resume",
         );
-        ExitCode::from(1)
+        crate::exit::code(crate::exit::ERROR)
     })
 }

@@ -1,40 +1,14 @@
 //! `hostage status`: the fleet on one screen (or as one JSON document).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use hostage_remote::FleetOptions;
 
+use crate::cli::StatusArgs;
 use crate::output::Output;
-use crate::workflows::status::{status, Status};
-use crate::workflows::FleetInventory;
-
-/// Exit code when something drifted.
-const EXIT_DRIFT: u8 = 3;
-
-/// `hostage status`: hosts, recipients, drift and who can read what.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
-    hostage status\n  \
-    hostage status --online --known-hosts ~/.ssh/known_hosts\n  \
-    hostage --json status | jq .drift\n\n\
-    Needs no private key: file recipients are read from their sops metadata. A host reads a file\n\
-    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\n\
-    Exit codes: 0 everything agrees, 1 error, 3 drift found (listed with what to run).")]
-pub struct StatusArgs {
-    /// Also reach every host and verify its key (nothing is recorded).
-    #[arg(long)]
-    pub online: bool,
-    /// known_hosts file to trust instead of ssh's defaults (with --online).
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// ssh config to use instead of ~/.ssh/config (with --online).
-    #[arg(long, value_name = "FILE")]
-    pub ssh_config: Option<PathBuf>,
-    /// Seconds allowed per host (with --online).
-    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
-    pub timeout: u64,
-}
+use hostage_workflows::status::{status, Status};
+use hostage_workflows::FleetInventory;
 
 /// Runs `hostage status`.
 pub fn run(
@@ -44,12 +18,9 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let inventory = FleetInventory::require(inventory)?;
     let online = args.online.then(|| FleetOptions {
-        ssh_config: args.ssh_config.as_deref().map(crate::shared_args::absolute),
-        known_hosts: args
-            .known_hosts
-            .as_deref()
-            .map(crate::shared_args::absolute),
-        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
+        timeout: args.ssh.timeout(),
         ..FleetOptions::default()
     });
     let status = status(&inventory, online)?;
@@ -61,7 +32,7 @@ pub fn run(
     Ok(if status.drift.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(EXIT_DRIFT)
+        crate::exit::code(crate::exit::DRIFT)
     })
 }
 
@@ -135,7 +106,7 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
     } else {
         out.line(&format!("drift ({}):", status.drift.len()))?;
         for item in &status.drift {
-            out.line(&format!("  - {item}"))?;
+            out.line(&format!("  - {}", item.message))?;
         }
     }
     Ok(())

@@ -80,3 +80,63 @@ fn docs_cli_reference_is_current() {
         "docs/cli.md is stale: run `UPDATE_GOLDEN=1 cargo test -p hostage --test cli` and commit it"
     );
 }
+
+#[test]
+fn a_malformed_fingerprint_is_a_usage_error_with_exit_code_2_in_every_verb() {
+    for args in [
+        &["onboard", "web", "--expect-fingerprint", "bad"][..],
+        &["rotate", "web", "--expect-fingerprint", "bad"],
+        &["fetch", "root@web", "--expect-fingerprint", "bad"],
+        &["fetch", "root@web", "--expect-fingerprint", "web=MD5:00"],
+        &["deploy", "root@web", "--expect-fingerprint", "bad"],
+    ] {
+        let out = hostage(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("--expect-fingerprint"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn every_verb_that_reaches_hosts_has_the_same_ssh_options_and_timeout() {
+    for verb in [
+        "fetch",
+        "deploy",
+        "onboard",
+        "rotate",
+        "rotate-infra",
+        "status",
+    ] {
+        let out = hostage(&[verb, "--help"]);
+        let help = String::from_utf8(out.stdout).unwrap();
+        for option in ["--known-hosts", "--ssh-config", "--timeout"] {
+            assert!(
+                help.contains(option),
+                "{verb} --help lacks {option}:\n{help}"
+            );
+        }
+        assert!(help.contains("[default: 30]"), "{verb}: {help}");
+    }
+}
+
+#[test]
+fn man_writes_a_page_for_hostage_and_each_verb() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hostage(&["man", dir.path().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "hostage.1",
+        "hostage-onboard.1",
+        "hostage-rekey.1",
+        "hostage-man.1",
+    ] {
+        let text = fs_err::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page} is not a man page:\n{text}");
+    }
+    let onboard = fs_err::read_to_string(dir.path().join("hostage-onboard.1")).unwrap();
+    assert!(onboard.contains("expect\\-fingerprint"), "{onboard}");
+}

@@ -40,6 +40,7 @@ pub use format::Format;
 pub use keys::DataKey;
 pub use metadata::{AgeEntry, KeyGroup, MasterKey, Metadata};
 pub use set::SetOutcome;
+pub use timefmt::now_rfc3339;
 pub use tree::{Tree, Value};
 
 use cipher::{aad_for, EncValue};

@@ -81,8 +81,9 @@ pub(crate) fn format_epoch(epoch: i64) -> String {
     )
 }
 
-/// Now, formatted as sops writes `lastmodified`.
-pub(crate) fn now_rfc3339() -> String {
+/// Now as an RFC 3339 UTC timestamp (`2026-11-24T21:00:00Z`), as sops writes `lastmodified`
+/// (also the time of an inventory pin: one clock format for the whole tool).
+pub fn now_rfc3339() -> String {
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_inventory::Host;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, ApplyOptions, Journal, Plan, PlanOptions, RepoLock};
+use hostage_rekey::{Action, Journal, Plan, PlanOptions};
 use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
     InfrastructureKey,
@@ -22,9 +22,10 @@ use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
 use super::FleetInventory;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
 /// Asks the operator whether a host key nothing vouches for is the host's (true: trust it).
-pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>;
+pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> crate::Result<bool>;
 
 /// How to reach and trust the host.
 #[derive(Clone, Debug, Default)]
@@ -125,7 +126,8 @@ pub struct OnboardPlan {
     /// What to do next, outside hostage (the host's NixOS config).
     pub next_steps: Vec<String>,
     pub(crate) target: HostTarget,
-    pub(crate) config_path: PathBuf,
+    /// `.sops.yaml` as the plan read it (written back only if still so).
+    pub(crate) config: FileSnapshot,
     pub(crate) public_key: Option<(PathBuf, String)>,
     pub(crate) new_config: Option<String>,
     pub(crate) rekey: Plan,
@@ -143,8 +145,75 @@ impl OnboardPlan {
     }
 
     /// What recipients taken off files could read (the data keys of those files are rotated).
-    pub fn exposure(&self) -> anyhow::Result<Vec<hostage_rekey::Exposure>> {
+    pub fn exposure(&self) -> crate::Result<Vec<hostage_rekey::Exposure>> {
         Ok(self.rekey.exposure()?.collect()?)
+    }
+}
+
+/// Whether a report shows a plan (`--dry-run`: nothing written) or what applying did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The plan only.
+    DryRun,
+    /// Applied (or nothing to do).
+    Apply,
+}
+
+/// The host key a host workflow worked with.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifiedKey {
+    /// `SHA256:…`.
+    pub fingerprint: String,
+    /// Its age recipient.
+    pub recipient: String,
+    /// How it was trusted (`pin`, `known-hosts`, `trusted-new`…, or `generated` here).
+    pub verified_by: &'static str,
+}
+
+/// What `onboard` or `rotate` would do or did: one type for `--dry-run` and apply, so a script
+/// reads the same members either way (`outcome` is null in a dry run).
+#[derive(Debug, Serialize)]
+pub struct HostReport {
+    /// The host's inventory name.
+    pub host: String,
+    /// Dry run or apply.
+    pub mode: Mode,
+    /// The key the plan verified.
+    pub verified: VerifiedKey,
+    /// The changes, in order.
+    pub steps: Vec<Step>,
+    /// What applying did (null in a dry run or when there was nothing to do).
+    pub outcome: Option<OnboardOutcome>,
+    /// What recipients taken off files could read.
+    pub exposure: Vec<hostage_rekey::Exposure>,
+    /// Problems that did not stop the workflow.
+    pub warnings: Vec<String>,
+    /// What to do next, outside hostage.
+    pub next_steps: Vec<String>,
+}
+
+impl OnboardPlan {
+    /// The report of this plan, in `mode`, with what applying did.
+    pub fn report(&self, mode: Mode, outcome: Option<OnboardOutcome>) -> crate::Result<HostReport> {
+        Ok(HostReport {
+            host: self.host.clone(),
+            mode,
+            verified: VerifiedKey {
+                fingerprint: self.fetched.fingerprint.to_string(),
+                recipient: self.fetched.recipient.to_string(),
+                verified_by: if self.generated_locally {
+                    "generated"
+                } else {
+                    self.fetched.verified_by.as_str()
+                },
+            },
+            steps: self.steps.clone(),
+            outcome,
+            exposure: self.exposure()?,
+            warnings: self.warnings.clone(),
+            next_steps: self.next_steps.clone(),
+        })
     }
 }
 
@@ -159,13 +228,6 @@ pub struct OnboardOutcome {
     pub pin_recorded: bool,
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Runs `run`, a fleet operation on one host, and returns that host's outcome; `failed` says
 /// what could not be done when the host fails.
 pub(crate) fn on_one_host<T>(
@@ -173,8 +235,8 @@ pub(crate) fn on_one_host<T>(
         Output = Result<Vec<hostage_remote::HostResult<T>>, hostage_remote::FleetError>,
     >,
     failed: impl FnOnce() -> String,
-) -> anyhow::Result<T> {
-    let mut results = runtime()?.block_on(run)?;
+) -> crate::Result<T> {
+    let mut results = crate::runtime()?.block_on(run)?;
     let result = results.pop().context("the fleet run returned no result")?;
     result.outcome.with_context(failed)
 }
@@ -196,7 +258,7 @@ pub fn infrastructure_key(
     inventory: &FleetInventory,
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
-) -> anyhow::Result<InfrastructureKey> {
+) -> crate::Result<InfrastructureKey> {
     inventory.infrastructure_key(&options.identities, passphrases)
 }
 
@@ -210,7 +272,7 @@ pub fn plan(
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
     confirm: Option<ConfirmKey<'_>>,
-) -> anyhow::Result<OnboardPlan> {
+) -> crate::Result<OnboardPlan> {
     let host = inventory.host(name)?.clone();
     let mut target = FleetInventory::target(&host);
     if let Some(fp) = &options.expect_fingerprint {
@@ -263,107 +325,20 @@ pub fn plan(
 
     let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
-    // .sops.yaml
+    // .sops.yaml: read once; the edits are a pure function of its text and the host.
     let config_path = repo.join(".sops.yaml");
-    let config = SopsConfig::load(&config_path)?;
-    let mut recipients: Vec<RecipientRef> = Vec::new();
-    let mut text = config.text().to_owned();
-    let mut config = config;
-    if host.per_host_recipient {
-        if let Some(other) = config
-            .named_recipients()
-            .into_iter()
-            .find(|(n, v)| n != name && v == &fetched.recipient.to_string())
-        {
-            bail!(
-                "{name}'s recipient {} is already in .sops.yaml as &{}: is it a clone of that host?",
-                fetched.recipient,
-                other.0
-            );
-        }
-        let named = config
-            .add_named_recipient(name, &fetched.recipient)
-            .with_context(|| {
-                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
-            })?;
-        if named.text != text {
-            steps.push(Step::AddAnchor {
-                name: name.to_owned(),
-                recipient: fetched.recipient.to_string(),
-            });
-            text = named.text;
-            config = SopsConfig::parse(&config_path, &text)?;
-        }
-        recipients.push(named.reference);
-    }
-    // A host with its own recipient reads its secret paths through it; an infrastructure-only
-    // host through the infrastructure key.
-    let infra_ref = infra.as_ref().map(|i| {
-        let value = i.recipient.to_string();
-        RecipientRef {
-            anchor: config.name_of(&value),
-            recipient: value,
-        }
-    });
-    if !host.per_host_recipient && host.infrastructure_key {
-        if let Some(infra_ref) = &infra_ref {
-            recipients.push(infra_ref.clone());
-        }
-    }
-    for secret in &host.secrets {
-        let regex = secret.as_str();
-        for recipient in &recipients {
-            let label = recipient
-                .anchor
-                .clone()
-                .unwrap_or_else(|| recipient.recipient.clone());
-            let existing = config
-                .rules()
-                .iter()
-                .find(|r| r.path_regex.as_deref() == Some(regex))
-                .map(|r| r.index);
-            let (new_text, step) = match existing {
-                Some(index) => (
-                    config.add_recipient(&RuleSelector::Indices(vec![index]), recipient)?,
-                    Step::AddToRule {
-                        path_regex: regex.to_owned(),
-                        recipient: label,
-                    },
-                ),
-                None if catch_all_has(&config, &recipient.recipient) => continue,
-                None => {
-                    let added = config
-                        .add_path_rule(regex, recipient)
-                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?;
-                    // The new rule copies the catch-all; a host's own secrets do not go to the
-                    // shared infrastructure key unless that is how the host reads them.
-                    let added = match infra_ref.as_ref().filter(|i| i != &recipient) {
-                        Some(infra_ref) => {
-                            without_recipient(&config_path, &added, regex, infra_ref)?
-                        }
-                        None => added,
-                    };
-                    (
-                        added,
-                        Step::AddRule {
-                            path_regex: regex.to_owned(),
-                            recipient: label,
-                        },
-                    )
-                }
-            };
-            if new_text != text {
-                steps.push(step);
-                text = new_text;
-                config = SopsConfig::parse(&config_path, &text)?;
-            }
-        }
-    }
-    let new_config = (text != fs_err::read_to_string(&config_path)?).then_some(text);
+    let snapshot = FileSnapshot::read(&config_path)?;
+    let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
+    let RulesEdit {
+        steps: rule_steps,
+        config,
+        recipients,
+    } = plan_rules(&original, &host, &fetched.recipient, infra.as_ref())?;
+    steps.extend(rule_steps);
+    let new_config = (config.text() != original.text()).then(|| config.text().to_owned());
 
     // The files to re-key: those whose rule gives them other recipients now, and those a
     // stopped onboarding left in its journal; other drift is left to `hostage rekey`.
-    let original = SopsConfig::load(&config_path)?;
     let state = hostage_rekey::state_dir(repo);
     let pending = pending_files(&state)?;
     let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
@@ -426,7 +401,7 @@ pub fn plan(
         warnings,
         next_steps,
         target,
-        config_path,
+        config: snapshot,
         public_key,
         new_config,
         rekey,
@@ -437,12 +412,137 @@ pub fn plan(
     })
 }
 
+/// The `.sops.yaml` edits onboarding `host` makes, computed from the text alone.
+#[derive(Debug)]
+pub struct RulesEdit {
+    /// The steps, in order (anchor, rules).
+    pub steps: Vec<Step>,
+    /// `.sops.yaml` with every edit made.
+    pub config: SopsConfig,
+    /// The recipients through which the host reads its secret paths.
+    pub recipients: Vec<RecipientRef>,
+}
+
+/// Plans the `.sops.yaml` edits that let `host` (whose key has `recipient`) read its `secrets:`
+/// paths: its anchor (a per-host recipient), then each path's rule gains the host's recipient
+/// (or the infrastructure key's, for an infrastructure-only host), or a new rule is made from the
+/// catch-all. Pure: the facts in, the edit out.
+pub fn plan_rules(
+    original: &SopsConfig,
+    host: &Host,
+    recipient: &hostage_recipients::AgeRecipient,
+    infra: Option<&hostage_inventory::Infrastructure>,
+) -> crate::Result<RulesEdit> {
+    let name = host.name.as_str();
+    let config_path = original.path().to_owned();
+    let mut steps = Vec::new();
+    let config = SopsConfig::parse(&config_path, original.text())?;
+    let mut recipients: Vec<RecipientRef> = Vec::new();
+    let mut text = config.text().to_owned();
+    let mut config = config;
+    if host.per_host_recipient {
+        if let Some(other) = config
+            .named_recipients()
+            .into_iter()
+            .find(|(n, v)| n != name && v == &recipient.to_string())
+        {
+            bail!(
+                "{name}'s recipient {} is already in .sops.yaml as &{}: is it a clone of that host?",
+                recipient,
+                other.0
+            );
+        }
+        let named = config
+            .add_named_recipient(name, recipient)
+            .with_context(|| {
+                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
+            })?;
+        if named.text != text {
+            steps.push(Step::AddAnchor {
+                name: name.to_owned(),
+                recipient: recipient.to_string(),
+            });
+            text = named.text;
+            config = SopsConfig::parse(&config_path, &text)?;
+        }
+        recipients.push(named.reference);
+    }
+    // A host with its own recipient reads its secret paths through it; an infrastructure-only
+    // host through the infrastructure key.
+    let infra_ref = infra.map(|i| {
+        let value = i.recipient.to_string();
+        RecipientRef {
+            anchor: config.name_of(&value),
+            recipient: value,
+        }
+    });
+    if !host.per_host_recipient && host.infrastructure_key {
+        if let Some(infra_ref) = &infra_ref {
+            recipients.push(infra_ref.clone());
+        }
+    }
+    for secret in &host.secrets {
+        let regex = secret.as_str();
+        for recipient in &recipients {
+            let label = recipient
+                .anchor
+                .clone()
+                .unwrap_or_else(|| recipient.recipient.clone());
+            let existing = config
+                .rules()
+                .iter()
+                .find(|r| r.path_regex.as_deref() == Some(regex))
+                .map(|r| r.index);
+            let (new_text, step) = match existing {
+                Some(index) => (
+                    config.add_recipient(&RuleSelector::Indices(vec![index]), recipient)?,
+                    Step::AddToRule {
+                        path_regex: regex.to_owned(),
+                        recipient: label,
+                    },
+                ),
+                None if catch_all_has(&config, &recipient.recipient) => continue,
+                None => {
+                    let added = config
+                        .add_path_rule(regex, recipient)
+                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?;
+                    // The new rule copies the catch-all; a host's own secrets do not go to the
+                    // shared infrastructure key unless that is how the host reads them.
+                    let added = match infra_ref.as_ref().filter(|i| i != &recipient) {
+                        Some(infra_ref) => {
+                            without_recipient(&config_path, &added, regex, infra_ref)?
+                        }
+                        None => added,
+                    };
+                    (
+                        added,
+                        Step::AddRule {
+                            path_regex: regex.to_owned(),
+                            recipient: label,
+                        },
+                    )
+                }
+            };
+            if new_text != text {
+                steps.push(step);
+                text = new_text;
+                config = SopsConfig::parse(&config_path, &text)?;
+            }
+        }
+    }
+    Ok(RulesEdit {
+        steps,
+        config,
+        recipients,
+    })
+}
+
 /// The key of a host that does not exist yet: the one generated by an earlier run (its public
 /// key in `pubkeys/`, its private key stored), else a new one.
 fn pregenerated(
     inventory: &FleetInventory,
     host: &Host,
-) -> anyhow::Result<(
+) -> crate::Result<(
     hostage_recipients::Ed25519PublicKey,
     Option<super::host_key::GeneratedHostKey>,
 )> {
@@ -472,7 +572,7 @@ fn without_recipient(
     text: &str,
     regex: &str,
     recipient: &RecipientRef,
-) -> anyhow::Result<String> {
+) -> crate::Result<String> {
     let config = SopsConfig::parse(config_path, text)?;
     let Some(rule) = config
         .rules()
@@ -575,7 +675,7 @@ pub(crate) fn verify(
     target: &HostTarget,
     options: &OnboardOptions,
     deploy: Option<&(InfrastructureKey, DeployOptions)>,
-) -> anyhow::Result<(FetchedHost, Option<DeployAction>)> {
+) -> crate::Result<(FetchedHost, Option<DeployAction>)> {
     let fleet = fleet_options(options, true);
     let failed = || format!("cannot verify {}; nothing was changed", target.spec);
     match deploy {
@@ -603,36 +703,39 @@ pub(crate) fn verify(
     }
 }
 
-/// Applies `plan`: public key, `.sops.yaml`, re-key, deploy, pin, in that order, under the repo
-/// lock. `progress` hears about each step as it starts.
+/// Applies `plan`: public key, `.sops.yaml`, re-key, deploy, pin, in that order, in a
+/// [`RepoSession`]: under the repo lock, the journal written before `.sops.yaml`, and
+/// `.sops.yaml` and the inventory written only if nobody changed them since the plan read them.
+/// `progress` hears about each step as it starts; `options.stop_after` ends the run after a step.
 pub fn apply(
     inventory: &mut FleetInventory,
     plan: &mut OnboardPlan,
     passphrases: &mut dyn PassphraseProvider,
+    options: &ApplyOptions,
     progress: &dyn Fn(&Step),
-) -> anyhow::Result<OnboardOutcome> {
+) -> crate::Result<OnboardOutcome> {
     let mut outcome = OnboardOutcome::default();
     if plan.is_noop() {
         return Ok(outcome);
     }
     let config_dir = plan
-        .config_path
+        .config
+        .path()
         .parent()
-        .context("the .sops.yaml path has a directory")?;
-    let state = hostage_rekey::state_dir(config_dir);
-    let _lock = RepoLock::acquire(&state)?;
-    let previous = Journal::load(&state)?;
-    if let Some(previous) = &previous {
-        previous.clean_temp_files()?;
-    }
+        .context("the .sops.yaml path has a directory")?
+        .to_owned();
+    let mut session = RepoSession::open(&config_dir, options.clone())?;
+    // The plan was made before the lock: refuse before any write if what it read has changed.
+    session.revalidate(&[
+        &plan.config,
+        &FileSnapshot::of_text(&inventory.inventory.path, inventory.text()),
+    ])?;
     // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
     // files to finish (the rule edit alone no longer shows them once it is on disk).
     if !plan.rekey.is_empty() {
-        Journal::write(&state, &plan.rekey, previous.as_ref())?;
+        session.write_journal(&plan.rekey)?;
     }
-    // Tests stop a run between steps to check that the next run converges (a crash there would
-    // leave the same state: every write before is durable, nothing after has started).
-    let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
+    let mut config_written = false;
     for step in &plan.steps {
         progress(step);
         match step {
@@ -644,15 +747,14 @@ pub fn apply(
                     hostage_atomic::write(path, text.as_bytes())?;
                 }
             }
-            // The rule edits are written together, once, with the last of them.
+            // The rule edits are written together, once, with the first of them.
             Step::AddAnchor { .. }
             | Step::AddToRule { .. }
             | Step::AddRule { .. }
             | Step::ReplaceRecipient { .. } => {
-                if let Some(text) = &plan.new_config {
-                    if fs_err::read_to_string(&plan.config_path)? != *text {
-                        hostage_atomic::write(&plan.config_path, text.as_bytes())?;
-                    }
+                if let (Some(text), false) = (&plan.new_config, config_written) {
+                    session.write_if_unchanged(&plan.config, text.as_bytes())?;
+                    config_written = true;
                 }
             }
             Step::Rekey { .. } => {
@@ -663,7 +765,7 @@ pub fn apply(
                     passphrases,
                 );
                 outcome.rekeyed = apply_rekey(&mut plan.rekey, &identities, "onboard")?;
-                Journal::remove(&state)?;
+                session.finish_rekey()?;
             }
             Step::DeployInfrastructureKey { .. } => {
                 if let Some((key, deploy_options)) = &plan.deploy {
@@ -686,7 +788,7 @@ pub fn apply(
             }
             Step::StoreHostKey { path } => {
                 if let Some(key) = &plan.generated {
-                    super::host_key::store(config_dir, path, &key.private)?;
+                    super::host_key::store(&config_dir, path, &key.private)?;
                 }
             }
             Step::RecordPin { .. } => {
@@ -697,16 +799,26 @@ pub fn apply(
                 )?;
             }
         }
-        if let Some(stop) = &stop_after {
-            let name = serde_json::to_value(step)
-                .ok()
-                .and_then(|v| v["step"].as_str().map(str::to_owned));
-            if name.as_deref() == Some(stop.as_str()) {
-                bail!("stopped after the {stop} step (HOSTAGE_WORKFLOW_STOP_AFTER)");
-            }
-        }
+        session.checkpoint(step.name())?;
     }
     Ok(outcome)
+}
+
+impl Step {
+    /// The step's name as `--json` shows it (`save-public-key`, `add-rule`, `rekey`…).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SavePublicKey { .. } => "save-public-key",
+            Self::AddAnchor { .. } => "add-anchor",
+            Self::AddToRule { .. } => "add-to-rule",
+            Self::AddRule { .. } => "add-rule",
+            Self::Rekey { .. } => "rekey",
+            Self::DeployInfrastructureKey { .. } => "deploy-infrastructure-key",
+            Self::ReplaceRecipient { .. } => "replace-recipient",
+            Self::StoreHostKey { .. } => "store-host-key",
+            Self::RecordPin { .. } => "record-pin",
+        }
+    }
 }
 
 /// Adds the step that saves the host's public key as `pubkeys/<host>.pub` unless it is there
@@ -728,7 +840,7 @@ pub(super) fn public_key_step(
 }
 
 /// Adds the re-key step when `plan` changes some files, and returns the plan that applies it.
-pub(super) fn rekey_step(steps: &mut Vec<Step>, plan: Plan) -> anyhow::Result<Plan> {
+pub(super) fn rekey_step(steps: &mut Vec<Step>, plan: Plan) -> crate::Result<Plan> {
     if !plan.is_empty() {
         let files = plan
             .files()
@@ -745,8 +857,13 @@ pub(super) fn apply_rekey(
     plan: &mut Plan,
     identities: &IdentitySet,
     again: &str,
-) -> anyhow::Result<Vec<String>> {
-    hostage_rekey::apply(plan, identities, &ApplyOptions::default(), &|| {})?;
+) -> crate::Result<Vec<String>> {
+    hostage_rekey::apply(
+        plan,
+        identities,
+        &hostage_rekey::ApplyOptions::default(),
+        &|| {},
+    )?;
     let mut written = Vec::new();
     let mut failures = Vec::new();
     for file in plan.files() {
@@ -768,7 +885,7 @@ pub(super) fn apply_rekey(
 }
 
 /// The files a stopped workflow left in the repo's journal (to be finished by this run).
-pub(super) fn pending_files(state: &Path) -> anyhow::Result<BTreeSet<PathBuf>> {
+pub(super) fn pending_files(state: &Path) -> crate::Result<BTreeSet<PathBuf>> {
     Ok(match Journal::load(state)? {
         Some(journal) => journal.paths()?,
         None => BTreeSet::new(),
@@ -782,7 +899,7 @@ pub(super) fn infrastructure_deploy(
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
     wanted: bool,
-) -> anyhow::Result<Option<(InfrastructureKey, DeployOptions)>> {
+) -> crate::Result<Option<(InfrastructureKey, DeployOptions)>> {
     let Some(infra) = inventory
         .inventory
         .infrastructure
@@ -809,7 +926,7 @@ pub(super) fn deploy_step(
     action: Option<DeployAction>,
     what: &str,
     advice: &str,
-) -> anyhow::Result<Option<(InfrastructureKey, DeployOptions)>> {
+) -> crate::Result<Option<(InfrastructureKey, DeployOptions)>> {
     let (Some((key, options)), Some(action)) = (deploy, action) else {
         return Ok(None);
     };
@@ -834,7 +951,7 @@ pub(super) fn plan_repo(
     config: &SopsConfig,
     repo: &Path,
     advice: &str,
-) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
+) -> crate::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
     let plan = hostage_rekey::plan(config, &candidates, &PlanOptions::default(), &|| {})?;
     // The counts say whether some file is an error; only then are the entries read to name it.
@@ -863,7 +980,7 @@ pub(super) fn affected_files(
     host: &str,
     warnings: &mut Vec<String>,
     ours: impl Fn(&hostage_rekey::FilePlan) -> bool,
-) -> anyhow::Result<(hostage_rekey::FileList, Plan)> {
+) -> crate::Result<(hostage_rekey::FileList, Plan)> {
     let (candidates, mut plan) = plan_repo(
         config,
         repo,
@@ -883,4 +1000,128 @@ pub(super) fn affected_files(
         mine
     })?;
     Ok((candidates, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    //! `plan_rules` on fixture facts: an inventory and a `.sops.yaml` as text, a host's recipient;
+    //! no sshd, no repository.
+
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use hostage_inventory::Inventory;
+    use hostage_recipients::AgeRecipient;
+    use hostage_sops::rules::SopsConfig;
+
+    use super::{plan_rules, Step};
+
+    fn recipient(n: u8) -> AgeRecipient {
+        AgeRecipient::from_bytes([n; 32])
+    }
+
+    fn inventory(hosts: &str) -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("secrets")).unwrap();
+        let text = format!(
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\n  infrastructure:\n    recipient: {}\n    private_key_file: ~/.ssh/id_infrastructure\nhosts:\n{hosts}",
+            recipient(1),
+            recipient(2)
+        );
+        let inventory = Inventory::parse(&dir.path().join("fleet.yaml"), &text).unwrap();
+        (dir, inventory)
+    }
+
+    fn seed_config() -> SopsConfig {
+        let text = format!(
+            "keys:\n  - &workstation {}\n  - &infrastructure {}\ncreation_rules:\n  - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n",
+            recipient(1),
+            recipient(2)
+        );
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_new_host_gets_its_anchor_and_a_rule_for_its_secrets_without_the_infrastructure_key() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let original = seed_config();
+        let edit = plan_rules(
+            &original,
+            host,
+            &recipient(3),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap();
+        let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
+        assert_eq!(names, ["add-anchor", "add-rule"]);
+        let text = edit.config.text();
+        assert!(text.contains(&format!("&web {}", recipient(3))), "{text}");
+        let (_, rule) = edit
+            .config
+            .rule_for_sops_path("secrets/hosts/web/db.yaml")
+            .unwrap();
+        let readers: Vec<&str> = rule
+            .key_groups
+            .iter()
+            .flatten()
+            .map(|e| e.recipient.as_str())
+            .collect();
+        let expected = [recipient(1).to_string(), recipient(3).to_string()];
+        assert_eq!(
+            readers,
+            expected.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        // The original is untouched: planning is pure.
+        assert!(!original.text().contains("&web"));
+    }
+
+    #[test]
+    fn planning_an_onboarded_host_again_changes_nothing() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let infra = inventory.infrastructure.as_ref();
+        let once = plan_rules(&seed_config(), host, &recipient(3), infra).unwrap();
+        let twice = plan_rules(&once.config, host, &recipient(3), infra).unwrap();
+        assert_eq!(twice.steps, Vec::<Step>::new());
+        assert_eq!(twice.config.text(), once.config.text());
+    }
+
+    #[test]
+    fn a_host_whose_recipient_another_anchor_holds_is_refused_as_a_possible_clone() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        // web presents the infrastructure key's recipient.
+        let error = plan_rules(
+            &seed_config(),
+            host,
+            &recipient(2),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("clone"), "{error}");
+    }
+
+    #[test]
+    fn an_infrastructure_only_host_reads_through_the_infrastructure_key_already_on_the_catch_all() {
+        let (_dir, inventory) = inventory(
+            "  db:\n    address: 10.0.0.8\n    per_host_recipient: false\n    infrastructure_key: true\n    secrets: ['secrets/hosts/db/.*']\n",
+        );
+        let host = inventory.host("db").unwrap();
+        let edit = plan_rules(
+            &seed_config(),
+            host,
+            &recipient(4),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap();
+        assert_eq!(edit.steps, Vec::<Step>::new());
+        assert_eq!(edit.recipients.len(), 1);
+        assert_eq!(edit.recipients[0].recipient, recipient(2).to_string());
+    }
 }

@@ -13,9 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, Exposure, Journal, PlanOptions, RepoLock};
+use hostage_rekey::{Action, Exposure, PlanOptions};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
 use hostage_sops::rules::{RuleSelector, SopsConfig};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::fleet_inventory::NoPins;
 use super::onboard::rule_changed;
 use super::FleetInventory;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
 /// The temporary anchor of the new key while both are on the files.
 const NEXT_ANCHOR: &str = "infrastructure_next";
@@ -71,15 +72,20 @@ pub struct RotateInfraReport {
 pub fn run(
     inventory: &mut FleetInventory,
     options: &RotateInfraOptions,
+    apply: &ApplyOptions,
     passphrases: &mut dyn PassphraseProvider,
     progress: &dyn Fn(u8, &str),
-) -> anyhow::Result<RotateInfraReport> {
+) -> crate::Result<RotateInfraReport> {
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = inventory.inventory.secrets_repo.clone();
     let config_path = repo.join(".sops.yaml");
-    let state = hostage_rekey::state_dir(&repo);
-    let _lock = RepoLock::acquire(&state)?;
-    let state_file = state.join(STATE_FILE);
+    let mut session = RepoSession::open(&repo, apply.clone())?;
+    // The inventory was read before the lock (phase 4 writes it back compare-and-swap).
+    session.revalidate(&[&FileSnapshot::of_text(
+        &inventory.inventory.path,
+        inventory.text(),
+    )])?;
+    let state_file = session.state_dir().join(STATE_FILE);
     let mut saved: Progress = match fs_err::read_to_string(&state_file) {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("{} is not a rotation record", state_file.display()))?,
@@ -102,17 +108,11 @@ pub fn run(
             state_file.display()
         );
     }
-    // Tests stop a run after a phase (`phase-N`) to check that the next run resumes there.
-    let stop_after = std::env::var("HOSTAGE_WORKFLOW_STOP_AFTER").ok();
-    let save = |saved: &Progress| -> anyhow::Result<()> {
+    // Each phase is recorded as done before the next starts; `apply.stop_after` (`phase-N`)
+    // ends the run there, as a crash would.
+    let save = |saved: &Progress, session: &RepoSession| -> crate::Result<()> {
         hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
-        if stop_after.as_deref() == Some(format!("phase-{}", saved.done).as_str()) {
-            bail!(
-                "stopped after phase {} (HOSTAGE_WORKFLOW_STOP_AFTER)",
-                saved.done
-            );
-        }
-        Ok(())
+        session.checkpoint(&format!("phase-{}", saved.done))
     };
     let mut report = RotateInfraReport::default();
     let old = saved.old_recipient.clone();
@@ -120,23 +120,19 @@ pub fn run(
 
     if saved.done < 1 {
         progress(1, "add the new recipient next to the old one, re-key");
-        let original = SopsConfig::load(&config_path)?;
-        let text = phase1_text(&original, &old, &new_recipient)?;
-        let n = rekey(
-            &old,
-            &repo,
-            &original,
-            &text,
-            &identities,
-            passphrases,
-            &state,
-        )?
-        .0;
+        let phase = Phase {
+            edit: phase1_text,
+            old: &old,
+            new: &new_recipient,
+        };
+        let n = phase
+            .rekey(&config_path, &identities, passphrases, &mut session)?
+            .0;
         report
             .phases
             .push((1, format!("{n} file(s) gained the new key")));
         saved.done = 1;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
 
     if saved.done < 2 {
@@ -165,34 +161,29 @@ pub fn run(
             .phases
             .push((2, format!("{} host(s) hold the new key", deployed.len())));
         saved.done = 2;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
 
     if saved.done < 3 {
         progress(3, "remove the old recipient, rotate the data keys");
-        let original = SopsConfig::load(&config_path)?;
-        let text = phase3_text(&original, &old, &new_recipient)?;
-        let (n, exposure) = rekey(
-            &old,
-            &repo,
-            &original,
-            &text,
-            &identities,
-            passphrases,
-            &state,
-        )?;
+        let phase = Phase {
+            edit: phase3_text,
+            old: &old,
+            new: &new_recipient,
+        };
+        let (n, exposure) = phase.rekey(&config_path, &identities, passphrases, &mut session)?;
         report.exposure = exposure;
         report.phases.push((
             3,
             format!("{n} file(s) lost the old key and got new data keys"),
         ));
         saved.done = 3;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
 
     if saved.done < 4 {
         progress(4, "retire the old key: the inventory names the new one");
-        let text = fs_err::read_to_string(&inventory.inventory.path)?;
+        let text = inventory.text().to_owned();
         let mut edited = text.replace(&old, &new_recipient);
         if let hostage_inventory::PrivateKeySource::File(path) = &infra.private_key {
             let old_line = format!("private_key_file: {}", path.display());
@@ -200,14 +191,18 @@ pub fn run(
             edited = edited.replacen(&old_line, &new_line, 1);
         }
         hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?;
-        hostage_atomic::write(&inventory.inventory.path, edited.as_bytes())?;
+        // Compare-and-swap against the inventory this run loaded: another edit is not undone.
+        session.write_if_unchanged(
+            &FileSnapshot::of_text(&inventory.inventory.path, &text),
+            edited.as_bytes(),
+        )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
         report.phases.push((
             4,
             format!("the inventory names {new_recipient}; destroy the old private key"),
         ));
         saved.done = 4;
-        save(&saved)?;
+        save(&saved, &session)?;
     }
     fs_err::remove_file(&state_file)?;
     report.complete = true;
@@ -216,7 +211,7 @@ pub fn run(
 
 /// `.sops.yaml` with the new key next to the old one wherever the old one is (under a temporary
 /// anchor).
-fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<String> {
+fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> crate::Result<String> {
     let rules: Vec<usize> = original
         .rules()
         .iter()
@@ -231,7 +226,7 @@ fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<St
 
 /// `.sops.yaml` back in its own shape with the new key only: the temporary anchor goes, the old
 /// key's anchor takes the new value.
-fn phase3_text(original: &SopsConfig, old: &str, new: &str) -> anyhow::Result<String> {
+fn phase3_text(original: &SopsConfig, old: &str, new: &str) -> crate::Result<String> {
     let path = original.path();
     let rules = RuleSelector::Indices(original.rules().iter().map(|r| r.index).collect());
     let mut text = original.text().to_owned();
@@ -272,7 +267,7 @@ pub struct RotateInfraPlan {
 pub fn plan(
     inventory: &FleetInventory,
     options: &RotateInfraOptions,
-) -> anyhow::Result<RotateInfraPlan> {
+) -> crate::Result<RotateInfraPlan> {
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = &inventory.inventory.secrets_repo;
     let state_file = hostage_rekey::state_dir(repo).join(STATE_FILE);
@@ -294,7 +289,7 @@ pub fn plan(
     let t3 = phase3_text(&c1, &old, &new_recipient)?;
     let c3 = SopsConfig::parse(original.path(), &t3)?;
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let changed = |from: &SopsConfig, to: &SopsConfig| -> anyhow::Result<Vec<String>> {
+    let changed = |from: &SopsConfig, to: &SopsConfig| -> crate::Result<Vec<String>> {
         let plan = hostage_rekey::plan(to, &candidates, &PlanOptions::default(), &|| {})?;
         let mut changed = Vec::new();
         for file in plan.files() {
@@ -337,13 +332,11 @@ pub fn plan(
     })
 }
 
-/// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
-/// journaled), writing `.sops.yaml` after the journal; returns how many and the exposure.
 /// The inventory's infrastructure key settings, the new key, and the new key's recipient.
 fn current_and_new_key(
     inventory: &FleetInventory,
     options: &RotateInfraOptions,
-) -> anyhow::Result<(hostage_inventory::Infrastructure, InfrastructureKey, String)> {
+) -> crate::Result<(hostage_inventory::Infrastructure, InfrastructureKey, String)> {
     let infra = inventory
         .inventory
         .infrastructure
@@ -384,7 +377,7 @@ fn deploy_to_infrastructure_hosts(
     infra: &hostage_inventory::Infrastructure,
     new_key: &InfrastructureKey,
     dry_run: DryRun,
-) -> anyhow::Result<Vec<NamedDeploy>> {
+) -> crate::Result<Vec<NamedDeploy>> {
     let targets: Vec<_> = inventory
         .inventory
         .hosts
@@ -405,10 +398,7 @@ fn deploy_to_infrastructure_hosts(
         owner: None,
         replace: true,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let results = runtime.block_on(hostage_remote::deploy(
+    let results = crate::runtime()?.block_on(hostage_remote::deploy(
         targets.iter().map(|(_, t)| t.clone()).collect(),
         &fleet,
         &mut NoPins,
@@ -423,6 +413,43 @@ fn deploy_to_infrastructure_hosts(
         .collect())
 }
 
+/// A phase that edits `.sops.yaml` (1: add the new key, 3: remove the old one) and re-keys.
+struct Phase<'a> {
+    /// The edit: `.sops.yaml` as it is, the old and the new recipient → the new text.
+    edit: fn(&SopsConfig, &str, &str) -> crate::Result<String>,
+    old: &'a str,
+    new: &'a str,
+}
+
+impl Phase<'_> {
+    /// Edits `.sops.yaml` (read under the session's lock) and re-keys the files whose rule
+    /// changed (plus those a stopped run journaled), the journal written before `.sops.yaml`;
+    /// returns how many files and the exposure.
+    fn rekey(
+        &self,
+        config_path: &Path,
+        identities: &IdentitySet,
+        passphrases: &mut dyn PassphraseProvider,
+        session: &mut RepoSession,
+    ) -> crate::Result<(usize, Vec<Exposure>)> {
+        let original = SopsConfig::load(config_path)?;
+        let text = (self.edit)(&original, self.old, self.new)?;
+        let repo = session.repo().to_path_buf();
+        rekey(
+            self.old,
+            &repo,
+            &original,
+            &text,
+            identities,
+            passphrases,
+            session,
+        )
+    }
+}
+
+/// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
+/// journaled), writing `.sops.yaml` (compare-and-swap) after the journal; returns how many and
+/// the exposure.
 fn rekey(
     old: &str,
     repo: &Path,
@@ -430,10 +457,10 @@ fn rekey(
     text: &str,
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
-    state: &Path,
-) -> anyhow::Result<(usize, Vec<Exposure>)> {
+    session: &mut RepoSession,
+) -> crate::Result<(usize, Vec<Exposure>)> {
     let config = SopsConfig::parse(original.path(), text)?;
-    let pending = super::onboard::pending_files(state)?;
+    let pending = session.pending_files()?;
     let (_, mut plan) =
         super::onboard::plan_repo(&config, repo, "; nothing was changed in this phase")?;
     plan.retain(|f| {
@@ -444,15 +471,64 @@ fn rekey(
     plan.name_recipient(old, "the old infrastructure key");
     let exposure = plan.exposure()?.collect()?;
     if !plan.is_empty() {
-        let previous = Journal::load(state)?;
-        Journal::write(state, &plan, previous.as_ref())?;
+        session.write_journal(&plan)?;
     }
-    if text != original.text() {
-        hostage_atomic::write(original.path(), text.as_bytes())?;
-    }
+    session.write_if_unchanged(
+        &FileSnapshot::of_text(original.path(), original.text()),
+        text.as_bytes(),
+    )?;
     let unlocked =
         hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
     let written = super::onboard::apply_rekey(&mut plan, &unlocked, "rotate-infra")?;
-    Journal::remove(state)?;
+    session.finish_rekey()?;
     Ok((written.len(), exposure))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The `.sops.yaml` edits of phases 1 and 3 on fixture text (pure, no repository, no sshd).
+
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use hostage_recipients::AgeRecipient;
+    use hostage_sops::rules::SopsConfig;
+
+    use super::{phase1_text, phase3_text, NEXT_ANCHOR};
+
+    fn recipient(n: u8) -> String {
+        AgeRecipient::from_bytes([n; 32]).to_string()
+    }
+
+    #[test]
+    fn phase_one_adds_the_new_key_beside_the_old_and_phase_three_leaves_only_the_new_under_the_old_anchor(
+    ) {
+        let (ws, old, new) = (recipient(1), recipient(2), recipient(3));
+        let text = format!(
+            "keys:\n  - &workstation {ws}\n  - &infrastructure {old}\ncreation_rules:\n  - path_regex: secrets/only-me$\n    key_groups:\n      - age:\n          - *workstation\n  - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n"
+        );
+        let path = Path::new("/repo/.sops.yaml");
+        let original = SopsConfig::parse(path, &text).unwrap();
+        let both = SopsConfig::parse(path, &phase1_text(&original, &old, &new).unwrap()).unwrap();
+        let readers = |config: &SopsConfig, file: &str| -> Vec<String> {
+            let (_, rule) = config.rule_for_sops_path(file).unwrap();
+            rule.key_groups
+                .iter()
+                .flatten()
+                .map(|e| e.recipient.clone())
+                .collect()
+        };
+        assert_eq!(
+            readers(&both, "secrets/x.yaml"),
+            [ws.clone(), old.clone(), new.clone()]
+        );
+        assert_eq!(readers(&both, "secrets/only-me"), std::slice::from_ref(&ws));
+        assert!(both.text().contains(NEXT_ANCHOR), "{}", both.text());
+
+        let after = SopsConfig::parse(path, &phase3_text(&both, &old, &new).unwrap()).unwrap();
+        assert_eq!(readers(&after, "secrets/x.yaml"), [ws.clone(), new.clone()]);
+        assert_eq!(after.text(), text.replace(&old, &new));
+    }
 }

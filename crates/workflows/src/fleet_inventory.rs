@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use crate::error::Context as _;
 use hostage_inventory::{Host, Inventory, Pin};
 use hostage_recipients::AgeRecipient;
 use hostage_remote::{FetchedHost, Fingerprint, HostSpec, HostTarget, PinFile, PinRecorder};
@@ -22,15 +22,20 @@ pub struct FleetInventory {
 }
 
 impl FleetInventory {
+    /// The text the inventory was loaded from (what compare-and-swap writes compare against).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Loads the inventory at `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub fn load(path: &Path) -> crate::Result<Self> {
         let text = fs_err::read_to_string(path)?;
         let inventory = Inventory::parse(path, &text)?;
         Ok(Self { inventory, text })
     }
 
     /// Like [`find`](Self::find), for the verbs that cannot work without an inventory.
-    pub fn require(explicit: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn require(explicit: Option<&Path>) -> crate::Result<Self> {
         Self::find(explicit)?.with_context(|| {
             format!(
                 "no inventory: pass --inventory FILE, set HOSTAGE_INVENTORY, or run where {DEFAULT_INVENTORY} exists"
@@ -40,7 +45,7 @@ impl FleetInventory {
 
     /// Loads the inventory named by `explicit` (`--inventory`/`HOSTAGE_INVENTORY`), else
     /// [`DEFAULT_INVENTORY`] when it exists; `None` when there is none.
-    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Option<Self>> {
+    pub fn find(explicit: Option<&Path>) -> crate::Result<Option<Self>> {
         match explicit {
             Some(path) => Self::load(path).map(Some),
             None => {
@@ -55,7 +60,7 @@ impl FleetInventory {
     }
 
     /// The host called `name`, or an error listing the known ones.
-    pub fn host(&self, name: &str) -> anyhow::Result<&Host> {
+    pub fn host(&self, name: &str) -> crate::Result<&Host> {
         self.inventory.host(name).with_context(|| {
             let names: Vec<&str> = self
                 .inventory
@@ -90,13 +95,15 @@ impl FleetInventory {
     }
 
     /// Records `host`'s pin in the inventory file; returns whether the file changed (an identical
-    /// pin is left alone, so re-verifying a host does not touch the file).
+    /// pin is left alone, so re-verifying a host does not touch the file). The file is written
+    /// only if it still holds the text this inventory was loaded from
+    /// ([`WorkflowError::ChangedBySomeoneElse`](crate::WorkflowError) otherwise).
     pub fn record_pin(
         &mut self,
         host: &str,
         fingerprint: &Fingerprint,
         recipient: &AgeRecipient,
-    ) -> anyhow::Result<bool> {
+    ) -> crate::Result<bool> {
         let current = self.host(host)?.pin.clone();
         if current.as_ref().is_some_and(|p| {
             p.fingerprint.as_str() == fingerprint.as_str() && &p.recipient == recipient
@@ -108,12 +115,14 @@ impl FleetInventory {
                 .as_str()
                 .to_owned()
                 .try_into()
-                .map_err(|e: String| anyhow::anyhow!(e))?,
+                .map_err(|e: String| crate::WorkflowError::refused(e))?,
             recipient: *recipient,
-            verified: super::now_rfc3339(),
+            verified: hostage_sops::now_rfc3339(),
         };
         let text = self.inventory.with_pin(&self.text, host, &pin)?;
-        hostage_atomic::write(&self.inventory.path, text.as_bytes())?;
+        // Compare-and-swap: another run's edit since this inventory was read is not undone.
+        crate::session::FileSnapshot::of_text(&self.inventory.path, &self.text)
+            .write_if_unchanged(text.as_bytes())?;
         self.inventory = Inventory::parse(&self.inventory.path, &text)?;
         self.text = text;
         Ok(true)
@@ -146,10 +155,10 @@ impl FleetInventory {
         &self,
         extra: &[PathBuf],
         passphrases: &mut dyn hostage_recipients::PassphraseProvider,
-    ) -> anyhow::Result<hostage_remote::InfrastructureKey> {
+    ) -> crate::Result<hostage_remote::InfrastructureKey> {
         use hostage_inventory::PrivateKeySource;
         let Some(infra) = &self.inventory.infrastructure else {
-            anyhow::bail!("the inventory has no recipients.infrastructure");
+            crate::error::bail!("the inventory has no recipients.infrastructure");
         };
         match &infra.private_key {
             PrivateKeySource::File(path) => {
@@ -173,7 +182,7 @@ impl FleetInventory {
                     Some(hostage_sops::Value::Str(text)) => {
                         zeroize::Zeroizing::new(text.clone().into_bytes())
                     }
-                    _ => anyhow::bail!(
+                    _ => crate::error::bail!(
                         "{} has no top-level string `{key}` holding the infrastructure key",
                         path.display()
                     ),

@@ -3,14 +3,16 @@
 //! (`secrets/hosts/<host>/ssh_host_ed25519_key`), and `export-host-key` writes it as an
 //! `--extra-files` tree for nixos-anywhere, so the first boot already decrypts (sops-nix#310).
 //!
-//! Storing runs the `sops` binary (`HOSTAGE_SOPS`, else `sops` on `PATH`) with the key on stdin
-//! only; the key never touches the disk unencrypted here. Exporting decrypts natively.
+//! Storing runs the `sops` binary found on `PATH` with the key on stdin only; the key never
+//! touches the disk unencrypted here. Exporting decrypts natively. (No variable chooses the
+//! binary: the product never takes its tools from a test's settings; tests put the oracle first
+//! on the child's `PATH`.)
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_recipients::{Ed25519PublicKey, Ed25519Seed, IdentitySet, PassphraseProvider};
 use zeroize::Zeroizing;
 
@@ -38,7 +40,7 @@ pub fn stored_path(host: &str) -> String {
 }
 
 /// Generates an ed25519 host key (OpenSSH format, comment `root@<host>`).
-pub fn generate(host: &str) -> anyhow::Result<GeneratedHostKey> {
+pub fn generate(host: &str) -> crate::Result<GeneratedHostKey> {
     use rand::RngCore as _;
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(seed.as_mut());
@@ -62,16 +64,14 @@ pub fn generate(host: &str) -> anyhow::Result<GeneratedHostKey> {
     })
 }
 
-/// The sops binary to encrypt new files with.
+/// The sops binary to encrypt new files with: `sops` from `PATH`.
 fn sops_binary() -> PathBuf {
-    std::env::var_os("HOSTAGE_SOPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("sops"))
+    PathBuf::from("sops")
 }
 
 /// Encrypts `private` with sops to `repo/rel` under the repo's `.sops.yaml` rule for that path
 /// (binary format), feeding the key on stdin, and writes the result atomically.
-pub fn store(repo: &Path, rel: &str, private: &str) -> anyhow::Result<()> {
+pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
     let sops = sops_binary();
     let mut child = Command::new(&sops)
         .args([
@@ -92,7 +92,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> anyhow::Result<()> {
         .spawn()
         .with_context(|| {
             format!(
-                "cannot run {} (install sops, or set HOSTAGE_SOPS)",
+                "cannot run {} (install sops 3.11 or later on PATH)",
                 sops.display()
             )
         })?;
@@ -123,7 +123,7 @@ pub fn decrypt_stored(
     host: &str,
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
-) -> anyhow::Result<(Zeroizing<String>, Ed25519PublicKey)> {
+) -> crate::Result<(Zeroizing<String>, Ed25519PublicKey)> {
     let stored = repo.join(stored_path(host));
     let bytes = fs_err::read(&stored).with_context(|| {
         format!("{host} has no stored host key (onboard it with --generate-host-key)")
@@ -152,7 +152,7 @@ pub fn export(
     dir: &Path,
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> crate::Result<Vec<PathBuf>> {
     let (private, public) = decrypt_stored(repo, host, identities, passphrases)?;
     let private_rel = host_key_path
         .strip_suffix(".pub")
@@ -173,7 +173,7 @@ pub fn export(
 }
 
 /// Creates `path` with `mode` (refusing to replace a different file).
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> crate::Result<()> {
     use fs_err::os::unix::fs::OpenOptionsExt as _;
     if let Ok(existing) = fs_err::read(path) {
         if existing == bytes {

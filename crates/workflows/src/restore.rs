@@ -6,7 +6,7 @@
 //! confirmation. `.sops.yaml`, the files, `pubkeys/` and the pin do not change: the host decrypts
 //! with its old recipient again.
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_recipients::PassphraseProvider;
 use hostage_remote::{
     FetchedHost, Fingerprint, HostTarget, InfrastructureKey, RestoreAction, RestoreOptions,
@@ -15,6 +15,7 @@ use hostage_remote::{
 use super::fleet_inventory::NoPins;
 use super::onboard::{fleet_options, on_one_host, OnboardOptions};
 use super::FleetInventory;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
 /// What restoring a host's key would do.
 #[derive(Debug)]
@@ -37,6 +38,10 @@ pub struct RestorePlan {
     host_target: HostTarget,
     restore: RestoreOptions,
     options: OnboardOptions,
+    /// The secrets repo (its session is held while the host is written).
+    repo: std::path::PathBuf,
+    /// The stored backup as the plan decrypted it.
+    stored: FileSnapshot,
 }
 
 impl RestorePlan {
@@ -53,8 +58,8 @@ pub fn plan(
     name: &str,
     options: &OnboardOptions,
     passphrases: &mut dyn PassphraseProvider,
-    confirm: &mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>,
-) -> anyhow::Result<RestorePlan> {
+    confirm: &mut dyn FnMut(&FetchedHost) -> crate::Result<bool>,
+) -> crate::Result<RestorePlan> {
     let host = inventory.host(name)?.clone();
     let Some(pin) = host.pin.clone() else {
         bail!(
@@ -63,6 +68,7 @@ pub fn plan(
     };
     let repo = &inventory.inventory.secrets_repo;
     let identities = inventory.repo_identities(&options.identities);
+    let stored = FileSnapshot::read(&repo.join(super::host_key::stored_path(name)))?;
     let (private, public) = super::host_key::decrypt_stored(repo, name, &identities, passphrases)?;
     let pinned = Fingerprint::of(&public);
     if pinned.as_str() != pin.fingerprint.as_str() {
@@ -150,15 +156,21 @@ pub fn plan(
         host_target,
         restore,
         options: options.clone(),
+        repo: repo.clone(),
+        stored,
     })
 }
 
 /// Installs the key: connects again, requiring the very key the plan verified, writes it, and
-/// checks the installed file derives the pinned key. Returns what was done.
-pub fn apply(plan: RestorePlan) -> anyhow::Result<RestoreAction> {
+/// checks the installed file derives the pinned key. Returns what was done. The repository's
+/// session is held meanwhile (no rotate of the same repo runs beside it), and the stored backup
+/// must still be the one the plan decrypted.
+pub fn apply(plan: RestorePlan, options: &ApplyOptions) -> crate::Result<RestoreAction> {
     if plan.is_noop() {
         return Ok(RestoreAction::Unchanged);
     }
+    let session = RepoSession::open(&plan.repo, options.clone())?;
+    session.revalidate(&[&plan.stored])?;
     let mut target = plan.host_target.clone();
     target.pin = Some(plan.presented.fingerprint.clone());
     let mut options = plan.options.clone();

@@ -5,7 +5,7 @@
 //! infrastructure key to an infrastructure host, and updates `pubkeys/` and the pin. It is applied
 //! by [`super::onboard::apply`]: the same steps, the same lock and journal.
 
-use anyhow::{bail, Context as _};
+use crate::error::{bail, Context as _};
 use hostage_remote::FetchedHost;
 use hostage_sops::rules::SopsConfig;
 
@@ -22,8 +22,8 @@ pub fn plan(
     name: &str,
     options: &OnboardOptions,
     passphrases: &mut dyn hostage_recipients::PassphraseProvider,
-    confirm: &mut dyn FnMut(&FetchedHost) -> anyhow::Result<bool>,
-) -> anyhow::Result<OnboardPlan> {
+    confirm: &mut dyn FnMut(&FetchedHost) -> crate::Result<bool>,
+) -> crate::Result<OnboardPlan> {
     let host = inventory.host(name)?.clone();
     let Some(old_pin) = host.pin.clone() else {
         bail!("{name} has no pin yet, so there is no identity to rotate: run `hostage onboard {name}`");
@@ -61,7 +61,8 @@ pub fn plan(
     let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
     // .sops.yaml: the old recipient becomes the new one wherever it is written.
-    let original = SopsConfig::load(&config_path)?;
+    let snapshot = crate::session::FileSnapshot::read(&config_path)?;
+    let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
     let old = old_pin.recipient.to_string();
     let mut config = SopsConfig::parse(&config_path, original.text())?;
     let mut new_config = None;
@@ -121,7 +122,7 @@ pub fn plan(
         warnings,
         next_steps: next,
         target,
-        config_path,
+        config: snapshot,
         public_key,
         new_config,
         rekey,

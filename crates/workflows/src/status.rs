@@ -1,0 +1,407 @@
+//! `status`: one look at the fleet. Hosts (pinned? onboarded? reachable with `--online`), the
+//! recipients, drift between the inventory, `.sops.yaml` and the files (through the re-key
+//! planner, so no private key is needed), and who can read which file.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hostage_inventory::Host;
+use hostage_rekey::{Action, PlanOptions};
+use hostage_remote::FleetOptions;
+use hostage_sops::rules::SopsConfig;
+use serde::Serialize;
+
+use super::fleet_inventory::NoPins;
+use super::FleetInventory;
+
+/// What disagrees about one host, from the facts `status` gathered: its inventory entry, the
+/// recipient its `.sops.yaml` anchor holds, and whether `pubkeys/<host>.pub` exists. Pure.
+pub fn host_drift(host: &Host, anchor: Option<&str>, public_key_saved: bool) -> Vec<Drift> {
+    let name = host.name.as_str();
+    let pin = host.pin.as_ref();
+    let mut drift = Vec::new();
+    match (pin, anchor) {
+        (None, _) => drift.push(Drift::new(
+            DriftKind::NoPin,
+            name,
+            format!("{name} has no pin: run `hostage onboard {name}` (or `hostage fetch {name}`)"),
+            Some(format!("hostage onboard {name}")),
+        )),
+        (Some(_), None) if host.per_host_recipient => drift.push(Drift::new(
+            DriftKind::NotInSopsConfig,
+            name,
+            format!("{name} is not in .sops.yaml: run `hostage onboard {name}`"),
+            Some(format!("hostage onboard {name}")),
+        )),
+        (Some(pin), Some(value)) if value != pin.recipient.to_string() => drift.push(Drift::new(
+            DriftKind::RecipientDiffersFromPin,
+            name,
+            format!(
+                "{name}: .sops.yaml has {value} but the pin says {}: run `hostage rotate {name}` if the host was rebuilt",
+                pin.recipient
+            ),
+            Some(format!("hostage rotate {name}")),
+        )),
+        _ => {}
+    }
+    if pin.is_some() && !public_key_saved {
+        drift.push(Drift::new(
+            DriftKind::PublicKeyMissing,
+            name,
+            format!("pubkeys/{name}.pub is missing: run `hostage onboard {name}`"),
+            Some(format!("hostage onboard {name}")),
+        ));
+    }
+    drift
+}
+
+/// One host as the inventory, the repo and (with `--online`) the host itself see it.
+#[derive(Debug, Serialize)]
+pub struct HostStatus {
+    /// Inventory name.
+    pub name: String,
+    /// The pinned fingerprint, when verified.
+    pub pin: Option<String>,
+    /// The pinned recipient.
+    pub recipient: Option<String>,
+    /// Whether it gets its own recipient.
+    pub per_host_recipient: bool,
+    /// Whether it receives the infrastructure key.
+    pub infrastructure_key: bool,
+    /// `.sops.yaml` has the host's anchor with the pinned recipient.
+    pub in_sops_config: bool,
+    /// `pubkeys/<host>.pub` exists.
+    pub public_key_saved: bool,
+    /// With `--online`: `ok` (verified), or why not.
+    pub online: Option<String>,
+}
+
+/// One sops file: what the planner says, and who can read it now.
+#[derive(Debug, Serialize)]
+pub struct FileStatus {
+    /// Relative to the secrets repo.
+    pub path: String,
+    /// `unchanged`, `rewrap`, `rotate` or `error` against `.sops.yaml`.
+    pub action: Action,
+    /// Names that can read it now: `workstation`, `infrastructure`, hosts.
+    pub readers: Vec<String>,
+}
+
+/// What kind of disagreement between the inventory, `.sops.yaml`, `pubkeys/`, the files and the
+/// hosts a [`Drift`] is (scripts filter on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftKind {
+    /// An inventory host has no verified pin yet.
+    NoPin,
+    /// A host with its own recipient is not named in `.sops.yaml`.
+    NotInSopsConfig,
+    /// `.sops.yaml` names a host with another recipient than its pin.
+    RecipientDiffersFromPin,
+    /// `pubkeys/<host>.pub` is missing for a pinned host.
+    PublicKeyMissing,
+    /// The host presents another key than its pin (`--online`).
+    HostKeyDiffersFromPin,
+    /// The inventory's workstation or infrastructure recipient is not in `.sops.yaml`.
+    RecipientNotInSopsConfig,
+    /// A file the planner cannot handle (no rule, not decryptable metadata…).
+    FileError,
+    /// A host cannot read a file of one of its secret paths.
+    HostCannotRead,
+    /// Files lag behind `.sops.yaml` (a re-key is due).
+    FilesLagBehind,
+}
+
+/// One disagreement `status` found: what, about whom, and the command that fixes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// What kind of drift.
+    pub kind: DriftKind,
+    /// Whom it is about: a host, a role (`workstation`, `infrastructure`), a file or
+    /// `.sops.yaml`.
+    pub subject: String,
+    /// The sentence shown to the operator.
+    pub message: String,
+    /// The command that fixes it, when one does.
+    pub fix: Option<String>,
+}
+
+impl Drift {
+    fn new(kind: DriftKind, subject: &str, message: String, fix: Option<String>) -> Self {
+        Self {
+            kind,
+            subject: subject.to_owned(),
+            message,
+            fix,
+        }
+    }
+}
+
+/// The whole picture.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The secrets repo.
+    pub secrets_repo: String,
+    /// Hosts in inventory order.
+    pub hosts: Vec<HostStatus>,
+    /// Named recipients of `.sops.yaml` (anchor → key).
+    pub recipients: Vec<(String, String)>,
+    /// Everything that disagrees, one sentence each, with what to run.
+    pub drift: Vec<Drift>,
+    /// Every sops file.
+    pub files: Vec<FileStatus>,
+}
+
+/// Computes the status; with `online`, every host is also reached and verified (nothing is
+/// recorded).
+pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate::Result<Status> {
+    let inv = &inventory.inventory;
+    let repo = &inv.secrets_repo;
+    let config = SopsConfig::load(&repo.join(".sops.yaml"))?;
+    let named = config.named_recipients();
+    let mut drift = Vec::new();
+
+    let online_results = match online {
+        Some(options) => {
+            let targets = inv.hosts.iter().map(FleetInventory::target).collect();
+            let options = FleetOptions {
+                dry_run: true,
+                timeout: options.timeout.max(Duration::from_secs(1)),
+                ..options
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Some(runtime.block_on(hostage_remote::fetch(
+                targets,
+                &options,
+                &mut NoPins,
+                &|_| {},
+            ))?)
+        }
+        None => None,
+    };
+
+    let mut hosts = Vec::new();
+    for (index, host) in inv.hosts.iter().enumerate() {
+        let name = host.name.as_str();
+        let pin = host.pin.as_ref();
+        let anchor = named.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+        let in_sops_config = match (pin, anchor) {
+            (Some(pin), Some(value)) => *value == pin.recipient.to_string(),
+            _ => false,
+        };
+        let public_key_saved = repo.join(format!("pubkeys/{name}.pub")).is_file();
+        drift.extend(host_drift(
+            host,
+            anchor.map(String::as_str),
+            public_key_saved,
+        ));
+        let online = online_results
+            .as_ref()
+            .and_then(|r| r.get(index))
+            .map(|r| match &r.outcome {
+                Ok(fetched) => {
+                    if pin.is_some_and(|p| p.fingerprint.as_str() != fetched.fingerprint.as_str()) {
+                        drift.push(Drift::new(
+                            DriftKind::HostKeyDiffersFromPin,
+                            name,
+                            format!("{name} shows another host key than its pin"),
+                            Some(format!("hostage rotate {name}")),
+                        ));
+                    }
+                    format!("ok ({})", fetched.verified_by)
+                }
+                Err(e) => format!("{}: {e}", e.kind()),
+            });
+        hosts.push(HostStatus {
+            name: name.to_owned(),
+            pin: pin.map(|p| p.fingerprint.to_string()),
+            recipient: pin.map(|p| p.recipient.to_string()),
+            per_host_recipient: host.per_host_recipient,
+            infrastructure_key: host.infrastructure_key,
+            in_sops_config,
+            public_key_saved,
+            online,
+        });
+    }
+    for (role, recipient) in [
+        ("workstation", inv.workstation.as_ref().map(|w| w.recipient)),
+        (
+            "infrastructure",
+            inv.infrastructure.as_ref().map(|i| i.recipient),
+        ),
+    ] {
+        if let Some(recipient) = recipient {
+            if config.name_of(&recipient.to_string()).is_none()
+                && !config.rules().iter().any(|r| {
+                    r.key_groups
+                        .iter()
+                        .flatten()
+                        .any(|e| e.recipient == recipient.to_string())
+                })
+            {
+                drift.push(Drift::new(
+                    DriftKind::RecipientNotInSopsConfig,
+                    role,
+                    format!(
+                        "the inventory's {role} recipient {recipient} is nowhere in .sops.yaml"
+                    ),
+                    None,
+                ));
+            }
+        }
+    }
+
+    // Files: the planner says which lag behind .sops.yaml; their current recipients say who
+    // can read them today.
+    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
+    let plan = hostage_rekey::plan(&config, &candidates, &PlanOptions::default(), &|| {})?;
+    let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
+    let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
+    let mut files = Vec::new();
+    let mut lagging = 0;
+    for file in plan.files() {
+        let file = file?;
+        if file.changes() {
+            lagging += 1;
+        }
+        if file.action == Action::Error {
+            drift.push(Drift::new(
+                DriftKind::FileError,
+                &file.display,
+                format!(
+                    "{}: {}",
+                    file.display,
+                    file.reason.clone().unwrap_or_default()
+                ),
+                None,
+            ));
+        }
+        let current: BTreeSet<&str> = file
+            .current_recipients()
+            .map(|r| r.recipient.as_str())
+            .collect();
+        let mut readers = Vec::new();
+        if workstation.as_deref().is_some_and(|w| current.contains(w)) {
+            readers.push("workstation".to_owned());
+        }
+        if infra.as_deref().is_some_and(|i| current.contains(i)) {
+            readers.push("infrastructure".to_owned());
+        }
+        for host in &inv.hosts {
+            let own = host
+                .pin
+                .as_ref()
+                .is_some_and(|p| current.contains(p.recipient.to_string().as_str()));
+            let shared =
+                host.infrastructure_key && infra.as_deref().is_some_and(|i| current.contains(i));
+            if own || shared {
+                readers.push(host.name.as_str().to_owned());
+            }
+            let should = host
+                .secrets
+                .iter()
+                .any(|s| regex::Regex::new(s.as_str()).is_ok_and(|r| r.is_match(&file.display)));
+            if should && !(own || shared) && file.action != Action::Error {
+                drift.push(Drift::new(
+                    DriftKind::HostCannotRead,
+                    host.name.as_str(),
+                    format!(
+                        "{} cannot read {} (one of its secret paths): run `hostage onboard {}`",
+                        host.name, file.display, host.name
+                    ),
+                    Some(format!("hostage onboard {}", host.name)),
+                ));
+            }
+        }
+        files.push(FileStatus {
+            path: file.display.clone(),
+            action: file.action,
+            readers,
+        });
+    }
+    if lagging > 0 {
+        drift.push(Drift::new(
+            DriftKind::FilesLagBehind,
+            ".sops.yaml",
+            format!(
+                "{lagging} file(s) lag behind .sops.yaml: run `hostage rekey --dry-run`, then `hostage rekey`"
+            ),
+            Some("hostage rekey".to_owned()),
+        ));
+    }
+    Ok(Status {
+        secrets_repo: repo.display().to_string(),
+        hosts,
+        recipients: named,
+        drift,
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `host_drift` on fixture facts (an inventory as text, an anchor value): no repo, no sshd.
+
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
+    use hostage_inventory::Inventory;
+    use hostage_recipients::AgeRecipient;
+
+    use super::{host_drift, DriftKind};
+
+    const FINGERPRINT: &str = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn recipient(n: u8) -> String {
+        AgeRecipient::from_bytes([n; 32]).to_string()
+    }
+
+    fn inventory(pin: bool) -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("secrets")).unwrap();
+        let pin = if pin {
+            format!(
+                "    pin:\n      fingerprint: {FINGERPRINT}\n      recipient: {}\n      verified: 2026-11-30T18:00:00Z\n",
+                recipient(3)
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\nhosts:\n  web:\n    address: 10.0.0.7\n{pin}",
+            recipient(1)
+        );
+        let inventory = Inventory::parse(&dir.path().join("fleet.yaml"), &text).unwrap();
+        (dir, inventory)
+    }
+
+    fn kinds(drift: &[super::Drift]) -> Vec<DriftKind> {
+        drift.iter().map(|d| d.kind).collect()
+    }
+
+    #[test]
+    fn a_host_without_a_pin_drifts_with_onboard_as_the_fix() {
+        let (_dir, inventory) = inventory(false);
+        let drift = host_drift(inventory.host("web").unwrap(), None, false);
+        assert_eq!(kinds(&drift), [DriftKind::NoPin]);
+        assert_eq!(drift[0].subject, "web");
+        assert_eq!(drift[0].fix.as_deref(), Some("hostage onboard web"));
+    }
+
+    #[test]
+    fn a_pinned_host_whose_anchor_holds_another_recipient_drifts_with_rotate_as_the_fix() {
+        let (_dir, inventory) = inventory(true);
+        let host = inventory.host("web").unwrap();
+        let drift = host_drift(host, Some(&recipient(4)), true);
+        assert_eq!(kinds(&drift), [DriftKind::RecipientDiffersFromPin]);
+        assert_eq!(drift[0].fix.as_deref(), Some("hostage rotate web"));
+        // In step, nothing; without its anchor or public key, what is missing.
+        assert!(host_drift(host, Some(&recipient(3)), true).is_empty());
+        assert_eq!(
+            kinds(&host_drift(host, None, false)),
+            [DriftKind::NotInSopsConfig, DriftKind::PublicKeyMissing]
+        );
+    }
+}
