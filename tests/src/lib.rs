@@ -82,7 +82,9 @@ pub fn sops() -> PathBuf {
 pub fn path_with_sops() -> std::ffi::OsString {
     let oracle = sops();
     let mut dirs: Vec<PathBuf> = oracle.parent().map(Path::to_owned).into_iter().collect();
-    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(dirs).unwrap_or_else(|e| panic!("cannot build PATH: {e}"))
 }
 

@@ -10,8 +10,8 @@ use hostage_recipients::{IdentityOptions, IdentitySet};
 use hostage_rekey::{
     Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
-use hostage_workflows::session::{ApplyOptions, RepoSession};
 use hostage_sops::rules::{Lint, SopsConfig};
+use hostage_workflows::session::{ApplyOptions, RepoSession};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 

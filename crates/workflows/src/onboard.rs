@@ -21,8 +21,8 @@ use hostage_sops::rules::{RecipientRef, RuleSelector, SopsConfig};
 use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
-use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 use super::FleetInventory;
+use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
 /// Asks the operator whether a host key nothing vouches for is the host's (true: trust it).
 pub type ConfirmKey<'a> = &'a mut dyn FnMut(&FetchedHost) -> crate::Result<bool>;
@@ -786,7 +786,12 @@ pub(super) fn apply_rekey(
     identities: &IdentitySet,
     again: &str,
 ) -> crate::Result<Vec<String>> {
-    hostage_rekey::apply(plan, identities, &hostage_rekey::ApplyOptions::default(), &|| {})?;
+    hostage_rekey::apply(
+        plan,
+        identities,
+        &hostage_rekey::ApplyOptions::default(),
+        &|| {},
+    )?;
     let mut written = Vec::new();
     let mut failures = Vec::new();
     for file in plan.files() {

@@ -235,7 +235,10 @@ mod tests {
             .write_if_unchanged(b"mine\n")
             .expect_err("a changed file must be refused");
         assert!(matches!(error, WorkflowError::ChangedBySomeoneElse { .. }));
-        assert!(error.to_string().contains("changed by someone else"), "{error}");
+        assert!(
+            error.to_string().contains("changed by someone else"),
+            "{error}"
+        );
         assert_eq!(
             fs_err::read_to_string(&path).expect("read"),
             "creation_rules: [{age: x}]\n"
@@ -287,7 +290,9 @@ mod tests {
         let second = RepoSession::open(dir.path(), ApplyOptions::default());
         assert!(matches!(
             second,
-            Err(WorkflowError::Rekey(hostage_rekey::RekeyError::Locked { .. }))
+            Err(WorkflowError::Rekey(
+                hostage_rekey::RekeyError::Locked { .. }
+            ))
         ));
         drop(first);
         RepoSession::open(dir.path(), ApplyOptions::default()).expect("open after release");
