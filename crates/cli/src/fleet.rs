@@ -131,6 +131,9 @@ pub fn run_fetch(
         Ok(prepared) => prepared,
         Err(Usage(message)) => return Ok(usage(&message)),
     };
+    if let Some(inventory) = &inventory {
+        inventory.refuse_pin_changes(&targets, &names)?;
+    }
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
     let printer = Printer::new(targets.len(), json);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
@@ -174,6 +177,9 @@ pub fn run_deploy(
         Ok(prepared) => prepared,
         Err(Usage(message)) => return Ok(usage(&message)),
     };
+    if let Some(inventory) = &inventory {
+        inventory.refuse_pin_changes(&targets, &names)?;
+    }
     let infrastructure = inventory
         .as_ref()
         .and_then(|i| i.inventory.infrastructure.clone());

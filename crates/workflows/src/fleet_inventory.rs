@@ -94,6 +94,33 @@ impl FleetInventory {
         }
     }
 
+    /// Refuses a fingerprint given for an inventory host (`--expect-fingerprint`) that contradicts
+    /// the host's pin. A fetch or deploy verified by it would replace the pin while `.sops.yaml`
+    /// and the files keep the old recipient: only `rotate` changes a pin, because it also
+    /// replaces the recipient and rotates the data keys. `names` maps a target's spec text to its
+    /// inventory host (as the fleet verbs build it); other targets are not inventory hosts.
+    pub fn refuse_pin_changes(
+        &self,
+        targets: &[HostTarget],
+        names: &HashMap<String, String>,
+    ) -> crate::Result<()> {
+        for target in targets {
+            let Some(host) = names
+                .get(&target.spec.to_string())
+                .and_then(|name| self.inventory.host(name))
+            else {
+                continue;
+            };
+            let (Some(pin), Some(expected)) = (&host.pin, &target.pin) else {
+                continue;
+            };
+            if pin.fingerprint.as_str() != expected.as_str() {
+                return Err(pin_change_refused(host.name.as_str(), pin, expected));
+            }
+        }
+        Ok(())
+    }
+
     /// Records `host`'s pin in the inventory file; returns whether the file changed (an identical
     /// pin is left alone, so re-verifying a host does not touch the file). The file is written
     /// only if it still holds the text this inventory was loaded from
@@ -224,20 +251,43 @@ impl<'a> InventoryPins<'a> {
     }
 
     /// Records a verified host that has no pin yet (hosts ssh trusted through known_hosts get an
-    /// inventory pin too, so later runs do not depend on known_hosts). Hosts outside the
-    /// inventory are left to the pin file's own rules.
+    /// inventory pin too, so later runs do not depend on known_hosts). A host pinned to another
+    /// key is refused, not re-pinned: only `rotate` changes a pin. Hosts outside the inventory
+    /// are left to the pin file's own rules.
     pub fn record_verified(&mut self, host: &FetchedHost) -> Result<(), String> {
         let Some(name) = self.names.get(&host.spec.to_string()).cloned() else {
             return Ok(());
         };
         match self.inventory.as_deref_mut() {
-            Some(inventory) => inventory
-                .record_pin(&name, &host.fingerprint, &host.recipient)
-                .map(|_| ())
-                .map_err(|e| format!("{e:#}")),
+            Some(inventory) => {
+                if let Some(pin) = inventory.host(&name).ok().and_then(|h| h.pin.as_ref()) {
+                    if pin.fingerprint.as_str() != host.fingerprint.as_str() {
+                        let refused = pin_change_refused(&name, pin, &host.fingerprint);
+                        let hint = refused.hint().unwrap_or_default().to_owned();
+                        return Err(format!("{refused} ({hint})"));
+                    }
+                }
+                inventory
+                    .record_pin(&name, &host.fingerprint, &host.recipient)
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+            }
             None => Ok(()),
         }
     }
+}
+
+/// The refusal of a fetch or deploy that would change `name`'s pin to `presented`.
+fn pin_change_refused(name: &str, pin: &Pin, presented: &Fingerprint) -> crate::WorkflowError {
+    crate::WorkflowError::refused_with_hint(
+        format!(
+            "{name} is pinned to {} in the inventory, and {presented} was given: fetch and deploy never change a pin, since .sops.yaml and the files would keep the old recipient; nothing was changed",
+            pin.fingerprint
+        ),
+        format!(
+            "if {name} was rebuilt, check the new fingerprint on its console and run `hostage rotate {name} --expect-fingerprint {presented}`: it replaces the recipient, rotates the data keys and updates the pin"
+        ),
+    )
 }
 
 impl PinRecorder for InventoryPins<'_> {
