@@ -3,8 +3,10 @@
 //! one the inventory's recipient names, before and after `rotate-infra`; `export-host-key` writes
 //! only inside the directory it is given.
 
+use hostage_tests::SshKeyPair;
+
 use crate::rekey_support::{stderr, stdout};
-use crate::workflow_support::{key_of_ssh, world, World, FILES};
+use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
 
 /// Host `host` is rebuilt: a new sshd (a new host key) takes its place in the inventory, as in
 /// the rotate suite. Returns the new sshd's index in the fleet.
@@ -131,4 +133,133 @@ fn rotate_refuses_a_pin_replaced_outside_rotate_until_it_is_put_back_then_really
         assert!(w.repo.decrypt(file, "h0-new").is_some(), "{file}");
         assert!(w.repo.decrypt(file, "h0").is_none(), "{file}");
     }
+}
+
+/// The inventory with its infrastructure key taken from `source` (`private_key_file: …` or
+/// `private_key_sops: …`) instead of the world's key file.
+fn with_private_key(w: &World, inventory: &str, source: &str) -> String {
+    let text = inventory.replace(
+        &format!("private_key_file: {}", w.infra.private.display()),
+        source,
+    );
+    assert!(text.contains(source), "{text}");
+    text
+}
+
+/// A sops file in the repo holding `private` (OpenSSH text) as `id_infrastructure`.
+fn store_key_in_sops(w: &World, rel: &str, private: &str) {
+    let yaml = format!(
+        "id_infrastructure: |\n{}",
+        private
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    w.repo.encrypt(rel, yaml.as_bytes());
+}
+
+#[test]
+fn an_infrastructure_key_that_is_not_the_inventory_recipient_is_never_deployed() {
+    let w = world();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    // The operator's own key, named by an edit of the inventory (file) or of the repo (sops).
+    let personal = SshKeyPair::generate(w.fleet.dir.path(), "id_ed25519", "", None);
+    let personal_recipient = key_of_ssh(&personal.private).recipient;
+    let infra_recipient = w.repo.recipient("infrastructure").to_owned();
+    store_key_in_sops(
+        &w,
+        "secrets/infrastructure-key.yaml",
+        &fs_err::read_to_string(&personal.private).unwrap(),
+    );
+    let sources = [
+        format!("private_key_file: {}", personal.private.display()),
+        "private_key_sops: secrets/infrastructure-key.yaml".to_owned(),
+    ];
+    let inventory = w.inventory_text();
+    for source in &sources {
+        fs_err::write(&w.inventory, with_private_key(&w, &inventory, source)).unwrap();
+        let before = w.state();
+        let attempts: [&[&str]; 2] = [&["deploy", "--all"], &["onboard", "h0"]];
+        for args in attempts {
+            let out = w.hostage(args);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{source}, {args:?}\n{}\n{}",
+                stdout(&out),
+                stderr(&out)
+            );
+            let error = stderr(&out);
+            assert!(
+                error.contains(&personal_recipient) && error.contains(&infra_recipient),
+                "{source}, {args:?}: {error}"
+            );
+            assert!(!w.deploy_path.exists(), "{source}, {args:?}: deployed");
+            assert_eq!(w.state(), before, "{source}, {args:?} changed something");
+        }
+    }
+}
+
+/// rotate-infra on a one-host fleet whose inventory names the key by `source`; afterwards the
+/// deployed key is removed, and a plain `hostage deploy` must push the new key again.
+fn rotate_infra_then_deploy_pushes_the_new_key(source: impl FnOnce(&World) -> String) {
+    let w = world_with(&[true]);
+    let source = source(&w);
+    fs_err::write(
+        &w.inventory,
+        with_private_key(&w, &w.inventory_text(), &source),
+    )
+    .unwrap();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    let new_recipient = key_of_ssh(&new.private).recipient;
+    let out = w.hostage(&[
+        "rotate-infra",
+        "--new-key",
+        &new.private.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+
+    // The inventory names the new recipient, and the key it names derives it.
+    let inventory = w.fleet_inventory();
+    let infra = inventory.inventory.infrastructure.as_ref().unwrap();
+    assert_eq!(infra.recipient.to_string(), new_recipient);
+    let named = inventory
+        .infrastructure_key(&[w.workstation_key_file()], &mut ())
+        .unwrap();
+    assert_eq!(
+        named.public_key().to_age_recipient().unwrap().to_string(),
+        new_recipient,
+        "{}",
+        w.inventory_text()
+    );
+    fs_err::remove_file(&w.deploy_path).unwrap();
+    let out = w.hostage(&["deploy", "--all"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        fs_err::read_to_string(&w.deploy_path).unwrap(),
+        fs_err::read_to_string(&new.private).unwrap(),
+        "a later deploy pushed another key than the new one"
+    );
+}
+
+#[test]
+fn rotate_infra_points_a_quoted_private_key_file_at_the_new_key() {
+    rotate_infra_then_deploy_pushes_the_new_key(|w| {
+        format!("private_key_file: \"{}\"", w.infra.private.display())
+    });
+}
+
+#[test]
+fn rotate_infra_replaces_a_private_key_sops_by_the_new_key_file() {
+    rotate_infra_then_deploy_pushes_the_new_key(|w| {
+        store_key_in_sops(
+            w,
+            "secrets/infrastructure-key.yaml",
+            &fs_err::read_to_string(&w.infra.private).unwrap(),
+        );
+        "private_key_sops: secrets/infrastructure-key.yaml".to_owned()
+    });
 }

@@ -183,6 +183,63 @@ impl FleetInventory {
         extra: &[PathBuf],
         passphrases: &mut dyn hostage_recipients::PassphraseProvider,
     ) -> crate::Result<hostage_remote::InfrastructureKey> {
+        let Some(infra) = &self.inventory.infrastructure else {
+            crate::error::bail!("the inventory has no recipients.infrastructure");
+        };
+        let key = self.load_infrastructure_key(extra, passphrases)?;
+        self.check_infrastructure_key(infra, &key)?;
+        Ok(key)
+    }
+
+    /// Refuses an infrastructure key that is not the one `recipients.infrastructure.recipient`
+    /// names. The recipient is what the files are encrypted to; the key source is a path any
+    /// edit of the inventory (or of the sops file it names) can point elsewhere, e.g. at the
+    /// operator's own `~/.ssh/id_ed25519`, which must never be sent to servers.
+    fn check_infrastructure_key(
+        &self,
+        infra: &hostage_inventory::Infrastructure,
+        key: &hostage_remote::InfrastructureKey,
+    ) -> crate::Result<()> {
+        use hostage_inventory::PrivateKeySource;
+        let derived = key
+            .public_key()
+            .to_age_recipient()
+            .context("the infrastructure key has no age recipient")?;
+        if derived == infra.recipient {
+            return Ok(());
+        }
+        let (field, source) = match &infra.private_key {
+            PrivateKeySource::File(path) => ("private_key_file", path.display().to_string()),
+            PrivateKeySource::Sops { file, key } => {
+                ("private_key_sops", format!("{}:{key}", file.display()))
+            }
+        };
+        let path = self.inventory.path.display();
+        let recipient = infra.recipient.to_string();
+        let at = |wanted: &dyn Fn(&str) -> bool| match line_where(&self.text, wanted) {
+            Some(line) => format!("{path}:{line}"),
+            None => path.to_string(),
+        };
+        Err(crate::WorkflowError::refused_with_hint(
+            format!(
+                "{}: recipients.infrastructure.{field} names {source}, whose key is {derived}, but the infrastructure recipient is {} ({}): refusing to use a key the files are not encrypted to; nothing was sent",
+                at(&|line| line.trim_start().starts_with(field)),
+                infra.recipient,
+                at(&|line| line.contains(&recipient))
+            ),
+            format!(
+                "point {field} at the infrastructure key of {} (to change the infrastructure key, use `hostage rotate-infra --new-key FILE`)",
+                infra.recipient
+            ),
+        ))
+    }
+
+    /// The infrastructure key from where the inventory says it is, unchecked.
+    fn load_infrastructure_key(
+        &self,
+        extra: &[PathBuf],
+        passphrases: &mut dyn hostage_recipients::PassphraseProvider,
+    ) -> crate::Result<hostage_remote::InfrastructureKey> {
         use hostage_inventory::PrivateKeySource;
         let Some(infra) = &self.inventory.infrastructure else {
             crate::error::bail!("the inventory has no recipients.infrastructure");
@@ -288,6 +345,11 @@ fn pin_change_refused(name: &str, pin: &Pin, presented: &Fingerprint) -> crate::
             "if {name} was rebuilt, check the new fingerprint on its console and run `hostage rotate {name} --expect-fingerprint {presented}`: it replaces the recipient, rotates the data keys and updates the pin"
         ),
     )
+}
+
+/// The 1-based number of the first line of `text` that is `wanted`.
+fn line_where(text: &str, wanted: &dyn Fn(&str) -> bool) -> Option<usize> {
+    text.lines().position(wanted).map(|index| index + 1)
 }
 
 impl PinRecorder for InventoryPins<'_> {

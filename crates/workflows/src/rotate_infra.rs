@@ -188,13 +188,13 @@ pub fn run(
     if saved.done < 4 {
         progress(4, "retire the old key: the inventory names the new one");
         let text = inventory.text().to_owned();
-        let mut edited = text.replace(&old, &new_recipient);
-        if let hostage_inventory::PrivateKeySource::File(path) = &infra.private_key {
-            let old_line = format!("private_key_file: {}", path.display());
-            let new_line = format!("private_key_file: {}", saved.new_key.display());
-            edited = edited.replacen(&old_line, &new_line, 1);
-        }
-        hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?;
+        let new_key_path = crate::absolute(&saved.new_key);
+        let edited = point_at_new_key(&text.replace(&old, &new_recipient), &new_key_path);
+        check_names_new_key(
+            &hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?,
+            &new_recipient,
+            &new_key_path,
+        )?;
         // Compare-and-swap against the inventory this run loaded: another edit is not undone.
         session.write_if_unchanged(
             &FileSnapshot::of_text(&inventory.inventory.path, &text),
@@ -211,6 +211,73 @@ pub fn run(
     fs_err::remove_file(&state_file)?;
     report.complete = true;
     Ok(report)
+}
+
+/// The inventory text with its infrastructure key source replaced by `private_key_file:
+/// <new_key>`, whatever form it had: `private_key_file` plain or quoted, or `private_key_sops`
+/// (+ `private_key_sops_key`), whose file still holds the retired key. hostage cannot write the
+/// new key into that sops file without a sops binary and the operator's identities in a child's
+/// environment, so the inventory names the new key's file; the operator may store it in sops
+/// again and point `private_key_sops` back. The keys are matched by name at the start of a line
+/// (they occur only under `recipients.infrastructure`); [`check_names_new_key`] then checks the
+/// parsed result, so an inventory this misses is refused instead of left naming the old key.
+fn point_at_new_key(text: &str, new_key: &Path) -> String {
+    let path = new_key.display().to_string();
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+~".contains(c));
+    let value = if plain {
+        path
+    } else {
+        serde_json::Value::String(path).to_string()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut replaced = false;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let is = |key: &str| {
+            body.strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        };
+        if is("private_key_sops_key") {
+            continue;
+        }
+        if (is("private_key_file") || is("private_key_sops")) && !replaced {
+            replaced = true;
+            let end = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!("{indent}private_key_file: {value}{end}"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Refuses to record an inventory whose infrastructure entry does not name the new recipient
+/// and the new key's file: later deploys would push the retired key.
+fn check_names_new_key(
+    edited: &hostage_inventory::Inventory,
+    new_recipient: &str,
+    new_key: &Path,
+) -> crate::Result<()> {
+    let named = edited.infrastructure.as_ref().is_some_and(|infra| {
+        infra.recipient.to_string() == new_recipient
+            && matches!(&infra.private_key, hostage_inventory::PrivateKeySource::File(path) if path == new_key)
+    });
+    if named {
+        return Ok(());
+    }
+    Err(crate::WorkflowError::refused_with_hint(
+        format!(
+            "cannot point {}'s recipients.infrastructure at the new key: its layout is not one hostage edits; the files and hosts are done, the inventory is unchanged",
+            edited.path.display()
+        ),
+        format!(
+            "set recipients.infrastructure.recipient: {new_recipient} and private_key_file: {} by hand (remove private_key_sops), then run the same command again",
+            new_key.display()
+        ),
+    ))
 }
 
 /// `.sops.yaml` with the new key next to the old one wherever the old one is (under a temporary
