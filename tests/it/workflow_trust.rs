@@ -6,6 +6,7 @@
 use hostage_tests::SshKeyPair;
 
 use crate::rekey_support::{stderr, stdout};
+use crate::workflow_onboard::hostage_with_sops;
 use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
 
 /// Host `host` is rebuilt: a new sshd (a new host key) takes its place in the inventory, as in
@@ -262,4 +263,34 @@ fn rotate_infra_replaces_a_private_key_sops_by_the_new_key_file() {
         );
         "private_key_sops: secrets/infrastructure-key.yaml".to_owned()
     });
+}
+
+#[test]
+fn export_host_key_refuses_a_host_key_path_that_climbs_out_of_the_directory() {
+    let w = world();
+    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let extra = w.fleet.dir.path().join("a").join("b").join("extra");
+    // `/../../../escaped/…` joined under extra/ is fleet.dir/escaped/…
+    let escaped = w.fleet.dir.path().join("escaped");
+    let public_file = w.fleet.hosts[1].public_key_file().display().to_string();
+    let text = w.inventory_text().replace(
+        &format!("host_key_path: {public_file}"),
+        "host_key_path: /../../../escaped/ssh_host_ed25519_key.pub",
+    );
+    assert!(text.contains("/escaped/"), "{text}");
+    fs_err::write(&w.inventory, text).unwrap();
+    let out = hostage_with_sops(&w, &["export-host-key", "h1", &extra.display().to_string()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("host_key_path"), "{}", stderr(&out));
+    assert!(
+        !escaped.exists(),
+        "export-host-key wrote outside its directory"
+    );
 }
