@@ -204,7 +204,9 @@ fn an_infrastructure_key_that_is_not_the_inventory_recipient_is_never_deployed()
 
 /// rotate-infra on a one-host fleet whose inventory names the key by `source`; afterwards the
 /// deployed key is removed, and a plain `hostage deploy` must push the new key again.
-fn rotate_infra_then_deploy_pushes_the_new_key(source: impl FnOnce(&World) -> String) {
+fn rotate_infra_then_deploy_pushes_the_new_key(
+    source: impl FnOnce(&World) -> String,
+) -> (World, SshKeyPair) {
     let w = world_with(&[true]);
     let source = source(&w);
     fs_err::write(
@@ -216,11 +218,19 @@ fn rotate_infra_then_deploy_pushes_the_new_key(source: impl FnOnce(&World) -> St
     assert!(out.status.success(), "{}", stdout(&out));
     let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
     let new_recipient = key_of_ssh(&new.private).recipient;
-    let out = w.hostage(&[
-        "rotate-infra",
-        "--new-key",
-        &new.private.display().to_string(),
-    ]);
+    // sops on PATH: a key kept in sops is encrypted anew by it.
+    let out = hostage_with_sops(
+        &w,
+        &[
+            "rotate-infra",
+            "--new-key",
+            &new.private.display().to_string(),
+            "--ssh-config",
+            &w.fleet.ssh_config().display().to_string(),
+            "--known-hosts",
+            &w.fleet.known_hosts().display().to_string(),
+        ],
+    );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
 
     // The inventory names the new recipient, and the key it names derives it.
@@ -244,18 +254,19 @@ fn rotate_infra_then_deploy_pushes_the_new_key(source: impl FnOnce(&World) -> St
         fs_err::read_to_string(&new.private).unwrap(),
         "a later deploy pushed another key than the new one"
     );
+    (w, new)
 }
 
 #[test]
 fn rotate_infra_points_a_quoted_private_key_file_at_the_new_key() {
-    rotate_infra_then_deploy_pushes_the_new_key(|w| {
+    let _ = rotate_infra_then_deploy_pushes_the_new_key(|w| {
         format!("private_key_file: \"{}\"", w.infra.private.display())
     });
 }
 
 #[test]
-fn rotate_infra_replaces_a_private_key_sops_by_the_new_key_file() {
-    rotate_infra_then_deploy_pushes_the_new_key(|w| {
+fn rotate_infra_stores_the_new_key_in_the_private_key_sops_file() {
+    let (w, new) = rotate_infra_then_deploy_pushes_the_new_key(|w| {
         store_key_in_sops(
             w,
             "secrets/infrastructure-key.yaml",
@@ -263,6 +274,25 @@ fn rotate_infra_replaces_a_private_key_sops_by_the_new_key_file() {
         );
         "private_key_sops: secrets/infrastructure-key.yaml".to_owned()
     });
+    // The inventory keeps its form; the real sops reads the new key from the file.
+    assert!(
+        w.inventory_text()
+            .contains("private_key_sops: secrets/infrastructure-key.yaml"),
+        "{}",
+        w.inventory_text()
+    );
+    let plain = w
+        .repo
+        .decrypt("secrets/infrastructure-key.yaml", "workstation")
+        .unwrap();
+    let plain = String::from_utf8(plain).unwrap();
+    let body = |key: &std::path::Path| {
+        let text = fs_err::read_to_string(key).unwrap();
+        // Line 2 carries the public key (line 1 is the same in every ed25519 key).
+        text.lines().nth(2).unwrap().to_owned()
+    };
+    assert!(plain.contains(&body(&new.private)), "{plain}");
+    assert!(!plain.contains(&body(&w.infra.private)), "{plain}");
 }
 
 #[test]

@@ -72,6 +72,24 @@ fn sops_binary() -> PathBuf {
 /// Encrypts `private` with sops to `repo/rel` under the repo's `.sops.yaml` rule for that path
 /// (binary format), feeding the key on stdin, and writes the result atomically.
 pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
+    let encrypted = encrypt_with_sops(repo, rel, private, "binary")?;
+    let path = repo.join(rel);
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    hostage_atomic::write(&path, &encrypted)?;
+    Ok(())
+}
+
+/// The sops encryption of `plain` (a document of sops type `kind`: `binary`, `yaml`, `json`)
+/// under the repo's `.sops.yaml` rule for `rel`. The plaintext goes to sops on stdin only; the
+/// caller writes the result.
+pub fn encrypt_with_sops(
+    repo: &Path,
+    rel: &str,
+    plain: &str,
+    kind: &str,
+) -> crate::Result<Vec<u8>> {
     let sops = sops_binary();
     let mut child = Command::new(&sops)
         .args([
@@ -79,9 +97,9 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
             "--filename-override",
             rel,
             "--input-type",
-            "binary",
+            kind,
             "--output-type",
-            "binary",
+            kind,
             "/dev/stdin",
         ])
         .current_dir(repo)
@@ -100,7 +118,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
         .stdin
         .take()
         .context("sops has a stdin")?
-        .write_all(private.as_bytes())
+        .write_all(plain.as_bytes())
         .context("cannot hand the key to sops")?;
     let output = child.wait_with_output().context("sops did not finish")?;
     if !output.status.success() {
@@ -109,12 +127,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    let path = repo.join(rel);
-    if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
-    }
-    hostage_atomic::write(&path, &output.stdout)?;
-    Ok(())
+    Ok(output.stdout)
 }
 
 /// Decrypts the stored host key of `host` in memory: its OpenSSH text and its public key.

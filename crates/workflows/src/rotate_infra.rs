@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{bail, Context as _};
+use hostage_inventory::PrivateKeySource;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, Exposure, PlanOptions};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
@@ -188,12 +189,31 @@ pub fn run(
     if saved.done < 4 {
         progress(4, "retire the old key: the inventory names the new one");
         let text = inventory.text().to_owned();
-        let new_key_path = crate::absolute(&saved.new_key);
-        let edited = point_at_new_key(&text.replace(&old, &new_recipient), &new_key_path);
+        let new_key_path = crate::absolute(&options.new_key);
+        let renamed = text.replace(&old, &new_recipient);
+        let (edited, source) = match &infra.private_key {
+            PrivateKeySource::File(_) => (
+                point_at_new_key(&renamed, &new_key_path),
+                PrivateKeySource::File(new_key_path.clone()),
+            ),
+            PrivateKeySource::Sops { file, key } => {
+                store_new_key_in_sops(
+                    &repo,
+                    file,
+                    key,
+                    &new_key_path,
+                    &new_recipient,
+                    &identities,
+                    passphrases,
+                    &session,
+                )?;
+                (renamed, infra.private_key.clone())
+            }
+        };
         check_names_new_key(
             &hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?,
             &new_recipient,
-            &new_key_path,
+            &source,
         )?;
         // Compare-and-swap against the inventory this run loaded: another edit is not undone.
         session.write_if_unchanged(
@@ -213,14 +233,10 @@ pub fn run(
     Ok(report)
 }
 
-/// The inventory text with its infrastructure key source replaced by `private_key_file:
-/// <new_key>`, whatever form it had: `private_key_file` plain or quoted, or `private_key_sops`
-/// (+ `private_key_sops_key`), whose file still holds the retired key. hostage cannot write the
-/// new key into that sops file without a sops binary and the operator's identities in a child's
-/// environment, so the inventory names the new key's file; the operator may store it in sops
-/// again and point `private_key_sops` back. The keys are matched by name at the start of a line
-/// (they occur only under `recipients.infrastructure`); [`check_names_new_key`] then checks the
-/// parsed result, so an inventory this misses is refused instead of left naming the old key.
+/// The inventory text with `private_key_file` (plain or quoted) naming `new_key`. The key is
+/// matched by name at the start of a line (it occurs only under `recipients.infrastructure`);
+/// [`check_names_new_key`] then checks the parsed result, so an inventory this misses is refused
+/// instead of left naming the retired key.
 fn point_at_new_key(text: &str, new_key: &Path) -> String {
     let path = new_key.display().to_string();
     let plain = path
@@ -236,14 +252,10 @@ fn point_at_new_key(text: &str, new_key: &Path) -> String {
     for line in text.split_inclusive('\n') {
         let body = line.trim_start();
         let indent = &line[..line.len() - body.len()];
-        let is = |key: &str| {
-            body.strip_prefix(key)
-                .is_some_and(|rest| rest.starts_with(':'))
-        };
-        if is("private_key_sops_key") {
-            continue;
-        }
-        if (is("private_key_file") || is("private_key_sops")) && !replaced {
+        let names_file = body
+            .strip_prefix("private_key_file")
+            .is_some_and(|rest| rest.trim_start().starts_with(':'));
+        if names_file && !replaced {
             replaced = true;
             let end = if line.ends_with('\n') { "\n" } else { "" };
             out.push_str(&format!("{indent}private_key_file: {value}{end}"));
@@ -254,28 +266,117 @@ fn point_at_new_key(text: &str, new_key: &Path) -> String {
     out
 }
 
+/// Phase 4 for a key kept in the repo (`private_key_sops`): the sops file gets the new key, so
+/// the inventory keeps its form and later deploys push the new key, not the retired one. hostage's
+/// engine re-wraps and rotates but does not write values, so the file is encrypted anew by the
+/// `sops` binary under its `.sops.yaml` rule, the key on its stdin only. Only a YAML or JSON file
+/// that holds nothing but that key is rewritten (anything else in it would be lost); other files
+/// are refused with what to do by hand. A file that already holds the new key (a resumed run)
+/// is left alone.
+#[allow(clippy::too_many_arguments)]
+fn store_new_key_in_sops(
+    repo: &Path,
+    file: &Path,
+    key: &str,
+    new_key: &Path,
+    new_recipient: &str,
+    identities: &IdentitySet,
+    passphrases: &mut dyn PassphraseProvider,
+    session: &RepoSession,
+) -> crate::Result<()> {
+    use hostage_sops::{Format, SopsFile, Value};
+    let path = repo.join(file);
+    let by_hand = |why: &str| {
+        crate::WorkflowError::refused_with_hint(
+            format!(
+                "{} {why}, so hostage cannot put the new infrastructure key into it; the files and hosts are done, the inventory is unchanged",
+                path.display()
+            ),
+            format!(
+                "store the new key under `{key}` yourself (`sops set --value-stdin {} '[\"{key}\"]'` with the key as a JSON string on stdin), then run the same command again",
+                file.display()
+            ),
+        )
+    };
+    let snapshot = FileSnapshot::read(&path)?;
+    let bytes = fs_err::read(&path)?;
+    let sops = SopsFile::parse(&bytes, None)
+        .with_context(|| format!("{} is not a sops file", path.display()))?;
+    let data_key = sops
+        .data_key(identities, passphrases)
+        .with_context(|| format!("cannot decrypt {}", path.display()))?;
+    sops.verify_mac(&data_key)?;
+    let tree = sops.decrypt(&data_key)?;
+    let held = match tree.documents.as_slice() {
+        [Value::Map(entries)] => match entries.as_slice() {
+            [(name, Value::Str(text))] if name == key => text,
+            _ => return Err(by_hand(&format!("holds more than the string `{key}`"))),
+        },
+        _ => return Err(by_hand("is not one mapping")),
+    };
+    let holds_new = InfrastructureKey::from_openssh(
+        zeroize::Zeroizing::new(held.as_bytes().to_vec()),
+        &path.display().to_string(),
+    )
+    .ok()
+    .and_then(|k| k.public_key().to_age_recipient().ok())
+    .is_some_and(|r| r.to_string() == new_recipient);
+    if holds_new {
+        return Ok(());
+    }
+    let private = zeroize::Zeroizing::new(fs_err::read_to_string(new_key)?);
+    let mut plain = zeroize::Zeroizing::new(String::new());
+    let kind = match sops.format() {
+        Format::Yaml => {
+            plain.push_str(&serde_json::to_string(key)?);
+            plain.push_str(": |\n");
+            for line in private.lines() {
+                plain.push_str("  ");
+                plain.push_str(line);
+                plain.push('\n');
+            }
+            "yaml"
+        }
+        Format::Json => {
+            let value = zeroize::Zeroizing::new(serde_json::to_string(private.as_str())?);
+            plain.push('{');
+            plain.push_str(&serde_json::to_string(key)?);
+            plain.push_str(": ");
+            plain.push_str(&value);
+            plain.push_str("}\n");
+            "json"
+        }
+        _ => return Err(by_hand("is neither YAML nor JSON")),
+    };
+    let rel = file.to_str().context("private_key_sops is not UTF-8")?;
+    let encrypted = crate::host_key::encrypt_with_sops(repo, rel, &plain, kind)?;
+    session.write_if_unchanged(&snapshot, &encrypted)
+}
+
 /// Refuses to record an inventory whose infrastructure entry does not name the new recipient
-/// and the new key's file: later deploys would push the retired key.
+/// and `source` for its key: later deploys would push the retired key.
 fn check_names_new_key(
     edited: &hostage_inventory::Inventory,
     new_recipient: &str,
-    new_key: &Path,
+    source: &PrivateKeySource,
 ) -> crate::Result<()> {
     let named = edited.infrastructure.as_ref().is_some_and(|infra| {
-        infra.recipient.to_string() == new_recipient
-            && matches!(&infra.private_key, hostage_inventory::PrivateKeySource::File(path) if path == new_key)
+        infra.recipient.to_string() == new_recipient && infra.private_key == *source
     });
     if named {
         return Ok(());
     }
+    let what = match source {
+        PrivateKeySource::File(path) => format!("private_key_file: {}", path.display()),
+        PrivateKeySource::Sops { file, .. } => format!("private_key_sops: {}", file.display()),
+    };
     Err(crate::WorkflowError::refused_with_hint(
         format!(
             "cannot point {}'s recipients.infrastructure at the new key: its layout is not one hostage edits; the files and hosts are done, the inventory is unchanged",
             edited.path.display()
         ),
         format!(
-            "set recipients.infrastructure.recipient: {new_recipient} and private_key_file: {} by hand (remove private_key_sops), then run the same command again",
-            new_key.display()
+            "set recipients.infrastructure.recipient: {new_recipient} and {what} by hand, then run the same command again"
         ),
     ))
 }
@@ -518,4 +619,38 @@ fn rekey(
     let written = super::onboard::apply_rekey(&mut plan, &unlocked, "rotate-infra")?;
     session.finish_rekey()?;
     Ok((written.len(), exposure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::point_at_new_key;
+    use std::path::Path;
+
+    #[test]
+    fn the_private_key_file_is_pointed_at_the_new_key_in_every_quoting() {
+        let new = Path::new("/keys/id_infrastructure.new");
+        for line in [
+            "private_key_file: ~/.ssh/id_infrastructure",
+            "private_key_file: \"~/.ssh/id_infrastructure\"",
+            "private_key_file: '~/.ssh/id_infrastructure'",
+            "private_key_file : ~/.ssh/id_infrastructure # the old one",
+        ] {
+            let text =
+                format!("recipients:\n  infrastructure:\n    {line}\n    deploy_path: /root/k\n");
+            assert_eq!(
+                point_at_new_key(&text, new),
+                "recipients:\n  infrastructure:\n    private_key_file: /keys/id_infrastructure.new\n    deploy_path: /root/k\n",
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_key_path_that_yaml_would_misread_is_quoted() {
+        let text = "    private_key_file: old\n";
+        assert_eq!(
+            point_at_new_key(text, Path::new("/keys/a key: #1")),
+            "    private_key_file: \"/keys/a key: #1\"\n"
+        );
+    }
 }
