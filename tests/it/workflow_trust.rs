@@ -202,6 +202,46 @@ fn an_infrastructure_key_that_is_not_the_inventory_recipient_is_never_deployed()
     }
 }
 
+#[test]
+fn the_operators_own_key_is_never_deployed_even_when_the_recipient_is_edited_to_match() {
+    let w = world();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    // hostage runs with HOME at the repo: this is the operator's ~/.ssh/id_ed25519, an identity
+    // hostage decrypts with. A public key is all it takes to compute its recipient.
+    let ssh_dir = w.repo.path(".ssh");
+    fs_err::create_dir_all(&ssh_dir).unwrap();
+    let personal = SshKeyPair::generate(&ssh_dir, "id_ed25519", "", None);
+    let personal_recipient = key_of_ssh(&personal.private).recipient;
+    let infra_recipient = w.repo.recipient("infrastructure").to_owned();
+    let text = with_private_key(
+        &w,
+        &w.inventory_text(),
+        "private_key_file: ~/.ssh/id_ed25519",
+    )
+    .replace(
+        &format!("recipient: {infra_recipient}"),
+        &format!("recipient: {personal_recipient}"),
+    );
+    fs_err::write(&w.inventory, text).unwrap();
+    let before = w.state();
+    let out = w.hostage(&["deploy", "--all"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("your own identity"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!w.deploy_path.exists(), "the operator's key was deployed");
+    assert_eq!(w.state(), before);
+}
+
 /// rotate-infra on a one-host fleet whose inventory names the key by `source`; afterwards the
 /// deployed key is removed, and a plain `hostage deploy` must push the new key again.
 fn rotate_infra_then_deploy_pushes_the_new_key(

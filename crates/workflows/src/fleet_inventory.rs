@@ -160,6 +160,11 @@ impl FleetInventory {
     /// The identities that open the repo's files: `extra`, the inventory's workstation identity,
     /// then what the sops variables and defaults give (the order sops uses).
     pub fn repo_identities(&self, extra: &[PathBuf]) -> hostage_recipients::IdentitySet {
+        hostage_recipients::IdentitySet::load(&self.identity_options(extra))
+    }
+
+    /// Where [`repo_identities`](Self::repo_identities) looks.
+    fn identity_options(&self, extra: &[PathBuf]) -> hostage_recipients::IdentityOptions {
         let mut explicit = extra.to_vec();
         if let Some(identity) = self
             .inventory
@@ -169,9 +174,7 @@ impl FleetInventory {
         {
             explicit.push(super::expand_home(identity));
         }
-        hostage_recipients::IdentitySet::load(&hostage_recipients::IdentityOptions::from_env(
-            explicit,
-        ))
+        hostage_recipients::IdentityOptions::from_env(explicit)
     }
 
     /// The infrastructure private key the inventory names: a local key file, or a value of a sops
@@ -187,7 +190,7 @@ impl FleetInventory {
             crate::error::bail!("the inventory has no recipients.infrastructure");
         };
         let key = self.load_infrastructure_key(extra, passphrases)?;
-        self.check_infrastructure_key(infra, &key)?;
+        self.check_infrastructure_key(infra, &key, extra)?;
         Ok(key)
     }
 
@@ -199,15 +202,13 @@ impl FleetInventory {
         &self,
         infra: &hostage_inventory::Infrastructure,
         key: &hostage_remote::InfrastructureKey,
+        extra: &[PathBuf],
     ) -> crate::Result<()> {
         use hostage_inventory::PrivateKeySource;
         let derived = key
             .public_key()
             .to_age_recipient()
             .context("the infrastructure key has no age recipient")?;
-        if derived == infra.recipient {
-            return Ok(());
-        }
         let (field, source) = match &infra.private_key {
             PrivateKeySource::File(path) => ("private_key_file", path.display().to_string()),
             PrivateKeySource::Sops { file, key } => {
@@ -220,6 +221,9 @@ impl FleetInventory {
             Some(line) => format!("{path}:{line}"),
             None => path.to_string(),
         };
+        if derived == infra.recipient {
+            return self.check_not_the_operators_own(&derived, field, &source, extra);
+        }
         Err(crate::WorkflowError::refused_with_hint(
             format!(
                 "{}: recipients.infrastructure.{field} names {source}, whose key is {derived}, but the infrastructure recipient is {} ({}): refusing to use a key the files are not encrypted to; nothing was sent",
@@ -231,6 +235,45 @@ impl FleetInventory {
                 "point {field} at the infrastructure key of {} (to change the infrastructure key, use `hostage rotate-infra --new-key FILE`)",
                 infra.recipient
             ),
+        ))
+    }
+
+    /// Refuses an infrastructure key that is the operator's own: the workstation recipient, or
+    /// one of the identities hostage would decrypt with (`--identity`, the inventory's
+    /// workstation identity, `~/.ssh/id_ed25519`, the sops variables and `keys.txt`). An edit
+    /// that changes the infrastructure recipient along with the key source passes the recipient
+    /// check (both are in the inventory, and a public key is enough to compute the recipient),
+    /// so this is what keeps the root of trust off the servers. `SOPS_AGE_KEY_CMD` is not run for
+    /// this check: a deploy must not start the operator's key command on its own.
+    fn check_not_the_operators_own(
+        &self,
+        derived: &AgeRecipient,
+        field: &str,
+        source: &str,
+        extra: &[PathBuf],
+    ) -> crate::Result<()> {
+        let workstation = self
+            .inventory
+            .workstation
+            .as_ref()
+            .is_some_and(|w| &w.recipient == derived);
+        let mut options = self.identity_options(extra);
+        options.sops_age_key_cmd = None;
+        let identities = hostage_recipients::IdentitySet::load(&options);
+        let own = match identities.find(derived) {
+            Some(candidate) => Some(candidate.source.to_string()),
+            None if workstation => Some("recipients.workstation.recipient".to_owned()),
+            None => None,
+        };
+        let Some(own) = own else {
+            return Ok(());
+        };
+        Err(crate::WorkflowError::refused_with_hint(
+            format!(
+                "{}: recipients.infrastructure.{field} names {source}, whose key {derived} is your own identity ({own}): hostage never sends the operator's key to servers; nothing was sent",
+                self.inventory.path.display()
+            ),
+            "give the infrastructure a key of its own (`ssh-keygen -t ed25519 -N '' -f ~/.ssh/id_infrastructure`, then `hostage rotate-infra --new-key ~/.ssh/id_infrastructure`), and check who edited the inventory",
         ))
     }
 
