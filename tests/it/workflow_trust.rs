@@ -35,7 +35,7 @@ fn rebuild(w: &mut World, host: usize) -> usize {
 }
 
 #[test]
-fn fetch_and_deploy_refuse_to_replace_an_inventory_pin_and_point_to_rotate() {
+fn fetch_deploy_and_onboard_refuse_to_replace_an_inventory_pin_and_point_to_rotate() {
     let mut w = world();
     let out = w.hostage(&["fetch", "--all", "--trust-new"]);
     assert!(out.status.success(), "{}", stdout(&out));
@@ -44,10 +44,12 @@ fn fetch_and_deploy_refuse_to_replace_an_inventory_pin_and_point_to_rotate() {
 
     let before = w.state();
     let h0_pin = format!("h0={new_fingerprint}");
-    let attempts: [&[&str]; 3] = [
+    let attempts: [&[&str]; 4] = [
         &["fetch", "h0", "--expect-fingerprint", &new_fingerprint],
         &["fetch", "h0", "h1", "--expect-fingerprint", &h0_pin],
         &["deploy", "h0", "--expect-fingerprint", &new_fingerprint],
+        // onboard changes a pin only for a host that has none.
+        &["onboard", "h0", "--expect-fingerprint", &new_fingerprint],
     ];
     for args in attempts {
         let out = w.hostage(args);

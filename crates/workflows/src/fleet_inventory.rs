@@ -377,11 +377,15 @@ impl<'a> InventoryPins<'a> {
     }
 }
 
-/// The refusal of a fetch or deploy that would change `name`'s pin to `presented`.
-fn pin_change_refused(name: &str, pin: &Pin, presented: &Fingerprint) -> crate::WorkflowError {
+/// The refusal of a fetch, deploy or onboard that would change `name`'s pin to `presented`.
+pub(crate) fn pin_change_refused(
+    name: &str,
+    pin: &Pin,
+    presented: &Fingerprint,
+) -> crate::WorkflowError {
     crate::WorkflowError::refused_with_hint(
         format!(
-            "{name} is pinned to {} in the inventory, and {presented} was given: fetch and deploy never change a pin, since .sops.yaml and the files would keep the old recipient; nothing was changed",
+            "{name} is pinned to {} in the inventory, and {presented} was given: only rotate changes a pin, since .sops.yaml and the files would otherwise keep the old recipient; nothing was changed",
             pin.fingerprint
         ),
         format!(
