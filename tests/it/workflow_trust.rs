@@ -244,6 +244,36 @@ fn the_operators_own_key_is_never_deployed_even_when_the_recipient_is_edited_to_
     assert_eq!(w.state(), before);
 }
 
+#[test]
+fn rotate_infra_refuses_the_operators_own_key_as_the_new_infrastructure_key() {
+    let w = world();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let ssh_dir = w.repo.path(".ssh");
+    fs_err::create_dir_all(&ssh_dir).unwrap();
+    let personal = SshKeyPair::generate(&ssh_dir, "id_ed25519", "", None);
+    let before = w.state();
+    let out = w.hostage(&[
+        "rotate-infra",
+        "--new-key",
+        &personal.private.display().to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("your own identity"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!w.deploy_path.exists(), "the operator's key was deployed");
+    assert_eq!(w.state(), before);
+}
+
 /// rotate-infra on a one-host fleet whose inventory names the key by `source`; afterwards the
 /// deployed key is removed, and a plain `hostage deploy` must push the new key again.
 fn rotate_infra_then_deploy_pushes_the_new_key(

@@ -222,7 +222,11 @@ impl FleetInventory {
             None => path.to_string(),
         };
         if derived == infra.recipient {
-            return self.check_not_the_operators_own(&derived, field, &source, extra);
+            let what = format!(
+                "{}: recipients.infrastructure.{field} names {source}",
+                at(&|line| line.trim_start().starts_with(field))
+            );
+            return self.check_not_the_operators_own(&derived, &what, extra);
         }
         Err(crate::WorkflowError::refused_with_hint(
             format!(
@@ -245,11 +249,11 @@ impl FleetInventory {
     /// check (both are in the inventory, and a public key is enough to compute the recipient),
     /// so this is what keeps the root of trust off the servers. `SOPS_AGE_KEY_CMD` is not run for
     /// this check: a deploy must not start the operator's key command on its own.
-    fn check_not_the_operators_own(
+    /// `what` names where the key came from, for the message.
+    pub(crate) fn check_not_the_operators_own(
         &self,
         derived: &AgeRecipient,
-        field: &str,
-        source: &str,
+        what: &str,
         extra: &[PathBuf],
     ) -> crate::Result<()> {
         let workstation = self
@@ -270,8 +274,7 @@ impl FleetInventory {
         };
         Err(crate::WorkflowError::refused_with_hint(
             format!(
-                "{}: recipients.infrastructure.{field} names {source}, whose key {derived} is your own identity ({own}): hostage never sends the operator's key to servers; nothing was sent",
-                self.inventory.path.display()
+                "{what}, whose key {derived} is your own identity ({own}): hostage never sends the operator's key to servers; nothing was sent"
             ),
             "give the infrastructure a key of its own (`ssh-keygen -t ed25519 -N '' -f ~/.ssh/id_infrastructure`, then `hostage rotate-infra --new-key ~/.ssh/id_infrastructure`), and check who edited the inventory",
         ))

@@ -525,9 +525,14 @@ fn current_and_new_key(
     let new_recipient = new_key
         .public_key()
         .to_age_recipient()
-        .context("the new key has no age recipient")?
-        .to_string();
-    Ok((infra, new_key, new_recipient))
+        .context("the new key has no age recipient")?;
+    // Every infrastructure host would receive it: never the operator's own key.
+    inventory.check_not_the_operators_own(
+        &new_recipient,
+        &format!("--new-key {}", options.new_key.display()),
+        &options.identities,
+    )?;
+    Ok((infra, new_key, new_recipient.to_string()))
 }
 
 /// Whether phase 2 only looks (`--dry-run`) or really deploys.
