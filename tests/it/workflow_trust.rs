@@ -368,6 +368,55 @@ fn rotate_infra_stores_the_new_key_in_the_private_key_sops_file() {
 }
 
 #[test]
+fn rotate_infra_refuses_a_private_key_sops_file_it_could_not_rewrite_before_changing_anything() {
+    let w = world_with(&[true]);
+    let private = fs_err::read_to_string(&w.infra.private).unwrap();
+    // The key shares its sops file with another secret: encrypting the file anew with only the
+    // new key would lose that secret.
+    let yaml = format!(
+        "id_infrastructure: |\n{}other: secret\n",
+        private
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    );
+    w.repo
+        .encrypt("secrets/infrastructure-key.yaml", yaml.as_bytes());
+    let text = with_private_key(
+        &w,
+        &w.inventory_text(),
+        "private_key_sops: secrets/infrastructure-key.yaml",
+    );
+    fs_err::write(&w.inventory, text).unwrap();
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    let before = w.state();
+    let out = hostage_with_sops(
+        &w,
+        &[
+            "rotate-infra",
+            "--new-key",
+            &new.private.display().to_string(),
+            "--ssh-config",
+            &w.fleet.ssh_config().display().to_string(),
+            "--known-hosts",
+            &w.fleet.known_hosts().display().to_string(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("holds more than"), "{}", stderr(&out));
+    assert_eq!(w.state(), before, "rotate-infra changed something");
+    assert!(!w.deploy_path.exists(), "the new key was deployed");
+}
+
+#[test]
 fn export_host_key_refuses_a_host_key_path_that_climbs_out_of_the_directory() {
     let w = world();
     let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);

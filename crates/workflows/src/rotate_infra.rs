@@ -89,6 +89,7 @@ pub fn run(
             if infra.recipient.to_string() == new_recipient {
                 bail!("the inventory already names this key as the infrastructure key: nothing to rotate");
             }
+            check_sops_key_file(&repo, &infra)?;
             Progress {
                 old_recipient: infra.recipient.to_string(),
                 new_recipient: new_recipient.clone(),
@@ -307,22 +308,26 @@ fn store_new_key_in_sops(
         .with_context(|| format!("cannot decrypt {}", path.display()))?;
     sops.verify_mac(&data_key)?;
     let tree = sops.decrypt(&data_key)?;
-    let held = match tree.documents.as_slice() {
-        [Value::Map(entries)] => match entries.as_slice() {
-            [(name, Value::Str(text))] if name == key => text,
-            _ => return Err(by_hand(&format!("holds more than the string `{key}`"))),
-        },
-        _ => return Err(by_hand("is not one mapping")),
-    };
-    let holds_new = InfrastructureKey::from_openssh(
-        zeroize::Zeroizing::new(held.as_bytes().to_vec()),
-        &path.display().to_string(),
-    )
-    .ok()
-    .and_then(|k| k.public_key().to_age_recipient().ok())
-    .is_some_and(|r| r.to_string() == new_recipient);
+    // A file that already holds the new key (a resumed run, or stored by hand) is done.
+    let holds_new = tree
+        .documents
+        .first()
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .and_then(|held| {
+            InfrastructureKey::from_openssh(
+                zeroize::Zeroizing::new(held.as_bytes().to_vec()),
+                &path.display().to_string(),
+            )
+            .ok()
+        })
+        .and_then(|k| k.public_key().to_age_recipient().ok())
+        .is_some_and(|r| r.to_string() == new_recipient);
     if holds_new {
         return Ok(());
+    }
+    if let Err(why) = sops_key_layout(&sops, key) {
+        return Err(by_hand(&why));
     }
     let private = zeroize::Zeroizing::new(fs_err::read_to_string(new_key)?);
     let mut plain = zeroize::Zeroizing::new(String::new());
@@ -351,6 +356,45 @@ fn store_new_key_in_sops(
     let rel = file.to_str().context("private_key_sops is not UTF-8")?;
     let encrypted = crate::host_key::encrypt_with_sops(repo, rel, &plain, kind)?;
     session.write_if_unchanged(&snapshot, &encrypted)
+}
+
+/// Whether a sops file is one phase 4 can write the new key into: a YAML or JSON file whose only
+/// encrypted value is the top-level `key` (readable without decrypting: sops encrypts values,
+/// not keys). Otherwise, why not.
+fn sops_key_layout(sops: &hostage_sops::SopsFile, key: &str) -> Result<(), String> {
+    use hostage_sops::Format;
+    if !matches!(sops.format(), Format::Yaml | Format::Json) {
+        return Err("is neither YAML nor JSON".to_owned());
+    }
+    if sops.encrypted_paths() != [vec![key.to_owned()]] {
+        return Err(format!("holds more than the one value `{key}`"));
+    }
+    Ok(())
+}
+
+/// Before a fresh rotation changes anything: refuses an inventory whose `private_key_sops` file
+/// phase 4 could not write the new key into, instead of stopping there with the files and hosts
+/// done.
+fn check_sops_key_file(
+    repo: &Path,
+    infra: &hostage_inventory::Infrastructure,
+) -> crate::Result<()> {
+    let PrivateKeySource::Sops { file, key } = &infra.private_key else {
+        return Ok(());
+    };
+    let path = repo.join(file);
+    let bytes = fs_err::read(&path)?;
+    let sops = hostage_sops::SopsFile::parse(&bytes, None)
+        .with_context(|| format!("{} is not a sops file", path.display()))?;
+    sops_key_layout(&sops, key).map_err(|why| {
+        crate::WorkflowError::refused_with_hint(
+            format!(
+                "{} {why}: rotate-infra could not put the new infrastructure key into it at the end; nothing was changed",
+                path.display()
+            ),
+            "keep the infrastructure key alone in its own sops file (private_key_sops), or name it with private_key_file, then run this again",
+        )
+    })
 }
 
 /// Refuses to record an inventory whose infrastructure entry does not name the new recipient
@@ -448,6 +492,9 @@ pub fn plan(
         Err(_) => None,
     };
     let done = saved.as_ref().map_or(0, |s| s.done);
+    if saved.is_none() {
+        check_sops_key_file(repo, &infra)?;
+    }
     let old = saved
         .as_ref()
         .map_or_else(|| infra.recipient.to_string(), |s| s.old_recipient.clone());
