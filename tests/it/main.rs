@@ -31,3 +31,4 @@ mod workflow_onboard;
 mod workflow_rotate;
 mod workflow_status;
 mod workflow_support;
+mod workflow_trust;

@@ -311,7 +311,8 @@ pub struct OnboardArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The host key must have this fingerprint (overrides the inventory pin).
+    /// The host key must have this fingerprint (for a host without a pin; a pinned host that
+    /// shows a new key is `hostage rotate`'s).
     #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
     pub expect_fingerprint: Option<Fingerprint>,
     /// Accept a host that neither a pin nor known_hosts vouches for (its pin is recorded).

@@ -111,10 +111,15 @@ fn start(
     verb: Verb,
 ) -> anyhow::Result<Result<(Option<FleetInventory>, Prepared), ExitCode>> {
     let inventory = FleetInventory::find(inventory)?;
-    Ok(match prepare(args, inventory.as_ref(), verb) {
-        Ok(prepared) => Ok((inventory, prepared)),
-        Err(Usage(message)) => Err(usage(&message)),
-    })
+    let prepared = match prepare(args, inventory.as_ref(), verb) {
+        Ok(prepared) => prepared,
+        Err(Usage(message)) => return Ok(Err(usage(&message))),
+    };
+    // Only `rotate` (and onboard of an unpinned host) may change a pin: refuse before any host.
+    if let Some(inventory) = &inventory {
+        inventory.refuse_pin_changes(&prepared.targets, &prepared.names)?;
+    }
+    Ok(Ok((inventory, prepared)))
 }
 
 /// Which verb the hosts are for (`--all` means every host for fetch, infrastructure hosts for deploy).

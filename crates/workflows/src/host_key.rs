@@ -72,6 +72,24 @@ fn sops_binary() -> PathBuf {
 /// Encrypts `private` with sops to `repo/rel` under the repo's `.sops.yaml` rule for that path
 /// (binary format), feeding the key on stdin, and writes the result atomically.
 pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
+    let encrypted = encrypt_with_sops(repo, rel, private, "binary")?;
+    let path = repo.join(rel);
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    hostage_atomic::write(&path, &encrypted)?;
+    Ok(())
+}
+
+/// The sops encryption of `plain` (a document of sops type `kind`: `binary`, `yaml`, `json`)
+/// under the repo's `.sops.yaml` rule for `rel`. The plaintext goes to sops on stdin only; the
+/// caller writes the result.
+pub fn encrypt_with_sops(
+    repo: &Path,
+    rel: &str,
+    plain: &str,
+    kind: &str,
+) -> crate::Result<Vec<u8>> {
     let sops = sops_binary();
     let mut child = Command::new(&sops)
         .args([
@@ -79,9 +97,9 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
             "--filename-override",
             rel,
             "--input-type",
-            "binary",
+            kind,
             "--output-type",
-            "binary",
+            kind,
             "/dev/stdin",
         ])
         .current_dir(repo)
@@ -100,7 +118,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
         .stdin
         .take()
         .context("sops has a stdin")?
-        .write_all(private.as_bytes())
+        .write_all(plain.as_bytes())
         .context("cannot hand the key to sops")?;
     let output = child.wait_with_output().context("sops did not finish")?;
     if !output.status.success() {
@@ -109,12 +127,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    let path = repo.join(rel);
-    if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
-    }
-    hostage_atomic::write(&path, &output.stdout)?;
-    Ok(())
+    Ok(output.stdout)
 }
 
 /// Decrypts the stored host key of `host` in memory: its OpenSSH text and its public key.
@@ -153,15 +166,13 @@ pub fn export(
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
 ) -> crate::Result<Vec<PathBuf>> {
+    let private_rel = relative_key_path(host, host_key_path)?;
     let (private, public) = decrypt_stored(repo, host, identities, passphrases)?;
-    let private_rel = host_key_path
-        .strip_suffix(".pub")
-        .unwrap_or(host_key_path)
-        .trim_start_matches('/');
-    let private_path = dir.join(private_rel);
+    let private_path = dir.join(&private_rel);
     let public_path = PathBuf::from(format!("{}.pub", private_path.display()));
     if let Some(parent) = private_path.parent() {
         fs_err::create_dir_all(parent)?;
+        stays_inside(dir, parent)?;
     }
     write_new(&private_path, private.as_bytes(), 0o600)?;
     write_new(
@@ -170,6 +181,58 @@ pub fn export(
         0o644,
     )?;
     Ok(vec![private_path, public_path])
+}
+
+/// The private key's path relative to the export directory: `host_key_path` (absolute on the
+/// host, `.pub` dropped) normalised without touching the disk. The inventory is untrusted input:
+/// a `..` that climbs above `/` (`/../../x`) would land outside the directory the operator
+/// named, so it is refused rather than clamped, since the host would not find its key there
+/// either.
+fn relative_key_path(host: &str, host_key_path: &str) -> crate::Result<PathBuf> {
+    use std::path::Component;
+    let private = host_key_path.strip_suffix(".pub").unwrap_or(host_key_path);
+    let mut rel = PathBuf::new();
+    for component in Path::new(private).components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(part) => rel.push(part),
+            Component::ParentDir => {
+                if !rel.pop() {
+                    return Err(bad_key_path(host, host_key_path, "climbs above /"));
+                }
+            }
+            Component::Prefix(_) => {
+                return Err(bad_key_path(host, host_key_path, "is not a Unix path"))
+            }
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        return Err(bad_key_path(host, host_key_path, "names no file"));
+    }
+    Ok(rel)
+}
+
+fn bad_key_path(host: &str, host_key_path: &str, what: &str) -> crate::WorkflowError {
+    crate::WorkflowError::refused_with_hint(
+        format!("host `{host}`: host_key_path `{host_key_path}` {what}, so its key would be written outside the export directory; nothing was written"),
+        format!("set hosts.{host}.host_key_path in the inventory to the key's absolute path on the host, e.g. /etc/ssh/ssh_host_ed25519_key.pub"),
+    )
+}
+
+/// Refuses `parent` (just created under `dir`) when it resolves outside `dir`: a symlink
+/// already inside the directory must not carry the private key somewhere else.
+fn stays_inside(dir: &Path, parent: &Path) -> crate::Result<()> {
+    let root = fs_err::canonicalize(dir)?;
+    let resolved = fs_err::canonicalize(parent)?;
+    if !resolved.starts_with(&root) {
+        bail!(
+            "{} leads to {} through a symlink, outside {}; nothing was written",
+            parent.display(),
+            resolved.display(),
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Creates `path` with `mode` (refusing to replace a different file).
@@ -192,4 +255,46 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> crate::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_paths_are_normalised_below_the_export_directory() {
+        let rel = |p: &str| relative_key_path("h", p).map(|p| p.display().to_string());
+        assert_eq!(
+            rel("/etc/ssh/ssh_host_ed25519_key.pub").unwrap(),
+            "etc/ssh/ssh_host_ed25519_key"
+        );
+        assert_eq!(
+            rel("/persist/./etc/../etc/ssh/key.pub").unwrap(),
+            "persist/etc/ssh/key"
+        );
+    }
+
+    #[test]
+    fn key_paths_that_climb_out_of_the_export_directory_are_refused() {
+        for path in ["/../../x", "/etc/../../x.pub", "/..", "/", "/./"] {
+            let error = relative_key_path("h", path).unwrap_err();
+            assert!(
+                error.to_string().contains("host_key_path"),
+                "{path}: {error}"
+            );
+            assert!(error.hint().is_some(), "{path}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_inside_the_export_directory_that_leads_out_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("etc")).unwrap();
+        let parent = dir.path().join("etc").join("ssh");
+        fs_err::create_dir_all(&parent).unwrap();
+        let error = stays_inside(dir.path(), &parent).unwrap_err();
+        assert!(error.to_string().contains("symlink"), "{error}");
+        stays_inside(dir.path(), dir.path()).unwrap();
+    }
 }

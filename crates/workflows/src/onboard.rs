@@ -276,6 +276,14 @@ pub fn plan(
     let host = inventory.host(name)?.clone();
     let mut target = FleetInventory::target(&host);
     if let Some(fp) = &options.expect_fingerprint {
+        // Onboarding sets the pin of a host that has none; changing one is rotate's job.
+        if let Some(pin) = host
+            .pin
+            .as_ref()
+            .filter(|p| p.fingerprint.as_str() != fp.as_str())
+        {
+            return Err(super::fleet_inventory::pin_change_refused(name, pin, fp));
+        }
         target.pin = Some(fp.clone());
     }
     let ask = confirm.is_some()

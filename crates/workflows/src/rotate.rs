@@ -42,8 +42,18 @@ pub fn plan(
     let deploy = infrastructure_deploy(inventory, options, passphrases, host.infrastructure_key)?;
     let (fetched, deploy_action) = verify(&target, &verify_options, deploy.as_ref())?;
     let repo = &inventory.inventory.secrets_repo;
-    let config_path = repo.join(".sops.yaml");
     let unchanged = fetched.fingerprint.as_str() == old_pin.fingerprint.as_str();
+    let config_path = repo.join(".sops.yaml");
+    let snapshot = crate::session::FileSnapshot::read(&config_path)?;
+    let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
+    check_pin_is_the_repos(
+        inventory,
+        &original,
+        &host,
+        &old_pin,
+        &fetched,
+        options.expect_fingerprint.is_some(),
+    )?;
     if !unchanged && options.expect_fingerprint.is_none() && !confirm(&fetched)? {
         bail!("the new key of {name} was not confirmed; nothing was changed");
     }
@@ -61,8 +71,6 @@ pub fn plan(
     let public_key = public_key_step(&mut steps, repo, name, &fetched.key);
 
     // .sops.yaml: the old recipient becomes the new one wherever it is written.
-    let snapshot = crate::session::FileSnapshot::read(&config_path)?;
-    let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
     let old = old_pin.recipient.to_string();
     let mut config = SopsConfig::parse(&config_path, original.text())?;
     let mut new_config = None;
@@ -131,4 +139,74 @@ pub fn plan(
         generated_locally: false,
         generated: None,
     })
+}
+
+/// Refuses a rotation whose pin is not the identity the secrets repo was made for: the host's
+/// `.sops.yaml` anchor and `pubkeys/<host>.pub` name another key than the pin (the pin was
+/// replaced outside `rotate`: by hand, a merge, or `fetch` of an older hostage). Rotating would
+/// retire the pinned key, which no file holds, and report success while the files keep the
+/// other one. hostage does not pick the key to retire from the repo on its own: an anchor is
+/// as easy to point elsewhere in a pull request as the pin (at the workstation's recipient,
+/// say, which a rotation would then take off every rule). The anchor and `pubkeys/` may also
+/// hold the presented key: a rotation to it that stopped before recording the pin.
+fn check_pin_is_the_repos(
+    inventory: &FleetInventory,
+    config: &SopsConfig,
+    host: &hostage_inventory::Host,
+    pin: &hostage_inventory::Pin,
+    fetched: &FetchedHost,
+    vouched: bool,
+) -> crate::Result<()> {
+    let name = host.name.as_str();
+    let pinned = pin.recipient.to_string();
+    let presented = fetched.recipient.to_string();
+    let anchor = config
+        .named_recipients()
+        .into_iter()
+        .rev()
+        .find(|(anchor, _)| anchor == name)
+        .map(|(_, recipient)| recipient)
+        .filter(|recipient| *recipient != pinned && *recipient != presented);
+    let rel = format!("pubkeys/{name}.pub");
+    let saved = fs_err::read_to_string(inventory.inventory.secrets_repo.join(&rel))
+        .ok()
+        .and_then(|text| {
+            hostage_recipients::parse_key_lines(&text)
+                .into_iter()
+                .find_map(Result::ok)
+        })
+        .map(|line| line.key.fingerprint())
+        .filter(|fp| fp != pin.fingerprint.as_str() && fp != fetched.fingerprint.as_str());
+    if anchor.is_none() && saved.is_none() {
+        return Ok(());
+    }
+    let mut records = Vec::new();
+    if let Some(recipient) = &anchor {
+        records.push(format!("the .sops.yaml anchor &{name} is {recipient}"));
+    }
+    if let Some(fingerprint) = &saved {
+        records.push(format!("{rel} holds {fingerprint}"));
+    }
+    let expect = if vouched {
+        format!(" --expect-fingerprint {}", fetched.fingerprint)
+    } else {
+        " --expect-fingerprint SHA256:… (read on its console)".to_owned()
+    };
+    Err(crate::WorkflowError::refused_with_hint(
+        format!(
+            "{name}'s pin {} ({pinned}) in {} is not the key the secrets repo was made for ({}): the pin was changed without a rotation, and rotating from it would leave the old recipient on the files; nothing was changed",
+            pin.fingerprint,
+            inventory.inventory.path.display(),
+            records.join(", ")
+        ),
+        format!(
+            "put back the pin the repo was made for ({}`git log -p` of the inventory shows it), then run `hostage rotate {name}{expect}`",
+            saved
+                .iter()
+                .map(|fp| format!("fingerprint {fp}"))
+                .chain(anchor.iter().map(|r| format!("recipient {r}")))
+                .map(|part| format!("{part}; "))
+                .collect::<String>()
+        ),
+    ))
 }

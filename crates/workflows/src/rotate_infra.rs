@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{bail, Context as _};
+use hostage_inventory::PrivateKeySource;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
 use hostage_rekey::{Action, Exposure, PlanOptions};
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
@@ -93,6 +94,7 @@ pub fn run(
             if infra.recipient.to_string() == new_recipient {
                 bail!("the inventory already names this key as the infrastructure key: nothing to rotate");
             }
+            check_sops_key_file(&repo, &infra)?;
             Progress {
                 old_recipient: infra.recipient.to_string(),
                 new_recipient: new_recipient.clone(),
@@ -184,13 +186,32 @@ pub fn run(
     if saved.done < 4 {
         progress(4, "retire the old key: the inventory names the new one");
         let text = inventory.text().to_owned();
-        let mut edited = text.replace(&old, &new_recipient);
-        if let hostage_inventory::PrivateKeySource::File(path) = &infra.private_key {
-            let old_line = format!("private_key_file: {}", path.display());
-            let new_line = format!("private_key_file: {}", saved.new_key.display());
-            edited = edited.replacen(&old_line, &new_line, 1);
-        }
-        hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?;
+        let new_key_path = crate::absolute(&options.new_key);
+        let renamed = text.replace(&old, &new_recipient);
+        let (edited, source) = match &infra.private_key {
+            PrivateKeySource::File(_) => (
+                point_at_new_key(&renamed, &new_key_path),
+                PrivateKeySource::File(new_key_path.clone()),
+            ),
+            PrivateKeySource::Sops { file, key } => {
+                store_new_key_in_sops(
+                    &repo,
+                    file,
+                    key,
+                    &new_key_path,
+                    &new_recipient,
+                    &identities,
+                    passphrases,
+                    &session,
+                )?;
+                (renamed, infra.private_key.clone())
+            }
+        };
+        check_names_new_key(
+            &hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?,
+            &new_recipient,
+            &source,
+        )?;
         // Compare-and-swap against the inventory this run loaded: another edit is not undone.
         session.write_if_unchanged(
             &FileSnapshot::of_text(&inventory.inventory.path, &text),
@@ -207,6 +228,197 @@ pub fn run(
     fs_err::remove_file(&state_file)?;
     report.complete = true;
     Ok(report)
+}
+
+/// The inventory text with `private_key_file` (plain or quoted) naming `new_key`. The key is
+/// matched by name at the start of a line (it occurs only under `recipients.infrastructure`);
+/// [`check_names_new_key`] then checks the parsed result, so an inventory this misses is refused
+/// instead of left naming the retired key.
+fn point_at_new_key(text: &str, new_key: &Path) -> String {
+    let path = new_key.display().to_string();
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+~".contains(c));
+    let value = if plain {
+        path
+    } else {
+        serde_json::Value::String(path).to_string()
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut replaced = false;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let names_file = body
+            .strip_prefix("private_key_file")
+            .is_some_and(|rest| rest.trim_start().starts_with(':'));
+        if names_file && !replaced {
+            replaced = true;
+            let end = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!("{indent}private_key_file: {value}{end}"));
+            continue;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Phase 4 for a key kept in the repo (`private_key_sops`): the sops file gets the new key, so
+/// the inventory keeps its form and later deploys push the new key, not the retired one. hostage's
+/// engine re-wraps and rotates but does not write values, so the file is encrypted anew by the
+/// `sops` binary under its `.sops.yaml` rule, the key on its stdin only. Only a YAML or JSON file
+/// that holds nothing but that key is rewritten (anything else in it would be lost); other files
+/// are refused with what to do by hand. A file that already holds the new key (a resumed run)
+/// is left alone.
+#[allow(clippy::too_many_arguments)]
+fn store_new_key_in_sops(
+    repo: &Path,
+    file: &Path,
+    key: &str,
+    new_key: &Path,
+    new_recipient: &str,
+    identities: &IdentitySet,
+    passphrases: &mut dyn PassphraseProvider,
+    session: &RepoSession,
+) -> crate::Result<()> {
+    use hostage_sops::{Format, SopsFile, Value};
+    let path = repo.join(file);
+    let by_hand = |why: &str| {
+        crate::WorkflowError::refused_with_hint(
+            format!(
+                "{} {why}, so hostage cannot put the new infrastructure key into it; the files and hosts are done, the inventory is unchanged",
+                path.display()
+            ),
+            format!(
+                "store the new key under `{key}` yourself (`sops set --value-stdin {} '[\"{key}\"]'` with the key as a JSON string on stdin), then run the same command again",
+                file.display()
+            ),
+        )
+    };
+    let snapshot = FileSnapshot::read(&path)?;
+    let bytes = fs_err::read(&path)?;
+    let sops = SopsFile::parse(&bytes, None)
+        .with_context(|| format!("{} is not a sops file", path.display()))?;
+    let data_key = sops
+        .data_key(identities, passphrases)
+        .with_context(|| format!("cannot decrypt {}", path.display()))?;
+    sops.verify_mac(&data_key)?;
+    let tree = sops.decrypt(&data_key)?;
+    // A file that already holds the new key (a resumed run, or stored by hand) is done.
+    let holds_new = tree
+        .documents
+        .first()
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .and_then(|held| {
+            InfrastructureKey::from_openssh(
+                zeroize::Zeroizing::new(held.as_bytes().to_vec()),
+                &path.display().to_string(),
+            )
+            .ok()
+        })
+        .and_then(|k| k.public_key().to_age_recipient().ok())
+        .is_some_and(|r| r.to_string() == new_recipient);
+    if holds_new {
+        return Ok(());
+    }
+    if let Err(why) = sops_key_layout(&sops, key) {
+        return Err(by_hand(&why));
+    }
+    let private = zeroize::Zeroizing::new(fs_err::read_to_string(new_key)?);
+    let mut plain = zeroize::Zeroizing::new(String::new());
+    let kind = match sops.format() {
+        Format::Yaml => {
+            plain.push_str(&serde_json::to_string(key)?);
+            plain.push_str(": |\n");
+            for line in private.lines() {
+                plain.push_str("  ");
+                plain.push_str(line);
+                plain.push('\n');
+            }
+            "yaml"
+        }
+        Format::Json => {
+            let value = zeroize::Zeroizing::new(serde_json::to_string(private.as_str())?);
+            plain.push('{');
+            plain.push_str(&serde_json::to_string(key)?);
+            plain.push_str(": ");
+            plain.push_str(&value);
+            plain.push_str("}\n");
+            "json"
+        }
+        _ => return Err(by_hand("is neither YAML nor JSON")),
+    };
+    let rel = file.to_str().context("private_key_sops is not UTF-8")?;
+    let encrypted = crate::host_key::encrypt_with_sops(repo, rel, &plain, kind)?;
+    session.write_if_unchanged(&snapshot, &encrypted)
+}
+
+/// Whether a sops file is one phase 4 can write the new key into: a YAML or JSON file whose only
+/// encrypted value is the top-level `key` (readable without decrypting: sops encrypts values,
+/// not keys). Otherwise, why not.
+fn sops_key_layout(sops: &hostage_sops::SopsFile, key: &str) -> Result<(), String> {
+    use hostage_sops::Format;
+    if !matches!(sops.format(), Format::Yaml | Format::Json) {
+        return Err("is neither YAML nor JSON".to_owned());
+    }
+    if sops.encrypted_paths() != [vec![key.to_owned()]] {
+        return Err(format!("holds more than the one value `{key}`"));
+    }
+    Ok(())
+}
+
+/// Before a fresh rotation changes anything: refuses an inventory whose `private_key_sops` file
+/// phase 4 could not write the new key into, instead of stopping there with the files and hosts
+/// done.
+fn check_sops_key_file(
+    repo: &Path,
+    infra: &hostage_inventory::Infrastructure,
+) -> crate::Result<()> {
+    let PrivateKeySource::Sops { file, key } = &infra.private_key else {
+        return Ok(());
+    };
+    let path = repo.join(file);
+    let bytes = fs_err::read(&path)?;
+    let sops = hostage_sops::SopsFile::parse(&bytes, None)
+        .with_context(|| format!("{} is not a sops file", path.display()))?;
+    sops_key_layout(&sops, key).map_err(|why| {
+        crate::WorkflowError::refused_with_hint(
+            format!(
+                "{} {why}: rotate-infra could not put the new infrastructure key into it at the end; nothing was changed",
+                path.display()
+            ),
+            "keep the infrastructure key alone in its own sops file (private_key_sops), or name it with private_key_file, then run this again",
+        )
+    })
+}
+
+/// Refuses to record an inventory whose infrastructure entry does not name the new recipient
+/// and `source` for its key: later deploys would push the retired key.
+fn check_names_new_key(
+    edited: &hostage_inventory::Inventory,
+    new_recipient: &str,
+    source: &PrivateKeySource,
+) -> crate::Result<()> {
+    let named = edited.infrastructure.as_ref().is_some_and(|infra| {
+        infra.recipient.to_string() == new_recipient && infra.private_key == *source
+    });
+    if named {
+        return Ok(());
+    }
+    let what = match source {
+        PrivateKeySource::File(path) => format!("private_key_file: {}", path.display()),
+        PrivateKeySource::Sops { file, .. } => format!("private_key_sops: {}", file.display()),
+    };
+    Err(crate::WorkflowError::refused_with_hint(
+        format!(
+            "cannot point {}'s recipients.infrastructure at the new key: its layout is not one hostage edits; the files and hosts are done, the inventory is unchanged",
+            edited.path.display()
+        ),
+        format!(
+            "set recipients.infrastructure.recipient: {new_recipient} and {what} by hand, then run the same command again"
+        ),
+    ))
 }
 
 /// `.sops.yaml` with the new key next to the old one wherever the old one is (under a temporary
@@ -276,6 +488,9 @@ pub fn plan(
         Err(_) => None,
     };
     let done = saved.as_ref().map_or(0, |s| s.done);
+    if saved.is_none() {
+        check_sops_key_file(repo, &infra)?;
+    }
     let old = saved
         .as_ref()
         .map_or_else(|| infra.recipient.to_string(), |s| s.old_recipient.clone());
@@ -351,9 +566,14 @@ fn current_and_new_key(
     let new_recipient = new_key
         .public_key()
         .to_age_recipient()
-        .context("the new key has no age recipient")?
-        .to_string();
-    Ok((infra, new_key, new_recipient))
+        .context("the new key has no age recipient")?;
+    // Every infrastructure host would receive it: never the operator's own key.
+    inventory.check_not_the_operators_own(
+        &new_recipient,
+        &format!("--new-key {}", options.new_key.display()),
+        &options.identities,
+    )?;
+    Ok((infra, new_key, new_recipient.to_string()))
 }
 
 /// Whether phase 2 only looks (`--dry-run`) or really deploys.
@@ -496,7 +716,7 @@ mod tests {
     use hostage_recipients::AgeRecipient;
     use hostage_sops::rules::SopsConfig;
 
-    use super::{phase1_text, phase3_text, NEXT_ANCHOR};
+    use super::{phase1_text, phase3_text, point_at_new_key, NEXT_ANCHOR};
 
     fn recipient(n: u8) -> String {
         AgeRecipient::from_bytes([n; 32]).to_string()
@@ -530,5 +750,33 @@ mod tests {
         let after = SopsConfig::parse(path, &phase3_text(&both, &old, &new).unwrap()).unwrap();
         assert_eq!(readers(&after, "secrets/x.yaml"), [ws.clone(), new.clone()]);
         assert_eq!(after.text(), text.replace(&old, &new));
+    }
+
+    #[test]
+    fn the_private_key_file_is_pointed_at_the_new_key_in_every_quoting() {
+        let new = Path::new("/keys/id_infrastructure.new");
+        for line in [
+            "private_key_file: ~/.ssh/id_infrastructure",
+            "private_key_file: \"~/.ssh/id_infrastructure\"",
+            "private_key_file: '~/.ssh/id_infrastructure'",
+            "private_key_file : ~/.ssh/id_infrastructure # the old one",
+        ] {
+            let text =
+                format!("recipients:\n  infrastructure:\n    {line}\n    deploy_path: /root/k\n");
+            assert_eq!(
+                point_at_new_key(&text, new),
+                "recipients:\n  infrastructure:\n    private_key_file: /keys/id_infrastructure.new\n    deploy_path: /root/k\n",
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_key_path_that_yaml_would_misread_is_quoted() {
+        let text = "    private_key_file: old\n";
+        assert_eq!(
+            point_at_new_key(text, Path::new("/keys/a key: #1")),
+            "    private_key_file: \"/keys/a key: #1\"\n"
+        );
     }
 }
