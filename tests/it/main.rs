@@ -10,6 +10,7 @@ mod convert;
 mod identities;
 mod rekey_apply;
 mod rekey_bad_input;
+mod rekey_concurrent_edit;
 mod rekey_crash;
 mod rekey_plan;
 mod rekey_support;
