@@ -411,14 +411,16 @@ fn stage_with(
     let not_a_file = || WriteError::NotAFilePath {
         path: path.to_owned(),
     };
-    // Writing through a symlink replaces the file it points to, not the link.
+    // Writing through a symlink replaces the file it points to, not the link. One `lstat`
+    // answers both "is it a link" and, for a plain file, its mode and device.
     let resolved;
-    let path = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
+    let linked = std::fs::symlink_metadata(path).ok();
+    let (path, existing) = match linked {
+        Some(meta) if meta.file_type().is_symlink() => {
             resolved = std::fs::canonicalize(path).map_err(io(path, "resolving the symlink"))?;
-            resolved.as_path()
+            (resolved.as_path(), std::fs::metadata(&resolved).ok())
         }
-        _ => path,
+        other => (path, other),
     };
     let name = path.file_name().ok_or_else(not_a_file)?;
     let dir = match path.parent() {
@@ -426,9 +428,7 @@ fn stage_with(
         Some(p) => p.to_owned(),
         None => return Err(not_a_file()),
     };
-    let existing_mode = std::fs::metadata(path)
-        .ok()
-        .map(|m| m.permissions().mode() & 0o7777);
+    let existing_mode = existing.as_ref().map(|m| m.permissions().mode() & 0o7777);
     let temp = dir.join(temp_name(name));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -448,10 +448,14 @@ fn stage_with(
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(io(path, "copying the file mode"))?;
         }
-        let device = file
-            .metadata()
-            .map_err(io(path, "reading the temporary file"))?
-            .dev();
+        // The temp sits beside the target, on its filesystem (a rename could not cross one).
+        let device = match &existing {
+            Some(meta) => meta.dev(),
+            None => file
+                .metadata()
+                .map_err(io(path, "reading the temporary file"))?
+                .dev(),
+        };
         Ok(device)
     })();
     match result {
