@@ -11,6 +11,7 @@ mod identities;
 mod output_snapshots;
 mod rekey_apply;
 mod rekey_bad_input;
+mod rekey_concurrent_edit;
 mod rekey_crash;
 mod rekey_pgp;
 mod rekey_plan;

@@ -312,5 +312,8 @@ fn build_release_hostage() -> anyhow::Result<PathBuf> {
         &["build", "--release", "--quiet", "-p", "hostage"],
         &[],
     )?;
-    Ok(workspace_root().join("target/release/hostage"))
+    // Where cargo put it: `CARGO_TARGET_DIR` when set (engineers share one per worktree).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Ok(target.join("release/hostage"))
 }

@@ -12,9 +12,18 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sha2::{Digest as _, Sha256};
+
 /// A write that failed; the target is left as it was (its old content, or absent).
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// The target changed after it was read (see [`FileStamp`]); the other writer's content is
+    /// kept and this write was dropped.
+    #[error("`{}` changed after it was read (someone else wrote it meanwhile); it was left as they wrote it: run again", path.display())]
+    Changed {
+        /// The target.
+        path: PathBuf,
+    },
     /// The target path has no file name or parent directory.
     #[error("cannot write `{}`: not a file path", path.display())]
     NotAFilePath {
@@ -39,6 +48,86 @@ fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(std::io::Error) -> 
         path: path.to_owned(),
         step,
         source,
+    }
+}
+
+/// What a file looked like when it was read, so a batch can refuse to rename over it once it has
+/// changed: a writer that reads, computes and then replaces a file (a re-key) would otherwise
+/// silently erase an edit made in between (`sops edit` rewrites the file in place; an editor
+/// renames a new file over it).
+///
+/// The check compares device, inode, size, modification and change time (`ctime` cannot be set
+/// by user space, so `touch -d` does not hide a write). A file whose change time was still
+/// "recent" when it was read (within [`SETTLE`]) may be written again within the same coarse
+/// timestamp tick of an older kernel without its times moving; for such a file the content
+/// itself is compared as well (SHA-256).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    device: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+    /// SHA-256 of the content read, kept only when the times alone cannot prove "unchanged".
+    digest: Option<[u8; 32]>,
+}
+
+/// How old a file's change time must be, when it is read, for its times alone to show later
+/// writes (kernel timestamps are taken from a clock that ticks every few milliseconds).
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl std::fmt::Debug for FileStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileStamp")
+            .field("device", &self.device)
+            .field("inode", &self.inode)
+            .field("size", &self.size)
+            .field("checks_content", &self.digest.is_some())
+            .finish()
+    }
+}
+
+impl FileStamp {
+    /// The stamp of a file read as `content`, whose metadata (`File::metadata` of the handle it
+    /// was read from, taken before reading) is `metadata`.
+    pub fn new(metadata: &std::fs::Metadata, content: &[u8]) -> Self {
+        let changed = (metadata.ctime(), metadata.ctime_nsec());
+        let settled = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|now| i64::try_from(now.saturating_sub(SETTLE).as_secs()).ok())
+            .is_some_and(|limit| changed.0 < limit);
+        Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed,
+            digest: (!settled).then(|| Sha256::digest(content).into()),
+        }
+    }
+
+    fn same_times(&self, metadata: &std::fs::Metadata) -> bool {
+        self.device == metadata.dev()
+            && self.inode == metadata.ino()
+            && self.size == metadata.size()
+            && self.modified == (metadata.mtime(), metadata.mtime_nsec())
+            && self.changed == (metadata.ctime(), metadata.ctime_nsec())
+    }
+
+    /// Whether `path` (followed if a symlink, as it was read) still is the file stamped.
+    fn still_matches(&self, path: &Path) -> bool {
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return false;
+        };
+        if !self.same_times(&metadata) {
+            return false;
+        }
+        match &self.digest {
+            None => true,
+            Some(digest) => fs_err::read(path)
+                .is_ok_and(|bytes| Sha256::digest(&bytes).as_slice() == digest.as_slice()),
+        }
     }
 }
 
@@ -94,6 +183,14 @@ pub struct Batch {
     staged: std::sync::Mutex<Vec<(Staged, PathBuf)>>,
 }
 
+/// What [`Batch::commit_checked`] did not write: the targets that changed after they were read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Targets left as someone else wrote them (the paths as given to
+    /// [`stage_if_unchanged`](Batch::stage_if_unchanged)).
+    pub changed: Vec<PathBuf>,
+}
+
 impl Batch {
     /// An empty batch.
     pub fn new(how: Flush) -> Self {
@@ -106,6 +203,20 @@ impl Batch {
     /// Writes `bytes` to a temp file beside `path`; the target is replaced on [`commit`](Self::commit).
     pub fn stage(&self, path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
         let staged = stage(path, bytes)?;
+        self.lock().push((staged, path.to_owned()));
+        Ok(())
+    }
+
+    /// [`stage`](Self::stage) for a target that was read as `read`: on commit it is replaced only
+    /// if it is still that file, checked right before its rename; otherwise it is left alone.
+    pub fn stage_if_unchanged(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        read: FileStamp,
+    ) -> Result<(), WriteError> {
+        let mut staged = stage(path, bytes)?;
+        staged.expected = Some(read);
         self.lock().push((staged, path.to_owned()));
         Ok(())
     }
@@ -130,7 +241,23 @@ impl Batch {
     /// Flushes every temp, renames each over its target, flushes each directory once. Each file
     /// is replaced atomically; a failure while renaming leaves earlier files new, later ones old
     /// (never a torn file) and removes the remaining temps.
+    ///
+    /// A target staged with [`stage_if_unchanged`](Self::stage_if_unchanged) that changed since
+    /// it was read fails the commit with [`WriteError::Changed`] (after every other file is
+    /// written); [`commit_checked`](Self::commit_checked) reports such files instead.
     pub fn commit(self) -> Result<(), WriteError> {
+        let committed = self.commit_checked(&|| {})?;
+        match committed.changed.into_iter().next() {
+            Some(path) => Err(WriteError::Changed { path }),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`commit`](Self::commit), but a target that changed after it was read is skipped and
+    /// listed, not an error: its temp file is removed and the other writer's content stays.
+    /// `before_renames` runs after the flush, right before the first check and rename (a test
+    /// seam: an edit it makes lands exactly in the window the check guards; pass `&|| {}`).
+    pub fn commit_checked(self, before_renames: &dyn Fn()) -> Result<Committed, WriteError> {
         let staged = std::mem::take(&mut *self.lock());
         let cleanup = |staged: &[(Staged, PathBuf)]| {
             for (s, _) in staged {
@@ -141,8 +268,17 @@ impl Batch {
             cleanup(&staged);
             return Err(error);
         }
+        before_renames();
+        let mut committed = Committed::default();
         let mut directories = Vec::new();
         for (index, (s, path)) in staged.iter().enumerate() {
+            if s.expected
+                .is_some_and(|read| !read.still_matches(&s.target))
+            {
+                let _ = fs_err::remove_file(&s.temp);
+                committed.changed.push(path.clone());
+                continue;
+            }
             if let Err(e) = commit(&s.temp, &s.target) {
                 cleanup(&staged[index + 1..]);
                 return Err(e);
@@ -158,7 +294,7 @@ impl Batch {
                     .map_err(io(path, "flushing the directory"))?;
             }
         }
-        Ok(())
+        Ok(committed)
     }
 }
 
@@ -245,6 +381,8 @@ struct Staged {
     temp: PathBuf,
     dir: PathBuf,
     device: u64,
+    /// The target as it was read, when the rename must not overwrite a later change.
+    expected: Option<FileStamp>,
 }
 
 fn temp_name(target: &std::ffi::OsStr) -> std::ffi::OsString {
@@ -273,14 +411,16 @@ fn stage_with(
     let not_a_file = || WriteError::NotAFilePath {
         path: path.to_owned(),
     };
-    // Writing through a symlink replaces the file it points to, not the link.
+    // Writing through a symlink replaces the file it points to, not the link. One `lstat`
+    // answers both "is it a link" and, for a plain file, its mode and device.
     let resolved;
-    let path = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_symlink() => {
+    let linked = std::fs::symlink_metadata(path).ok();
+    let (path, existing) = match linked {
+        Some(meta) if meta.file_type().is_symlink() => {
             resolved = std::fs::canonicalize(path).map_err(io(path, "resolving the symlink"))?;
-            resolved.as_path()
+            (resolved.as_path(), std::fs::metadata(&resolved).ok())
         }
-        _ => path,
+        other => (path, other),
     };
     let name = path.file_name().ok_or_else(not_a_file)?;
     let dir = match path.parent() {
@@ -288,9 +428,7 @@ fn stage_with(
         Some(p) => p.to_owned(),
         None => return Err(not_a_file()),
     };
-    let existing_mode = std::fs::metadata(path)
-        .ok()
-        .map(|m| m.permissions().mode() & 0o7777);
+    let existing_mode = existing.as_ref().map(|m| m.permissions().mode() & 0o7777);
     let temp = dir.join(temp_name(name));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -310,10 +448,14 @@ fn stage_with(
             file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(io(path, "copying the file mode"))?;
         }
-        let device = file
-            .metadata()
-            .map_err(io(path, "reading the temporary file"))?
-            .dev();
+        // The temp sits beside the target, on its filesystem (a rename could not cross one).
+        let device = match &existing {
+            Some(meta) => meta.dev(),
+            None => file
+                .metadata()
+                .map_err(io(path, "reading the temporary file"))?
+                .dev(),
+        };
         Ok(device)
     })();
     match result {
@@ -323,6 +465,7 @@ fn stage_with(
             temp,
             dir,
             device,
+            expected: None,
         }),
         Err(e) => {
             let _ = fs_err::remove_file(&temp);
@@ -458,5 +601,83 @@ mod tests {
             1,
             "temps removed"
         );
+    }
+
+    fn stamp_of(path: &Path) -> FileStamp {
+        let file = std::fs::File::open(path).unwrap();
+        let metadata = file.metadata().unwrap();
+        FileStamp::new(&metadata, &fs_err::read(path).unwrap())
+    }
+
+    #[test]
+    fn a_target_edited_after_it_was_read_keeps_the_edit_and_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (edited, quiet) = (dir.path().join("edited"), dir.path().join("quiet"));
+        fs_err::write(&edited, b"read").unwrap();
+        fs_err::write(&quiet, b"read").unwrap();
+        let batch = Batch::new(Flush::Files);
+        batch
+            .stage_if_unchanged(&edited, b"ours", stamp_of(&edited))
+            .unwrap();
+        batch
+            .stage_if_unchanged(&quiet, b"ours", stamp_of(&quiet))
+            .unwrap();
+        // In place and the same size, as `sops edit` rewrites a file.
+        let committed = batch
+            .commit_checked(&|| fs_err::write(&edited, b"them").unwrap())
+            .unwrap();
+        assert_eq!(committed.changed, std::slice::from_ref(&edited));
+        assert_eq!(fs_err::read(&edited).unwrap(), b"them");
+        assert_eq!(fs_err::read(&quiet).unwrap(), b"ours");
+        assert_eq!(
+            fs_err::read_dir(dir.path()).unwrap().count(),
+            2,
+            "temp removed"
+        );
+    }
+
+    #[test]
+    fn a_target_replaced_by_rename_after_it_was_read_is_left_alone_and_commit_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs_err::write(&target, b"read").unwrap();
+        let stamp = stamp_of(&target);
+        let other = dir.path().join("editor-save");
+        fs_err::write(&other, b"read").unwrap();
+        fs_err::rename(&other, &target).unwrap();
+        let batch = Batch::new(Flush::Files);
+        batch.stage_if_unchanged(&target, b"ours", stamp).unwrap();
+        match batch.commit() {
+            Err(WriteError::Changed { path }) => assert_eq!(path, target),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(fs_err::read(&target).unwrap(), b"read");
+    }
+
+    #[test]
+    fn a_recently_changed_target_is_compared_by_content_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs_err::write(&target, b"on disk").unwrap();
+        let metadata = std::fs::metadata(&target).unwrap();
+        // Just written, so its times alone prove nothing: the content read decides.
+        let read_other = FileStamp::new(&metadata, b"not what is on disk");
+        assert!(read_other.digest.is_some());
+        assert!(!read_other.still_matches(&target));
+        let read_same = FileStamp::new(&metadata, b"on disk");
+        assert!(read_same.still_matches(&target));
+    }
+
+    #[test]
+    fn an_unchanged_target_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        fs_err::write(&target, b"read").unwrap();
+        let batch = Batch::new(Flush::Files);
+        batch
+            .stage_if_unchanged(&target, b"ours", stamp_of(&target))
+            .unwrap();
+        batch.commit().unwrap();
+        assert_eq!(fs_err::read(&target).unwrap(), b"ours");
     }
 }

@@ -25,7 +25,7 @@ mod state;
 mod store;
 mod walk;
 
-pub use apply::{apply, ApplyOptions, ApplyReport, FileOutcome};
+pub use apply::{apply, apply_with, ApplyOptions, ApplyReport, ApplySeams, BatchHook, FileOutcome};
 pub use error::RekeyError;
 pub use exposure::{ExposedFile, Exposure, ExposureReport};
 pub use plan::{

@@ -611,8 +611,8 @@ fn plan_file(
     options: &PlanOptions,
 ) -> Option<FilePlan> {
     let display = display_path(config, path);
-    let bytes = match fs_err::read(path) {
-        Ok(bytes) => bytes,
+    let bytes = match crate::apply::read_with_metadata(path) {
+        Ok((bytes, _)) => bytes,
         Err(e) => {
             return Some(FilePlan::error(
                 path,

@@ -13,12 +13,36 @@ use crate::SopsError;
 
 /// Documents (without their `sops` key) and the first document's `sops` node.
 pub(crate) fn parse(text: &str) -> Result<(Vec<Value>, Value), SopsError> {
+    // The block YAML sops writes is scanned directly; anything else goes through libyaml.
+    let documents = match super::yaml_scan::scan(text) {
+        Some(documents) => documents,
+        None => full_parse(text)?,
+    };
+    take_metadata(documents)
+}
+
+/// Every document of `text` through the full YAML reader.
+fn full_parse(text: &str) -> Result<Vec<Value>, SopsError> {
     let mut documents = Vec::new();
-    let mut sops = None;
     for document in yaml_serde::Deserializer::from_str(text) {
         let raw = yaml_serde::Value::deserialize(document)
             .map_err(|e| malformed(format!("YAML: {e}")))?;
-        let mut value = convert(raw, 0)?;
+        documents.push(convert(raw, 0)?);
+    }
+    Ok(documents)
+}
+
+/// The full reader's tree of one document (the scanner's tests compare against it).
+#[cfg(test)]
+pub(crate) fn convert_for_tests(raw: yaml_serde::Value) -> Option<Value> {
+    convert(raw, 0).ok()
+}
+
+/// Takes the `sops` key out of each document; the metadata is the first document's that has it.
+fn take_metadata(parsed: Vec<Value>) -> Result<(Vec<Value>, Value), SopsError> {
+    let mut documents = Vec::with_capacity(parsed.len());
+    let mut sops = None;
+    for mut value in parsed {
         if let Value::Map(entries) = &mut value {
             if let Some(index) = entries.iter().position(|(k, _)| k == "sops") {
                 let (_, node) = entries.remove(index);

@@ -51,6 +51,10 @@ pub struct CreationRule {
     pub(crate) node: NodeId,
     #[serde(skip)]
     pub(crate) sites: Vec<GroupSite>,
+    /// `path_regex` compiled on first use: a re-key matches thousands of files against the same
+    /// rules, and compiling per file cost more than the match (issue 14's profile).
+    #[serde(skip)]
+    compiled: std::sync::OnceLock<Result<Regex, String>>,
 }
 
 /// Where a group's `age` lives in the tree (for edits).
@@ -302,13 +306,20 @@ impl SopsConfig {
                 None | Some("") => return self.selected(rule),
                 Some(regex) => regex,
             };
-            let compiled = Regex::new(regex).map_err(|e| RulesError::BadRegex {
-                path: self.path.clone(),
-                line: rule.regex_line,
-                index: rule.index,
-                regex: regex.to_owned(),
-                message: e.to_string().lines().last().unwrap_or_default().to_owned(),
-            })?;
+            let compiled = rule
+                .compiled
+                .get_or_init(|| {
+                    Regex::new(regex)
+                        .map_err(|e| e.to_string().lines().last().unwrap_or_default().to_owned())
+                })
+                .as_ref()
+                .map_err(|message| RulesError::BadRegex {
+                    path: self.path.clone(),
+                    line: rule.regex_line,
+                    index: rule.index,
+                    regex: regex.to_owned(),
+                    message: message.clone(),
+                })?;
             if compiled.is_match(sops_path) {
                 return self.selected(rule);
             }
@@ -482,6 +493,7 @@ impl SopsConfig {
             problem: None,
             node,
             sites: Vec::new(),
+            compiled: std::sync::OnceLock::new(),
         };
         if self.is_null(item) {
             // A bare `-`: sops decodes a zero rule, which matches every file and has no keys.
