@@ -45,6 +45,15 @@ impl ConfinedDir {
         })
     }
 
+    /// Confines writes to the directory holding `file` (`.` for a bare file name): the file
+    /// itself, when it is a symlink, may not lead out of its own directory.
+    pub fn of_parent(file: &Path) -> Result<Self, WriteError> {
+        match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => Self::new(dir),
+            _ => Self::new(Path::new(".")),
+        }
+    }
+
     /// The root as given.
     pub fn root(&self) -> &Path {
         &self.given

@@ -3,7 +3,7 @@
 //! `hostage_atomic::write_batch` in bounded batches, so memory does not grow with the repo and
 //! a killed run leaves each file old or new.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hostage_recipients::IdentitySet;
 use hostage_sops::{MacCheck, SopsFile};
@@ -63,6 +63,23 @@ pub fn apply(
 ) -> Result<ApplyReport, RekeyError> {
     let mut report = ApplyReport::default();
     let workers = crate::workers(options.threads)?;
+    // The repository is untrusted: a re-keyed file is written only where its path leads without
+    // a symlink out of the directory of `.sops.yaml` (the walk already skips symlinked files).
+    let repo = plan
+        .config
+        .parent()
+        .and_then(|dir| hostage_atomic::ConfinedDir::new(dir).ok());
+    let confine = |path: &Path| -> Result<PathBuf, String> {
+        let own_dir;
+        let root = match &repo {
+            Some(repo) if path.starts_with(repo.root()) => repo,
+            _ => {
+                own_dir = hostage_atomic::ConfinedDir::of_parent(path).map_err(|e| e.to_string())?;
+                &own_dir
+            }
+        };
+        root.resolve(path).map_err(|e| e.to_string())
+    };
     plan.rewrite(options.batch.max(1), |files| {
         let todo: Vec<&FilePlan> = files.iter().filter(|f| f.changes()).collect();
         let outputs: Vec<Result<Vec<u8>, String>> = workers.install(|| {
@@ -78,10 +95,13 @@ pub fn apply(
         let mut failures: Vec<Option<String>> = Vec::with_capacity(todo.len());
         for (file, output) in todo.iter().zip(outputs) {
             match output {
-                Ok(bytes) => {
-                    writes.push((file.path.clone(), bytes));
-                    failures.push(None);
-                }
+                Ok(bytes) => match confine(&file.path) {
+                    Ok(path) => {
+                        writes.push((path, bytes));
+                        failures.push(None);
+                    }
+                    Err(reason) => failures.push(Some(reason)),
+                },
                 Err(reason) => failures.push(Some(reason)),
             }
         }

@@ -113,7 +113,8 @@ impl FleetInventory {
             verified: super::now_rfc3339(),
         };
         let text = self.inventory.with_pin(&self.text, host, &pin)?;
-        hostage_atomic::write(&self.inventory.path, text.as_bytes())?;
+        hostage_atomic::ConfinedDir::of_parent(&self.inventory.path)?
+            .write(&self.inventory.path, text.as_bytes())?;
         self.inventory = Inventory::parse(&self.inventory.path, &text)?;
         self.text = text;
         Ok(true)

@@ -109,11 +109,8 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> anyhow::Result<()> {
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    let path = repo.join(rel);
-    if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
-    }
-    hostage_atomic::write(&path, &output.stdout)?;
+    // The repo is untrusted: the backup's directory may be a symlink out of it.
+    hostage_atomic::ConfinedDir::new(repo)?.write(Path::new(rel), &output.stdout)?;
     Ok(())
 }
 

@@ -638,10 +638,9 @@ pub fn apply(
         match step {
             Step::SavePublicKey { .. } => {
                 if let Some((path, text)) = &plan.public_key {
-                    if let Some(dir) = path.parent() {
-                        fs_err::create_dir_all(dir)?;
-                    }
-                    hostage_atomic::write(path, text.as_bytes())?;
+                    // The repo is untrusted: `pubkeys/` or the file may be a symlink out of it.
+                    hostage_atomic::ConfinedDir::of_parent(&plan.config_path)?
+                        .write(path, text.as_bytes())?;
                 }
             }
             // The rule edits are written together, once, with the last of them.
@@ -651,7 +650,8 @@ pub fn apply(
             | Step::ReplaceRecipient { .. } => {
                 if let Some(text) = &plan.new_config {
                     if fs_err::read_to_string(&plan.config_path)? != *text {
-                        hostage_atomic::write(&plan.config_path, text.as_bytes())?;
+                        hostage_atomic::ConfinedDir::of_parent(&plan.config_path)?
+                            .write(&plan.config_path, text.as_bytes())?;
                     }
                 }
             }

@@ -200,7 +200,8 @@ pub fn run(
             edited = edited.replacen(&old_line, &new_line, 1);
         }
         hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?;
-        hostage_atomic::write(&inventory.inventory.path, edited.as_bytes())?;
+        hostage_atomic::ConfinedDir::of_parent(&inventory.inventory.path)?
+            .write(&inventory.inventory.path, edited.as_bytes())?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
         report.phases.push((
             4,
@@ -448,7 +449,8 @@ fn rekey(
         Journal::write(state, &plan, previous.as_ref())?;
     }
     if text != original.text() {
-        hostage_atomic::write(original.path(), text.as_bytes())?;
+        hostage_atomic::ConfinedDir::of_parent(original.path())?
+            .write(original.path(), text.as_bytes())?;
     }
     let unlocked =
         hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
