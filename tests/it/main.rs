@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod convert;
+mod hardening;
 mod identities;
 mod rekey_apply;
 mod rekey_bad_input;
