@@ -10,8 +10,14 @@ use crate::remote_common::{command, key_paths, specs};
 
 const MARKERS: [(&str, &str); 3] = [
     ("SOPS_AGE_KEY", "AGE-SECRET-KEY-1MARKERNEVERINACHILD"),
-    ("HOSTAGE_SSH_PASSPHRASE", "passphrase-marker-never-in-a-child"),
-    ("SSH_TO_AGE_PASSPHRASE", "ssh-to-age-marker-never-in-a-child"),
+    (
+        "HOSTAGE_SSH_PASSPHRASE",
+        "passphrase-marker-never-in-a-child",
+    ),
+    (
+        "SSH_TO_AGE_PASSPHRASE",
+        "ssh-to-age-marker-never-in-a-child",
+    ),
 ];
 
 #[test]

@@ -436,5 +436,8 @@ fn rotate_refuses_a_public_key_file_symlinked_out_of_the_repo_and_leaves_its_tar
         fs_err::read_to_string(&outside).unwrap(),
         "ssh-ed25519 AAAA the operator's own key\n"
     );
-    assert_eq!(fs_err::read(w.repo.path(".sops.yaml")).unwrap(), config_before);
+    assert_eq!(
+        fs_err::read(w.repo.path(".sops.yaml")).unwrap(),
+        config_before
+    );
 }

@@ -122,10 +122,9 @@ impl ConfinedDir {
             let target = std::fs::read_link(&next).map_err(io(path, "reading the symlink"))?;
             let leaves = || WriteError::SymlinkLeavesRoot {
                 path: path.to_owned(),
-                link: next.strip_prefix(&self.real).map_or_else(
-                    |_| next.clone(),
-                    |rel| self.given.join(rel),
-                ),
+                link: next
+                    .strip_prefix(&self.real)
+                    .map_or_else(|_| next.clone(), |rel| self.given.join(rel)),
                 root: self.given.clone(),
             };
             let target_relative = if target.is_absolute() {
@@ -314,10 +313,7 @@ mod tests {
             f.outside.join("authorized_keys").as_path(),
         ] {
             assert!(
-                matches!(
-                    repo.write(path, b"x"),
-                    Err(WriteError::OutsideRoot { .. })
-                ),
+                matches!(repo.write(path, b"x"), Err(WriteError::OutsideRoot { .. })),
                 "{}",
                 path.display()
             );
@@ -338,11 +334,16 @@ mod tests {
         let repo = ConfinedDir::new(&f.repo).unwrap();
         repo.write(Path::new("pubkeys/current.yaml"), b"new")
             .unwrap();
-        assert_eq!(fs_err::read(f.repo.join("v2/current.yaml")).unwrap(), b"new");
-        assert!(fs_err::symlink_metadata(f.repo.join("pubkeys/current.yaml"))
-            .unwrap()
-            .file_type()
-            .is_symlink());
+        assert_eq!(
+            fs_err::read(f.repo.join("v2/current.yaml")).unwrap(),
+            b"new"
+        );
+        assert!(
+            fs_err::symlink_metadata(f.repo.join("pubkeys/current.yaml"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         repo.write(Path::new("latest/other.yaml"), b"via absolute link")
             .unwrap();
         assert_eq!(

@@ -39,7 +39,10 @@ impl std::fmt::Debug for SecretEnvironment {
         let shown = |v: &Option<Zeroizing<String>>| v.as_ref().map(|_| "[REDACTED]");
         f.debug_struct("SecretEnvironment")
             .field("SOPS_AGE_KEY", &shown(&self.sops_age_key))
-            .field("HOSTAGE_SSH_PASSPHRASE", &shown(&self.hostage_ssh_passphrase))
+            .field(
+                "HOSTAGE_SSH_PASSPHRASE",
+                &shown(&self.hostage_ssh_passphrase),
+            )
             .field("SSH_TO_AGE_PASSPHRASE", &shown(&self.ssh_to_age_passphrase))
             .finish()
     }
@@ -183,6 +186,9 @@ mod tests {
         assert_eq!(both.ssh_passphrase().unwrap().as_str(), "mine");
         let theirs = SecretEnvironment::new(Some(""), None, Some("theirs"));
         assert_eq!(theirs.ssh_passphrase().unwrap().as_str(), "theirs");
-        assert!(theirs.sops_age_key().is_none(), "empty means unset, as in sops");
+        assert!(
+            theirs.sops_age_key().is_none(),
+            "empty means unset, as in sops"
+        );
     }
 }

@@ -74,7 +74,8 @@ pub fn apply(
         let root = match &repo {
             Some(repo) if path.starts_with(repo.root()) => repo,
             _ => {
-                own_dir = hostage_atomic::ConfinedDir::of_parent(path).map_err(|e| e.to_string())?;
+                own_dir =
+                    hostage_atomic::ConfinedDir::of_parent(path).map_err(|e| e.to_string())?;
                 &own_dir
             }
         };
