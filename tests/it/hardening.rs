@@ -96,7 +96,7 @@ fn waiting_hostage(key: &str) -> u32 {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        let Ok(cmdline) = fs_err::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
         let argv: Vec<String> = cmdline
@@ -108,4 +108,45 @@ fn waiting_hostage(key: &str) -> u32 {
         }
     }
     panic!("no running `hostage convert --private {key}`");
+}
+
+/// Issue 12 item 7: an inventory `address` with a quote and newlines would add directives to
+/// the ssh config hostage writes (`Match originalhost "…"`). Upstream OpenSSH before 9.6 runs
+/// them; Debian 12's 9.2 refuses the host name itself ("hostname contains invalid characters"),
+/// so before the fix this failed only on the message: ssh's, not the inventory's file:line. Now
+/// the inventory is refused at load, naming its line, and no ssh runs.
+#[test]
+fn an_inventory_address_that_would_inject_ssh_directives_is_refused_at_load() {
+    let w = crate::workflow_support::world();
+    let marker = w.fleet.dir.path().join("proxy-command-ran");
+    let host = &w.fleet.hosts[0];
+    let hostile = format!(
+        "address: \"x\\\"\\nMatch all\\nProxyCommand /usr/bin/touch {}\\nMatch originalhost \\\"x\"",
+        marker.display()
+    );
+    let text = w
+        .inventory_text()
+        .replacen(&format!("address: {}", host.address), &hostile, 1);
+    fs_err::write(&w.inventory, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("proxy-command-ran"))
+        .unwrap()
+        + 1;
+
+    let out = w.hostage(&["fetch", "h0"]);
+    assert!(!marker.exists(), "ssh ran the injected ProxyCommand");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{err}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains(&format!("fleet.yaml:{line}:5: host `h0`: address")),
+        "{err}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(err.contains("newline"), "{err}");
 }
