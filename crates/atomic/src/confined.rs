@@ -29,7 +29,8 @@ const MAX_SYMLINK_HOPS: usize = 40;
 /// A directory tree that writes may not leave: the writer for repository files.
 #[derive(Clone, Debug)]
 pub struct ConfinedDir {
-    /// The root as the operator named it (for messages).
+    /// The root as the operator named it, made absolute (not resolved): for messages, and for
+    /// paths built on it.
     given: PathBuf,
     /// The root with symlinks resolved: every resolved path starts with it.
     real: PathBuf,
@@ -39,10 +40,8 @@ impl ConfinedDir {
     /// Confines writes to `root`, which must exist (its own symlinks are resolved and trusted).
     pub fn new(root: &Path) -> Result<Self, WriteError> {
         let real = std::fs::canonicalize(root).map_err(io(root, "resolving the directory"))?;
-        Ok(Self {
-            given: root.to_owned(),
-            real,
-        })
+        let given = std::path::absolute(root).map_err(io(root, "resolving the directory"))?;
+        Ok(Self { given, real })
     }
 
     /// Confines writes to the directory holding `file` (`.` for a bare file name): the file
@@ -59,20 +58,19 @@ impl ConfinedDir {
         &self.given
     }
 
-    /// The physical path `path` (relative to the root, or absolute below it) names: no symlink in
-    /// it, inside the root. Components that do not exist yet are kept as they are.
+    /// The physical path `path` names (relative paths are taken from the current directory, as
+    /// every file system call does; the path must lead into the root): no symlink in it, inside
+    /// the root. Components that do not exist yet are kept as they are.
     pub fn resolve(&self, path: &Path) -> Result<PathBuf, WriteError> {
         let outside = || WriteError::OutsideRoot {
             path: path.to_owned(),
             root: self.given.clone(),
         };
-        let relative = if path.is_absolute() {
-            path.strip_prefix(&self.given)
-                .or_else(|_| path.strip_prefix(&self.real))
-                .map_err(|_| outside())?
-        } else {
-            path
-        };
+        let absolute = std::path::absolute(path).map_err(io(path, "resolving the path"))?;
+        let relative = absolute
+            .strip_prefix(&self.given)
+            .or_else(|_| absolute.strip_prefix(&self.real))
+            .map_err(|_| outside())?;
         let mut pending: VecDeque<OsString> = VecDeque::new();
         for component in relative.components() {
             match component {
@@ -168,8 +166,8 @@ impl ConfinedDir {
         Ok(current)
     }
 
-    /// Creates `dir` (relative to the root, or absolute below it) and its missing parents, after
-    /// checking the part that exists.
+    /// Creates `dir` (inside the root) and its missing parents, after checking the part that
+    /// exists.
     pub fn create_dir_all(&self, dir: &Path) -> Result<PathBuf, WriteError> {
         let resolved = self.resolve(dir)?;
         fs_err::create_dir_all(&resolved).map_err(io(dir, "creating the directory"))?;
@@ -251,7 +249,7 @@ mod tests {
         .unwrap();
         let repo = ConfinedDir::new(&f.repo).unwrap();
         let error = repo
-            .write(Path::new("pubkeys/web01.pub"), b"ssh-ed25519 AAAA\n")
+            .write(&f.repo.join("pubkeys/web01.pub"), b"ssh-ed25519 AAAA\n")
             .unwrap_err();
         assert!(
             matches!(error, WriteError::SymlinkLeavesRoot { .. }),
@@ -289,12 +287,12 @@ mod tests {
         symlink(&f.outside, f.repo.join("backups")).unwrap();
         let repo = ConfinedDir::new(&f.repo).unwrap();
         assert!(matches!(
-            repo.write(Path::new("backups/new/dir/key.yaml"), b"x"),
+            repo.write(&f.repo.join("backups/new/dir/key.yaml"), b"x"),
             Err(WriteError::SymlinkLeavesRoot { .. })
         ));
         assert!(!f.outside.join("new").exists());
         assert!(matches!(
-            repo.write_batch(&[(Path::new("backups/authorized_keys"), b"x")]),
+            repo.write_batch(&[(f.repo.join("backups/authorized_keys"), b"x")]),
             Err(WriteError::SymlinkLeavesRoot { .. })
         ));
         assert_eq!(
@@ -308,12 +306,13 @@ mod tests {
         let f = fixture();
         let repo = ConfinedDir::new(&f.repo).unwrap();
         for path in [
-            Path::new("../home/authorized_keys"),
-            Path::new("pubkeys/../../home/authorized_keys"),
-            f.outside.join("authorized_keys").as_path(),
+            f.repo.join("../home/authorized_keys"),
+            f.repo.join("pubkeys/../../home/authorized_keys"),
+            f.outside.join("authorized_keys"),
+            PathBuf::from("relative/to/the/current/directory"),
         ] {
             assert!(
-                matches!(repo.write(path, b"x"), Err(WriteError::OutsideRoot { .. })),
+                matches!(repo.write(&path, b"x"), Err(WriteError::OutsideRoot { .. })),
                 "{}",
                 path.display()
             );
@@ -332,7 +331,7 @@ mod tests {
         symlink("../v2/current.yaml", f.repo.join("pubkeys/current.yaml")).unwrap();
         symlink(f.repo.join("v2"), f.repo.join("latest")).unwrap();
         let repo = ConfinedDir::new(&f.repo).unwrap();
-        repo.write(Path::new("pubkeys/current.yaml"), b"new")
+        repo.write(&f.repo.join("pubkeys/current.yaml"), b"new")
             .unwrap();
         assert_eq!(
             fs_err::read(f.repo.join("v2/current.yaml")).unwrap(),
@@ -344,7 +343,7 @@ mod tests {
                 .file_type()
                 .is_symlink()
         );
-        repo.write(Path::new("latest/other.yaml"), b"via absolute link")
+        repo.write(&f.repo.join("latest/other.yaml"), b"via absolute link")
             .unwrap();
         assert_eq!(
             fs_err::read(f.repo.join("v2/other.yaml")).unwrap(),
@@ -359,7 +358,7 @@ mod tests {
         symlink("a", f.repo.join("b")).unwrap();
         let repo = ConfinedDir::new(&f.repo).unwrap();
         assert!(matches!(
-            repo.write(Path::new("a"), b"x"),
+            repo.write(&f.repo.join("a"), b"x"),
             Err(WriteError::SymlinkLoop { .. })
         ));
     }
@@ -369,7 +368,7 @@ mod tests {
         let f = fixture();
         symlink(".", f.repo.join("self")).unwrap();
         let repo = ConfinedDir::new(&f.repo).unwrap();
-        repo.write(Path::new("self/self/file"), b"x").unwrap();
+        repo.write(&f.repo.join("self/self/file"), b"x").unwrap();
         assert_eq!(fs_err::read(f.repo.join("file")).unwrap(), b"x");
     }
 }

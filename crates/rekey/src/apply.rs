@@ -72,7 +72,9 @@ pub fn apply(
     let confine = |path: &Path| -> Result<PathBuf, String> {
         let own_dir;
         let root = match &repo {
-            Some(repo) if path.starts_with(repo.root()) => repo,
+            Some(repo) if std::path::absolute(path).is_ok_and(|p| p.starts_with(repo.root())) => {
+                repo
+            }
             _ => {
                 own_dir =
                     hostage_atomic::ConfinedDir::of_parent(path).map_err(|e| e.to_string())?;

@@ -110,7 +110,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> anyhow::Result<()> {
         );
     }
     // The repo is untrusted: the backup's directory may be a symlink out of it.
-    hostage_atomic::ConfinedDir::new(repo)?.write(Path::new(rel), &output.stdout)?;
+    hostage_atomic::ConfinedDir::new(repo)?.write(&repo.join(rel), &output.stdout)?;
     Ok(())
 }
 
