@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(config) = SopsConfig::parse(Path::new("/repo/.sops.yaml"), text) {
         let _ = config.lints();
         let _ = config.named_recipients();
-        for file in ["secrets/a.yaml", "/repo/secrets/hosts/web01/db.env", "x.json"] {
+        for file in [
+            "secrets/a.yaml",
+            "/repo/secrets/hosts/web01/db.env",
+            "x.json",
+        ] {
             let _ = config.rule_for(Path::new(file));
         }
     }
