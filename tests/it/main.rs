@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod convert;
+mod hardening;
 mod identities;
 mod output_snapshots;
 mod rekey_apply;

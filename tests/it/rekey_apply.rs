@@ -255,3 +255,25 @@ fn a_passphrase_protected_ssh_identity_from_a_passphrase_file_rekeys_every_file(
     assert!(stdout(&out).contains("20 written"), "{}", stdout(&out));
     assert!(repo.decrypt("s7.yaml", "web01").is_some());
 }
+
+/// Issue 12 item 3 for re-keyed files: `link` is a committed symlink to a directory outside the
+/// repository. Naming `link/app.yaml` must not make hostage rewrite the file outside: that file
+/// is refused (naming the link), and it keeps its bytes.
+#[test]
+fn a_file_reached_through_a_symlink_out_of_the_repo_is_not_rewritten() {
+    let repo = Repo::new(&["admin", "ci"]);
+    repo.config("{keys}\ncreation_rules:\n  - age: *admin\n");
+    repo.encrypt("elsewhere/app.yaml", b"token: abc\n");
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("app.yaml");
+    fs_err::rename(repo.path("elsewhere/app.yaml"), &target).unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.path("link")).unwrap();
+    let before = fs_err::read(&target).unwrap();
+    repo.config("{keys}\ncreation_rules:\n  - age: [*admin, *ci]\n");
+
+    let out = repo.hostage(&["rekey", "link/app.yaml"], &["admin"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("points outside"), "{text}");
+    assert_eq!(fs_err::read(&target).unwrap(), before);
+}

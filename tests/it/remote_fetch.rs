@@ -408,3 +408,56 @@ fn proxy_jump_from_the_users_ssh_config_works_and_the_jump_host_is_checked_norma
     );
     assert_no_stray_ssh(&fleet);
 }
+
+/// Issue 12 item 9: `--known-hosts FILE` is the only known_hosts trusted. A host known only
+/// through another file ssh is configured with (the user's `GlobalKnownHostsFile`, or
+/// `UserKnownHostsFile`) is refused.
+#[test]
+fn known_hosts_file_given_is_the_only_one_trusted() {
+    let fleet = SshdFleet::start(1);
+    let host = &fleet.hosts[0];
+    let other = fleet.dir.path().join("other_known_hosts");
+    fs_err::write(&other, format!("{}\n", host.known_hosts_line())).unwrap();
+    let given = fleet.dir.path().join("given_known_hosts");
+    fs_err::write(&given, "").unwrap();
+    for directive in ["GlobalKnownHostsFile", "UserKnownHostsFile"] {
+        let config = fleet.dir.path().join(format!("ssh_config_{directive}"));
+        fs_err::write(
+            &config,
+            format!(
+                "IdentityFile \"{}\"\nIdentitiesOnly yes\n{directive} \"{}\"\nBatchMode yes\n",
+                fleet.client_key.private.display(),
+                other.display()
+            ),
+        )
+        .unwrap();
+        let run = |known_hosts: &std::path::Path| {
+            let output = std::process::Command::new(hostage_tests::hostage_bin())
+                .arg("--json")
+                .arg("fetch")
+                .arg("--ssh-config")
+                .arg(&config)
+                .arg("--known-hosts")
+                .arg(known_hosts)
+                .args(args(&[&specs(&fleet), &key_paths(&fleet)]))
+                .env("TMPDIR", crate::remote_common::tmp_dir(&fleet))
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            Report::of(&output)
+        };
+        let refused = run(&given);
+        assert_eq!(refused.code, 1, "{directive}: {}", refused.text);
+        assert_eq!(
+            refused.error_kind(&host.spec()).as_deref(),
+            Some("unknown-host"),
+            "{directive}: {}",
+            refused.text
+        );
+        // The same host through the file given: accepted (the setup itself is sound).
+        let accepted = run(&other);
+        assert_eq!(accepted.code, 0, "{directive}: {}", accepted.text);
+        assert_eq!(accepted.host(&host.spec())["verified_by"], "known_hosts");
+    }
+    assert_no_stray_ssh(&fleet);
+}

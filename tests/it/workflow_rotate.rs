@@ -474,3 +474,57 @@ fn rotate_infra_killed_between_phases_leaves_no_temp_file_after_the_rerun() {
         assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
     }
 }
+
+/// Issue 12 item 3: a pull request commits `pubkeys/<host>.pub` as a symlink to a file outside
+/// the repository (think `~/.ssh/authorized_keys`); the operator's next rotate must refuse to
+/// write through it and leave that file alone.
+#[test]
+fn rotate_refuses_a_public_key_file_symlinked_out_of_the_repo_and_leaves_its_target_alone() {
+    let mut w = world();
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
+    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
+    let text = w
+        .inventory_text()
+        .replace(
+            &format!(
+                "address: {}\n    port: {}\n",
+                old_host.address, old_host.port
+            ),
+            &format!(
+                "address: {}\n    port: {}\n",
+                new_host.address, new_host.port
+            ),
+        )
+        .replace(
+            &old_host.public_key_file().display().to_string(),
+            &new_host.public_key_file().display().to_string(),
+        );
+    fs_err::write(&w.inventory, text).unwrap();
+    let new_fingerprint = new_host.fingerprint();
+
+    let outside = w.fleet.dir.path().join("authorized_keys");
+    fs_err::write(&outside, "ssh-ed25519 AAAA the operator's own key\n").unwrap();
+    let link = w.repo.path("pubkeys/h0.pub");
+    fs_err::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let config_before = fs_err::read(w.repo.path(".sops.yaml")).unwrap();
+
+    let out = w.hostage(&["rotate", "h0", "--expect-fingerprint", &new_fingerprint]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pubkeys/h0.pub") && err.contains("points outside"),
+        "{err}"
+    );
+    assert_eq!(
+        fs_err::read_to_string(&outside).unwrap(),
+        "ssh-ed25519 AAAA the operator's own key\n"
+    );
+    assert_eq!(
+        fs_err::read(w.repo.path(".sops.yaml")).unwrap(),
+        config_before
+    );
+}

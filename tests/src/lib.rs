@@ -85,6 +85,12 @@ pub const GPGCONF: Tool = Tool {
     package: "gnupg",
 };
 
+/// A C++ compiler: `libfuzzer-sys` builds libFuzzer for `cargo xtask fuzz`.
+pub const CXX: Tool = Tool {
+    name: "g++",
+    package: "g++",
+};
+
 /// Every tool the suites and the demo need: `cargo xtask test` checks them all before it starts,
 /// so a newcomer gets one message naming every missing package.
 pub const REQUIRED_TOOLS: &[Tool] = &[
@@ -224,6 +230,18 @@ pub fn answer_on_terminal(
     prompt: &str,
     answer: &str,
 ) -> String {
+    answer_on_terminal_after(command, configure, prompt, |_| {}, answer)
+}
+
+/// [`answer_on_terminal`] that calls `at_prompt` with what the screen shows while the command
+/// waits at the prompt (to look at the waiting process), before typing the answer.
+pub fn answer_on_terminal_after(
+    command: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+    prompt: &str,
+    at_prompt: impl FnOnce(&str),
+    answer: &str,
+) -> String {
     use std::io::{Read as _, Write as _};
     let mut script = std::process::Command::new(require(SCRIPT));
     script.args(["-qec", command, "/dev/null"]);
@@ -248,6 +266,7 @@ pub fn answer_on_terminal(
     }
     // A prompt for a secret is printed just before echo is switched off; give that a moment.
     std::thread::sleep(std::time::Duration::from_millis(300));
+    at_prompt(&String::from_utf8_lossy(&screen));
     stdin
         .write_all(format!("{answer}\n").as_bytes())
         .expect("the terminal takes input");

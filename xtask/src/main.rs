@@ -3,6 +3,7 @@
 //! - `test`: the whole gate: tools check, oracle provisioning, fmt, clippy, every test.
 //! - `demo`: the main job on a throwaway demo fleet.
 //! - `bench`: the benchmarks whose figures go into `docs/benchmarks.md`.
+//! - `fuzz [SECONDS] [TARGET…]`: the libFuzzer targets of `fuzz/` (docs/fuzzing.md).
 //!
 //! Every command it runs is printed first.
 
@@ -13,12 +14,16 @@ mod bench;
 mod bench_fleet;
 mod bench_rekey;
 mod demo;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
 use hostage_tests::{REQUIRED_TOOLS, SOPS_VERSION};
+
+/// Seconds per fuzz target in `cargo xtask test` (longer runs: `cargo xtask fuzz 600`).
+const FUZZ_CI_SECONDS: u64 = 10;
 
 fn main() {
     if let Err(error) = run() {
@@ -41,6 +46,7 @@ fn run() -> anyhow::Result<()> {
             workflow(verb, &args[1..])
         }
         "bench" => bench(),
+        "fuzz" => fuzz::fuzz_command(&args[1..]),
         "help" | "--help" | "-h" => {
             print_usage();
             Ok(())
@@ -61,7 +67,9 @@ fn print_usage() {
            demo    run the main job on a throwaway demo fleet\n  \
            onboard|rotate|rotate-infra|rekey|status|fetch|deploy ARGS…\n          \
            the hostage workflow against this workspace's inventory/fleet.yaml\n  \
-           bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key"
+           bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key\n  \
+           fuzz [SECONDS] [TARGET…]\n          \
+                   fuzz every parser of repository and network input, SECONDS each (default 60)"
     );
 }
 
@@ -113,6 +121,9 @@ fn test() -> anyhow::Result<()> {
         &[("HOSTAGE_SOPS", &sops)],
     )?;
     corpus_conformance(&sops)?;
+    // A short fuzz run per parser: replays every past crash and catches the shallow ones.
+    println!("$ cargo xtask fuzz {FUZZ_CI_SECONDS}");
+    fuzz::fuzz_command(&[FUZZ_CI_SECONDS.to_string()])?;
     println!("all checks passed");
     Ok(())
 }

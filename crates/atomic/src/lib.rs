@@ -5,6 +5,10 @@
 //! fsync, rename over the target, fsync the directory. [`write_batch`] does many and flushes
 //! once: every temp is written, then all are flushed together ([`Flush`]: concurrent
 //! `fdatasync`s, or one `syncfs` per filesystem), then every rename, then one fsync per directory. It does not print and knows nothing of sops.
+//!
+//! [`ConfinedDir`] is the writer for files whose path comes from untrusted content (a secrets
+//! repository a pull request can add symlinks to): every component below the root is checked
+//! without following a symlink out of it.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -30,6 +34,32 @@ pub enum WriteError {
         /// The path given.
         path: PathBuf,
     },
+    /// A symlink on the way to the target leads out of the directory writes are confined to.
+    #[error("refusing to write `{}`: the symlink `{}` points outside `{}` (repository contents are untrusted: replace the symlink with a regular file, or remove it)", path.display(), link.display(), root.display())]
+    SymlinkLeavesRoot {
+        /// The path given.
+        path: PathBuf,
+        /// The symlink that leads out.
+        link: PathBuf,
+        /// The directory writes are confined to.
+        root: PathBuf,
+    },
+    /// The path itself leaves the directory writes are confined to (`..`, or absolute elsewhere).
+    #[error("refusing to write `{}`: it is outside `{}`", path.display(), root.display())]
+    OutsideRoot {
+        /// The path given.
+        path: PathBuf,
+        /// The directory writes are confined to.
+        root: PathBuf,
+    },
+    /// Symlinks on the way to the target point at each other (or nest too deep).
+    #[error("refusing to write `{}`: too many levels of symlinks below `{}`", path.display(), root.display())]
+    SymlinkLoop {
+        /// The path given.
+        path: PathBuf,
+        /// The directory writes are confined to.
+        root: PathBuf,
+    },
     /// An I/O step failed.
     #[error("cannot write `{}`: {step}", path.display())]
     Io {
@@ -42,6 +72,9 @@ pub enum WriteError {
         source: std::io::Error,
     },
 }
+
+mod confined;
+pub use confined::ConfinedDir;
 
 fn io<'a>(path: &'a Path, step: &'static str) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
     move |source| WriteError::Io {

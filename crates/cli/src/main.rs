@@ -12,6 +12,14 @@ use hostage::cli::Cli;
 use hostage_recipients::KeyError;
 
 fn main() -> ExitCode {
+    // Before anything else (and before any thread): no core dumps, no ptrace attach, and the
+    // secret variables taken out of the environment every child would inherit.
+    if let Err(error) = hostage_process::harden() {
+        eprintln!("error: {error}");
+        eprintln!("caused by: {}", error.source);
+        return ExitCode::from(1);
+    }
+    hostage_process::capture_secret_environment();
     let cli = Cli::parse();
     match hostage::run(cli) {
         Ok(code) => code,

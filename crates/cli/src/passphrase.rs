@@ -40,10 +40,9 @@ impl PassphraseProvider for CliPassphrases {
         if let Some(text) = &self.from_file {
             return Some(Passphrase::new(text.to_string()));
         }
-        for variable in [PASSPHRASE_VARIABLE, SSH_TO_AGE_PASSPHRASE_VARIABLE] {
-            if let Ok(value) = std::env::var(variable) {
-                return Some(Passphrase::new(value));
-            }
+        // Captured at start and removed from the environment, so no child inherits them.
+        if let Some(value) = hostage_process::secret_environment().ssh_passphrase() {
+            return Some(Passphrase::new(value.to_string()));
         }
         let prompt = format!("passphrase for {}: ", key.fingerprint());
         rpassword::prompt_password(prompt).ok().map(Passphrase::new)

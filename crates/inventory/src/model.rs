@@ -417,6 +417,32 @@ impl Inventory {
                 }
                 _ => {}
             }
+            // These reach ssh's command line and the `Match originalhost "…"` line of the config
+            // hostage writes: a quote or a newline would add directives.
+            for (field, value) in [
+                ("address", host.address.as_deref()),
+                ("ssh_alias", host.ssh_alias.as_deref()),
+                ("user", Some(host.user.as_str())),
+            ] {
+                let problem = value.and_then(|v| {
+                    ssh_word_problem(v).or_else(|| {
+                        (field != "user" && v.contains('@'))
+                            .then_some("contains `@` (give the login in `user:`)")
+                    })
+                });
+                if let Some(problem) = problem {
+                    let (line, column) = locate_field_of(text, &needle, field);
+                    return Err(InventoryError::Invalid {
+                        path: path.to_owned(),
+                        line,
+                        column,
+                        message: format!(
+                            "host `{name}`: {field} {:?} {problem}; write it as ssh takes it on the command line (`{field}: web01.example.org`)",
+                            value.unwrap_or_default()
+                        ),
+                    });
+                }
+            }
             if !host.host_key_path.starts_with('/') {
                 return Err(invalid(
                     &needle,
@@ -506,6 +532,44 @@ fn locate_nth(text: &str, needle: &str, nth: usize) -> (usize, usize) {
         .unwrap_or((1, 1))
 }
 
+/// Why `value` cannot be handed to ssh as a host, alias or user, if it cannot: the rule of the
+/// command line's host parser (`hostage_remote::HostSpec::parse`), kept in step with it.
+fn ssh_word_problem(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        Some("is empty")
+    } else if value.starts_with('-') {
+        Some("starts with `-` (ssh would read it as an option)")
+    } else if value.chars().any(|c| c.is_control()) {
+        Some("contains a newline or another control character")
+    } else if value.chars().any(char::is_whitespace) {
+        Some("contains whitespace")
+    } else if value.chars().any(|c| "'\"%\\*?!,".contains(c)) {
+        Some("contains a quote, `%`, `\\` or a pattern character (`*?!,`)")
+    } else {
+        None
+    }
+}
+
+/// Where `field:` of the host entry starting at `host_needle` is (that entry's line if absent).
+fn locate_field_of(text: &str, host_needle: &str, field: &str) -> (usize, usize) {
+    let (host_line, host_column) = locate(text, host_needle);
+    let field_needle = format!("{field}:");
+    text.lines()
+        .enumerate()
+        .skip(host_line)
+        .take_while(|(_, line)| {
+            let indent = line.len() - line.trim_start().len();
+            line.trim().is_empty() || indent + 1 > host_column
+        })
+        .find_map(|(index, line)| {
+            let trimmed = line.trim_start();
+            trimmed
+                .starts_with(&field_needle)
+                .then(|| (index + 1, line.len() - trimmed.len() + 1))
+        })
+        .unwrap_or((host_line, host_column))
+}
+
 fn escapes(path: &Path) -> bool {
     path.components()
         .any(|c| matches!(c, std::path::Component::ParentDir))
@@ -546,6 +610,50 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn host_values_that_would_add_ssh_directives_are_refused_naming_their_line() {
+        let cases = [
+            (
+                "    address: \"10.0.0.7\\\"\\n  ProxyCommand sh -c x\"\n",
+                "address",
+                "newline",
+            ),
+            ("    address: '10.0.0.7\"'\n", "address", "quote"),
+            ("    address: -oProxyCommand=x\n", "address", "`-`"),
+            ("    ssh_alias: \"web 01\"\n", "ssh_alias", "whitespace"),
+            (
+                "    address: 10.0.0.7\n    user: \"root\\tx\"\n",
+                "user",
+                "control",
+            ),
+            ("    address: root@10.0.0.7\n", "address", "`@`"),
+            ("    address: 'web*'\n", "address", "pattern"),
+        ];
+        for (entry, field, why) in cases {
+            let text = fleet(&format!(
+                "  ok:\n    address: 10.0.0.1\n  gnomeregan:\n{entry}"
+            ));
+            let message = error(&text);
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.trim_start().starts_with(&format!("{field}:")) && !l.contains("10.0.0.1")
+                })
+                .unwrap()
+                + 1;
+            assert!(
+                message.contains(&format!("/fleet.yaml:{line}:5: host `gnomeregan`: {field}")),
+                "{entry}: {message}"
+            );
+            assert!(message.contains(why), "{entry}: {message}");
+        }
+        // What hosts really look like still parses.
+        parse(&fleet(
+            "  a:\n    address: fe80::1\n    user: deploy@corp\n  b:\n    ssh_alias: b.example.org\n    user: nix_deploy\n",
+        ))
+        .unwrap();
     }
 
     fn fleet(hosts: &str) -> String {

@@ -171,15 +171,16 @@ pub struct IdentityOptions {
 }
 
 impl IdentityOptions {
-    /// Reads the variables sops reads from this process's environment.
+    /// Reads the variables sops reads from this process's environment; `SOPS_AGE_KEY` comes from
+    /// the capture `hostage_process` made at start (the variable itself is gone by now, so no
+    /// child inherits it).
     pub fn from_env(explicit: Vec<PathBuf>) -> Self {
         let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
         Self {
             explicit,
-            sops_age_key: std::env::var("SOPS_AGE_KEY")
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Zeroizing::new),
+            sops_age_key: hostage_process::secret_environment()
+                .sops_age_key()
+                .cloned(),
             sops_age_key_file: var("SOPS_AGE_KEY_FILE").map(PathBuf::from),
             sops_age_key_cmd: std::env::var("SOPS_AGE_KEY_CMD")
                 .ok()

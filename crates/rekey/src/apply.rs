@@ -108,6 +108,26 @@ pub fn apply_with(
 ) -> Result<ApplyReport, RekeyError> {
     let mut report = ApplyReport::default();
     let workers = crate::workers(options.threads)?;
+    // The repository is untrusted: a re-keyed file is written only where its path leads without
+    // a symlink out of the directory of `.sops.yaml` (the walk already skips symlinked files).
+    let repo = plan
+        .config
+        .parent()
+        .and_then(|dir| hostage_atomic::ConfinedDir::new(dir).ok());
+    let confine = |path: &Path| -> Result<PathBuf, String> {
+        let own_dir;
+        let root = match &repo {
+            Some(repo) if std::path::absolute(path).is_ok_and(|p| p.starts_with(repo.root())) => {
+                repo
+            }
+            _ => {
+                own_dir =
+                    hostage_atomic::ConfinedDir::of_parent(path).map_err(|e| e.to_string())?;
+                &own_dir
+            }
+        };
+        root.resolve(path).map_err(|e| e.to_string())
+    };
     plan.rewrite(options.batch.max(1), |files| {
         let todo: Vec<&FilePlan> = files.iter().filter(|f| f.changes()).collect();
         let batch = Batch::new(Flush::default());
@@ -115,8 +135,9 @@ pub fn apply_with(
             todo.par_iter()
                 .map(|file| {
                     let result = rekey_file(file, identities).and_then(|(bytes, read)| {
+                        let path = confine(&file.path)?;
                         batch
-                            .stage_if_unchanged(&file.path, &bytes, read)
+                            .stage_if_unchanged(&path, &bytes, read)
                             .map_err(|e| error_text(&e))
                     });
                     progress();

@@ -171,7 +171,13 @@ fn write_host_files(
     // INFO, not less: ssh reports a failed key negotiation ("no matching host key type") at INFO.
     text.push_str("Match all\nUpdateHostKeys no\nLogLevel INFO\n");
     if let Some(known) = &options.known_hosts {
-        let _ = writeln!(text, "UserKnownHostsFile {}", quoted(known));
+        // `--known-hosts FILE` is exclusive: neither the system's nor the user's files (nor a
+        // `GlobalKnownHostsFile` from their config, read after this) vouch for a host.
+        let _ = writeln!(
+            text,
+            "UserKnownHostsFile {}\nGlobalKnownHostsFile /dev/null",
+            quoted(known)
+        );
     }
     match &options.ssh_config {
         Some(config) => {

@@ -183,7 +183,8 @@ impl PinFile {
                 text.push('\n');
             }
             text.push_str(&format!("{name} {fingerprint}\n"));
-            hostage_atomic::write(path, text.as_bytes())?;
+            // `./hostage.pins` may sit in a checkout of the repo: never through a symlink out.
+            hostage_atomic::ConfinedDir::of_parent(path)?.write(path, text.as_bytes())?;
         }
         self.pins.push((name.to_owned(), fingerprint.clone()));
         Ok(())
@@ -213,6 +214,26 @@ mod tests {
             .unwrap();
         let again = PinFile::load(&path).unwrap();
         assert_eq!(again.get("[127.0.0.2]:2222").unwrap().as_str(), FP);
+    }
+
+    #[test]
+    fn a_pin_file_symlinked_out_of_its_directory_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("repo");
+        fs_err::create_dir(&checkout).unwrap();
+        let outside = dir.path().join("authorized_keys");
+        fs_err::write(&outside, "# precious\n").unwrap();
+        let path = checkout.join("hostage.pins");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let mut pins = PinFile::load(&path).unwrap();
+        let error = pins
+            .record_pin("web01", &Fingerprint::parse(FP).unwrap())
+            .unwrap_err();
+        assert!(matches!(
+            error,
+            PinFileError::Write(hostage_atomic::WriteError::SymlinkLeavesRoot { .. })
+        ));
+        assert_eq!(fs_err::read_to_string(&outside).unwrap(), "# precious\n");
     }
 
     #[test]

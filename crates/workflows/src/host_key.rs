@@ -73,11 +73,8 @@ fn sops_binary() -> PathBuf {
 /// (binary format), feeding the key on stdin, and writes the result atomically.
 pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
     let encrypted = encrypt_with_sops(repo, rel, private, "binary")?;
-    let path = repo.join(rel);
-    if let Some(dir) = path.parent() {
-        fs_err::create_dir_all(dir)?;
-    }
-    hostage_atomic::write(&path, &encrypted)?;
+    // The repo is untrusted: the backup's directory may be a symlink out of it.
+    hostage_atomic::ConfinedDir::new(repo)?.write(&repo.join(rel), &encrypted)?;
     Ok(())
 }
 

@@ -749,10 +749,9 @@ pub fn apply(
         match step {
             Step::SavePublicKey { .. } => {
                 if let Some((path, text)) = &plan.public_key {
-                    if let Some(dir) = path.parent() {
-                        fs_err::create_dir_all(dir)?;
-                    }
-                    hostage_atomic::write(path, text.as_bytes())?;
+                    // The repo is untrusted: `pubkeys/` or the file may be a symlink out of it.
+                    hostage_atomic::ConfinedDir::of_parent(plan.config.path())?
+                        .write(path, text.as_bytes())?;
                 }
             }
             // The rule edits are written together, once, with the first of them.

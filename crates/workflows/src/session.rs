@@ -121,7 +121,9 @@ impl FileSnapshot {
         if let Some(dir) = self.path.parent() {
             fs_err::create_dir_all(dir)?;
         }
-        hostage_atomic::write(&self.path, new)?;
+        // `.sops.yaml` (the repository) and the inventory are untrusted: never write through a
+        // symlink that leads out of the directory they live in.
+        hostage_atomic::ConfinedDir::of_parent(&self.path)?.write(&self.path, new)?;
         Ok(())
     }
 }
