@@ -107,7 +107,6 @@ pub fn fuzz(seconds: u64, targets: &[&'static str]) -> anyhow::Result<Vec<FuzzRu
         "cargo",
         "build",
         "--release",
-        "--locked",
         "--target",
         &host,
         "--bins"
