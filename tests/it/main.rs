@@ -8,6 +8,7 @@
 
 mod convert;
 mod identities;
+mod output_scale;
 mod output_snapshots;
 mod rekey_apply;
 mod rekey_bad_input;

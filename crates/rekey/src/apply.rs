@@ -109,7 +109,9 @@ pub fn apply(
 }
 
 fn rekey_file(file: &FilePlan, identities: &IdentitySet) -> Result<Vec<u8>, String> {
-    let bytes = fs_err::read(&file.path).map_err(|e| format!("cannot read the file: {e}"))?;
+    // The cause only (the report names the file): failures of many files group by their text.
+    let bytes = fs_err::read(&file.path)
+        .map_err(|e| format!("cannot read the file: {}", crate::plan::io_cause(&e)))?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     if digest != file.digest {
         return Err("the file changed since it was planned; run again".into());
