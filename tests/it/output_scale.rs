@@ -207,3 +207,74 @@ fn a_five_thousand_file_rotation_is_a_few_lines_and_the_whole_exposure_goes_to_a
     );
     assert!(repo.sops_says_up_to_date("secrets/app/4999.yaml", "admin"));
 }
+
+/// A 50-host fleet run (3 real sshd, 47 addresses on 127.0.0.x ports nothing listens on, to stay
+/// cheap) with two failure causes: a pin that contradicts a host's key, and unreachable hosts.
+#[test]
+fn a_fifty_host_fleet_run_is_one_line_per_failure_cause_with_its_hosts() {
+    use crate::remote_common::{key_paths, specs, tmp_dir, Report};
+    use hostage_tests::sshd::{free_port, SshdFleet};
+
+    let fleet = SshdFleet::start(3);
+    fleet.trust_all_in_known_hosts();
+    let mut args = specs(&fleet);
+    for octet in 100..147 {
+        let address = std::net::Ipv4Addr::new(127, 0, 0, octet);
+        args.push(format!("root@{address}:{}", free_port(address)));
+    }
+    assert_eq!(args.len(), 50);
+    args.extend(key_paths(&fleet));
+    // The third host is pinned to the first one's key: refused.
+    args.extend([
+        "--expect-fingerprint".to_owned(),
+        format!("{}={}", fleet.hosts[2].spec(), fleet.hosts[0].fingerprint()),
+    ]);
+    let run = |extra: &[&str]| {
+        std::process::Command::new(hostage_tests::hostage_bin())
+            .arg("fetch")
+            .args(extra)
+            .arg("--ssh-config")
+            .arg(fleet.ssh_config())
+            .arg("--known-hosts")
+            .arg(fleet.known_hosts())
+            .arg("--pins")
+            .arg(fleet.dir.path().join("pins"))
+            .args(&args)
+            .env("TMPDIR", tmp_dir(&fleet))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", terminal(&out));
+    assert_fits_a_screen(&out);
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in [
+        (r"[A-Za-z0-9_.-]+@127\.0\.0\.\d+(:\d+)?", "[USER@HOST]"),
+        (r"127\.0\.0\.\d+", "[ADDRESS]"),
+        (r"port \d+", "port [PORT]"),
+        (r"SHA256:[A-Za-z0-9+/]{43}", "[FINGERPRINT]"),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("scale_fetch_50_hosts_two_causes", terminal(&out)));
+
+    // -v: one line per host; --json: one record per host and the causes grouped.
+    let verbose = run(&["-v"]);
+    let verbose_hosts = stdout(&verbose)
+        .lines()
+        .filter(|l| l.starts_with("ok ") || l.starts_with("FAIL ") || l.starts_with("REFUSED"))
+        .count();
+    assert_eq!(verbose_hosts, 50, "{}", terminal(&verbose));
+    let report = Report::of(&run(&["--json"]));
+    assert_eq!(report.hosts.len(), 50, "{}", report.text);
+    assert_eq!(report.summary["ok"], 2, "{}", report.text);
+    let causes = report.summary["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 2, "{}", report.text);
+    assert_eq!(causes[0]["kind"], "unreachable");
+    assert_eq!(causes[0]["count"], 47);
+    assert_eq!(causes[1]["kind"], "pin-mismatch");
+    assert_eq!(causes[1]["hosts"][0], fleet.hosts[2].spec());
+}

@@ -266,6 +266,10 @@ pub struct FleetArgs {
     /// Change nothing: fetch records no pins; deploy says what it would do and sends no key.
     #[arg(long)]
     pub dry_run: bool,
+    /// One line per host even on more than 20 hosts (a larger run prints only the summary: one
+    /// line per failure cause with its hosts and an example of what they said).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 /// `hostage fetch`: fetch and verify the hosts' ed25519 keys and print their age recipients.

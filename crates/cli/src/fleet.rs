@@ -39,7 +39,7 @@ pub fn run_fetch(
         names,
     } = prepared;
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
-    let printer = Printer::new(targets.len(), json);
+    let printer = Printer::new(targets.len(), json, args.fleet.verbose);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
     let run = hostage_workflows::fleet::fetch(targets, &options, &mut recorder, &on_done)
         .context("cannot start the run")?;
@@ -90,7 +90,7 @@ pub fn run_deploy(
         owner: args.owner.clone(),
         replace: args.replace,
     };
-    let printer = Printer::new(targets.len(), json);
+    let printer = Printer::new(targets.len(), json, args.fleet.verbose);
     let on_done = |result: &HostResult<DeployedHost>| printer.deployed(result);
     let run =
         hostage_workflows::fleet::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done)
@@ -258,14 +258,22 @@ fn matching(
     Ok(found)
 }
 
+/// Up to this many hosts, a text run prints one line per host as it finishes; larger runs print
+/// only the summary, one line per failure cause with its hosts, unless `-v` (said in `--help`).
+pub(crate) const PER_HOST_LINES: usize = 20;
+/// Hosts named per failure cause in the summary; the rest are counted.
+const HOSTS_PER_CAUSE: usize = 10;
+
 /// Prints results as they arrive and keeps the fleet's progress bar.
 struct Printer {
     bar: indicatif::ProgressBar,
     json: bool,
+    /// One line per host (JSON, `-v`, or a run of at most [`PER_HOST_LINES`] hosts).
+    per_host: bool,
 }
 
 impl Printer {
-    fn new(hosts: usize, json: bool) -> Self {
+    fn new(hosts: usize, json: bool, verbose: bool) -> Self {
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(hosts as u64),
             indicatif::ProgressDrawTarget::stderr(),
@@ -276,12 +284,20 @@ impl Printer {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self { bar, json }
+        Self {
+            bar,
+            json,
+            per_host: json || verbose || hosts <= PER_HOST_LINES,
+        }
     }
 
     /// Prints a result line on stdout; when stdout is not the terminal (JSON, a pipe), the
     /// terminal still sees a short per-host line above the bar on stderr.
     fn emit(&self, line: String, short: String) {
+        if !self.per_host {
+            self.bar.inc(1);
+            return;
+        }
         self.bar.suspend(|| crate::output::stream_line(&line));
         if self.json || !std::io::stdout().is_terminal() {
             self.bar.println(short);
@@ -350,6 +366,8 @@ impl Printer {
         self.emit(line, short);
     }
 
+    /// The last lines: how many hosts are ok and, per failure cause, how many failed and which
+    /// (with JSON, the same as `failed` per host and `causes` grouped).
     fn summary<'a>(
         &self,
         results: impl Iterator<Item = (&'a HostTarget, Option<&'a HostError>)>,
@@ -360,35 +378,72 @@ impl Printer {
         for (target, error) in results {
             match error {
                 None => ok += 1,
-                Some(error) => failed.push((target.spec.to_string(), error.kind())),
+                Some(error) => failed.push((target.spec.to_string(), error)),
             }
         }
+        let causes = failure_causes(&failed);
         if self.json {
             let failed: Vec<_> = failed
                 .iter()
-                .map(|(host, kind)| json!({"host": host, "kind": kind}))
+                .map(|(host, error)| json!({"host": host, "kind": error.kind()}))
+                .collect();
+            let causes: Vec<_> = causes
+                .iter()
+                .map(|cause| json!({"kind": cause.kind, "count": cause.hosts.len(), "hosts": cause.hosts}))
                 .collect();
             crate::output::stream_line(&crate::output::json_line(
                 "summary",
-                json!({"ok": ok, "failed": failed}),
+                json!({"ok": ok, "failed": failed, "causes": causes}),
             ));
         } else if failed.is_empty() {
             crate::output::stream_line(&format!("{ok} host(s) ok"));
         } else {
-            let names: Vec<String> = failed
-                .iter()
-                .map(|(host, kind)| format!("{host} ({kind})"))
-                .collect();
+            crate::output::stream_line(&format!("{ok} host(s) ok, {} failed", failed.len()));
+            for cause in &causes {
+                self.print_cause(cause);
+            }
+            let every_host = if self.per_host {
+                ""
+            } else {
+                " (`-v` or `--json`: one line per host)"
+            };
             crate::output::stream_line(&format!(
-                "{ok} host(s) ok, {} failed: {}",
-                failed.len(),
-                names.join(", ")
+                "next: fix each cause above, then run again on the failed hosts{every_host}"
             ));
         }
         if failed.is_empty() {
             ExitCode::SUCCESS
         } else {
             crate::exit::code(crate::exit::ERROR)
+        }
+    }
+
+    /// One line for a failure cause with its hosts; without per-host lines, one example of what
+    /// the hosts said.
+    fn print_cause(&self, cause: &Cause<'_>) {
+        let shown: Vec<&str> = cause
+            .hosts
+            .iter()
+            .take(HOSTS_PER_CAUSE)
+            .map(String::as_str)
+            .collect();
+        let more = cause.hosts.len() - shown.len();
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        let label = if cause.refused { "refused" } else { "failed" };
+        crate::output::stream_line(&format!(
+            "  {} host(s) {label}, {}: {}{more}",
+            cause.hosts.len(),
+            cause.kind,
+            shown.join(", ")
+        ));
+        if !self.per_host {
+            let message = cause.example.to_string();
+            let message = message.strip_prefix("REFUSED: ").unwrap_or(&message);
+            crate::output::stream_line(&format!("    e.g. {}: {message}", cause.hosts[0]));
         }
     }
 
@@ -418,6 +473,36 @@ impl Printer {
         crate::output::note("interrupted: every ssh connection of this run was closed");
         crate::exit::code(crate::exit::INTERRUPTED)
     }
+}
+
+/// The hosts that failed for one reason ([`HostError::kind`]).
+struct Cause<'a> {
+    kind: &'static str,
+    refused: bool,
+    hosts: Vec<String>,
+    /// The first host's error, as an example of what they said.
+    example: &'a HostError,
+}
+
+/// The failed hosts grouped by the kind of their error, the biggest group first (then by kind,
+/// so the order does not depend on which host finished first).
+fn failure_causes<'a>(failed: &[(String, &'a HostError)]) -> Vec<Cause<'a>> {
+    let mut causes: Vec<Cause<'a>> = Vec::new();
+    let mut sorted: Vec<&(String, &HostError)> = failed.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (host, error) in sorted {
+        match causes.iter_mut().find(|c| c.kind == error.kind()) {
+            Some(cause) => cause.hosts.push(host.clone()),
+            None => causes.push(Cause {
+                kind: error.kind(),
+                refused: error.is_refusal(),
+                hosts: vec![host.clone()],
+                example: error,
+            }),
+        }
+    }
+    causes.sort_by(|a, b| b.hosts.len().cmp(&a.hosts.len()).then(a.kind.cmp(b.kind)));
+    causes
 }
 
 fn fetched_json(host: &FetchedHost) -> serde_json::Value {
