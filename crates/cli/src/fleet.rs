@@ -378,19 +378,21 @@ impl Printer {
         for (target, error) in results {
             match error {
                 None => ok += 1,
-                Some(error) => failed.push((target.spec.to_string(), error)),
+                Some(error) => failed.push(FailedHost {
+                    host: target.spec.to_string(),
+                    kind: error.kind(),
+                    refused: error.is_refusal(),
+                    message: error.to_string(),
+                }),
             }
         }
         let causes = failure_causes(&failed);
         if self.json {
             let failed: Vec<_> = failed
                 .iter()
-                .map(|(host, error)| json!({"host": host, "kind": error.kind()}))
+                .map(|f| json!({"host": f.host, "kind": f.kind}))
                 .collect();
-            let causes: Vec<_> = causes
-                .iter()
-                .map(|cause| json!({"kind": cause.kind, "count": cause.hosts.len(), "hosts": cause.hosts}))
-                .collect();
+            let causes = causes_json(&causes);
             crate::output::stream_line(&crate::output::json_line(
                 "summary",
                 json!({"ok": ok, "failed": failed, "causes": causes}),
@@ -399,8 +401,8 @@ impl Printer {
             crate::output::stream_line(&format!("{ok} host(s) ok"));
         } else {
             crate::output::stream_line(&format!("{ok} host(s) ok, {} failed", failed.len()));
-            for cause in &causes {
-                self.print_cause(cause);
+            for line in cause_lines(&causes, !self.per_host) {
+                crate::output::stream_line(&line);
             }
             let every_host = if self.per_host {
                 ""
@@ -415,35 +417,6 @@ impl Printer {
             ExitCode::SUCCESS
         } else {
             crate::exit::code(crate::exit::ERROR)
-        }
-    }
-
-    /// One line for a failure cause with its hosts; without per-host lines, one example of what
-    /// the hosts said.
-    fn print_cause(&self, cause: &Cause<'_>) {
-        let shown: Vec<&str> = cause
-            .hosts
-            .iter()
-            .take(HOSTS_PER_CAUSE)
-            .map(String::as_str)
-            .collect();
-        let more = cause.hosts.len() - shown.len();
-        let more = if more > 0 {
-            format!(" (and {more} more)")
-        } else {
-            String::new()
-        };
-        let label = if cause.refused { "refused" } else { "failed" };
-        crate::output::stream_line(&format!(
-            "  {} host(s) {label}, {}: {}{more}",
-            cause.hosts.len(),
-            cause.kind,
-            shown.join(", ")
-        ));
-        if !self.per_host {
-            let message = cause.example.to_string();
-            let message = message.strip_prefix("REFUSED: ").unwrap_or(&message);
-            crate::output::stream_line(&format!("    e.g. {}: {message}", cause.hosts[0]));
         }
     }
 
@@ -475,34 +448,84 @@ impl Printer {
     }
 }
 
+/// One host a fleet verb failed on.
+pub(crate) struct FailedHost {
+    /// The host as given (spec or inventory name).
+    pub(crate) host: String,
+    /// [`HostError::kind`].
+    pub(crate) kind: &'static str,
+    /// [`HostError::is_refusal`].
+    pub(crate) refused: bool,
+    /// The error's text.
+    pub(crate) message: String,
+}
+
 /// The hosts that failed for one reason ([`HostError::kind`]).
-struct Cause<'a> {
+pub(crate) struct Cause<'a> {
     kind: &'static str,
     refused: bool,
-    hosts: Vec<String>,
-    /// The first host's error, as an example of what they said.
-    example: &'a HostError,
+    hosts: Vec<&'a str>,
+    /// The first host's error text, as an example of what they said.
+    example: &'a str,
 }
 
 /// The failed hosts grouped by the kind of their error, the biggest group first (then by kind,
-/// so the order does not depend on which host finished first).
-fn failure_causes<'a>(failed: &[(String, &'a HostError)]) -> Vec<Cause<'a>> {
-    let mut causes: Vec<Cause<'a>> = Vec::new();
-    let mut sorted: Vec<&(String, &HostError)> = failed.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    for (host, error) in sorted {
-        match causes.iter_mut().find(|c| c.kind == error.kind()) {
-            Some(cause) => cause.hosts.push(host.clone()),
+/// and hosts by name, so the order does not depend on which host finished first).
+pub(crate) fn failure_causes(failed: &[FailedHost]) -> Vec<Cause<'_>> {
+    let mut causes: Vec<Cause<'_>> = Vec::new();
+    let mut sorted: Vec<&FailedHost> = failed.iter().collect();
+    sorted.sort_by(|a, b| a.host.cmp(&b.host));
+    for failure in sorted {
+        match causes.iter_mut().find(|c| c.kind == failure.kind) {
+            Some(cause) => cause.hosts.push(&failure.host),
             None => causes.push(Cause {
-                kind: error.kind(),
-                refused: error.is_refusal(),
-                hosts: vec![host.clone()],
-                example: error,
+                kind: failure.kind,
+                refused: failure.refused,
+                hosts: vec![&failure.host],
+                example: &failure.message,
             }),
         }
     }
     causes.sort_by(|a, b| b.hosts.len().cmp(&a.hosts.len()).then(a.kind.cmp(b.kind)));
     causes
+}
+
+/// One line per failure cause with its hosts (the first [`HOSTS_PER_CAUSE`], then a count) and,
+/// with `examples` (when no per-host line said it), what the first host said.
+pub(crate) fn cause_lines(causes: &[Cause<'_>], examples: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    for cause in causes {
+        let shown: Vec<&str> = cause.hosts.iter().take(HOSTS_PER_CAUSE).copied().collect();
+        let more = cause.hosts.len() - shown.len();
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        let label = if cause.refused { "refused" } else { "failed" };
+        lines.push(format!(
+            "  {} host(s) {label}, {}: {}{more}",
+            cause.hosts.len(),
+            cause.kind,
+            shown.join(", ")
+        ));
+        if examples {
+            let message = cause
+                .example
+                .strip_prefix("REFUSED: ")
+                .unwrap_or(cause.example);
+            lines.push(format!("    e.g. {}: {message}", cause.hosts[0]));
+        }
+    }
+    lines
+}
+
+/// The fleet verbs' causes as JSON: `[{kind, count, hosts}]`.
+fn causes_json(causes: &[Cause<'_>]) -> Vec<serde_json::Value> {
+    causes
+        .iter()
+        .map(|cause| json!({"kind": cause.kind, "count": cause.hosts.len(), "hosts": cause.hosts}))
+        .collect()
 }
 
 fn fetched_json(host: &FetchedHost) -> serde_json::Value {
