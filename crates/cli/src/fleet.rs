@@ -580,3 +580,51 @@ fn error_text(target: &HostTarget, error: &HostError) -> String {
         .to_owned();
     format!("{label:<5} {}: {message}", target.spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(host: &str, kind: &'static str) -> FailedHost {
+        FailedHost {
+            host: host.to_owned(),
+            kind,
+            refused: kind == "pin-mismatch",
+            message: format!("{kind} on {host}"),
+        }
+    }
+
+    #[test]
+    fn failures_group_by_kind_biggest_first_whatever_order_hosts_finish_in() {
+        let hosts = [
+            failed("web3", "unreachable"),
+            failed("db1", "pin-mismatch"),
+            failed("web1", "unreachable"),
+            failed("web2", "unreachable"),
+        ];
+        let causes = failure_causes(&hosts);
+        let lines = cause_lines(&causes, true);
+        assert_eq!(
+            lines,
+            [
+                "  3 host(s) failed, unreachable: web1, web2, web3",
+                "    e.g. web1: unreachable on web1",
+                "  1 host(s) refused, pin-mismatch: db1",
+                "    e.g. db1: pin-mismatch on db1",
+            ]
+        );
+        assert_eq!(causes_json(&causes)[0]["count"], 3);
+    }
+
+    #[test]
+    fn a_cause_names_its_first_ten_hosts_and_counts_the_rest() {
+        let hosts: Vec<FailedHost> = (0..47)
+            .map(|i| failed(&format!("h{i:02}"), "unreachable"))
+            .collect();
+        let lines = cause_lines(&failure_causes(&hosts), false);
+        assert_eq!(
+            lines,
+            ["  47 host(s) failed, unreachable: h00, h01, h02, h03, h04, h05, h06, h07, h08, h09 (and 37 more)"]
+        );
+    }
+}

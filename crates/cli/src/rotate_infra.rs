@@ -122,3 +122,18 @@ fn first_files(files: &[String]) -> String {
         more => format!("{shown} … and {more} more (--json lists every file)"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_line_names_the_first_five_files_and_counts_the_rest() {
+        let files: Vec<String> = (0..5000).map(|i| format!("s/{i}.yaml")).collect();
+        assert_eq!(
+            first_files(&files),
+            "s/0.yaml, s/1.yaml, s/2.yaml, s/3.yaml, s/4.yaml … and 4995 more (--json lists every file)"
+        );
+        assert_eq!(first_files(&files[..2]), "s/0.yaml, s/1.yaml");
+    }
+}
