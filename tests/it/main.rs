@@ -9,6 +9,7 @@
 mod convert;
 mod hardening;
 mod identities;
+mod output_scale;
 mod output_snapshots;
 mod rekey_apply;
 mod rekey_bad_input;

@@ -206,10 +206,19 @@ fn a_file_no_identity_opens_is_reported_and_the_others_are_still_rekeyed() {
     let doc = json(&out);
     assert_eq!(doc["summary"]["written"], 2, "{doc:#}");
     assert_eq!(doc["summary"]["failed"], 2, "{doc:#}");
+    let failed = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "secrets/shared/app.env")
+        .unwrap();
+    assert_eq!(failed["outcome"], "failed", "{doc:#}");
     assert!(
-        stderr(&out).contains("error: secrets/shared/app.env: no identity can decrypt"),
-        "{}",
-        stderr(&out)
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no identity can decrypt"),
+        "{doc:#}"
     );
     assert!(repo.sops_says_up_to_date("secrets/hosts/web01/db.yaml", "admin"));
     assert!(

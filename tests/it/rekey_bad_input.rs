@@ -117,9 +117,9 @@ fn a_tampered_file_is_refused_for_its_mac_and_the_others_are_still_rekeyed() {
     let out = repo.hostage(&["rekey"], &["admin"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("error: tampered.yaml: MAC mismatch"),
+        stdout(&out).contains("tampered.yaml  MAC mismatch"),
         "{}",
-        stderr(&out)
+        stdout(&out)
     );
     assert_eq!(
         fs_err::read_to_string(repo.path("tampered.yaml")).unwrap(),

@@ -166,6 +166,14 @@ fn rotate_infra_stops_before_removing_the_old_key_while_a_host_is_unreachable_th
         "{}",
         stdout(&out)
     );
+    // The failed hosts: one line per cause with its hosts, then what the first one said.
+    assert!(
+        stdout(&out).contains(
+            "not deployed:\n  1 host(s) failed, unreachable: h1\n    e.g. h1: unreachable: "
+        ),
+        "{}",
+        stdout(&out)
+    );
     assert!(
         stderr(&out).contains("run the same command again"),
         "{}",

@@ -110,6 +110,8 @@ Examples:
   hostage rekey --dry-run                 # what would change, with host names from .sops.yaml anchors
   hostage rekey --check                   # in CI: no private keys needed, exit 3 when files lag behind
   hostage rekey secrets/hosts/ --identity ~/.ssh/id_ed25519
+  hostage rekey --exposure-file exposure.txt  # the whole list of values removed hosts could read
+  hostage rekey --dry-run -v              # one line per file, however many
 
 Every file under PATHS (default: the directory of .sops.yaml) that carries sops metadata and is
 not ignored by git is compared with the creation rule sops would pick for it, per key group and by
@@ -117,6 +119,14 @@ recipient. Files that only gain recipients are re-wrapped (same data key, new ke
 files that lose one are rotated (a new data key, every value re-encrypted) unless --no-rotate.
 When recipients are removed, an exposure report lists the files and values they could read, so
 you know which credentials to change.
+
+Output fits a screen on any repo: a run that changes or fails on more than 20 files prints one
+line per outcome (\"5000 files re-wrapped: +gnomeregan\", \"312 files failed: <cause>\" with a few
+example paths) instead of one per file, and the exposure report shows its counts and the first
+5 files per removed recipient. -v lists every file and the whole exposure report; --json always
+has every file and the whole report; --exposure-file FILE writes the whole report (in every mode).
+Identities are resolved before anything is checked or written: when none opens any file to change,
+the run stops with one error naming the files' recipients and every identity source tried.
 
 Files are written atomically in parallel batches; a run that is killed leaves every file old or
 new, and the next run finishes the job (a journal in .git/hostage/ keeps the exposure report).
@@ -165,6 +175,15 @@ pub struct RekeyArgs {
     /// Files computed and written per durable batch (bounds memory).
     #[arg(long, value_name = "N", default_value_t = 256, hide = true)]
     pub batch_size: usize,
+
+    /// One line per file (and the whole exposure report) even when a run touches many files.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+
+    /// Also write the whole exposure report (every file and value per removed recipient) to FILE,
+    /// atomically.
+    #[arg(long, value_name = "FILE")]
+    pub exposure_file: Option<PathBuf>,
 }
 
 /// Arguments of `hostage convert`.
@@ -247,6 +266,10 @@ pub struct FleetArgs {
     /// Change nothing: fetch records no pins; deploy says what it would do and sends no key.
     #[arg(long)]
     pub dry_run: bool,
+    /// One line per host even on more than 20 hosts (a larger run prints only the summary: one
+    /// line per failure cause with its hosts and an example of what they said).
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 /// `hostage fetch`: fetch and verify the hosts' ed25519 keys and print their age recipients.

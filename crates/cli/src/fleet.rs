@@ -39,7 +39,7 @@ pub fn run_fetch(
         names,
     } = prepared;
     let mut recorder = InventoryPins::new(inventory.as_mut(), names, &mut pins);
-    let printer = Printer::new(targets.len(), json);
+    let printer = Printer::new(targets.len(), json, args.fleet.verbose);
     let on_done = |result: &HostResult<FetchedHost>| printer.fetched(result);
     let run = hostage_workflows::fleet::fetch(targets, &options, &mut recorder, &on_done)
         .context("cannot start the run")?;
@@ -90,7 +90,7 @@ pub fn run_deploy(
         owner: args.owner.clone(),
         replace: args.replace,
     };
-    let printer = Printer::new(targets.len(), json);
+    let printer = Printer::new(targets.len(), json, args.fleet.verbose);
     let on_done = |result: &HostResult<DeployedHost>| printer.deployed(result);
     let run =
         hostage_workflows::fleet::deploy(targets, &options, &mut recorder, &key, &deploy, &on_done)
@@ -258,14 +258,22 @@ fn matching(
     Ok(found)
 }
 
+/// Up to this many hosts, a text run prints one line per host as it finishes; larger runs print
+/// only the summary, one line per failure cause with its hosts, unless `-v` (said in `--help`).
+pub(crate) const PER_HOST_LINES: usize = 20;
+/// Hosts named per failure cause in the summary; the rest are counted.
+const HOSTS_PER_CAUSE: usize = 10;
+
 /// Prints results as they arrive and keeps the fleet's progress bar.
 struct Printer {
     bar: indicatif::ProgressBar,
     json: bool,
+    /// One line per host (JSON, `-v`, or a run of at most [`PER_HOST_LINES`] hosts).
+    per_host: bool,
 }
 
 impl Printer {
-    fn new(hosts: usize, json: bool) -> Self {
+    fn new(hosts: usize, json: bool, verbose: bool) -> Self {
         let bar = indicatif::ProgressBar::with_draw_target(
             Some(hosts as u64),
             indicatif::ProgressDrawTarget::stderr(),
@@ -276,12 +284,20 @@ impl Printer {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.enable_steady_tick(Duration::from_millis(120));
-        Self { bar, json }
+        Self {
+            bar,
+            json,
+            per_host: json || verbose || hosts <= PER_HOST_LINES,
+        }
     }
 
     /// Prints a result line on stdout; when stdout is not the terminal (JSON, a pipe), the
     /// terminal still sees a short per-host line above the bar on stderr.
     fn emit(&self, line: String, short: String) {
+        if !self.per_host {
+            self.bar.inc(1);
+            return;
+        }
         self.bar.suspend(|| crate::output::stream_line(&line));
         if self.json || !std::io::stdout().is_terminal() {
             self.bar.println(short);
@@ -350,6 +366,8 @@ impl Printer {
         self.emit(line, short);
     }
 
+    /// The last lines: how many hosts are ok and, per failure cause, how many failed and which
+    /// (with JSON, the same as `failed` per host and `causes` grouped).
     fn summary<'a>(
         &self,
         results: impl Iterator<Item = (&'a HostTarget, Option<&'a HostError>)>,
@@ -360,29 +378,39 @@ impl Printer {
         for (target, error) in results {
             match error {
                 None => ok += 1,
-                Some(error) => failed.push((target.spec.to_string(), error.kind())),
+                Some(error) => failed.push(FailedHost {
+                    host: target.spec.to_string(),
+                    kind: error.kind(),
+                    refused: error.is_refusal(),
+                    message: error.to_string(),
+                }),
             }
         }
+        let causes = failure_causes(&failed);
         if self.json {
             let failed: Vec<_> = failed
                 .iter()
-                .map(|(host, kind)| json!({"host": host, "kind": kind}))
+                .map(|f| json!({"host": f.host, "kind": f.kind}))
                 .collect();
+            let causes = causes_json(&causes);
             crate::output::stream_line(&crate::output::json_line(
                 "summary",
-                json!({"ok": ok, "failed": failed}),
+                json!({"ok": ok, "failed": failed, "causes": causes}),
             ));
         } else if failed.is_empty() {
             crate::output::stream_line(&format!("{ok} host(s) ok"));
         } else {
-            let names: Vec<String> = failed
-                .iter()
-                .map(|(host, kind)| format!("{host} ({kind})"))
-                .collect();
+            crate::output::stream_line(&format!("{ok} host(s) ok, {} failed", failed.len()));
+            for line in cause_lines(&causes, !self.per_host) {
+                crate::output::stream_line(&line);
+            }
+            let every_host = if self.per_host {
+                ""
+            } else {
+                " (`-v` or `--json`: one line per host)"
+            };
             crate::output::stream_line(&format!(
-                "{ok} host(s) ok, {} failed: {}",
-                failed.len(),
-                names.join(", ")
+                "next: fix each cause above, then run again on the failed hosts{every_host}"
             ));
         }
         if failed.is_empty() {
@@ -418,6 +446,86 @@ impl Printer {
         crate::output::note("interrupted: every ssh connection of this run was closed");
         crate::exit::code(crate::exit::INTERRUPTED)
     }
+}
+
+/// One host a fleet verb failed on.
+pub(crate) struct FailedHost {
+    /// The host as given (spec or inventory name).
+    pub(crate) host: String,
+    /// [`HostError::kind`].
+    pub(crate) kind: &'static str,
+    /// [`HostError::is_refusal`].
+    pub(crate) refused: bool,
+    /// The error's text.
+    pub(crate) message: String,
+}
+
+/// The hosts that failed for one reason ([`HostError::kind`]).
+pub(crate) struct Cause<'a> {
+    kind: &'static str,
+    refused: bool,
+    hosts: Vec<&'a str>,
+    /// The first host's error text, as an example of what they said.
+    example: &'a str,
+}
+
+/// The failed hosts grouped by the kind of their error, the biggest group first (then by kind,
+/// and hosts by name, so the order does not depend on which host finished first).
+pub(crate) fn failure_causes(failed: &[FailedHost]) -> Vec<Cause<'_>> {
+    let mut causes: Vec<Cause<'_>> = Vec::new();
+    let mut sorted: Vec<&FailedHost> = failed.iter().collect();
+    sorted.sort_by(|a, b| a.host.cmp(&b.host));
+    for failure in sorted {
+        match causes.iter_mut().find(|c| c.kind == failure.kind) {
+            Some(cause) => cause.hosts.push(&failure.host),
+            None => causes.push(Cause {
+                kind: failure.kind,
+                refused: failure.refused,
+                hosts: vec![&failure.host],
+                example: &failure.message,
+            }),
+        }
+    }
+    causes.sort_by(|a, b| b.hosts.len().cmp(&a.hosts.len()).then(a.kind.cmp(b.kind)));
+    causes
+}
+
+/// One line per failure cause with its hosts (the first [`HOSTS_PER_CAUSE`], then a count) and,
+/// with `examples` (when no per-host line said it), what the first host said.
+pub(crate) fn cause_lines(causes: &[Cause<'_>], examples: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    for cause in causes {
+        let shown: Vec<&str> = cause.hosts.iter().take(HOSTS_PER_CAUSE).copied().collect();
+        let more = cause.hosts.len() - shown.len();
+        let more = if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        };
+        let label = if cause.refused { "refused" } else { "failed" };
+        lines.push(format!(
+            "  {} host(s) {label}, {}: {}{more}",
+            cause.hosts.len(),
+            cause.kind,
+            shown.join(", ")
+        ));
+        if examples {
+            let message = cause
+                .example
+                .strip_prefix("REFUSED: ")
+                .unwrap_or(cause.example);
+            lines.push(format!("    e.g. {}: {message}", cause.hosts[0]));
+        }
+    }
+    lines
+}
+
+/// The fleet verbs' causes as JSON: `[{kind, count, hosts}]`.
+fn causes_json(causes: &[Cause<'_>]) -> Vec<serde_json::Value> {
+    causes
+        .iter()
+        .map(|cause| json!({"kind": cause.kind, "count": cause.hosts.len(), "hosts": cause.hosts}))
+        .collect()
 }
 
 fn fetched_json(host: &FetchedHost) -> serde_json::Value {
@@ -471,4 +579,52 @@ fn error_text(target: &HostTarget, error: &HostError) -> String {
         .unwrap_or(&message)
         .to_owned();
     format!("{label:<5} {}: {message}", target.spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(host: &str, kind: &'static str) -> FailedHost {
+        FailedHost {
+            host: host.to_owned(),
+            kind,
+            refused: kind == "pin-mismatch",
+            message: format!("{kind} on {host}"),
+        }
+    }
+
+    #[test]
+    fn failures_group_by_kind_biggest_first_whatever_order_hosts_finish_in() {
+        let hosts = [
+            failed("web3", "unreachable"),
+            failed("db1", "pin-mismatch"),
+            failed("web1", "unreachable"),
+            failed("web2", "unreachable"),
+        ];
+        let causes = failure_causes(&hosts);
+        let lines = cause_lines(&causes, true);
+        assert_eq!(
+            lines,
+            [
+                "  3 host(s) failed, unreachable: web1, web2, web3",
+                "    e.g. web1: unreachable on web1",
+                "  1 host(s) refused, pin-mismatch: db1",
+                "    e.g. db1: pin-mismatch on db1",
+            ]
+        );
+        assert_eq!(causes_json(&causes)[0]["count"], 3);
+    }
+
+    #[test]
+    fn a_cause_names_its_first_ten_hosts_and_counts_the_rest() {
+        let hosts: Vec<FailedHost> = (0..47)
+            .map(|i| failed(&format!("h{i:02}"), "unreachable"))
+            .collect();
+        let lines = cause_lines(&failure_causes(&hosts), false);
+        assert_eq!(
+            lines,
+            ["  47 host(s) failed, unreachable: h00, h01, h02, h03, h04, h05, h06, h07, h08, h09 (and 37 more)"]
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod onboard;
 pub mod output;
 pub mod passphrase;
 pub mod rekey;
+mod rekey_text;
 pub mod rotate;
 pub mod rotate_infra;
 pub mod status;

@@ -5,12 +5,12 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use hostage_recipients::{IdentityOptions, IdentitySet};
 use hostage_rekey::{
     Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
 use hostage_workflows::rekey as workflow;
+use hostage_workflows::rekey_identities as workflow_identities;
 use hostage_workflows::session::ApplyOptions;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -19,9 +19,9 @@ use crate::cli::RekeyArgs;
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
 
-#[derive(Clone, Copy, Serialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum Mode {
+pub(crate) enum Mode {
     Check,
     DryRun,
     Apply,
@@ -143,6 +143,11 @@ pub fn run(
         Rotate::Yes
     };
     let bars = Bars::default();
+    let view = View {
+        mode,
+        verbose: args.verbose,
+        exposure_file: args.exposure_file.as_deref(),
+    };
     let mut plan = workflow::plan(
         &config,
         &args.paths,
@@ -151,7 +156,7 @@ pub fn run(
     )?;
 
     if let Mode::Check = mode {
-        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
+        report(out, &view, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
         } else if plan.has_drift() {
@@ -161,17 +166,18 @@ pub fn run(
         });
     }
 
-    let identities = IdentitySet::load(&IdentityOptions::from_env(args.identities.clone()));
+    // Resolved before anything is checked or written: when none opens any file to change, the
+    // run stops here with one error instead of one per file.
     let mut passphrases = CliPassphrases::new(args.passphrase_file.as_deref())?;
-    let identities = hostage_rekey::unlock_identities(
-        &identities,
-        &plan.recipients_to_open()?,
+    let identities = workflow_identities::resolve_identities(
+        &plan,
+        &workflow_identities::identity_options(&args.identities, inventory)?,
         &mut passphrases,
-    );
+    )?;
 
     if let Mode::DryRun = mode {
         workflow::verify(&mut plan, &identities, threads, &bars)?;
-        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
+        report(out, &view, &config, &plan, None, &plan.exposure()?, false)?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
         } else {
@@ -182,7 +188,7 @@ pub fn run(
     // Apply: a plan with errors writes nothing (the config or the repo needs fixing first); the
     // plan is shown before the workflow refuses.
     if plan.count(Action::Error) > 0 {
-        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
+        report(out, &view, &config, &plan, None, &plan.exposure()?, false)?;
     }
     let applied = workflow::apply(
         &config,
@@ -195,15 +201,9 @@ pub fn run(
         &ApplyOptions::default(),
         &bars,
     )?;
-    for file in plan.files() {
-        let file = file?;
-        if let Some(reason) = file.failure() {
-            output::error(&format!("{}: {reason}", file.display));
-        }
-    }
     report(
         out,
-        mode,
+        &view,
         &config,
         &plan,
         Some(applied.report),
@@ -267,12 +267,21 @@ fn progress(len: usize, what: &'static str) -> ProgressBar {
         .with_prefix(what)
 }
 
-/// Prints the plan (and what applying did): one line per file that is not unchanged, a summary
-/// and the exposure report; with `--json` one document whose `files` and `exposure` lists are
-/// written entry by entry as they are read back, so the report is never whole in memory.
+/// How the report is shown: the mode, whether every file is listed, and where the whole
+/// exposure report goes.
+pub(crate) struct View<'a> {
+    pub(crate) mode: Mode,
+    pub(crate) verbose: bool,
+    pub(crate) exposure_file: Option<&'a std::path::Path>,
+}
+
+/// Prints the plan (and what applying did) as text (`rekey_text`: outcomes grouped, per-file
+/// lines for small runs or `-v`) or, with `--json`, one document whose `files` and `exposure`
+/// lists are written entry by entry as they are read back, so the report is never whole in
+/// memory. `--exposure-file` gets the whole exposure report, written atomically.
 fn report(
     out: &mut Output,
-    mode: Mode,
+    view: &View<'_>,
     config: &SopsConfig,
     plan: &Plan,
     applied: Option<ApplyReport>,
@@ -288,81 +297,16 @@ fn report(
         written: applied.map_or(0, |a| a.written),
         failed: applied.map_or(0, |a| a.failed),
     };
+    if let Some(path) = view.exposure_file {
+        let mut text = Vec::new();
+        crate::rekey_text::exposure(&mut text, exposure, None)?;
+        workflow::write_exposure_file(path, &text)
+            .with_context(|| format!("cannot write the exposure report to {}", path.display()))?;
+    }
     if out.json() {
-        return report_json(out, mode, config, plan, summary, exposure, resumed);
+        return report_json(out, view.mode, config, plan, summary, exposure, resumed);
     }
-    // One line per file that is not unchanged; a plan of only those is not read at all.
-    if plan.count(Action::Unchanged) < plan.len() {
-        let mut width = 0;
-        for file in plan.files() {
-            let file = file?;
-            if file.action != Action::Unchanged {
-                width = width.max(file.display.len());
-            }
-        }
-        for file in plan.files() {
-            let file = file?;
-            if file.action == Action::Unchanged {
-                continue;
-            }
-            let label = match (file.action, file.failure()) {
-                (_, Some(_)) => "failed",
-                (Action::Rewrap, _) => "rewrap",
-                (Action::Rotate, _) => "rotate",
-                (Action::Error, _) => "error",
-                (Action::Unchanged, _) => "unchanged",
-            };
-            let detail = match file.action {
-                Action::Error => file.reason.clone().unwrap_or_default(),
-                _ => describe_changes(&file),
-            };
-            out.line(&format!("{label:<9} {:<width$}  {detail}", file.display))?;
-        }
-    }
-    let verb = match mode {
-        Mode::Apply => "",
-        Mode::Check | Mode::DryRun => " (nothing written)",
-    };
-    let mut line = format!(
-        "{} sops file(s): {} unchanged, {} rewrap, {} rotate, {} error{verb}",
-        plan.len(),
-        summary.unchanged,
-        summary.rewrap,
-        summary.rotate,
-        summary.error
-    );
-    if applied.is_some() {
-        line.push_str(&format!(
-            "; {} written, {} failed",
-            summary.written, summary.failed
-        ));
-    }
-    out.line(&line)?;
-    if !exposure.is_empty() {
-        out.line("")?;
-        out.line("exposure: removed recipients could read these values (change the credentials they hold):")?;
-        for recipient in exposure.recipients() {
-            let who = match &recipient.name {
-                Some(name) => format!("{name} ({})", recipient.recipient),
-                None => recipient.recipient.clone(),
-            };
-            out.line(&format!("  {who}:"))?;
-            for file in exposure.files_of(recipient)? {
-                let file = file?;
-                let share = if file.shamir_share_only {
-                    " [one Shamir share only]"
-                } else {
-                    ""
-                };
-                out.line(&format!(
-                    "    {}{share}: {}",
-                    file.path,
-                    file.key_paths.iter().collect::<Vec<_>>().join(", ")
-                ))?;
-            }
-        }
-    }
-    Ok(())
+    crate::rekey_text::report(out, view, plan, applied, exposure)
 }
 
 /// The `--json` report: the head's members, then `files` and `exposure` one entry per line.
@@ -470,7 +414,8 @@ impl JsonList {
     }
 }
 
-fn describe_changes(file: &FilePlan) -> String {
+/// A file's recipient changes (`+name -name`, per group when it has several) and its warning.
+pub(crate) fn describe_changes(file: &FilePlan) -> String {
     let mut parts = Vec::new();
     let several = file.groups.len() > 1;
     for (index, group) in file.groups.iter().enumerate() {

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::RotateInfraArgs;
+use crate::fleet::{cause_lines, failure_causes, FailedHost};
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
@@ -42,7 +43,7 @@ pub fn run(
             out.line(&format!(
                 "phase 1: {} file(s) would gain the new key: {}",
                 plan.phase1_files.len(),
-                plan.phase1_files.join(", ")
+                first_files(&plan.phase1_files)
             ))?;
             for (host, what) in &plan.hosts {
                 out.line(&format!("phase 2: {host}: {what}"))?;
@@ -50,7 +51,7 @@ pub fn run(
             out.line(&format!(
                 "phase 3: {} file(s) would lose the old key and get new data keys: {}",
                 plan.phase3_files.len(),
-                plan.phase3_files.join(", ")
+                first_files(&plan.phase3_files)
             ))?;
             out.line("phase 4: the inventory would name the new key")?;
         }
@@ -75,8 +76,22 @@ pub fn run(
         for (phase, what) in &report.phases {
             out.line(&format!("phase {phase}: {what}"))?;
         }
-        for host in &report.failed_hosts {
-            out.line(&format!("  not deployed: {host}"))?;
+        // One line per cause with its hosts (and what the first said), however many hosts.
+        let failed: Vec<FailedHost> = report
+            .failures
+            .iter()
+            .map(|f| FailedHost {
+                host: f.host.clone(),
+                kind: f.kind,
+                refused: f.refused,
+                message: f.message.clone(),
+            })
+            .collect();
+        if !failed.is_empty() {
+            out.line("not deployed:")?;
+        }
+        for line in cause_lines(&failure_causes(&failed), true) {
+            out.line(&line)?;
         }
         print_exposure(out, &report.exposure)?;
     }
@@ -88,4 +103,37 @@ pub fn run(
         );
         crate::exit::code(crate::exit::ERROR)
     })
+}
+
+/// Files listed in a dry run's phase line before the rest are counted (`--json` lists them all).
+const FILES_SHOWN: usize = 5;
+
+/// The first [`FILES_SHOWN`] files, then how many more: a phase line stays one line on 5,000
+/// files.
+fn first_files(files: &[String]) -> String {
+    let shown = files
+        .iter()
+        .take(FILES_SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match files.len().saturating_sub(FILES_SHOWN) {
+        0 => shown,
+        more => format!("{shown} … and {more} more (--json lists every file)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_line_names_the_first_five_files_and_counts_the_rest() {
+        let files: Vec<String> = (0..5000).map(|i| format!("s/{i}.yaml")).collect();
+        assert_eq!(
+            first_files(&files),
+            "s/0.yaml, s/1.yaml, s/2.yaml, s/3.yaml, s/4.yaml … and 4995 more (--json lists every file)"
+        );
+        assert_eq!(first_files(&files[..2]), "s/0.yaml, s/1.yaml");
+    }
 }

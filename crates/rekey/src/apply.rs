@@ -201,8 +201,9 @@ fn error_text(error: &WriteError) -> String {
 /// Reads the file once (it must still be what was planned), recovers its data key and re-wraps
 /// or rotates it; returns the new content and the stamp of what was read.
 fn rekey_file(file: &FilePlan, identities: &IdentitySet) -> Result<(Vec<u8>, FileStamp), String> {
-    let (bytes, read) =
-        read_stamped(&file.path).map_err(|e| format!("cannot read the file: {e}"))?;
+    // The cause only (the report names the file): failures of many files group by their text.
+    let (bytes, read) = read_stamped(&file.path)
+        .map_err(|e| format!("cannot read the file: {}", crate::plan::io_cause(&e)))?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     if digest != file.digest {
         return Err("the file changed since it was planned; run again".into());

@@ -883,7 +883,8 @@ fn dedup<'a>(items: &[&'a str]) -> Vec<&'a str> {
     out
 }
 
-fn io_cause(error: &std::io::Error) -> String {
+/// An I/O error's cause without the path `fs-err` puts in front (the caller names the file).
+pub(crate) fn io_cause(error: &std::io::Error) -> String {
     use std::error::Error as _;
     error
         .source()

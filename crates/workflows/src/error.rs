@@ -31,6 +31,22 @@ pub enum WorkflowError {
         /// The step's name.
         step: String,
     },
+    /// A re-key needs a data key and none of the identities found opens any of the files to
+    /// change: said once, before anything is read for writing, instead of once per file.
+    #[error(
+        "none of your identities opens any of the {files} file(s) to re-key; nothing was written\n  recipients that would open them:\n{}\n  identity sources tried:\n{}",
+        indented(recipients),
+        indented(tried)
+    )]
+    NoIdentity {
+        /// How many files the run would change.
+        files: usize,
+        /// The recipients of those files (`name (age1…)`), perhaps cut short with a last line
+        /// saying how many more.
+        recipients: Vec<String>,
+        /// Every identity source, in the order tried, with why it gave nothing usable.
+        tried: Vec<String>,
+    },
     /// What this workflow was doing when a lower error happened.
     #[error("{context}")]
     Context {
@@ -81,6 +97,18 @@ pub enum WorkflowError {
     Json(#[from] serde_json::Error),
 }
 
+/// One item per line, indented under a heading of a multi-line message.
+fn indented(items: &[String]) -> String {
+    if items.is_empty() {
+        return "    (none)".to_owned();
+    }
+    items
+        .iter()
+        .map(|item| format!("    {item}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The result of a workflow step.
 pub type Result<T, E = WorkflowError> = std::result::Result<T, E>;
 
@@ -109,6 +137,9 @@ impl WorkflowError {
                 Some("run the command again: it reads the new content and plans from it")
             }
             Self::StoppedAfter { .. } => Some("run the command again to finish"),
+            Self::NoIdentity { .. } => Some(
+                "give hostage the private key of one of those recipients: `--identity FILE` (an age identity file or an OpenSSH ed25519 key), `SOPS_AGE_KEY_FILE=FILE`, or the inventory's `recipients.workstation.identity` (with `--inventory`)",
+            ),
             Self::Context { source, .. } => source.hint(),
             Self::Key(key) => key_hint(key),
             Self::Rekey(hostage_rekey::RekeyError::Locked { .. }) => {

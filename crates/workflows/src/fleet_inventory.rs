@@ -164,7 +164,10 @@ impl FleetInventory {
     }
 
     /// Where [`repo_identities`](Self::repo_identities) looks.
-    fn identity_options(&self, extra: &[PathBuf]) -> hostage_recipients::IdentityOptions {
+    pub(crate) fn identity_options(
+        &self,
+        extra: &[PathBuf],
+    ) -> hostage_recipients::IdentityOptions {
         let mut explicit = extra.to_vec();
         if let Some(identity) = self
             .inventory

@@ -13,6 +13,7 @@ pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
 pub mod rekey;
+pub mod rekey_identities;
 pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;

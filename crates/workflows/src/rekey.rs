@@ -181,6 +181,14 @@ impl AppliedRekey {
     }
 }
 
+/// Writes the whole exposure report the caller rendered to `path` (`--exposure-file`), atomically:
+/// a reader sees the old file or the whole new one, never a part. The file is the operator's,
+/// usually outside the repository, so it does not go through the repository session.
+pub fn write_exposure_file(path: &Path, report: &[u8]) -> crate::Result<()> {
+    hostage_atomic::write(path, report)?;
+    Ok(())
+}
+
 /// Whether some file of `plan` satisfies `test` (a streaming pass over the spilled entries).
 fn any_file(plan: &Plan, test: impl Fn(&FilePlan) -> bool) -> crate::Result<bool> {
     for file in plan.files() {

@@ -63,10 +63,26 @@ pub struct RotateInfraReport {
     pub phases: Vec<(u8, String)>,
     /// What the old key could read (rotated in phase 3).
     pub exposure: Vec<Exposure>,
-    /// Hosts that did not get the new key (phase 2 stopped).
+    /// Hosts that did not get the new key (phase 2 stopped), as `name: error`.
     pub failed_hosts: Vec<String>,
+    /// The same hosts with the kind of their failure, so a report on many hosts can say each
+    /// cause once with its hosts.
+    pub failures: Vec<HostFailure>,
     /// Whether every phase is done.
     pub complete: bool,
+}
+
+/// One host a fleet step failed on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostFailure {
+    /// The inventory's name for the host.
+    pub host: String,
+    /// The failure's stable machine name ([`hostage_remote::HostError::kind`]).
+    pub kind: &'static str,
+    /// Whether the host's key was refused (as opposed to a failure to reach or write).
+    pub refused: bool,
+    /// The error's text.
+    pub message: String,
 }
 
 /// Runs (or resumes) the rotation; `progress` hears each phase as it starts.
@@ -147,6 +163,12 @@ pub fn run(
         for (name, result) in &deployed {
             if let Err(e) = &result.outcome {
                 report.failed_hosts.push(format!("{name}: {e}"));
+                report.failures.push(HostFailure {
+                    host: name.clone(),
+                    kind: e.kind(),
+                    refused: e.is_refusal(),
+                    message: e.to_string(),
+                });
             }
         }
         if !report.failed_hosts.is_empty() {
