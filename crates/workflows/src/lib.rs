@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
+pub mod plaintext;
 pub mod rekey;
 pub mod restore;
 pub mod rotate;
