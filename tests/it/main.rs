@@ -6,6 +6,7 @@
 // Test code: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod check_plaintext;
 mod convert;
 mod identities;
 mod output_snapshots;

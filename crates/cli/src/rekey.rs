@@ -10,6 +10,7 @@ use hostage_rekey::{
     Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
+use hostage_workflows::plaintext::{find_plaintext, AllowList, PlaintextFile};
 use hostage_workflows::rekey as workflow;
 use hostage_workflows::session::ApplyOptions;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -72,6 +73,10 @@ struct HeadJson<'a> {
     resumed: bool,
     summary: SummaryJson,
     lints: &'a [Lint],
+    /// Plaintext files under a creation rule (`--check` only: absent in the other modes, which
+    /// do not look for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a [PlaintextFile]>,
 }
 
 #[derive(Serialize)]
@@ -151,10 +156,30 @@ pub fn run(
     )?;
 
     if let Mode::Check = mode {
-        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
+        // The plaintext guard looks where the plan looked (git-ignored files are skipped).
+        let allow = AllowList::new(&args.allow.patterns)?;
+        let roots = if args.paths.is_empty() {
+            vec![config.dir().to_owned()]
+        } else {
+            args.paths.clone()
+        };
+        let plaintext = find_plaintext(&config, &hostage_rekey::walk(&roots)?, &allow)?;
+        let exposure = plan.exposure()?;
+        report(
+            out,
+            mode,
+            &config,
+            &plan,
+            None,
+            &exposure,
+            Extras {
+                resumed: false,
+                plaintext: &plaintext,
+            },
+        )?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
-        } else if plan.has_drift() {
+        } else if plan.has_drift() || !plaintext.is_empty() {
             crate::exit::code(crate::exit::DRIFT)
         } else {
             ExitCode::SUCCESS
@@ -171,7 +196,15 @@ pub fn run(
 
     if let Mode::DryRun = mode {
         workflow::verify(&mut plan, &identities, threads, &bars)?;
-        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
+        report(
+            out,
+            mode,
+            &config,
+            &plan,
+            None,
+            &plan.exposure()?,
+            Extras::default(),
+        )?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
         } else {
@@ -182,7 +215,15 @@ pub fn run(
     // Apply: a plan with errors writes nothing (the config or the repo needs fixing first); the
     // plan is shown before the workflow refuses.
     if plan.count(Action::Error) > 0 {
-        report(out, mode, &config, &plan, None, &plan.exposure()?, false)?;
+        report(
+            out,
+            mode,
+            &config,
+            &plan,
+            None,
+            &plan.exposure()?,
+            Extras::default(),
+        )?;
     }
     let applied = workflow::apply(
         &config,
@@ -208,7 +249,10 @@ pub fn run(
         &plan,
         Some(applied.report),
         &applied.exposure(&plan)?,
-        applied.resumed.is_some(),
+        Extras {
+            resumed: applied.resumed.is_some(),
+            plaintext: &[],
+        },
     )?;
     let failed = applied.report.failed;
     // The journal goes only once every file is written (and its exposure reported).
@@ -223,7 +267,7 @@ pub fn run(
 /// The workflow's progress as indicatif bars on a terminal (nothing otherwise) and its warnings
 /// on stderr.
 #[derive(Default)]
-struct Bars {
+pub(crate) struct Bars {
     bar: std::sync::Mutex<Option<ProgressBar>>,
 }
 
@@ -267,6 +311,14 @@ fn progress(len: usize, what: &'static str) -> ProgressBar {
         .with_prefix(what)
 }
 
+/// What a report says besides the plan: whether the run finished a killed run's work, and the
+/// plaintext files `--check` found.
+#[derive(Default, Clone, Copy)]
+struct Extras<'a> {
+    resumed: bool,
+    plaintext: &'a [PlaintextFile],
+}
+
 /// Prints the plan (and what applying did): one line per file that is not unchanged, a summary
 /// and the exposure report; with `--json` one document whose `files` and `exposure` lists are
 /// written entry by entry as they are read back, so the report is never whole in memory.
@@ -277,7 +329,7 @@ fn report(
     plan: &Plan,
     applied: Option<ApplyReport>,
     exposure: &ExposureReport<'_>,
-    resumed: bool,
+    extras: Extras<'_>,
 ) -> anyhow::Result<()> {
     let summary = SummaryJson {
         unchanged: plan.count(Action::Unchanged),
@@ -289,7 +341,7 @@ fn report(
         failed: applied.map_or(0, |a| a.failed),
     };
     if out.json() {
-        return report_json(out, mode, config, plan, summary, exposure, resumed);
+        return report_json(out, mode, config, plan, summary, exposure, extras);
     }
     // One line per file that is not unchanged; a plan of only those is not read at all.
     if plan.count(Action::Unchanged) < plan.len() {
@@ -338,6 +390,9 @@ fn report(
         ));
     }
     out.line(&line)?;
+    for file in extras.plaintext {
+        out.line(&format!("plaintext {}", file.message()))?;
+    }
     if !exposure.is_empty() {
         out.line("")?;
         out.line("exposure: removed recipients could read these values (change the credentials they hold):")?;
@@ -373,15 +428,16 @@ fn report_json(
     plan: &Plan,
     summary: SummaryJson,
     exposure: &ExposureReport<'_>,
-    resumed: bool,
+    extras: Extras<'_>,
 ) -> anyhow::Result<()> {
     let head = serde_json::to_string(&HeadJson {
         format_version: crate::output::FORMAT_VERSION,
         mode,
         config: config.path().display().to_string(),
-        resumed,
+        resumed: extras.resumed,
         summary,
         lints: config.lints(),
+        plaintext: matches!(mode, Mode::Check).then_some(extras.plaintext),
     })?;
     // The head without its closing brace, so the streamed lists become members of it.
     let head = head.strip_suffix('}').unwrap_or(&head);
