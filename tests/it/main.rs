@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod check_plaintext;
+mod commit_flag;
 mod convert;
 mod identities;
 mod output_snapshots;

@@ -115,6 +115,7 @@ Examples:
   hostage rekey --dry-run                 # what would change, with host names from .sops.yaml anchors
   hostage rekey --check                   # in CI: no private keys needed, exit 3 when files lag behind
   hostage rekey secrets/hosts/ --identity ~/.ssh/id_ed25519
+  hostage rekey --commit                  # then git commit the re-keyed files (never pushes)
 
 Every file under PATHS (default: the directory of .sops.yaml) that carries sops metadata and is
 not ignored by git is compared with the creation rule sops would pick for it, per key group and by
@@ -151,6 +152,9 @@ pub struct RekeyArgs {
     /// With --check: files that may stay plaintext under a rule.
     #[command(flatten)]
     pub allow: AllowArgs,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
 
     /// Do not rotate the data key when a recipient is removed (it may have kept the old one).
     #[arg(long)]
@@ -305,6 +309,7 @@ pub struct DeployArgs {
 #[command(after_help = "Examples:\n  \
     hostage onboard gnomeregan --dry-run                      # what would change\n  \
     hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
+    hostage onboard gnomeregan --commit                       # then git commit what it changed\n  \
     hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
     Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts,\n\
     --trust-new, or a yes on the terminal after its fingerprint is shown; without a terminal a\n\
@@ -321,6 +326,9 @@ pub struct OnboardArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// The host key must have this fingerprint (for a host without a pin; a pinned host that
     /// shows a new key is `hostage rotate`'s).
     #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
@@ -389,6 +397,9 @@ pub struct RotateArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// The fingerprint the host presents now (else you are asked on the terminal).
     #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
     pub expect_fingerprint: Option<Fingerprint>,
@@ -415,6 +426,9 @@ pub struct RotateInfraArgs {
     /// Print what each phase would do (hosts are reached and verified); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// The new private key (OpenSSH ed25519, unencrypted).
     #[arg(long, value_name = "FILE")]
     pub new_key: PathBuf,
@@ -484,6 +498,16 @@ pub struct CheckArgs {
     /// Files that may stay plaintext under a rule.
     #[command(flatten)]
     pub allow: AllowArgs,
+}
+
+/// `--commit`, shared by the verbs that change the secrets repository.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Then commit exactly the files this run changed in the secrets repository, with a message
+    /// in the conventional style (never pushes). Refused, before anything changes, when the
+    /// index already holds staged changes.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub commit: bool,
 }
 
 /// The plaintext guard's allow-list, shared by `check`, `status` and `rekey --check`.

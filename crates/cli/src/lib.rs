@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod commit;
 pub mod convert;
 pub mod exit;
 pub mod fleet;

@@ -10,6 +10,7 @@ use hostage_rekey::{
     Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
+use hostage_workflows::commit::{CommitKind, CommitReport};
 use hostage_workflows::plaintext::{find_plaintext, AllowList, PlaintextFile};
 use hostage_workflows::rekey as workflow;
 use hostage_workflows::session::ApplyOptions;
@@ -77,6 +78,9 @@ struct HeadJson<'a> {
     /// do not look for them).
     #[serde(skip_serializing_if = "Option::is_none")]
     plaintext: Option<&'a [PlaintextFile]>,
+    /// What `--commit` committed (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<&'a CommitReport>,
 }
 
 #[derive(Serialize)]
@@ -175,6 +179,7 @@ pub fn run(
             Extras {
                 resumed: false,
                 plaintext: &plaintext,
+                commit: None,
             },
         )?;
         return Ok(if plan.count(Action::Error) > 0 {
@@ -225,6 +230,7 @@ pub fn run(
             Extras::default(),
         )?;
     }
+    let guard = crate::commit::before(&args.commit, config.dir())?;
     let applied = workflow::apply(
         &config,
         &mut plan,
@@ -242,6 +248,14 @@ pub fn run(
             output::error(&format!("{}: {reason}", file.display));
         }
     }
+    let commit = match guard {
+        Some(guard) if applied.report.failed == 0 => Some(guard.commit(&CommitKind::Rekey)?),
+        Some(_) => {
+            output::warn("--commit: nothing committed, since some files could not be re-keyed");
+            None
+        }
+        None => None,
+    };
     report(
         out,
         mode,
@@ -252,8 +266,12 @@ pub fn run(
         Extras {
             resumed: applied.resumed.is_some(),
             plaintext: &[],
+            commit: commit.as_ref(),
         },
     )?;
+    if let (Some(commit), false) = (&commit, out.json()) {
+        crate::commit::print(out, commit)?;
+    }
     let failed = applied.report.failed;
     // The journal goes only once every file is written (and its exposure reported).
     applied.finish()?;
@@ -317,6 +335,8 @@ fn progress(len: usize, what: &'static str) -> ProgressBar {
 struct Extras<'a> {
     resumed: bool,
     plaintext: &'a [PlaintextFile],
+    /// What `--commit` committed.
+    commit: Option<&'a CommitReport>,
 }
 
 /// Prints the plan (and what applying did): one line per file that is not unchanged, a summary
@@ -438,6 +458,7 @@ fn report_json(
         summary,
         lints: config.lints(),
         plaintext: matches!(mode, Mode::Check).then_some(extras.plaintext),
+        commit: extras.commit,
     })?;
     // The head without its closing brace, so the streamed lists become members of it.
     let head = head.strip_suffix('}').unwrap_or(&head);

@@ -8,6 +8,7 @@
 //! progress callback. The `hostage` binary parses arguments and renders what this crate returns.
 
 pub mod check;
+pub mod commit;
 pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
