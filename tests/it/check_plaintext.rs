@@ -255,3 +255,23 @@ fn pre_commit_hook_blocks_a_plaintext_secret_and_passes_an_encrypted_one() {
     let out = commit("the secret, encrypted");
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+#[test]
+fn a_plaintext_file_with_a_fake_sops_key_or_a_symlink_does_not_slip_through() {
+    let repo = clean_repo();
+    // A hostile (or careless) file that looks like sops at a glance: not a sops file, reported.
+    repo.write("secrets/fake.yaml", b"password: s3cr3t\nsops: nope\n");
+    let out = repo.hostage(&["--json", "check"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let doc = json(&out);
+    let found = format!("{}{}", doc["plaintext"], doc["drift"]);
+    assert!(found.contains("secrets/fake.yaml"), "{doc:#}");
+    assert!(!found.contains("s3cr3t"), "{doc:#}");
+    fs_err::remove_file(repo.path("secrets/fake.yaml")).unwrap();
+
+    // A symlink is never followed (git stores the link, not what it points to).
+    repo.write("outside.txt", b"not under a rule\n");
+    std::os::unix::fs::symlink("../outside.txt", repo.path("secrets/link.yaml")).unwrap();
+    let out = repo.hostage(&["check"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

@@ -158,3 +158,37 @@ fn commit_outside_a_git_work_tree_is_refused_and_conflicts_with_dry_run() {
         stderr(&out)
     );
 }
+
+#[test]
+fn rotate_infra_commit_commits_the_finished_rotation_and_leaves_a_clean_work_tree() {
+    let w = crate::workflow_support::world_with(&[true, false]);
+    let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let dir = w.repo.dir.path();
+    initial_commit(dir);
+    let new =
+        hostage_tests::SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
+    let new_key = new.private.display().to_string();
+    let out = w.hostage(&["--json", "rotate-infra", "--new-key", &new_key, "--commit"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(
+        git(dir, &["log", "-1", "--format=%s"]).trim(),
+        "feat(infrastructure): rotate the infrastructure key"
+    );
+    assert_eq!(doc["commit"]["commit"], head(dir), "{doc:#}");
+    let committed = files_of_head(dir);
+    assert!(
+        committed.contains(&".sops.yaml".to_owned()),
+        "{committed:?}"
+    );
+    assert!(
+        committed.contains(&"secrets/common/smtp.yaml".to_owned()),
+        "{committed:?}"
+    );
+    assert_eq!(
+        git(dir, &["status", "--porcelain", "--untracked-files=all"]),
+        "",
+        "{committed:?}"
+    );
+}
