@@ -69,13 +69,13 @@ fn print_text(out: &mut Output, report: &CheckReport) -> std::io::Result<()> {
     let found = report.findings();
     if found == 0 {
         out.line(&format!(
-            "check: nothing found in {} (plaintext, lints, unknown recipients, drift{})",
+            "check: nothing found in {}: no plaintext secret, no lint, no unknown recipient, no drift{}",
             report.config,
-            if report.inventory.is_some() {
-                ", inventory"
-            } else {
-                ""
-            }
+            report
+                .inventory
+                .as_deref()
+                .map(|i| format!(" (inventory {i})"))
+                .unwrap_or_default()
         ))
     } else {
         out.line(&format!("check: {found} finding(s) in {}", report.config))
