@@ -192,3 +192,66 @@ fn rotate_infra_commit_commits_the_finished_rotation_and_leaves_a_clean_work_tre
         "{committed:?}"
     );
 }
+
+#[test]
+fn rotate_commit_commits_the_replaced_recipient_with_its_own_message() {
+    let mut w = world();
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = w.repo.dir.path().to_owned();
+    initial_commit(&dir);
+    // h0 is rebuilt: a new machine with a new host key under the same name.
+    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
+    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
+    let text = w
+        .inventory_text()
+        .replace(
+            &format!(
+                "address: {}\n    port: {}\n",
+                old_host.address, old_host.port
+            ),
+            &format!(
+                "address: {}\n    port: {}\n",
+                new_host.address, new_host.port
+            ),
+        )
+        .replace(
+            &old_host.public_key_file().display().to_string(),
+            &new_host.public_key_file().display().to_string(),
+        );
+    fs_err::write(&w.inventory, text).unwrap();
+    let fingerprint = new_host.fingerprint();
+    let out = w.hostage(&[
+        "rotate",
+        "h0",
+        "--expect-fingerprint",
+        &fingerprint,
+        "--commit",
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        git(&dir, &["log", "-1", "--format=%s"]).trim(),
+        "feat(h0): replace host SSH key as sops recipient"
+    );
+    let committed = files_of_head(&dir);
+    assert!(
+        committed.contains(&".sops.yaml".to_owned()),
+        "{committed:?}"
+    );
+    assert!(
+        committed.contains(&"pubkeys/h0.pub".to_owned()),
+        "{committed:?}"
+    );
+    assert_eq!(
+        git(&dir, &["status", "--porcelain", "--untracked-files=all"]),
+        ""
+    );
+    // --from-backup changes nothing in the repo: --commit there is refused.
+    let out = w.hostage(&["rotate", "h0", "--from-backup", "--commit"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("--from-backup changes nothing"),
+        "{}",
+        stderr(&out)
+    );
+}
