@@ -6,6 +6,8 @@
 // Test code: a failed unwrap is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod check_plaintext;
+mod commit_flag;
 mod convert;
 mod hardening;
 mod identities;

@@ -91,6 +91,12 @@ fn every_verb_prints_the_same_text_and_json_for_the_same_fixture() {
         );
         snapshot(
             &w,
+            &format!("check_before_{kind}"),
+            &offline(&w, json, &["check"]),
+            3,
+        );
+        snapshot(
+            &w,
             &format!("rekey_check_{kind}"),
             &offline(&w, json, &["rekey", "--check"]),
             0,
@@ -151,6 +157,12 @@ fn every_verb_prints_the_same_text_and_json_for_the_same_fixture() {
             &w,
             &format!("status_after_{kind}"),
             &offline(&w, json, &["status"]),
+            0,
+        );
+        snapshot(
+            &w,
+            &format!("check_after_{kind}"),
+            &offline(&w, json, &["check"]),
             0,
         );
         snapshot(

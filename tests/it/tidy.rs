@@ -9,6 +9,7 @@ const TOP_LEVEL: &[&str] = &[
     ".cargo",
     ".ci",
     ".gitignore",
+    ".pre-commit-hooks.yaml",
     "Cargo.lock",
     "Cargo.toml",
     "README.md",

@@ -111,6 +111,40 @@ pub fn find(tool: Tool) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
+/// The pre-commit version the hook test is measured against (`.pre-commit-hooks.yaml`).
+pub const PRE_COMMIT_VERSION: &str = "4.7.0";
+
+/// Where the pre-commit oracle is: `$HOSTAGE_PRE_COMMIT`, else `target/oracles/pre-commit`
+/// (where `cargo xtask test` installs PyPI `pre-commit` with `pip --target`); a child that runs
+/// it (a git hook `pre-commit install` wrote) needs this directory on `PYTHONPATH`. Fails naming
+/// the package when it is not there.
+pub fn pre_commit_dir() -> PathBuf {
+    let prefix = std::env::var_os("HOSTAGE_PRE_COMMIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/oracles/pre-commit"));
+    assert!(
+        prefix.join("pre_commit").is_dir(),
+        "pre-commit {PRE_COMMIT_VERSION} not found in {}: run `cargo xtask test` (it installs the \
+         PyPI package `pre-commit=={PRE_COMMIT_VERSION}` under target/oracles; python3 and \
+         python3-pip are needed), or set HOSTAGE_PRE_COMMIT to a `pip install --target` directory",
+        prefix.display()
+    );
+    prefix
+}
+
+/// The pre-commit oracle as a command (`python3 -m pre_commit ARGS` with [`pre_commit_dir`] on
+/// `PYTHONPATH`).
+pub fn pre_commit(args: &[&str]) -> duct::Expression {
+    let python = find(Tool {
+        name: "python3",
+        package: "python3",
+    })
+    .unwrap_or_else(|| panic!("`python3` not found: install the Debian package `python3`"));
+    let mut full = vec!["-m".to_owned(), "pre_commit".to_owned()];
+    full.extend(args.iter().map(|a| (*a).to_owned()));
+    duct::cmd(python, full).env("PYTHONPATH", pre_commit_dir())
+}
+
 /// The sops oracle: `$HOSTAGE_SOPS`, else `target/oracles/sops/…` as `cargo xtask test` installs it,
 /// else `sops` on `PATH`; it must report version 3.11.0.
 pub fn sops() -> PathBuf {

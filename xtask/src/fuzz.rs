@@ -103,19 +103,12 @@ pub fn fuzz(seconds: u64, targets: &[&'static str]) -> anyhow::Result<Vec<FuzzRu
         "$ RUSTFLAGS='{RUSTFLAGS}' cargo build --release --target {host} --bins (in fuzz/, target dir {})",
         target_dir.display()
     );
-    duct::cmd!(
-        "cargo",
-        "build",
-        "--release",
-        "--target",
-        &host,
-        "--bins"
-    )
-    .dir(&fuzz_dir)
-    .env("RUSTFLAGS", RUSTFLAGS)
-    .env("CARGO_TARGET_DIR", &target_dir)
-    .run()
-    .context("building the fuzz targets failed")?;
+    duct::cmd!("cargo", "build", "--release", "--target", &host, "--bins")
+        .dir(&fuzz_dir)
+        .env("RUSTFLAGS", RUSTFLAGS)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .run()
+        .context("building the fuzz targets failed")?;
     let bin_dir = target_dir.join(&host).join("release");
     let mut runs = Vec::new();
     for target in targets {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use hostage_tests::{REQUIRED_TOOLS, SOPS_VERSION};
+use hostage_tests::{PRE_COMMIT_VERSION, REQUIRED_TOOLS, SOPS_VERSION};
 
 /// Seconds per fuzz target in `cargo xtask test` (longer runs: `cargo xtask fuzz 600`).
 const FUZZ_CI_SECONDS: u64 = 10;
@@ -96,6 +96,7 @@ fn run_cmd(program: &str, args: &[&str], envs: &[(&str, &Path)]) -> anyhow::Resu
 fn test() -> anyhow::Result<()> {
     check_tools()?;
     let sops = provision_sops()?;
+    let pre_commit = provision_pre_commit()?;
     run_cmd("cargo", &["fmt", "--all", "--check"], &[])?;
     run_cmd(
         "cargo",
@@ -118,7 +119,7 @@ fn test() -> anyhow::Result<()> {
     run_cmd(
         "cargo",
         &["test", "--workspace", "--all-targets"],
-        &[("HOSTAGE_SOPS", &sops)],
+        &[("HOSTAGE_SOPS", &sops), ("HOSTAGE_PRE_COMMIT", &pre_commit)],
     )?;
     corpus_conformance(&sops)?;
     // A short fuzz run per parser: replays every past crash and catches the shallow ones.
@@ -233,6 +234,40 @@ fn provision_sops() -> anyhow::Result<PathBuf> {
         bail!("{} is not sops {SOPS_VERSION}: {version}", binary.display());
     }
     Ok(binary)
+}
+
+/// Installs the pre-commit oracle (the hook test drives the real tool) without root: PyPI
+/// `pre-commit` into `target/oracles/pre-commit`, run as `python3 -m pre_commit` with that
+/// directory on `PYTHONPATH` (see `hostage_tests::pre_commit`). Returns the directory.
+fn provision_pre_commit() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("HOSTAGE_PRE_COMMIT") {
+        return Ok(PathBuf::from(path));
+    }
+    let prefix = workspace_root().join("target/oracles/pre-commit");
+    if !prefix.join("pre_commit").is_dir() {
+        let python = find_tool("python3").context(
+            "python3 is needed to install the pre-commit oracle from PyPI: install the Debian packages `python3` and `python3-pip`",
+        )?;
+        let prefix_text = prefix.display().to_string();
+        let requirement = format!("pre-commit=={PRE_COMMIT_VERSION}");
+        run_cmd(
+            &python.display().to_string(),
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-warn-script-location",
+                "--target",
+                &prefix_text,
+                &requirement,
+            ],
+            &[],
+        )
+        .context("installing the pre-commit oracle failed (is python3-pip installed?)")?;
+    }
+    Ok(prefix)
 }
 
 fn make_executable(path: &Path) -> anyhow::Result<()> {

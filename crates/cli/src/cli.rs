@@ -59,6 +59,11 @@ pub enum Command {
     #[command(after_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),
 
+    /// Every CI check in one run, no private key needed: plaintext secrets, lints, unknown
+    /// recipients, drift.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  hostage completions bash > /etc/bash_completion.d/hostage"
@@ -112,6 +117,7 @@ Examples:
   hostage rekey secrets/hosts/ --identity ~/.ssh/id_ed25519
   hostage rekey --exposure-file exposure.txt  # the whole list of values removed hosts could read
   hostage rekey --dry-run -v              # one line per file, however many
+  hostage rekey --commit                  # then git commit the re-keyed files (never pushes)
 
 Every file under PATHS (default: the directory of .sops.yaml) that carries sops metadata and is
 not ignored by git is compared with the creation rule sops would pick for it, per key group and by
@@ -148,9 +154,17 @@ pub struct RekeyArgs {
     #[arg(long, conflicts_with = "check")]
     pub dry_run: bool,
 
-    /// Write nothing and need no private key: exit 3 if some file must be re-keyed (for CI).
+    /// Write nothing and need no private key: exit 3 if some file must be re-keyed or a file a
+    /// rule covers is plaintext (for CI).
     #[arg(long)]
     pub check: bool,
+
+    /// With --check: files that may stay plaintext under a rule.
+    #[command(flatten)]
+    pub allow: AllowArgs,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
 
     /// Do not rotate the data key when a recipient is removed (it may have kept the old one).
     #[arg(long)]
@@ -318,6 +332,7 @@ pub struct DeployArgs {
 #[command(after_help = "Examples:\n  \
     hostage onboard gnomeregan --dry-run                      # what would change\n  \
     hostage onboard gnomeregan --expect-fingerprint SHA256:…  # fingerprint read on the console\n  \
+    hostage onboard gnomeregan --commit                       # then git commit what it changed\n  \
     hostage --inventory fleet.yaml --json onboard ironforge --trust-new\n\n\
     Fetches and verifies the host key (the inventory pin, --expect-fingerprint, known_hosts,\n\
     --trust-new, or a yes on the terminal after its fingerprint is shown; without a terminal a\n\
@@ -334,6 +349,9 @@ pub struct OnboardArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// The host key must have this fingerprint (for a host without a pin; a pinned host that
     /// shows a new key is `hostage rotate`'s).
     #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
@@ -402,6 +420,9 @@ pub struct RotateArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// The fingerprint the host presents now (else you are asked on the terminal).
     #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint)]
     pub expect_fingerprint: Option<Fingerprint>,
@@ -428,6 +449,9 @@ pub struct RotateInfraArgs {
     /// Print what each phase would do (hosts are reached and verified); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// The new private key (OpenSSH ed25519, unencrypted).
     #[arg(long, value_name = "FILE")]
     pub new_key: PathBuf,
@@ -452,9 +476,70 @@ pub struct StatusArgs {
     /// Also reach every host and verify its key (nothing is recorded).
     #[arg(long)]
     pub online: bool,
+    /// Files that may stay plaintext under a rule.
+    #[command(flatten)]
+    pub allow: AllowArgs,
     /// How hosts are reached (with --online).
     #[command(flatten)]
     pub ssh: SshArgs,
+}
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  hostage check                            # in the secrets repo, or in CI (no private key needed)
+  hostage check --allow '*.template' --allow 'secrets/examples/**'
+  hostage --json check | jq .plaintext
+
+Checks, in one run: files a creation rule covers that carry no sops metadata (plaintext secrets
+about to be committed; git-ignored files are skipped), the .sops.yaml lints, age recipients on a
+rule or a file that nothing names (no anchor, no header label, not in the inventory), files that
+lag behind .sops.yaml or cannot be planned, and, when an inventory describes this repository
+(--inventory, HOSTAGE_INVENTORY or inventory/fleet.yaml here), everything `hostage status` finds
+offline.
+
+Files that may stay plaintext under a rule: *.nix, *.pub, *.md, .gitignore, .gitattributes and
+.gitkeep always, plus every --allow GLOB. A glob without / matches a file name anywhere; with /
+it matches the path from the .sops.yaml directory; * and ? stay inside a directory, ** crosses
+them.
+
+For pre-commit users, the repository ships a hook (id: hostage-check):
+  repos:
+    - repo: <hostage's git URL>
+      rev: <a hostage release tag>
+      hooks:
+        - id: hostage-check
+
+Exit codes: 0 nothing found, 1 error, 2 usage error, 3 findings (each listed with what to do).";
+
+/// Arguments of `hostage check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The .sops.yaml to follow (default: the inventory's repository, else SOPS_CONFIG, else
+    /// .sops.yaml here or in a parent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Files that may stay plaintext under a rule.
+    #[command(flatten)]
+    pub allow: AllowArgs,
+}
+
+/// `--commit`, shared by the verbs that change the secrets repository.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Then commit exactly the files this run changed in the secrets repository, with a message
+    /// in the conventional style (never pushes). Refused, before anything changes, when the
+    /// index already holds staged changes.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub commit: bool,
+}
+
+/// The plaintext guard's allow-list, shared by `check`, `status` and `rekey --check`.
+#[derive(Debug, Args)]
+pub struct AllowArgs {
+    /// A file that may stay plaintext although a creation rule covers it, as a glob
+    /// ('*.template', 'secrets/examples/**'); repeatable, added to the defaults.
+    #[arg(long = "allow", value_name = "GLOB")]
+    pub patterns: Vec<String>,
 }
 
 /// How the workflow verbs reach hosts over SSH.

@@ -3,7 +3,9 @@
 //! Library crates below this one never print; this crate turns their results into text or JSON
 //! on stdout and their errors into one `error:` message with causes and a hint on stderr.
 
+pub mod check;
 pub mod cli;
+pub mod commit;
 pub mod convert;
 pub mod exit;
 pub mod fleet;
@@ -42,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             onboard::run_export(args, &mut out, cli.inventory.as_deref())?
         }
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::Check(args) => check::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "hostage", &mut buffer);

@@ -9,6 +9,7 @@ use hostage_remote::Fingerprint;
 use crate::cli::{ExportHostKeyArgs, OnboardArgs};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
+use hostage_workflows::commit::CommitKind;
 use hostage_workflows::onboard::{self, Mode, OnboardOptions, OnboardPlan, Step};
 use hostage_workflows::FleetInventory;
 
@@ -55,21 +56,28 @@ pub fn run(
         None
     };
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
+    let guard = crate::commit::before(&args.commit, &inventory.inventory.secrets_repo)?;
     let plan = onboard::plan(&inventory, &args.host, &options, &mut passphrases, confirm)?;
     let Some((plan, outcome)) =
         apply_host_plan(out, &mut inventory, plan, &mut passphrases, args.dry_run)?
     else {
         return Ok(ExitCode::SUCCESS);
     };
-    if out.json() {
-        out.json_value(&plan.report(Mode::Apply, Some(outcome))?)?;
-    } else {
+    if !out.json() {
         out.line(&format!(
             "onboarded {}: {} change(s) applied",
             plan.host,
             plan.steps.len()
         ))?;
         print_exposure_and_next_steps(out, &plan)?;
+    }
+    let kind = CommitKind::Onboard {
+        host: plan.host.clone(),
+    };
+    let commit = crate::commit::after(out, guard, &kind)?;
+    if out.json() {
+        let report = plan.report(Mode::Apply, Some(outcome))?;
+        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,8 @@ use hostage_rekey::{
     Action, ApplyReport, ExposureReport, FileOutcome, FilePlan, Plan, PlanOptions, Rotate,
 };
 use hostage_sops::rules::{Lint, SopsConfig};
+use hostage_workflows::commit::{CommitKind, CommitReport};
+use hostage_workflows::plaintext::{find_plaintext, AllowList, PlaintextFile};
 use hostage_workflows::rekey as workflow;
 use hostage_workflows::rekey_identities as workflow_identities;
 use hostage_workflows::session::ApplyOptions;
@@ -72,6 +74,13 @@ struct HeadJson<'a> {
     resumed: bool,
     summary: SummaryJson,
     lints: &'a [Lint],
+    /// Plaintext files under a creation rule (`--check` only: absent in the other modes, which
+    /// do not look for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<&'a [PlaintextFile]>,
+    /// What `--commit` committed (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<&'a CommitReport>,
 }
 
 #[derive(Serialize)]
@@ -156,10 +165,22 @@ pub fn run(
     )?;
 
     if let Mode::Check = mode {
-        report(out, &view, &config, &plan, None, &plan.exposure()?, false)?;
+        // The plaintext guard looks where the plan looked (git-ignored files are skipped).
+        let allow = AllowList::new(&args.allow.patterns)?;
+        let roots = if args.paths.is_empty() {
+            vec![config.dir().to_owned()]
+        } else {
+            args.paths.clone()
+        };
+        let plaintext = find_plaintext(&config, &hostage_rekey::walk(&roots)?, &allow)?;
+        let extras = Extras {
+            plaintext: &plaintext,
+            ..Extras::default()
+        };
+        report(out, &view, &config, &plan, None, &plan.exposure()?, extras)?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
-        } else if plan.has_drift() {
+        } else if plan.has_drift() || !plaintext.is_empty() {
             crate::exit::code(crate::exit::DRIFT)
         } else {
             ExitCode::SUCCESS
@@ -177,7 +198,15 @@ pub fn run(
 
     if let Mode::DryRun = mode {
         workflow::verify(&mut plan, &identities, threads, &bars)?;
-        report(out, &view, &config, &plan, None, &plan.exposure()?, false)?;
+        report(
+            out,
+            &view,
+            &config,
+            &plan,
+            None,
+            &plan.exposure()?,
+            Extras::default(),
+        )?;
         return Ok(if plan.count(Action::Error) > 0 {
             crate::exit::code(crate::exit::ERROR)
         } else {
@@ -188,8 +217,17 @@ pub fn run(
     // Apply: a plan with errors writes nothing (the config or the repo needs fixing first); the
     // plan is shown before the workflow refuses.
     if plan.count(Action::Error) > 0 {
-        report(out, &view, &config, &plan, None, &plan.exposure()?, false)?;
+        report(
+            out,
+            &view,
+            &config,
+            &plan,
+            None,
+            &plan.exposure()?,
+            Extras::default(),
+        )?;
     }
+    let guard = crate::commit::before(&args.commit, config.dir())?;
     let applied = workflow::apply(
         &config,
         &mut plan,
@@ -201,6 +239,14 @@ pub fn run(
         &ApplyOptions::default(),
         &bars,
     )?;
+    let commit = match guard {
+        Some(guard) if applied.report.failed == 0 => Some(guard.commit(&CommitKind::Rekey)?),
+        Some(_) => {
+            output::warn("--commit: nothing committed, since some files could not be re-keyed");
+            None
+        }
+        None => None,
+    };
     report(
         out,
         &view,
@@ -208,8 +254,15 @@ pub fn run(
         &plan,
         Some(applied.report),
         &applied.exposure(&plan)?,
-        applied.resumed.is_some(),
+        Extras {
+            resumed: applied.resumed.is_some(),
+            plaintext: &[],
+            commit: commit.as_ref(),
+        },
     )?;
+    if let (Some(commit), false) = (&commit, out.json()) {
+        crate::commit::print(out, commit)?;
+    }
     let failed = applied.report.failed;
     // The journal goes only once every file is written (and its exposure reported).
     applied.finish()?;
@@ -223,7 +276,7 @@ pub fn run(
 /// The workflow's progress as indicatif bars on a terminal (nothing otherwise) and its warnings
 /// on stderr.
 #[derive(Default)]
-struct Bars {
+pub(crate) struct Bars {
     bar: std::sync::Mutex<Option<ProgressBar>>,
 }
 
@@ -275,6 +328,16 @@ pub(crate) struct View<'a> {
     pub(crate) exposure_file: Option<&'a std::path::Path>,
 }
 
+/// What a report says besides the plan: whether the run finished a killed run's work, and the
+/// plaintext files `--check` found.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Extras<'a> {
+    pub(crate) resumed: bool,
+    pub(crate) plaintext: &'a [PlaintextFile],
+    /// What `--commit` committed.
+    pub(crate) commit: Option<&'a CommitReport>,
+}
+
 /// Prints the plan (and what applying did) as text (`rekey_text`: outcomes grouped, per-file
 /// lines for small runs or `-v`) or, with `--json`, one document whose `files` and `exposure`
 /// lists are written entry by entry as they are read back, so the report is never whole in
@@ -286,7 +349,7 @@ fn report(
     plan: &Plan,
     applied: Option<ApplyReport>,
     exposure: &ExposureReport<'_>,
-    resumed: bool,
+    extras: Extras<'_>,
 ) -> anyhow::Result<()> {
     let summary = SummaryJson {
         unchanged: plan.count(Action::Unchanged),
@@ -304,9 +367,9 @@ fn report(
             .with_context(|| format!("cannot write the exposure report to {}", path.display()))?;
     }
     if out.json() {
-        return report_json(out, view.mode, config, plan, summary, exposure, resumed);
+        return report_json(out, view.mode, config, plan, summary, exposure, extras);
     }
-    crate::rekey_text::report(out, view, plan, applied, exposure)
+    crate::rekey_text::report(out, view, plan, applied, exposure, extras.plaintext)
 }
 
 /// The `--json` report: the head's members, then `files` and `exposure` one entry per line.
@@ -317,15 +380,17 @@ fn report_json(
     plan: &Plan,
     summary: SummaryJson,
     exposure: &ExposureReport<'_>,
-    resumed: bool,
+    extras: Extras<'_>,
 ) -> anyhow::Result<()> {
     let head = serde_json::to_string(&HeadJson {
         format_version: crate::output::FORMAT_VERSION,
         mode,
         config: config.path().display().to_string(),
-        resumed,
+        resumed: extras.resumed,
         summary,
         lints: config.lints(),
+        plaintext: matches!(mode, Mode::Check).then_some(extras.plaintext),
+        commit: extras.commit,
     })?;
     // The head without its closing brace, so the streamed lists become members of it.
     let head = head.strip_suffix('}').unwrap_or(&head);

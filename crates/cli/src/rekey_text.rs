@@ -50,6 +50,7 @@ pub(crate) fn report(
     plan: &Plan,
     applied: Option<ApplyReport>,
     exposure: &ExposureReport<'_>,
+    plaintext: &[hostage_workflows::plaintext::PlaintextFile],
 ) -> anyhow::Result<()> {
     let touched = plan.len() - plan.count(Action::Unchanged);
     let grouped = !view.verbose && touched > PER_FILE_LINES;
@@ -61,6 +62,9 @@ pub(crate) fn report(
         }
     }
     summary(out, view.mode, plan, applied)?;
+    for file in plaintext {
+        out.line(&format!("plaintext {}", file.message()))?;
+    }
     if !exposure.is_empty() {
         out.line("")?;
         let limit = (!view.verbose).then_some(EXPOSED_FILES_SHOWN);

@@ -36,6 +36,16 @@ pub fn run(
         ))?)
     };
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
+    if args.from_backup && args.commit.commit {
+        anyhow::bail!(
+            "--commit: rotate --from-backup changes nothing in the secrets repository (it restores the host's own key on the host)"
+        );
+    }
+    let guard = if args.from_backup {
+        None
+    } else {
+        crate::commit::before(&args.commit, &inventory.inventory.secrets_repo)?
+    };
     if args.from_backup {
         let plan = restore::plan(
             &inventory,
@@ -60,15 +70,21 @@ pub fn run(
     };
     let fingerprint = plan.fetched.fingerprint.to_string();
     let recipient = plan.fetched.recipient.to_string();
-    if out.json() {
-        // The same report type as --dry-run's, with what applying did.
-        out.json_value(&plan.report(hostage_workflows::onboard::Mode::Apply, Some(outcome))?)?;
-    } else {
+    if !out.json() {
         out.line(&format!(
             "rotated {} to {fingerprint} ({recipient})",
             plan.host
         ))?;
         print_exposure_and_next_steps(out, &plan)?;
+    }
+    let kind = hostage_workflows::commit::CommitKind::Rotate {
+        host: plan.host.clone(),
+    };
+    let commit = crate::commit::after(out, guard, &kind)?;
+    if out.json() {
+        // The same report type as --dry-run's, with what applying did.
+        let report = plan.report(hostage_workflows::onboard::Mode::Apply, Some(outcome))?;
+        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

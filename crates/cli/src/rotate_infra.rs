@@ -57,6 +57,7 @@ pub fn run(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let guard = crate::commit::before(&args.commit, &inventory.inventory.secrets_repo)?;
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let json = out.json();
     let report = rotate_infra::run(
@@ -70,9 +71,7 @@ pub fn run(
             }
         },
     )?;
-    if json {
-        out.json_value(&report)?;
-    } else {
+    if !json {
         for (phase, what) in &report.phases {
             out.line(&format!("phase {phase}: {what}"))?;
         }
@@ -94,6 +93,22 @@ pub fn run(
             out.line(&line)?;
         }
         print_exposure(out, &report.exposure)?;
+    }
+    // An unfinished rotation is not committed: the run that finishes it commits it all.
+    let commit = if report.complete {
+        crate::commit::after(
+            out,
+            guard,
+            &hostage_workflows::commit::CommitKind::RotateInfra,
+        )?
+    } else {
+        if guard.is_some() {
+            crate::output::warn("--commit: nothing committed until the rotation is complete");
+        }
+        None
+    };
+    if json {
+        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
     }
     Ok(if report.complete {
         ExitCode::SUCCESS

@@ -23,7 +23,8 @@ pub fn run(
         timeout: args.ssh.timeout(),
         ..FleetOptions::default()
     });
-    let status = status(&inventory, online)?;
+    let allow = hostage_workflows::plaintext::AllowList::new(&args.allow.patterns)?;
+    let status = status(&inventory, online, &allow)?;
     if out.json() {
         out.json_value(&status)?;
     } else {

@@ -29,8 +29,8 @@ pub use apply::{apply, apply_with, ApplyOptions, ApplyReport, ApplySeams, BatchH
 pub use error::RekeyError;
 pub use exposure::{ExposedFile, Exposure, ExposureReport};
 pub use plan::{
-    plan, unlock_identities, verify, Action, FilePlan, GroupChange, KeyPaths, Plan, PlanOptions,
-    Recipient, Rotate,
+    carries_sops_metadata, plan, unlock_identities, verify, Action, FilePlan, GroupChange,
+    KeyPaths, Plan, PlanOptions, Recipient, Rotate,
 };
 pub use state::{state_dir, Journal, JournalEntry, RepoLock};
 pub use walk::{walk, FileList};

@@ -472,7 +472,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 /// Whether `text` carries sops metadata (a `sops:` YAML key, a JSON `"sops"` member or dotenv
 /// `sops_…=` lines); only such files are planned, the others are not sops files.
-pub(crate) fn carries_sops_metadata(text: &str) -> bool {
+pub fn carries_sops_metadata(text: &str) -> bool {
     if text.lines().any(|l| {
         l.trim_end() == "sops:" || l.starts_with("sops_mac=") || l.starts_with("sops_lastmodified=")
     }) {

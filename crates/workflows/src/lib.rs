@@ -7,11 +7,14 @@
 //! Nothing here prints: callers get plans, reports and typed errors as values and may pass a
 //! progress callback. The `hostage` binary parses arguments and renders what this crate returns.
 
+pub mod check;
+pub mod commit;
 pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod onboard;
+pub mod plaintext;
 pub mod rekey;
 pub mod rekey_identities;
 pub mod restore;

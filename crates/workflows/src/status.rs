@@ -110,6 +110,9 @@ pub enum DriftKind {
     HostCannotRead,
     /// Files lag behind `.sops.yaml` (a re-key is due).
     FilesLagBehind,
+    /// A file a creation rule covers has no sops metadata: a plaintext secret
+    /// ([`crate::plaintext`]).
+    PlaintextSecret,
 }
 
 /// One disagreement `status` found: what, about whom, and the command that fixes it.
@@ -127,6 +130,16 @@ pub struct Drift {
 }
 
 impl Drift {
+    /// The drift of one plaintext file found by the guard (its fix is to encrypt it).
+    pub fn plaintext(file: &crate::plaintext::PlaintextFile) -> Self {
+        Self::new(
+            DriftKind::PlaintextSecret,
+            &file.path,
+            file.message(),
+            Some(format!("sops -e -i {}", file.path)),
+        )
+    }
+
     fn new(kind: DriftKind, subject: &str, message: String, fix: Option<String>) -> Self {
         Self {
             kind,
@@ -153,8 +166,12 @@ pub struct Status {
 }
 
 /// Computes the status; with `online`, every host is also reached and verified (nothing is
-/// recorded).
-pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate::Result<Status> {
+/// recorded). Plaintext files under a creation rule are drift, except those `allow` allows.
+pub fn status(
+    inventory: &FleetInventory,
+    online: Option<FleetOptions>,
+    allow: &crate::plaintext::AllowList,
+) -> crate::Result<Status> {
     let inv = &inventory.inventory;
     let repo = &inv.secrets_repo;
     let config = SopsConfig::load(&repo.join(".sops.yaml"))?;
@@ -256,6 +273,11 @@ pub fn status(inventory: &FleetInventory, online: Option<FleetOptions>) -> crate
     // Files: the planner says which lag behind .sops.yaml; their current recipients say who
     // can read them today.
     let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
+    drift.extend(
+        crate::plaintext::find_plaintext(&config, &candidates, allow)?
+            .iter()
+            .map(Drift::plaintext),
+    );
     let plan = hostage_rekey::plan(&config, &candidates, &PlanOptions::default(), &|| {})?;
     let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
     let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
