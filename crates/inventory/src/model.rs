@@ -154,6 +154,11 @@ pub struct Host {
     pub per_host_recipient: bool,
     /// Whether the host receives the shared infrastructure key.
     pub infrastructure_key: bool,
+    /// Whether a rule onboarding creates for this host's secrets keeps the infrastructure
+    /// recipient of the rule it is copied from. The seed layout keeps it (server secrets stay
+    /// readable with workstation + infrastructure, the host's own key is added); `false` gives a
+    /// host's new rules to the other recipients and the host alone.
+    pub keep_infrastructure: bool,
     /// Secret paths (path regexes relative to the repo) this host must be able to read.
     pub secrets: Vec<SecretPath>,
     /// The verified host key, as recorded by hostage.
@@ -187,6 +192,8 @@ struct HostFields {
     per_host_recipient: bool,
     #[serde(default)]
     infrastructure_key: bool,
+    #[serde(default = "yes")]
+    keep_infrastructure: bool,
     #[serde(default)]
     secrets: Vec<SecretPath>,
     #[serde(default)]
@@ -443,6 +450,7 @@ impl Inventory {
                 host_key_path: host.host_key_path,
                 per_host_recipient: host.per_host_recipient,
                 infrastructure_key: host.infrastructure_key,
+                keep_infrastructure: host.keep_infrastructure,
                 secrets: host.secrets,
                 pin: host.pin,
             });
@@ -569,6 +577,7 @@ mod tests {
             "/etc/ssh/ssh_host_ed25519_key.pub"
         );
         assert!(gnomeregan.per_host_recipient);
+        assert!(gnomeregan.keep_infrastructure, "the seed layout's default");
         assert_eq!(
             inventory.host("ironforge").unwrap().ssh_destination(),
             "ironforge"
