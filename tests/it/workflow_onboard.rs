@@ -246,10 +246,28 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
         steps.contains("store-host-key") && steps.contains("rekey"),
         "{doc:#}"
     );
-    let stored = w.repo.path("secrets/hosts/h1/ssh_host_ed25519_key");
-    assert!(fs_err::read_to_string(&stored)
+    // Backed up in the seed's format at the seed's path, written natively: sops reads it as YAML
+    // whose one key `data` is the OpenSSH key as a literal block.
+    let stored = "secrets/host/h1/ssh_host_ed25519_key.sops";
+    assert!(fs_err::read_to_string(w.repo.path(stored))
         .unwrap()
-        .contains("ENC[AES256_GCM"));
+        .contains("data: ENC[AES256_GCM"));
+    let out = w.repo.sops(
+        &[
+            "decrypt",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            stored,
+        ],
+        &["workstation"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("data: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n"),
+        "sops does not read the seed's data: | shape"
+    );
 
     // export-host-key writes the --extra-files tree at the host's key path.
     let extra = w.fleet.dir.path().join("extra");

@@ -336,7 +336,8 @@ pub struct OnboardArgs {
     hostage onboard web02 --generate-host-key\n  \
     hostage export-host-key web02 ./extra\n  \
     nixos-anywhere --extra-files ./extra --flake .#web02 root@203.0.113.7\n\n\
-    Decrypts secrets/hosts/HOST/ssh_host_ed25519_key (stored by onboard --generate-host-key) with\n\
+    Decrypts the host-key backup (the inventory's backup_path, else the repo's: the seed's\n\
+    secrets/host/HOST/ssh_host_ed25519_key.sops, or secrets/hosts/HOST/ssh_host_ed25519_key) with\n\
     your identities and writes it (0600) and its .pub under DIR at the host's host_key_path, e.g.\n\
     DIR/etc/ssh/ssh_host_ed25519_key. Delete DIR once the host is installed.")]
 pub struct ExportHostKeyArgs {
@@ -362,8 +363,9 @@ pub struct ExportHostKeyArgs {
     in .sops.yaml, every file it could open gets a new data key (the exposure report lists them:\n\
     change those credentials), the infrastructure key is deployed again to an infrastructure\n\
     host, and pubkeys/HOST.pub and the pin are updated.\n\n\
-    --from-backup restores the identity instead: the host key stored by onboard --generate-host-key\n\
-    (secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
+    --from-backup restores the identity instead: the host-key backup (the inventory's backup_path,\n\
+    else the seed's secrets/host/HOST/ssh_host_ed25519_key.sops with `data: |`, or hostage's\n\
+    earlier secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
     installed on the host at its host_key_path (private key 0600 root, .pub beside it) over SSH,\n\
     on stdin only, verified on the host before and after the rename. The host is reached with the\n\
     key it presents now (--expect-fingerprint, or a yes on the terminal). .sops.yaml, the files\n\

@@ -235,8 +235,7 @@ pub fn run_export(
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let written = hostage_workflows::host_key::export(
         &inventory.inventory.secrets_repo,
-        host.name.as_str(),
-        &host.host_key_path,
+        host,
         &args.dir,
         &identities,
         &mut passphrases,

@@ -161,6 +161,10 @@ pub struct Host {
     pub keep_infrastructure: bool,
     /// Secret paths (path regexes relative to the repo) this host must be able to read.
     pub secrets: Vec<SecretPath>,
+    /// Where the sops-encrypted backup of the host's private key is kept, relative to the
+    /// secrets repo (`None`: what the repo already uses, else the seed's
+    /// `secrets/host/<host>/ssh_host_ed25519_key.sops`).
+    pub backup_path: Option<RepoPath>,
     /// The verified host key, as recorded by hostage.
     pub pin: Option<Pin>,
 }
@@ -196,6 +200,8 @@ struct HostFields {
     keep_infrastructure: bool,
     #[serde(default)]
     secrets: Vec<SecretPath>,
+    #[serde(default)]
+    backup_path: Option<RepoPath>,
     #[serde(default)]
     pin: Option<Pin>,
 }
@@ -309,6 +315,35 @@ impl TryFrom<String> for SecretPath {
         if literal.starts_with('/') || literal.split('/').any(|segment| segment == "..") {
             return Err(format!(
                 "secret path `{text}` points outside the secrets repo; paths are relative to it, like `secrets/hosts/gnomeregan/.*`"
+            ));
+        }
+        Ok(Self(text))
+    }
+}
+
+/// A file path relative to the secrets repo that stays inside it (no leading `/`, no `..`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// The path text, relative to the secrets repo.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RepoPath {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let outside = text.starts_with('/')
+            || text.split('/').any(|segment| segment == "..")
+            || text
+                .split('/')
+                .all(|segment| segment.is_empty() || segment == ".");
+        if outside || text.chars().any(char::is_control) {
+            return Err(format!(
+                "path `{text}` is not a file inside the secrets repo; give it relative to the repo, like `secrets/host/gnomeregan/ssh_host_ed25519_key.sops`"
             ));
         }
         Ok(Self(text))
@@ -452,6 +487,7 @@ impl Inventory {
                 infrastructure_key: host.infrastructure_key,
                 keep_infrastructure: host.keep_infrastructure,
                 secrets: host.secrets,
+                backup_path: host.backup_path,
                 pin: host.pin,
             });
         }
@@ -578,6 +614,7 @@ mod tests {
         );
         assert!(gnomeregan.per_host_recipient);
         assert!(gnomeregan.keep_infrastructure, "the seed layout's default");
+        assert_eq!(gnomeregan.backup_path, None);
         assert_eq!(
             inventory.host("ironforge").unwrap().ssh_destination(),
             "ironforge"
@@ -595,6 +632,29 @@ mod tests {
         assert!(message.contains("fleet.yaml:10:"), "{message}");
         assert!(message.contains("unknown field `adress`"), "{message}");
         assert!(message.contains("address"), "{message}");
+    }
+
+    #[test]
+    fn a_backup_path_outside_the_secrets_repo_is_refused_with_the_line() {
+        for path in ["/etc/shadow", "secrets/../../x", "..", "./"] {
+            let message = error(&fleet(&format!(
+                "  gnomeregan:\n    address: 10.0.0.7\n    backup_path: '{path}'\n"
+            )));
+            assert!(message.contains("fleet.yaml:"), "{path}: {message}");
+            assert!(
+                message.contains("inside the secrets repo"),
+                "{path}: {message}"
+            );
+        }
+        let inventory = parse(&fleet(
+            "  gnomeregan:\n    address: 10.0.0.7\n    backup_path: keys/gnomeregan.sops\n",
+        ))
+        .unwrap();
+        let host = inventory.host("gnomeregan").unwrap();
+        assert_eq!(
+            host.backup_path.as_ref().map(|p| p.as_str()),
+            Some("keys/gnomeregan.sops")
+        );
     }
 
     #[test]

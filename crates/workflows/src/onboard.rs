@@ -384,7 +384,7 @@ pub fn plan(
     }
     if generated.is_some() {
         steps.push(Step::StoreHostKey {
-            path: super::host_key::stored_path(name),
+            path: super::host_key::backup_path(repo, &host),
         });
     }
     let rekey = rekey_step(&mut steps, files)?;
@@ -600,7 +600,7 @@ fn pregenerated(
 )> {
     let name = host.name.as_str();
     let repo = &inventory.inventory.secrets_repo;
-    let stored = repo.join(super::host_key::stored_path(name));
+    let stored = repo.join(super::host_key::backup_path(repo, host));
     let public = repo.join(format!("pubkeys/{name}.pub"));
     if stored.is_file() {
         let text = fs_err::read_to_string(&public)
