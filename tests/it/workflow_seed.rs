@@ -158,7 +158,8 @@ fn with_gnomeregan(file: &str) -> Vec<&'static str> {
 }
 
 #[test]
-fn seed_layout_onboard_rerun_status_new_rule_and_rotate_each_leave_sops_in_agreement() {
+fn seed_layout_onboard_rerun_status_new_rule_rotate_and_restore_from_a_seed_backup_each_leave_sops_in_agreement(
+) {
     let mut s = seed();
     let ws = s.repo.recipient("workstation").to_owned();
     let infra = s.repo.recipient("infrastructure").to_owned();
@@ -238,7 +239,29 @@ fn seed_layout_onboard_rerun_status_new_rule_and_rotate_each_leave_sops_in_agree
     };
     s.assert_sops_agrees(&with_both, "after onboarding stormwind");
 
-    // 5. gnomeregan is rebuilt with a new host key: rotate leaves the old recipient nowhere.
+    // The seed's backup of stormwind's identity, made the seed's way with sops: a YAML file
+    // whose one key `data` holds the OpenSSH private key as a literal block.
+    let backup = "secrets/host/stormwind/ssh_host_ed25519_key.sops";
+    let stormwind_private = s.fleet.hosts[1].public_key_file().with_extension("");
+    let private_text = fs_err::read_to_string(&stormwind_private).unwrap();
+    let block: String = private_text.lines().map(|l| format!("    {l}\n")).collect();
+    s.repo.write(backup, format!("data: |\n{block}").as_bytes());
+    let out = s.repo.sops(
+        &[
+            "encrypt",
+            "-i",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            backup,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // 5. gnomeregan is rebuilt with a new host key: rotate leaves the old recipient nowhere
+    // (the repo's `.sops` YAML backup is walked like every other file).
     let index = s.fleet.add(SshdOptions::default());
     let (old_host, new_host) = (&s.fleet.hosts[0], &s.fleet.hosts[index]);
     let text = fs_err::read_to_string(&s.inventory)
@@ -286,4 +309,60 @@ fn seed_layout_onboard_rerun_status_new_rule_and_rotate_each_leave_sops_in_agree
     }
     assert_eq!(counts.get(&1), Some(&2), "{config}");
     s.assert_sops_agrees(&with_both, "after rotating gnomeregan");
+    // sops guesses JSON from `.sops`; the seed passes the YAML type by hand.
+    let out = s.repo.sops(
+        &["updatekeys", "-y", "--input-type", "yaml", backup],
+        &["workstation"],
+    );
+    assert!(
+        stderr(&out).contains("already up to date"),
+        "{}",
+        stderr(&out)
+    );
+
+    // 6. stormwind is rebuilt and came up with a fresh key: its identity comes back from the
+    // seed-format backup; the repo does not change.
+    let index = s.fleet.add(SshdOptions::default());
+    let (old_host, new_host) = (&s.fleet.hosts[1], &s.fleet.hosts[index]);
+    let text = fs_err::read_to_string(&s.inventory)
+        .unwrap()
+        .replace(
+            &format!(
+                "address: {}\n    port: {}\n",
+                old_host.address, old_host.port
+            ),
+            &format!(
+                "address: {}\n    port: {}\n",
+                new_host.address, new_host.port
+            ),
+        )
+        .replace(
+            &old_host.public_key_file().display().to_string(),
+            &new_host.public_key_file().display().to_string(),
+        );
+    fs_err::write(&s.inventory, text).unwrap();
+    let rebuilt = new_host.fingerprint();
+    let rebuilt_private = new_host.public_key_file().with_extension("");
+    assert_ne!(
+        fs_err::read_to_string(&rebuilt_private).unwrap(),
+        private_text
+    );
+    let before = s.repo.snapshot();
+    let out = s.hostage(&[
+        "--json",
+        "rotate",
+        "stormwind",
+        "--from-backup",
+        "--expect-fingerprint",
+        &rebuilt,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(json(&out)["action"], "restored", "{}", stdout(&out));
+    let restored = key_of_ssh(&rebuilt_private);
+    assert_eq!(
+        restored.recipient, stormwind,
+        "the restored key is stormwind's identity"
+    );
+    assert_eq!(s.repo.snapshot(), before, "restoring changed the repo");
+    s.assert_sops_agrees(&with_both, "after restoring stormwind");
 }
