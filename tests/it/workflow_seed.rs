@@ -212,6 +212,35 @@ fn seed_layout_onboard_rerun_status_new_rule_rotate_and_restore_from_a_seed_back
     assert_eq!(host["in_sops_config"], true, "{doc:#}");
     let drift = doc["drift"].as_array().unwrap();
     assert!(drift.iter().all(|d| d["subject"] == "stormwind"), "{doc:#}");
+    // Every recipient is named (the header labels), and infrastructure reads gnomeregan's files.
+    let named: Vec<&str> = doc["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap())
+        .collect();
+    for name in ["workstation", "infrastructure", "gnomeregan"] {
+        assert!(named.contains(&name), "{doc:#}");
+    }
+    let file = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "secrets/host/gnomeregan/wifi.sops.yaml")
+        .unwrap();
+    assert_eq!(
+        file["readers"],
+        serde_json::json!(["workstation", "infrastructure", "gnomeregan"]),
+        "{doc:#}"
+    );
+    // status HOST: gnomeregan alone agrees with everything (exit 0).
+    let out = s.hostage(&["status", "gnomeregan"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("1 of 1 host(s) onboarded"),
+        "{}",
+        stdout(&out)
+    );
 
     // 4. A host whose path has no rule: one above `secrets/.*`, from its keys plus the host.
     let out = s.hostage(&["onboard", "stormwind", "--trust-new"]);
@@ -365,4 +394,21 @@ fn seed_layout_onboard_rerun_status_new_rule_rotate_and_restore_from_a_seed_back
     );
     assert_eq!(s.repo.snapshot(), before, "restoring changed the repo");
     s.assert_sops_agrees(&with_both, "after restoring stormwind");
+
+    // 7. stormwind is decommissioned from the inventory but still in the rules: status says so,
+    // naming it by its header label.
+    let text = fs_err::read_to_string(&s.inventory).unwrap();
+    let cut = text.find("  stormwind:\n").unwrap();
+    fs_err::write(&s.inventory, &text[..cut]).unwrap();
+    let out = s.hostage(&["--json", "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let doc = json(&out);
+    let unknown: Vec<&serde_json::Value> = doc["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "unknown-recipient")
+        .collect();
+    assert_eq!(unknown.len(), 1, "{doc:#}");
+    assert_eq!(unknown[0]["subject"], "stormwind", "{doc:#}");
 }

@@ -422,12 +422,19 @@ pub struct RotateInfraArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     hostage status\n  \
+    hostage status gnomeregan\n  \
     hostage status --online --known-hosts ~/.ssh/known_hosts\n  \
     hostage --json status | jq .drift\n\n\
     Needs no private key: file recipients are read from their sops metadata. A host reads a file\n\
-    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\n\
+    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\
+    Recipients are named by .sops.yaml anchors, its header labels (# name: age1...) and\n\
+    pubkeys/NAME.pub; one the inventory does not know (a decommissioned host still in the rules)\n\
+    is drift. With HOST: that host, its files and the drift about them.\n\n\
     Exit codes: 0 everything agrees, 1 error, 3 drift found (listed with what to run).")]
 pub struct StatusArgs {
+    /// Only this host (by its inventory name): its files and the drift about them.
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
     /// Also reach every host and verify its key (nothing is recorded).
     #[arg(long)]
     pub online: bool,

@@ -23,7 +23,10 @@ pub fn run(
         timeout: args.ssh.timeout(),
         ..FleetOptions::default()
     });
-    let status = status(&inventory, online)?;
+    let mut status = status(&inventory, online)?;
+    if let Some(name) = &args.host {
+        status = status.for_host(inventory.host(name)?);
+    }
     if out.json() {
         out.json_value(&status)?;
     } else {
@@ -36,7 +39,37 @@ pub fn run(
     })
 }
 
+/// The first line: how many hosts are onboarded, and how much drift.
+fn summary(status: &Status) -> String {
+    let onboarded = status.hosts.iter().filter(|h| is_onboarded(h)).count();
+    let drift = match status.drift.len() {
+        0 => "no drift".to_owned(),
+        n => format!("{n} drift item(s), exit 3"),
+    };
+    format!(
+        "{onboarded} of {} host(s) onboarded, {} named recipient(s), {} file(s); {drift}",
+        status.hosts.len(),
+        status.recipients.len(),
+        status.files.len()
+    )
+}
+
+fn is_onboarded(host: &hostage_workflows::status::HostStatus) -> bool {
+    host.pin.is_some() && (host.in_sops_config || !host.per_host_recipient)
+}
+
+/// A column title: a bare `age1…` key is cut to its start, flagged with `?`.
+fn short(column: &str) -> String {
+    if column.starts_with("age1") && column.len() > 12 {
+        format!("?{}…", column.chars().take(10).collect::<String>())
+    } else {
+        column.to_owned()
+    }
+}
+
 fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
+    out.line(&summary(status))?;
+    out.line("")?;
     out.line(&format!("secrets repo: {}", status.secrets_repo))?;
     out.line("")?;
     out.line("hosts:")?;
@@ -52,7 +85,7 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
             host.name,
             role,
             host.pin.as_deref().unwrap_or("-"),
-            if host.pin.is_some() && (host.in_sops_config || !host.per_host_recipient) {
+            if is_onboarded(host) {
                 "onboarded"
             } else {
                 "NOT onboarded"
@@ -64,14 +97,28 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
         ))?;
     }
     out.line("")?;
-    out.line("recipients (.sops.yaml anchors):")?;
+    out.line("recipients (.sops.yaml anchors and header labels, pubkeys/):")?;
     for (name, recipient) in &status.recipients {
         out.line(&format!("  {name:<14} {recipient}"))?;
     }
     out.line("")?;
     out.line("who can read what (✓ reads; the action is what `hostage rekey` would do):")?;
-    let mut columns = vec!["workstation".to_owned()];
+    // Every reader is a column: the workstation, the infrastructure key, the hosts, then anyone
+    // else a file is encrypted to (named, or the bare key: the drift flags those).
+    let mut columns = vec!["workstation".to_owned(), "infrastructure".to_owned()];
     columns.extend(status.hosts.iter().map(|h| h.name.clone()));
+    for file in &status.files {
+        for reader in &file.readers {
+            if !columns.contains(reader) {
+                columns.push(reader.clone());
+            }
+        }
+    }
+    columns.retain(|c| {
+        c == "workstation"
+            || status.hosts.iter().any(|h| &h.name == c)
+            || status.files.iter().any(|f| f.readers.contains(c))
+    });
     let width = status
         .files
         .iter()
@@ -80,8 +127,14 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
         .unwrap_or(4)
         .max(4);
     let mut header = format!("  {:<width$}  {:<9}", "file", "action");
+    let cell = columns
+        .iter()
+        .map(|c| short(c).chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     for column in &columns {
-        header.push_str(&format!(" {column:>12}"));
+        header.push_str(&format!(" {:>cell$}", short(column)));
     }
     out.line(&header)?;
     for file in &status.files {
@@ -96,7 +149,7 @@ fn print_text(out: &mut Output, status: &Status) -> std::io::Result<()> {
             } else {
                 "·"
             };
-            line.push_str(&format!(" {mark:>12}"));
+            line.push_str(&format!(" {mark:>cell$}"));
         }
         out.line(&line)?;
     }
