@@ -215,8 +215,9 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
     );
 }
 
-/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (the product
-/// runs `sops` from `PATH` for `--generate-host-key`).
+/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (rotate-infra
+/// still runs `sops` from `PATH` to write a `private_key_sops` file; `--generate-host-key` no
+/// longer needs it).
 pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
