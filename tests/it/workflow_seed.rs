@@ -318,6 +318,11 @@ fn seed_layout_onboard_rerun_status_new_rule_rotate_and_restore_from_a_seed_back
         .insert("gnomeregan-old".into(), old_key.unwrap());
     let out = s.hostage(&["rotate", "gnomeregan", "--expect-fingerprint", &fingerprint]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stderr(&out).contains("replace the key of header label gnomeregan"),
+        "{}",
+        stderr(&out)
+    );
     let config = s.config();
     assert!(!config.contains(&gnomeregan), "{config}");
     assert_eq!(

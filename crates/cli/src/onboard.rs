@@ -213,8 +213,17 @@ pub(crate) fn describe(step: &Step) -> String {
         Step::StoreHostKey { path } => {
             format!("store the generated private host key sops-encrypted at {path}")
         }
-        Step::ReplaceRecipient { name, old, new } => {
-            format!("replace {name}'s recipient {old} with {new} in .sops.yaml")
+        Step::ReplaceRecipient {
+            name,
+            old,
+            new,
+            changes,
+        } => {
+            let mut line = format!("replace {name}'s recipient {old} with {new} in .sops.yaml");
+            if !changes.is_empty() {
+                line.push_str(&format!(" ({})", changes.join(", ")));
+            }
+            line
         }
         Step::RecordPin {
             fingerprint,

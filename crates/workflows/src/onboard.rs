@@ -112,6 +112,9 @@ pub enum Step {
         old: String,
         /// Its replacement.
         new: String,
+        /// What was rewritten, in the file's terms ("replace the key of header label
+        /// gnomeregan", "replace the key in rule secrets/host/gnomeregan/.*").
+        changes: Vec<String>,
     },
     /// Store the generated private host key sops-encrypted in the repo.
     StoreHostKey {
