@@ -215,8 +215,9 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
     );
 }
 
-/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (the product
-/// runs `sops` from `PATH` for `--generate-host-key`).
+/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (rotate-infra
+/// still runs `sops` from `PATH` to write a `private_key_sops` file; `--generate-host-key` no
+/// longer needs it).
 pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
@@ -246,10 +247,28 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
         steps.contains("store-host-key") && steps.contains("rekey"),
         "{doc:#}"
     );
-    let stored = w.repo.path("secrets/hosts/h1/ssh_host_ed25519_key");
-    assert!(fs_err::read_to_string(&stored)
+    // Backed up in the seed's format at the seed's path, written natively: sops reads it as YAML
+    // whose one key `data` is the OpenSSH key as a literal block.
+    let stored = "secrets/host/h1/ssh_host_ed25519_key.sops";
+    assert!(fs_err::read_to_string(w.repo.path(stored))
         .unwrap()
-        .contains("ENC[AES256_GCM"));
+        .contains("data: ENC[AES256_GCM"));
+    let out = w.repo.sops(
+        &[
+            "decrypt",
+            "--input-type",
+            "yaml",
+            "--output-type",
+            "yaml",
+            stored,
+        ],
+        &["workstation"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("data: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n"),
+        "sops does not read the seed's data: | shape"
+    );
 
     // export-host-key writes the --extra-files tree at the host's key path.
     let extra = w.fleet.dir.path().join("extra");

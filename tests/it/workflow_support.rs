@@ -84,10 +84,13 @@ pub fn world_with(infrastructure: &[bool]) -> World {
     let deploy_path = fleet.dir.path().join("deployed").join("id_infrastructure");
     fs_err::create_dir_all(deploy_path.parent().unwrap()).unwrap();
     let mut hosts = String::new();
+    // These hosts' own secrets leave the shared infrastructure key (`keep_infrastructure:
+    // false`), so the suites see files lose a recipient (data key rotated, exposure report); the
+    // seed layout's default (keep it) is `workflow_seed`'s.
     for (i, host) in fleet.hosts.iter().enumerate() {
         let infra_host = infrastructure[i];
         hosts.push_str(&format!(
-            "  h{i}:\n    address: {}\n    port: {}\n    host_key_path: {}\n    per_host_recipient: true\n    infrastructure_key: {infra_host}\n    secrets:\n      - secrets/hosts/h{i}/.*\n",
+            "  h{i}:\n    address: {}\n    port: {}\n    host_key_path: {}\n    per_host_recipient: true\n    infrastructure_key: {infra_host}\n    keep_infrastructure: false\n    secrets:\n      - secrets/hosts/h{i}/.*\n",
             host.address,
             host.port,
             host.public_key_file().display()

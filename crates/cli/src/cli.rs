@@ -377,7 +377,8 @@ pub struct OnboardArgs {
     hostage onboard web02 --generate-host-key\n  \
     hostage export-host-key web02 ./extra\n  \
     nixos-anywhere --extra-files ./extra --flake .#web02 root@203.0.113.7\n\n\
-    Decrypts secrets/hosts/HOST/ssh_host_ed25519_key (stored by onboard --generate-host-key) with\n\
+    Decrypts the host-key backup (the inventory's backup_path, else the repo's: the seed's\n\
+    secrets/host/HOST/ssh_host_ed25519_key.sops, or secrets/hosts/HOST/ssh_host_ed25519_key) with\n\
     your identities and writes it (0600) and its .pub under DIR at the host's host_key_path, e.g.\n\
     DIR/etc/ssh/ssh_host_ed25519_key. Delete DIR once the host is installed.")]
 pub struct ExportHostKeyArgs {
@@ -403,8 +404,9 @@ pub struct ExportHostKeyArgs {
     in .sops.yaml, every file it could open gets a new data key (the exposure report lists them:\n\
     change those credentials), the infrastructure key is deployed again to an infrastructure\n\
     host, and pubkeys/HOST.pub and the pin are updated.\n\n\
-    --from-backup restores the identity instead: the host key stored by onboard --generate-host-key\n\
-    (secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
+    --from-backup restores the identity instead: the host-key backup (the inventory's backup_path,\n\
+    else the seed's secrets/host/HOST/ssh_host_ed25519_key.sops with `data: |`, or hostage's\n\
+    earlier secrets/hosts/HOST/ssh_host_ed25519_key) is decrypted in memory, must match the pin, and is\n\
     installed on the host at its host_key_path (private key 0600 root, .pub beside it) over SSH,\n\
     on stdin only, verified on the host before and after the rename. The host is reached with the\n\
     key it presents now (--expect-fingerprint, or a yes on the terminal). .sops.yaml, the files\n\
@@ -467,12 +469,19 @@ pub struct RotateInfraArgs {
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     hostage status\n  \
+    hostage status gnomeregan\n  \
     hostage status --online --known-hosts ~/.ssh/known_hosts\n  \
     hostage --json status | jq .drift\n\n\
     Needs no private key: file recipients are read from their sops metadata. A host reads a file\n\
-    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\n\
+    when its pinned recipient is on it, or when it gets the infrastructure key and that is on it.\n\
+    Recipients are named by .sops.yaml anchors, its header labels (# name: age1...) and\n\
+    pubkeys/NAME.pub; one the inventory does not know (a decommissioned host still in the rules)\n\
+    is drift. With HOST: that host, its files and the drift about them.\n\n\
     Exit codes: 0 everything agrees, 1 error, 3 drift found (listed with what to run).")]
 pub struct StatusArgs {
+    /// Only this host (by its inventory name): its files and the drift about them.
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
     /// Also reach every host and verify its key (nothing is recorded).
     #[arg(long)]
     pub online: bool,

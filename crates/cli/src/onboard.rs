@@ -191,16 +191,28 @@ pub(crate) fn describe(step: &Step) -> String {
     match step {
         Step::SavePublicKey { path } => format!("save the host key to {path}"),
         Step::AddAnchor { name, recipient } => {
-            format!("add &{name} {recipient} to .sops.yaml")
+            format!("add anchor &{name} {recipient} to .sops.yaml")
+        }
+        Step::AddHeaderLabel { name, recipient } => {
+            format!("add header label {name} {recipient} to .sops.yaml")
         }
         Step::AddToRule {
             path_regex,
             recipient,
-        } => format!("add {recipient} to the rule for {path_regex}"),
+        } => format!("add {recipient} to rule {path_regex}"),
         Step::AddRule {
             path_regex,
             recipient,
-        } => format!("add a rule for {path_regex} (above the catch-all) with {recipient}"),
+            above,
+            dropped,
+        } => {
+            let above = above.as_deref().unwrap_or("(every file)");
+            let mut line = format!("add rule {path_regex} above {above} with {recipient}");
+            if !dropped.is_empty() {
+                line.push_str(&format!(" (without {})", dropped.join(", ")));
+            }
+            line
+        }
         Step::Rekey { files } => format!("re-key {} file(s): {}", files.len(), files.join(", ")),
         Step::DeployInfrastructureKey {
             target,
@@ -209,8 +221,17 @@ pub(crate) fn describe(step: &Step) -> String {
         Step::StoreHostKey { path } => {
             format!("store the generated private host key sops-encrypted at {path}")
         }
-        Step::ReplaceRecipient { name, old, new } => {
-            format!("replace {name}'s recipient {old} with {new} in .sops.yaml")
+        Step::ReplaceRecipient {
+            name,
+            old,
+            new,
+            changes,
+        } => {
+            let mut line = format!("replace {name}'s recipient {old} with {new} in .sops.yaml");
+            if !changes.is_empty() {
+                line.push_str(&format!(" ({})", changes.join(", ")));
+            }
+            line
         }
         Step::RecordPin {
             fingerprint,
@@ -231,8 +252,7 @@ pub fn run_export(
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let written = hostage_workflows::host_key::export(
         &inventory.inventory.secrets_repo,
-        host.name.as_str(),
-        &host.host_key_path,
+        host,
         &args.dir,
         &identities,
         &mut passphrases,

@@ -7,6 +7,20 @@ use std::io::{self, BufWriter, Stdout, Write as _};
 
 use serde::Serialize;
 
+/// Whether to colour: only on a terminal, and not when `NO_COLOR` is set to anything non-empty.
+pub fn colour_wanted(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// `text` in the ANSI colour `code` (`31` red, `32` green, `33` yellow) when `on`.
+pub fn paint(on: bool, code: u8, text: &str) -> String {
+    if on {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// Where a command's result goes.
 pub struct Output {
     json: bool,
@@ -25,6 +39,17 @@ impl Output {
     /// Whether the user asked for JSON.
     pub fn json(&self) -> bool {
         self.json
+    }
+
+    /// Whether text may be coloured: stdout is a terminal and `NO_COLOR` is unset or empty
+    /// (<https://no-color.org> convention, restated in docs/guide.md), never for JSON.
+    pub fn color(&self) -> bool {
+        use std::io::IsTerminal as _;
+        !self.json
+            && colour_wanted(
+                io::stdout().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            )
     }
 
     /// One line of text.
@@ -100,4 +125,19 @@ pub fn note(message: &str) {
 pub fn prompt(text: &str) {
     eprint!("{text}");
     let _ = io::stderr().flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{colour_wanted, paint};
+
+    #[test]
+    fn colour_only_on_a_terminal_without_a_non_empty_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some("".as_ref())));
+        assert!(!colour_wanted(true, Some("1".as_ref())));
+        assert!(!colour_wanted(false, None));
+        assert_eq!(paint(false, 31, "x"), "x");
+        assert_eq!(paint(true, 31, "x"), "\x1b[31mx\x1b[0m");
+    }
 }

@@ -14,5 +14,5 @@ mod pins;
 
 pub use model::{
     Fingerprint, Host, HostName, Infrastructure, Inventory, InventoryError, Pin, PrivateKeySource,
-    SecretPath, Workstation,
+    RepoPath, SecretPath, Workstation,
 };

@@ -154,8 +154,17 @@ pub struct Host {
     pub per_host_recipient: bool,
     /// Whether the host receives the shared infrastructure key.
     pub infrastructure_key: bool,
+    /// Whether a rule onboarding creates for this host's secrets keeps the infrastructure
+    /// recipient of the rule it is copied from. The seed layout keeps it (server secrets stay
+    /// readable with workstation + infrastructure, the host's own key is added); `false` gives a
+    /// host's new rules to the other recipients and the host alone.
+    pub keep_infrastructure: bool,
     /// Secret paths (path regexes relative to the repo) this host must be able to read.
     pub secrets: Vec<SecretPath>,
+    /// Where the sops-encrypted backup of the host's private key is kept, relative to the
+    /// secrets repo (`None`: what the repo already uses, else the seed's
+    /// `secrets/host/<host>/ssh_host_ed25519_key.sops`).
+    pub backup_path: Option<RepoPath>,
     /// The verified host key, as recorded by hostage.
     pub pin: Option<Pin>,
 }
@@ -187,8 +196,12 @@ struct HostFields {
     per_host_recipient: bool,
     #[serde(default)]
     infrastructure_key: bool,
+    #[serde(default = "yes")]
+    keep_infrastructure: bool,
     #[serde(default)]
     secrets: Vec<SecretPath>,
+    #[serde(default)]
+    backup_path: Option<RepoPath>,
     #[serde(default)]
     pin: Option<Pin>,
 }
@@ -302,6 +315,35 @@ impl TryFrom<String> for SecretPath {
         if literal.starts_with('/') || literal.split('/').any(|segment| segment == "..") {
             return Err(format!(
                 "secret path `{text}` points outside the secrets repo; paths are relative to it, like `secrets/hosts/gnomeregan/.*`"
+            ));
+        }
+        Ok(Self(text))
+    }
+}
+
+/// A file path relative to the secrets repo that stays inside it (no leading `/`, no `..`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RepoPath(String);
+
+impl RepoPath {
+    /// The path text, relative to the secrets repo.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RepoPath {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let outside = text.starts_with('/')
+            || text.split('/').any(|segment| segment == "..")
+            || text
+                .split('/')
+                .all(|segment| segment.is_empty() || segment == ".");
+        if outside || text.chars().any(char::is_control) {
+            return Err(format!(
+                "path `{text}` is not a file inside the secrets repo; give it relative to the repo, like `secrets/host/gnomeregan/ssh_host_ed25519_key.sops`"
             ));
         }
         Ok(Self(text))
@@ -469,7 +511,9 @@ impl Inventory {
                 host_key_path: host.host_key_path,
                 per_host_recipient: host.per_host_recipient,
                 infrastructure_key: host.infrastructure_key,
+                keep_infrastructure: host.keep_infrastructure,
                 secrets: host.secrets,
+                backup_path: host.backup_path,
                 pin: host.pin,
             });
         }
@@ -677,6 +721,8 @@ mod tests {
             "/etc/ssh/ssh_host_ed25519_key.pub"
         );
         assert!(gnomeregan.per_host_recipient);
+        assert!(gnomeregan.keep_infrastructure, "the seed layout's default");
+        assert_eq!(gnomeregan.backup_path, None);
         assert_eq!(
             inventory.host("ironforge").unwrap().ssh_destination(),
             "ironforge"
@@ -694,6 +740,29 @@ mod tests {
         assert!(message.contains("fleet.yaml:10:"), "{message}");
         assert!(message.contains("unknown field `adress`"), "{message}");
         assert!(message.contains("address"), "{message}");
+    }
+
+    #[test]
+    fn a_backup_path_outside_the_secrets_repo_is_refused_with_the_line() {
+        for path in ["/etc/shadow", "secrets/../../x", "..", "./"] {
+            let message = error(&fleet(&format!(
+                "  gnomeregan:\n    address: 10.0.0.7\n    backup_path: '{path}'\n"
+            )));
+            assert!(message.contains("fleet.yaml:"), "{path}: {message}");
+            assert!(
+                message.contains("inside the secrets repo"),
+                "{path}: {message}"
+            );
+        }
+        let inventory = parse(&fleet(
+            "  gnomeregan:\n    address: 10.0.0.7\n    backup_path: keys/gnomeregan.sops\n",
+        ))
+        .unwrap();
+        let host = inventory.host("gnomeregan").unwrap();
+        assert_eq!(
+            host.backup_path.as_ref().map(|p| p.as_str()),
+            Some("keys/gnomeregan.sops")
+        );
     }
 
     #[test]

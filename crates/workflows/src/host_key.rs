@@ -1,12 +1,16 @@
-//! Host keys made before the host exists (`onboard --generate-host-key`): an ed25519 key is
-//! generated in memory, its private half stored sops-encrypted in the secrets repo
-//! (`secrets/hosts/<host>/ssh_host_ed25519_key`), and `export-host-key` writes it as an
-//! `--extra-files` tree for nixos-anywhere, so the first boot already decrypts (sops-nix#310).
+//! Host-key backups. `onboard --generate-host-key` generates an ed25519 key in memory and stores
+//! its private half sops-encrypted where the repo keeps host-key backups ([`backup_path`]: the
+//! inventory's `backup_path`, else what the repo already uses, else the seed's
+//! `secrets/host/<host>/ssh_host_ed25519_key.sops`); `export-host-key` writes it as an
+//! `--extra-files` tree for nixos-anywhere, so the first boot already decrypts (sops-nix#310);
+//! `rotate --from-backup` puts it back on a rebuilt host.
 //!
-//! Storing runs the `sops` binary found on `PATH` with the key on stdin only; the key never
-//! touches the disk unencrypted here. Exporting decrypts natively. (No variable chooses the
-//! binary: the product never takes its tools from a test's settings; tests put the oracle first
-//! on the child's `PATH`.)
+//! Two formats are read (the format is detected from the file): the seed's, a YAML sops file
+//! whose one key `data` holds the OpenSSH key as a literal block (`data: |`), and hostage's
+//! earlier one, sops' binary envelope at `secrets/hosts/<host>/ssh_host_ed25519_key`. Backups are
+//! written natively (`hostage_sops::create_from_tree`, no `sops` binary), in the seed's format,
+//! or in the binary envelope at a path of hostage's earlier layout, so a repo keeps one format.
+//! The key never touches the disk unencrypted.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,9 +38,51 @@ impl std::fmt::Debug for GeneratedHostKey {
     }
 }
 
-/// Where the private key of `host` is kept in the secrets repo.
-pub fn stored_path(host: &str) -> String {
+/// The seed's backup path of `host`'s private key (a YAML sops file, `data: |`).
+pub fn seed_backup_path(host: &str) -> String {
+    format!("secrets/host/{host}/ssh_host_ed25519_key.sops")
+}
+
+/// hostage's earlier backup path of `host`'s private key (sops' binary envelope).
+pub fn legacy_backup_path(host: &str) -> String {
     format!("secrets/hosts/{host}/ssh_host_ed25519_key")
+}
+
+/// Where the backup of `host`'s private key is kept, relative to `repo`: the inventory's
+/// `backup_path`; else the path the repo already has for this host (the seed's, else hostage's
+/// earlier one); else the layout other hosts' backups use (hostage's earlier one only when the
+/// repo has such backups and none of the seed's); else the seed's.
+pub fn backup_path(repo: &Path, host: &hostage_inventory::Host) -> String {
+    if let Some(path) = &host.backup_path {
+        return path.as_str().to_owned();
+    }
+    let name = host.name.as_str();
+    let (seed, legacy) = (seed_backup_path(name), legacy_backup_path(name));
+    if repo.join(&seed).is_file() {
+        return seed;
+    }
+    if repo.join(&legacy).is_file() {
+        return legacy;
+    }
+    let has = |dir: &str, file: &str| {
+        fs_err::read_dir(repo.join(dir)).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| entry.path().join(file).is_file())
+        })
+    };
+    if has("secrets/hosts", "ssh_host_ed25519_key")
+        && !has("secrets/host", "ssh_host_ed25519_key.sops")
+    {
+        return legacy;
+    }
+    seed
+}
+
+/// Whether a backup at `rel` is written in sops' binary envelope (hostage's earlier layout)
+/// rather than the seed's YAML `data: |`.
+fn is_legacy_layout(rel: &str) -> bool {
+    rel.starts_with("secrets/hosts/") && rel.ends_with("/ssh_host_ed25519_key")
 }
 
 /// Generates an ed25519 host key (OpenSSH format, comment `root@<host>`).
@@ -64,18 +110,29 @@ pub fn generate(host: &str) -> crate::Result<GeneratedHostKey> {
     })
 }
 
-/// The sops binary to encrypt new files with: `sops` from `PATH`.
-fn sops_binary() -> PathBuf {
-    PathBuf::from("sops")
-}
-
-/// Encrypts `private` with sops to `repo/rel` under the repo's `.sops.yaml` rule for that path
-/// (binary format), feeding the key on stdin, and writes the result atomically.
+/// Encrypts `private` natively under the repo's `.sops.yaml` rule for `rel` (the seed's YAML
+/// `data: |`, or the binary envelope at a path of hostage's earlier layout) and writes it
+/// atomically. The rule is the one sops would pick for `rel`; a rule with keys hostage cannot
+/// encrypt to (pgp, KMS) is refused.
 pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
-    let encrypted = encrypt_with_sops(repo, rel, private, "binary")?;
+    let config = hostage_sops::rules::SopsConfig::load(&repo.join(".sops.yaml"))?;
+    let (_, rule) = config.rule_for_sops_path(rel)?;
+    let options = hostage_sops::NewFileOptions::from_rule(&config, rule)?;
+    let format = if is_legacy_layout(rel) {
+        hostage_sops::Format::Binary
+    } else {
+        hostage_sops::Format::Yaml
+    };
+    let encrypted =
+        hostage_sops::create_from_tree(&hostage_sops::data_block_tree(private), format, &options)?;
     // The repo is untrusted: the backup's directory may be a symlink out of it.
     hostage_atomic::ConfinedDir::new(repo)?.write(&repo.join(rel), &encrypted)?;
     Ok(())
+}
+
+/// The sops binary to encrypt new files with: `sops` from `PATH`.
+fn sops_binary() -> PathBuf {
+    PathBuf::from("sops")
 }
 
 /// The sops encryption of `plain` (a document of sops type `kind`: `binary`, `yaml`, `json`)
@@ -127,18 +184,20 @@ pub fn encrypt_with_sops(
     Ok(output.stdout)
 }
 
-/// Decrypts the stored host key of `host` in memory: its OpenSSH text and its public key.
+/// Decrypts the backup of `host`'s key at `rel` in memory, in either format (detected from the
+/// file): its OpenSSH text and its public key.
 pub fn decrypt_stored(
     repo: &Path,
     host: &str,
+    rel: &str,
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
 ) -> crate::Result<(Zeroizing<String>, Ed25519PublicKey)> {
-    let stored = repo.join(stored_path(host));
+    let stored = repo.join(rel);
     let bytes = fs_err::read(&stored).with_context(|| {
-        format!("{host} has no stored host key (onboard it with --generate-host-key)")
+        format!("{host} has no host-key backup at {rel} (onboard it with --generate-host-key, or set hosts.{host}.backup_path in the inventory)")
     })?;
-    let file = hostage_sops::SopsFile::parse(&bytes, Some(hostage_sops::Format::Binary))?;
+    let file = hostage_sops::SopsFile::parse(&bytes, None)?;
     let key = file
         .data_key(identities, passphrases)
         .with_context(|| format!("cannot decrypt {}", stored.display()))?;
@@ -157,14 +216,16 @@ pub fn decrypt_stored(
 /// the host's key path, for `nixos-anywhere --extra-files DIR`. Returns the files written.
 pub fn export(
     repo: &Path,
-    host: &str,
-    host_key_path: &str,
+    host: &hostage_inventory::Host,
     dir: &Path,
     identities: &IdentitySet,
     passphrases: &mut dyn PassphraseProvider,
 ) -> crate::Result<Vec<PathBuf>> {
-    let private_rel = relative_key_path(host, host_key_path)?;
-    let (private, public) = decrypt_stored(repo, host, identities, passphrases)?;
+    let (name, host_key_path) = (host.name.as_str(), host.host_key_path.as_str());
+    let private_rel = relative_key_path(name, host_key_path)?;
+    let backup = backup_path(repo, host);
+    let (private, public) = decrypt_stored(repo, name, &backup, identities, passphrases)?;
+    let host = name;
     let private_path = dir.join(&private_rel);
     let public_path = PathBuf::from(format!("{}.pub", private_path.display()));
     if let Some(parent) = private_path.parent() {
@@ -256,7 +317,68 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> crate::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    /// `hosts` parsed as an inventory whose secrets repo is `repo`.
+    fn host(repo: &Path, fields: &str) -> hostage_inventory::Host {
+        let text = format!(
+            "secrets_repo: {}\nhosts:\n  web:\n    address: 10.0.0.7\n{fields}",
+            repo.display()
+        );
+        let inventory =
+            hostage_inventory::Inventory::parse(&repo.join("fleet.yaml"), &text).unwrap();
+        inventory.host("web").unwrap().clone()
+    }
+
+    fn touch(repo: &Path, rel: &str) {
+        let path = repo.join(rel);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, "x").unwrap();
+    }
+
+    #[test]
+    fn a_repo_without_backups_gets_the_seeds_backup_path() {
+        let repo = tempfile::tempdir().unwrap();
+        let web = host(repo.path(), "");
+        assert_eq!(
+            backup_path(repo.path(), &web),
+            "secrets/host/web/ssh_host_ed25519_key.sops"
+        );
+    }
+
+    #[test]
+    fn a_repo_with_hostages_earlier_backups_keeps_that_layout() {
+        let repo = tempfile::tempdir().unwrap();
+        touch(repo.path(), "secrets/hosts/db/ssh_host_ed25519_key");
+        let web = host(repo.path(), "");
+        assert_eq!(
+            backup_path(repo.path(), &web),
+            "secrets/hosts/web/ssh_host_ed25519_key"
+        );
+        // Once the repo also has a seed-style backup, new ones follow the seed.
+        touch(repo.path(), "secrets/host/mail/ssh_host_ed25519_key.sops");
+        assert_eq!(
+            backup_path(repo.path(), &web),
+            "secrets/host/web/ssh_host_ed25519_key.sops"
+        );
+    }
+
+    #[test]
+    fn a_hosts_existing_backup_and_then_the_inventorys_path_win() {
+        let repo = tempfile::tempdir().unwrap();
+        touch(repo.path(), "secrets/hosts/web/ssh_host_ed25519_key");
+        touch(repo.path(), "secrets/host/db/ssh_host_ed25519_key.sops");
+        let web = host(repo.path(), "");
+        assert_eq!(
+            backup_path(repo.path(), &web),
+            "secrets/hosts/web/ssh_host_ed25519_key"
+        );
+        let web = host(repo.path(), "    backup_path: keys/web.sops.yaml\n");
+        assert_eq!(backup_path(repo.path(), &web), "keys/web.sops.yaml");
+    }
 
     #[test]
     fn key_paths_are_normalised_below_the_export_directory() {

@@ -1,8 +1,8 @@
 //! `onboard HOST`: bring an inventory host into the secrets repo. The plan fetches and verifies
 //! the host key (a pin, `--expect-fingerprint`, known_hosts or `--trust-new`), then works out the
-//! changes: `pubkeys/<host>.pub`, the host's anchor and rules in `.sops.yaml`, the files to re-key
-//! (exactly those that only gain this host's recipients), the infrastructure key to deploy and the
-//! pin to record. Applying writes them in that order, under the repo lock; a run that is stopped
+//! changes: `pubkeys/<host>.pub`, the host's name (anchor or header label, as the file names
+//! recipients) and rules in `.sops.yaml`, the files to re-key (exactly those whose rule changed),
+//! the infrastructure key to deploy and the pin to record. Applying writes them in that order, under the repo lock; a run that is stopped
 //! half way is finished by the next, and a second run finds nothing to do.
 
 use std::collections::BTreeSet;
@@ -17,7 +17,7 @@ use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
     InfrastructureKey,
 };
-use hostage_sops::rules::{RecipientRef, RuleSelector, SopsConfig};
+use hostage_sops::rules::{ConfigChange, NewRuleOptions, RecipientRef, RuleSelector, SopsConfig};
 use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
@@ -55,9 +55,18 @@ pub enum Step {
         /// The file, relative to the secrets repo.
         path: String,
     },
-    /// Add `&name age1…` to `.sops.yaml`.
+    /// Add `- &name age1…` to the `keys:` list of `.sops.yaml` (a file that names recipients
+    /// with anchors).
     AddAnchor {
         /// The anchor name.
+        name: String,
+        /// The recipient.
+        recipient: String,
+    },
+    /// Add `# name: age1…` to the leading comment block of `.sops.yaml` (a file that names
+    /// recipients with header labels, like the seed layout).
+    AddHeaderLabel {
+        /// The label.
         name: String,
         /// The recipient.
         recipient: String,
@@ -69,12 +78,19 @@ pub enum Step {
         /// The recipient's name (anchor) or key.
         recipient: String,
     },
-    /// Create a rule for `path_regex` above the catch-all (a copy of it plus the recipient).
+    /// Create a rule for `path_regex` immediately above the rule that catches its paths today
+    /// (a copy of that rule's keys, minus `dropped`, plus the recipient).
     AddRule {
         /// The new rule's `path_regex`.
         path_regex: String,
-        /// The recipient's name (anchor) or key.
+        /// The host the rule is for.
         recipient: String,
+        /// The `path_regex` of the rule it goes above and copies (null: that rule has none).
+        above: Option<String>,
+        /// Recipients of that rule not copied (the infrastructure key, for a host with
+        /// `keep_infrastructure: false`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        dropped: Vec<String>,
     },
     /// Re-key these files (they gain recipients; the data key stays).
     Rekey {
@@ -96,6 +112,9 @@ pub enum Step {
         old: String,
         /// Its replacement.
         new: String,
+        /// What was rewritten, in the file's terms ("replace the key of header label
+        /// gnomeregan", "replace the key in rule secrets/host/gnomeregan/.*").
+        changes: Vec<String>,
     },
     /// Store the generated private host key sops-encrypted in the repo.
     StoreHostKey {
@@ -368,7 +387,7 @@ pub fn plan(
     }
     if generated.is_some() {
         steps.push(Step::StoreHostKey {
-            path: super::host_key::stored_path(name),
+            path: super::host_key::backup_path(repo, &host),
         });
     }
     let rekey = rekey_step(&mut steps, files)?;
@@ -432,9 +451,12 @@ pub struct RulesEdit {
 }
 
 /// Plans the `.sops.yaml` edits that let `host` (whose key has `recipient`) read its `secrets:`
-/// paths: its anchor (a per-host recipient), then each path's rule gains the host's recipient
-/// (or the infrastructure key's, for an infrastructure-only host), or a new rule is made from the
-/// catch-all. Pure: the facts in, the edit out.
+/// paths, in the file's own convention: its name (an anchor, a header label or both, whichever
+/// the file uses), then each path's rule gains the host's recipient (or the infrastructure key's,
+/// for an infrastructure-only host), or a new rule goes immediately above the rule that catches
+/// the path today, copied from it (minus the infrastructure recipient when the inventory says
+/// `keep_infrastructure: false`). Pure: the facts in, the edit out; on an onboarded host it
+/// changes no byte.
 pub fn plan_rules(
     original: &SopsConfig,
     host: &Host,
@@ -444,20 +466,13 @@ pub fn plan_rules(
     let name = host.name.as_str();
     let config_path = original.path().to_owned();
     let mut steps = Vec::new();
-    let config = SopsConfig::parse(&config_path, original.text())?;
+    let mut config = SopsConfig::parse(&config_path, original.text())?;
     let mut recipients: Vec<RecipientRef> = Vec::new();
-    let mut text = config.text().to_owned();
-    let mut config = config;
     if host.per_host_recipient {
-        if let Some(other) = config
-            .named_recipients()
-            .into_iter()
-            .find(|(n, v)| n != name && v == &recipient.to_string())
-        {
+        let value = recipient.to_string();
+        if let Some(other) = config.name_of(&value).filter(|other| other != name) {
             bail!(
-                "{name}'s recipient {} is already in .sops.yaml as &{}: is it a clone of that host?",
-                recipient,
-                other.0
+                "{name}'s recipient {value} is already named {other} in .sops.yaml: is it a clone of that host?"
             );
         }
         let named = config
@@ -465,13 +480,21 @@ pub fn plan_rules(
             .with_context(|| {
                 format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
             })?;
-        if named.text != text {
-            steps.push(Step::AddAnchor {
-                name: name.to_owned(),
-                recipient: recipient.to_string(),
-            });
-            text = named.text;
-            config = SopsConfig::parse(&config_path, &text)?;
+        for change in &named.changes {
+            match change {
+                ConfigChange::AddAnchor { name } => steps.push(Step::AddAnchor {
+                    name: name.clone(),
+                    recipient: value.clone(),
+                }),
+                ConfigChange::AddHeaderLabel { name } => steps.push(Step::AddHeaderLabel {
+                    name: name.clone(),
+                    recipient: value.clone(),
+                }),
+                _ => {}
+            }
+        }
+        if named.text != config.text() {
+            config = SopsConfig::parse(&config_path, &named.text)?;
         }
         recipients.push(named.reference);
     }
@@ -492,49 +515,48 @@ pub fn plan_rules(
     for secret in &host.secrets {
         let regex = secret.as_str();
         for recipient in &recipients {
-            let label = recipient
-                .anchor
-                .clone()
-                .unwrap_or_else(|| recipient.recipient.clone());
             let existing = config
                 .rules()
                 .iter()
                 .find(|r| r.path_regex.as_deref() == Some(regex))
                 .map(|r| r.index);
-            let (new_text, step) = match existing {
-                Some(index) => (
-                    config.add_recipient(&RuleSelector::Indices(vec![index]), recipient)?,
-                    Step::AddToRule {
-                        path_regex: regex.to_owned(),
-                        recipient: label,
-                    },
-                ),
-                None if catch_all_has(&config, &recipient.recipient) => continue,
+            let edit = match existing {
+                Some(index) => config
+                    .add_to_rules(&RuleSelector::Indices(vec![index]), recipient)
+                    .with_context(|| {
+                        format!("cannot add {name} to the rule for {regex} in .sops.yaml")
+                    })?,
+                None if catching_rule_gives(&config, regex, &recipient.recipient) => continue,
                 None => {
-                    let added = config
-                        .add_path_rule(regex, recipient)
-                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?;
-                    // The new rule copies the catch-all; a host's own secrets do not go to the
-                    // shared infrastructure key unless that is how the host reads them.
-                    let added = match infra_ref.as_ref().filter(|i| i != &recipient) {
-                        Some(infra_ref) => {
-                            without_recipient(&config_path, &added, regex, infra_ref)?
+                    let drop = match infra_ref.as_ref() {
+                        Some(infra_ref) if !host.keep_infrastructure && infra_ref != recipient => {
+                            vec![infra_ref.recipient.clone()]
                         }
-                        None => added,
+                        _ => Vec::new(),
                     };
-                    (
-                        added,
-                        Step::AddRule {
-                            path_regex: regex.to_owned(),
-                            recipient: label,
-                        },
-                    )
+                    let options = NewRuleOptions {
+                        example_path: None,
+                        drop,
+                    };
+                    config
+                        .add_rule(regex, recipient, &options)
+                        .with_context(|| format!("cannot add a rule for {regex} to .sops.yaml"))?
                 }
             };
-            if new_text != text {
-                steps.push(step);
-                text = new_text;
-                config = SopsConfig::parse(&config_path, &text)?;
+            let label = config
+                .name_of(&recipient.recipient)
+                .unwrap_or_else(|| recipient.recipient.clone());
+            let dropped = infra_ref
+                .as_ref()
+                .filter(|i| !host.keep_infrastructure && *i != recipient)
+                .map(|i| {
+                    config
+                        .name_of(&i.recipient)
+                        .unwrap_or_else(|| i.recipient.clone())
+                });
+            steps.extend(rule_steps(&edit.changes, &label, dropped));
+            if !edit.is_noop() {
+                config = SopsConfig::parse(&config_path, &edit.text)?;
             }
         }
     }
@@ -543,6 +565,31 @@ pub fn plan_rules(
         config,
         recipients,
     })
+}
+
+/// The steps that report a rule edit's changes, in the file's terms (`label` names the
+/// recipient added, `dropped` the recipient a new rule did not copy).
+fn rule_steps(changes: &[ConfigChange], label: &str, dropped: Option<String>) -> Vec<Step> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            ConfigChange::AddToRule {
+                path_regex,
+                recipient,
+                ..
+            } => Some(Step::AddToRule {
+                path_regex: path_regex.clone().unwrap_or_default(),
+                recipient: recipient.clone(),
+            }),
+            ConfigChange::AddRule { path_regex, above } => Some(Step::AddRule {
+                path_regex: path_regex.clone(),
+                recipient: label.to_owned(),
+                above: above.clone(),
+                dropped: dropped.clone().into_iter().collect(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The key of a host that does not exist yet: the one generated by an earlier run (its public
@@ -556,7 +603,7 @@ fn pregenerated(
 )> {
     let name = host.name.as_str();
     let repo = &inventory.inventory.secrets_repo;
-    let stored = repo.join(super::host_key::stored_path(name));
+    let stored = repo.join(super::host_key::backup_path(repo, host));
     let public = repo.join(format!("pubkeys/{name}.pub"));
     if stored.is_file() {
         let text = fs_err::read_to_string(&public)
@@ -572,32 +619,6 @@ fn pregenerated(
     }
     let generated = super::host_key::generate(name)?;
     Ok((generated.public, Some(generated)))
-}
-
-/// `text` with `recipient` taken out of the rule for `regex` (when it is there).
-fn without_recipient(
-    config_path: &Path,
-    text: &str,
-    regex: &str,
-    recipient: &RecipientRef,
-) -> crate::Result<String> {
-    let config = SopsConfig::parse(config_path, text)?;
-    let Some(rule) = config
-        .rules()
-        .iter()
-        .find(|r| r.path_regex.as_deref() == Some(regex))
-    else {
-        return Ok(text.to_owned());
-    };
-    let present = rule
-        .key_groups
-        .iter()
-        .any(|g| g.iter().any(|e| e.recipient == recipient.recipient));
-    if !present {
-        return Ok(text.to_owned());
-    }
-    let name = recipient.anchor.as_deref().unwrap_or(&recipient.recipient);
-    Ok(config.remove_recipient(&RuleSelector::Indices(vec![rule.index]), name)?)
 }
 
 /// Whether the rule sops picks for `file` gives it other recipients in `new` than in `old`.
@@ -617,22 +638,19 @@ pub(crate) fn rule_changed(old: &SopsConfig, new: &SopsConfig, file: &Path) -> b
     groups(old) != groups(new)
 }
 
-/// Whether the first catch-all rule already gives every file it catches to `recipient`.
-fn catch_all_has(config: &SopsConfig, recipient: &str) -> bool {
-    config
-        .rules()
-        .iter()
-        .find(|r| {
-            r.path_regex
-                .as_deref()
-                .is_none_or(|p| p.is_empty() || p == ".*")
-        })
-        .is_some_and(|r| {
-            !r.key_groups.is_empty()
-                && r.key_groups
-                    .iter()
-                    .all(|g| g.iter().any(|e| e.recipient == recipient))
-        })
+/// Whether the rule sops picks today for a path of `regex` already gives every file it catches
+/// to `recipient` (then the host reads those paths without a rule of its own).
+fn catching_rule_gives(config: &SopsConfig, regex: &str, recipient: &str) -> bool {
+    let Some(path) = hostage_sops::rules::example_path(regex) else {
+        return false;
+    };
+    config.rule_for_sops_path(&path).is_ok_and(|(_, rule)| {
+        !rule.key_groups.is_empty()
+            && rule
+                .key_groups
+                .iter()
+                .all(|g| g.iter().any(|e| e.recipient == recipient))
+    })
 }
 
 /// Whether the rule sops picks for `rel` has every recipient of `ours` in some group.
@@ -756,6 +774,7 @@ pub fn apply(
             }
             // The rule edits are written together, once, with the first of them.
             Step::AddAnchor { .. }
+            | Step::AddHeaderLabel { .. }
             | Step::AddToRule { .. }
             | Step::AddRule { .. }
             | Step::ReplaceRecipient { .. } => {
@@ -817,6 +836,7 @@ impl Step {
         match self {
             Self::SavePublicKey { .. } => "save-public-key",
             Self::AddAnchor { .. } => "add-anchor",
+            Self::AddHeaderLabel { .. } => "add-header-label",
             Self::AddToRule { .. } => "add-to-rule",
             Self::AddRule { .. } => "add-rule",
             Self::Rekey { .. } => "rekey",
@@ -1050,8 +1070,19 @@ mod tests {
         SopsConfig::parse(Path::new("/repo/.sops.yaml"), &text).unwrap()
     }
 
+    /// The recipients the rule sops picks for `path` encrypts to.
+    fn readers(config: &SopsConfig, path: &str) -> Vec<String> {
+        let (_, rule) = config.rule_for_sops_path(path).unwrap();
+        rule.key_groups
+            .iter()
+            .flatten()
+            .map(|e| e.recipient.clone())
+            .collect()
+    }
+
     #[test]
-    fn a_new_host_gets_its_anchor_and_a_rule_for_its_secrets_without_the_infrastructure_key() {
+    fn a_new_host_gets_its_anchor_and_a_rule_above_the_catch_all_that_keeps_the_infrastructure_key()
+    {
         let (_dir, inventory) =
             inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
         let host = inventory.host("web").unwrap();
@@ -1065,25 +1096,131 @@ mod tests {
         .unwrap();
         let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
         assert_eq!(names, ["add-anchor", "add-rule"]);
+        assert_eq!(
+            edit.steps[1],
+            Step::AddRule {
+                path_regex: "secrets/hosts/web/.*".into(),
+                recipient: "web".into(),
+                above: Some(".*".into()),
+                dropped: Vec::new(),
+            }
+        );
         let text = edit.config.text();
         assert!(text.contains(&format!("&web {}", recipient(3))), "{text}");
-        let (_, rule) = edit
-            .config
-            .rule_for_sops_path("secrets/hosts/web/db.yaml")
-            .unwrap();
-        let readers: Vec<&str> = rule
-            .key_groups
-            .iter()
-            .flatten()
-            .map(|e| e.recipient.as_str())
-            .collect();
-        let expected = [recipient(1).to_string(), recipient(3).to_string()];
-        assert_eq!(
-            readers,
-            expected.iter().map(String::as_str).collect::<Vec<_>>()
-        );
+        let expected = [recipient(1), recipient(2), recipient(3)].map(|r| r.to_string());
+        assert_eq!(readers(&edit.config, "secrets/hosts/web/db.yaml"), expected);
         // The original is untouched: planning is pure.
         assert!(!original.text().contains("&web"));
+    }
+
+    #[test]
+    fn a_host_that_does_not_keep_the_infrastructure_key_gets_a_new_rule_without_it() {
+        let (_dir, inventory) = inventory(
+            "  web:\n    address: 10.0.0.7\n    keep_infrastructure: false\n    secrets: ['secrets/hosts/web/.*']\n",
+        );
+        let host = inventory.host("web").unwrap();
+        let edit = plan_rules(
+            &seed_config(),
+            host,
+            &recipient(3),
+            inventory.infrastructure.as_ref(),
+        )
+        .unwrap();
+        let expected = [recipient(1), recipient(3)].map(|r| r.to_string());
+        assert_eq!(readers(&edit.config, "secrets/hosts/web/db.yaml"), expected);
+        assert!(
+            matches!(&edit.steps[1], Step::AddRule { dropped, .. } if dropped == &["infrastructure"]),
+            "{:?}",
+            edit.steps
+        );
+    }
+
+    /// The seed layout's golden files (the shared seed-layout.md, with test keys).
+    const SEED_BEFORE: &str =
+        include_str!("../../sops/tests/rules/seed.before-gnomeregan.sops.yaml");
+    const SEED: &str = include_str!("../../sops/tests/rules/seed.sops.yaml");
+    const SEED_NEW_RULE: &str = include_str!("../../sops/tests/rules/seed.new-rule.expected.yaml");
+
+    /// The recipient of header label `name` in `text`.
+    fn label(text: &str, name: &str) -> AgeRecipient {
+        let config = SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).unwrap();
+        let label = config
+            .header_labels()
+            .into_iter()
+            .find(|l| l.name == name)
+            .unwrap();
+        label.recipient.parse().unwrap()
+    }
+
+    /// An inventory with the seed's workstation and infrastructure keys and `hosts`.
+    fn seed_inventory(hosts: &str) -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("secrets")).unwrap();
+        let text = format!(
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\n  infrastructure:\n    recipient: {}\n    private_key_file: ~/.ssh/id_infrastructure\nhosts:\n{hosts}",
+            label(SEED, "workstation"),
+            label(SEED, "infrastructure"),
+        );
+        let inventory = Inventory::parse(&dir.path().join("fleet.yaml"), &text).unwrap();
+        (dir, inventory)
+    }
+
+    #[test]
+    fn onboarding_on_the_seed_layout_is_the_seeds_hand_edit_and_a_rerun_changes_no_byte() {
+        let (_dir, inventory) = seed_inventory(
+            "  gnomeregan:\n    address: 10.0.0.7\n    secrets:\n      - secrets/host/gnomeregan/.*\n      - secrets/host/ironforge/.*-storage\\.sops\\.yaml\n",
+        );
+        let host = inventory.host("gnomeregan").unwrap();
+        let infra = inventory.infrastructure.as_ref();
+        let key = label(SEED, "gnomeregan");
+        let before = SopsConfig::parse(Path::new("/repo/.sops.yaml"), SEED_BEFORE).unwrap();
+        let once = plan_rules(&before, host, &key, infra).unwrap();
+        assert_eq!(once.config.text(), SEED);
+        assert_eq!(
+            once.steps,
+            [
+                Step::AddHeaderLabel {
+                    name: "gnomeregan".into(),
+                    recipient: key.to_string()
+                },
+                Step::AddToRule {
+                    path_regex: "secrets/host/gnomeregan/.*".into(),
+                    recipient: "gnomeregan".into()
+                },
+                Step::AddToRule {
+                    path_regex: "secrets/host/ironforge/.*-storage\\.sops\\.yaml".into(),
+                    recipient: "gnomeregan".into()
+                },
+            ]
+        );
+        let twice = plan_rules(&once.config, host, &key, infra).unwrap();
+        assert_eq!(twice.steps, Vec::<Step>::new());
+        assert_eq!(twice.config.text(), SEED);
+    }
+
+    #[test]
+    fn a_seed_host_without_a_rule_gets_one_above_the_secrets_catch_all() {
+        let (_dir, inventory) = seed_inventory(
+            "  stormwind:\n    address: 10.0.0.8\n    secrets: ['secrets/host/stormwind/.*']\n",
+        );
+        let host = inventory.host("stormwind").unwrap();
+        let infra = inventory.infrastructure.as_ref();
+        let key = label(SEED_NEW_RULE, "stormwind");
+        let seed = SopsConfig::parse(Path::new("/repo/.sops.yaml"), SEED).unwrap();
+        let edit = plan_rules(&seed, host, &key, infra).unwrap();
+        assert_eq!(edit.config.text(), SEED_NEW_RULE);
+        assert_eq!(
+            edit.steps[1],
+            Step::AddRule {
+                path_regex: "secrets/host/stormwind/.*".into(),
+                recipient: "stormwind".into(),
+                above: Some("secrets/.*".into()),
+                dropped: Vec::new(),
+            }
+        );
+        let again = plan_rules(&edit.config, host, &key, infra).unwrap();
+        assert_eq!(again.config.text(), SEED_NEW_RULE);
+        assert!(again.steps.is_empty(), "{:?}", again.steps);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `rotate HOST --from-backup`: the host was rebuilt but keeps its identity. The private host key
-//! stored by `onboard --generate-host-key` is decrypted in memory, must derive the pinned key,
+//! `rotate HOST --from-backup`: the host was rebuilt but keeps its identity. The backup of the
+//! private host key (the seed's `data: |` YAML or hostage's earlier binary envelope, where the
+//! repo keeps it: see [`crate::host_key::backup_path`]) is decrypted in memory, must derive the pinned key,
 //! and is installed on the host at its key path through the same safe remote write as the
 //! infrastructure deploy (stdin only, temp file, verified on the host, rename). The host is
 //! reached with the key it presents now, vouched for by `--expect-fingerprint` or the caller's
@@ -68,8 +69,10 @@ pub fn plan(
     };
     let repo = &inventory.inventory.secrets_repo;
     let identities = inventory.repo_identities(&options.identities);
-    let stored = FileSnapshot::read(&repo.join(super::host_key::stored_path(name)))?;
-    let (private, public) = super::host_key::decrypt_stored(repo, name, &identities, passphrases)?;
+    let source = super::host_key::backup_path(repo, &host);
+    let stored = FileSnapshot::read(&repo.join(&source))?;
+    let (private, public) =
+        super::host_key::decrypt_stored(repo, name, &source, &identities, passphrases)?;
     let pinned = Fingerprint::of(&public);
     if pinned.as_str() != pin.fingerprint.as_str() {
         bail!(
@@ -77,7 +80,6 @@ pub fn plan(
             pin.fingerprint
         );
     }
-    let source = super::host_key::stored_path(name);
     let key = InfrastructureKey::from_openssh(
         zeroize::Zeroizing::new(private.as_bytes().to_vec()),
         &source,

@@ -75,14 +75,16 @@ pub fn plan(
     let mut config = SopsConfig::parse(&config_path, original.text())?;
     let mut new_config = None;
     if !unchanged && original.text().contains(&old) {
-        let text = original
-            .replace_recipient(&old, &fetched.recipient)
+        let edit = original
+            .replace(&old, &fetched.recipient)
             .with_context(|| format!("cannot replace {name}'s recipient in .sops.yaml"))?;
         steps.push(Step::ReplaceRecipient {
             name: name.to_owned(),
             old: old.clone(),
             new: fetched.recipient.to_string(),
+            changes: edit.changes.iter().map(ToString::to_string).collect(),
         });
+        let text = edit.text;
         config = SopsConfig::parse(&config_path, &text)?;
         new_config = Some(text);
     }

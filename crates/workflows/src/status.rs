@@ -8,7 +8,7 @@ use std::time::Duration;
 use hostage_inventory::Host;
 use hostage_rekey::{Action, PlanOptions};
 use hostage_remote::FleetOptions;
-use hostage_sops::rules::SopsConfig;
+use hostage_sops::rules::{RecipientNames, SopsConfig, SuppliedName};
 use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
@@ -83,7 +83,9 @@ pub struct FileStatus {
     pub path: String,
     /// `unchanged`, `rewrap`, `rotate` or `error` against `.sops.yaml`.
     pub action: Action,
-    /// Names that can read it now: `workstation`, `infrastructure`, hosts.
+    /// Names that can read it now: `workstation`, `infrastructure`, hosts, then other named
+    /// recipients, then the keys of recipients nobody names (each also an `unknown-recipient`
+    /// drift).
     pub readers: Vec<String>,
 }
 
@@ -113,6 +115,10 @@ pub enum DriftKind {
     /// A file a creation rule covers has no sops metadata: a plaintext secret
     /// ([`crate::plaintext`]).
     PlaintextSecret,
+    /// A recipient in `.sops.yaml`'s rules or in a file that the inventory does not know (not
+    /// the workstation, the infrastructure key or a host's pin): a decommissioned host still in
+    /// the rules, a rebuilt host's old key, or a key nobody accounts for.
+    UnknownRecipient,
 }
 
 /// One disagreement `status` found: what, about whom, and the command that fixes it.
@@ -157,7 +163,8 @@ pub struct Status {
     pub secrets_repo: String,
     /// Hosts in inventory order.
     pub hosts: Vec<HostStatus>,
-    /// Named recipients of `.sops.yaml` (anchor → key).
+    /// Named recipients (name → key), from the naming model: `.sops.yaml` anchors, its header
+    /// labels, and `pubkeys/<name>.pub` converted.
     pub recipients: Vec<(String, String)>,
     /// Everything that disagrees, one sentence each, with what to run.
     pub drift: Vec<Drift>,
@@ -175,7 +182,11 @@ pub fn status(
     let inv = &inventory.inventory;
     let repo = &inv.secrets_repo;
     let config = SopsConfig::load(&repo.join(".sops.yaml"))?;
-    let named = config.named_recipients();
+    let names = config.recipient_names(&public_key_names(repo));
+    let named: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.name.clone(), n.recipient.clone()))
+        .collect();
     let mut drift = Vec::new();
 
     let online_results = match online {
@@ -203,7 +214,13 @@ pub fn status(
     for (index, host) in inv.hosts.iter().enumerate() {
         let name = host.name.as_str();
         let pin = host.pin.as_ref();
-        let anchor = named.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v);
+        // The host's name in .sops.yaml (an anchor or a header label), or the recipient its
+        // `pubkeys/<host>.pub` converts to when a rule has that recipient.
+        let anchor = names
+            .recipient_of(name)
+            .filter(|value| config.name_of(value).is_some() || in_rules(&config, value))
+            .map(str::to_owned);
+        let anchor = anchor.as_ref();
         let in_sops_config = match (pin, anchor) {
             (Some(pin), Some(value)) => *value == pin.recipient.to_string(),
             _ => false,
@@ -281,6 +298,8 @@ pub fn status(
     let plan = hostage_rekey::plan(&config, &candidates, &PlanOptions::default(), &|| {})?;
     let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
     let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
+    let known = known_recipients(inv);
+    let mut unknown_in_files = std::collections::BTreeMap::new();
     let mut files = Vec::new();
     let mut lagging = 0;
     for file in plan.files() {
@@ -337,6 +356,16 @@ pub fn status(
                 ));
             }
         }
+        for recipient in &current {
+            if known.contains(*recipient) {
+                continue;
+            }
+            *unknown_in_files.entry((*recipient).to_owned()).or_insert(0) += 1;
+            let label = names.name_of(recipient).unwrap_or(recipient).to_owned();
+            if !readers.contains(&label) {
+                readers.push(label);
+            }
+        }
         files.push(FileStatus {
             path: file.display.clone(),
             action: file.action,
@@ -353,6 +382,12 @@ pub fn status(
             Some("hostage rekey".to_owned()),
         ));
     }
+    drift.extend(unknown_recipients(
+        &config,
+        &names,
+        &known,
+        &unknown_in_files,
+    ));
     Ok(Status {
         secrets_repo: repo.display().to_string(),
         hosts,
@@ -360,6 +395,153 @@ pub fn status(
         drift,
         files,
     })
+}
+
+impl Status {
+    /// The status narrowed to one host (`status HOST`): that host, the drift about it or about
+    /// files it reads or must read, and those files. Pure.
+    pub fn for_host(self, host: &Host) -> Status {
+        let name = host.name.as_str();
+        let secrets: Vec<regex::Regex> = host
+            .secrets
+            .iter()
+            .filter_map(|s| regex::Regex::new(s.as_str()).ok())
+            .collect();
+        let files: Vec<FileStatus> = self
+            .files
+            .into_iter()
+            .filter(|f| {
+                f.readers.iter().any(|r| r == name) || secrets.iter().any(|r| r.is_match(&f.path))
+            })
+            .collect();
+        let drift = self
+            .drift
+            .into_iter()
+            .filter(|d| d.subject == name || files.iter().any(|f| f.path == d.subject))
+            .collect();
+        Status {
+            secrets_repo: self.secrets_repo,
+            hosts: self.hosts.into_iter().filter(|h| h.name == name).collect(),
+            recipients: self.recipients,
+            drift,
+            files,
+        }
+    }
+}
+
+/// The names `pubkeys/<name>.pub` gives: each file's first ed25519 key, converted. Files that
+/// hold no such key are skipped (they are documentation; `status` does not judge them).
+fn public_key_names(repo: &std::path::Path) -> Vec<SuppliedName> {
+    let Ok(entries) = fs_err::read_dir(repo.join("pubkeys")) else {
+        return Vec::new();
+    };
+    let mut supplied = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pub"))
+        else {
+            continue;
+        };
+        let Ok(text) = fs_err::read_to_string(&path) else {
+            continue;
+        };
+        let recipient = hostage_recipients::parse_key_lines(&text)
+            .into_iter()
+            .flatten()
+            .find_map(|line| line.key.to_age_recipient().ok());
+        if let Some(recipient) = recipient {
+            supplied.push(SuppliedName {
+                name: name.to_owned(),
+                recipient: recipient.to_string(),
+                origin: format!("pubkeys/{name}.pub"),
+            });
+        }
+    }
+    supplied.sort_by(|a, b| a.name.cmp(&b.name));
+    supplied
+}
+
+/// Whether some rule of `config` encrypts to `recipient`.
+fn in_rules(config: &SopsConfig, recipient: &str) -> bool {
+    config.rules().iter().any(|r| {
+        r.key_groups
+            .iter()
+            .flatten()
+            .any(|e| e.recipient == recipient)
+    })
+}
+
+/// The recipients the inventory accounts for: the workstation, the infrastructure key and every
+/// host's pinned recipient.
+fn known_recipients(inv: &hostage_inventory::Inventory) -> BTreeSet<String> {
+    inv.workstation
+        .iter()
+        .map(|w| w.recipient.to_string())
+        .chain(inv.infrastructure.iter().map(|i| i.recipient.to_string()))
+        .chain(
+            inv.hosts
+                .iter()
+                .filter_map(|h| h.pin.as_ref().map(|p| p.recipient.to_string())),
+        )
+        .collect()
+}
+
+/// One `unknown-recipient` drift per recipient of `.sops.yaml`'s rules or of the files
+/// (`in_files`: how many files have it) that is not in `known`. Pure.
+pub fn unknown_recipients(
+    config: &SopsConfig,
+    names: &RecipientNames,
+    known: &BTreeSet<String>,
+    in_files: &std::collections::BTreeMap<String, usize>,
+) -> Vec<Drift> {
+    let mut in_rules: std::collections::BTreeMap<&str, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for rule in config.rules() {
+        for entry in rule.key_groups.iter().flatten() {
+            if !known.contains(&entry.recipient) {
+                let rules = in_rules.entry(entry.recipient.as_str()).or_default();
+                let label = rule
+                    .path_regex
+                    .clone()
+                    .unwrap_or_else(|| "(every file)".to_owned());
+                if !rules.contains(&label) {
+                    rules.push(label);
+                }
+            }
+        }
+    }
+    let all: BTreeSet<&str> = in_rules
+        .keys()
+        .copied()
+        .chain(in_files.keys().map(String::as_str))
+        .collect();
+    all.into_iter()
+        .map(|recipient| {
+            let who = match names.name_of(recipient) {
+                Some(name) => format!("{name} ({recipient})"),
+                None => format!("unnamed recipient {recipient}"),
+            };
+            let mut places = Vec::new();
+            if let Some(rules) = in_rules.get(recipient) {
+                places.push(format!(".sops.yaml rule(s) {}", rules.join(", ")));
+            }
+            if let Some(count) = in_files.get(recipient) {
+                places.push(format!("{count} file(s)"));
+            }
+            Drift::new(
+                DriftKind::UnknownRecipient,
+                names.name_of(recipient).unwrap_or(recipient),
+                format!(
+                    "{who} reads {} but the inventory does not know it (a decommissioned host? remove it from .sops.yaml, then `hostage rekey`; or add the host to the inventory and onboard it)",
+                    places.join(" and ")
+                ),
+                None,
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -372,7 +554,7 @@ mod tests {
     use hostage_inventory::Inventory;
     use hostage_recipients::AgeRecipient;
 
-    use super::{host_drift, DriftKind};
+    use super::{host_drift, unknown_recipients, DriftKind};
 
     const FINGERPRINT: &str = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
@@ -425,5 +607,45 @@ mod tests {
             kinds(&host_drift(host, None, false)),
             [DriftKind::NotInSopsConfig, DriftKind::PublicKeyMissing]
         );
+    }
+
+    #[test]
+    fn a_recipient_the_inventory_does_not_know_is_drift_named_by_its_header_label() {
+        let text = format!(
+            "# workstation: {}\n# oldhost:     {}\ncreation_rules:\n  - path_regex: secrets/.*\n    age: {},{}\n",
+            recipient(1),
+            recipient(9),
+            recipient(1),
+            recipient(9)
+        );
+        let config =
+            hostage_sops::rules::SopsConfig::parse(std::path::Path::new("/r/.sops.yaml"), &text)
+                .unwrap();
+        let names = config.recipient_names(&[]);
+        let known = [recipient(1)].into_iter().collect();
+        let mut in_files = std::collections::BTreeMap::new();
+        in_files.insert(recipient(9), 2);
+        in_files.insert(recipient(8), 1);
+        let drift = unknown_recipients(&config, &names, &known, &in_files);
+        assert_eq!(
+            kinds(&drift),
+            [DriftKind::UnknownRecipient, DriftKind::UnknownRecipient]
+        );
+        let oldhost = drift.iter().find(|d| d.subject == "oldhost").unwrap();
+        assert!(
+            oldhost.message.contains("rule(s) secrets/.*"),
+            "{}",
+            oldhost.message
+        );
+        assert!(oldhost.message.contains("2 file(s)"), "{}", oldhost.message);
+        let unnamed = drift.iter().find(|d| d.subject == recipient(8)).unwrap();
+        assert!(
+            unnamed.message.contains("unnamed recipient"),
+            "{}",
+            unnamed.message
+        );
+        // Nothing unknown: no drift.
+        let known = [recipient(1), recipient(9)].into_iter().collect();
+        assert!(unknown_recipients(&config, &names, &known, &Default::default()).is_empty());
     }
 }
