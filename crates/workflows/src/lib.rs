@@ -11,6 +11,7 @@ pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
+pub mod new_sops_file;
 pub mod onboard;
 pub mod rekey;
 pub mod restore;
