@@ -29,6 +29,7 @@ mod sops_support;
 mod tidy;
 mod workflow_onboard;
 mod workflow_rotate;
+mod workflow_set;
 mod workflow_status;
 mod workflow_support;
 mod workflow_trust;

@@ -59,6 +59,9 @@ pub enum Command {
     #[command(after_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),
 
+    /// Set one value of a sops file from stdin (the file is created under its rule if absent).
+    Set(SetArgs),
+
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  hostage completions bash > /etc/bash_completion.d/hostage"
@@ -165,6 +168,40 @@ pub struct RekeyArgs {
     /// Files computed and written per durable batch (bounds memory).
     #[arg(long, value_name = "N", default_value_t = 256, hide = true)]
     pub batch_size: usize,
+}
+
+/// `hostage set FILE KEY`: one value from stdin into a sops file.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    pwgen -s 32 1 | hostage set secrets/hosts/web02/db.yaml db_password\n  \
+    hostage set secrets/hosts/web02/db.yaml '[\"db\"][\"password\"]' < password.txt\n  \
+    head -c 32 /dev/urandom | base64 | hostage set --dry-run secrets/app.env SESSION_KEY\n\n\
+    The value is read from stdin (never from the command line), one trailing newline removed\n\
+    unless --keep-newline. An existing file keeps its recipients and data key: only the value,\n\
+    lastmodified and the MAC change (its MAC is checked first, so you need an identity that opens\n\
+    it). An absent file is created for the recipients its .sops.yaml creation rule gives it, in\n\
+    the format its extension says (*.sops files are YAML, as in the seed layout). Setting the\n\
+    value a key already has writes nothing. No sops binary is run.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct SetArgs {
+    /// The sops file (inside the repository of .sops.yaml).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The key: `name` (top level) or sops' path form `["db"]["password"]`.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// Print what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep a trailing newline of the value (by default one is removed).
+    #[arg(long)]
+    pub keep_newline: bool,
+    /// The .sops.yaml to follow (default: SOPS_CONFIG, else .sops.yaml here or in a parent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The identities that open the file.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
 }
 
 /// Arguments of `hostage convert`.

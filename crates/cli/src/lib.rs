@@ -15,6 +15,7 @@ pub mod passphrase;
 pub mod rekey;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod set;
 pub mod status;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ExportHostKey(args) => {
             onboard::run_export(args, &mut out, cli.inventory.as_deref())?
         }
+        Command::Set(args) => set::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {
             let mut buffer = Vec::new();

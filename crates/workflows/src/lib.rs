@@ -18,6 +18,7 @@ pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
 pub mod session;
+pub mod set;
 pub mod status;
 
 pub use error::{Context, Result, WorkflowError};
