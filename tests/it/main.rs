@@ -27,6 +27,7 @@ mod sops_properties;
 mod sops_set;
 mod sops_support;
 mod tidy;
+mod workflow_backup;
 mod workflow_onboard;
 mod workflow_rotate;
 mod workflow_set;

@@ -49,6 +49,9 @@ pub enum Command {
     /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
     RotateInfra(RotateInfraArgs),
 
+    /// Back up an onboarded host's private host key, sops-encrypted, into the secrets repo.
+    BackupHostKey(BackupHostKeyArgs),
+
     /// Write a host key made by `onboard --generate-host-key` as a nixos-anywhere --extra-files tree.
     ExportHostKey(ExportHostKeyArgs),
 
@@ -384,6 +387,35 @@ pub struct ExportHostKeyArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// The identities that open the stored host key.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage backup-host-key`: an existing host's identity, backed up in the secrets repo.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage backup-host-key gnomeregan --dry-run\n  \
+    hostage backup-host-key gnomeregan\n  \
+    hostage rotate gnomeregan --from-backup --expect-fingerprint SHA256:…   # after a reinstall\n\n\
+    Reaches the host verified by its pin, reads its private host key (the host_key_path without\n\
+    .pub) as root (sudo -n when the login user is not root), checks it derives the pinned key,\n\
+    and writes it to secrets/hosts/HOST/ssh_host_ed25519_key, sops-encrypted for the recipients\n\
+    the .sops.yaml creation rule gives that path, as YAML whose one key `data` holds the key as a\n\
+    literal block. The key never touches the local disk unencrypted and never appears in argv;\n\
+    no sops binary is run. A backup that already holds the pinned key is left as it is; one that\n\
+    holds another key is refused. Keep the backup's rule to the workstation (and the host).\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct BackupHostKeyArgs {
+    /// The host, by its inventory name (it must be pinned: onboard it first).
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Read and check the key, print what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open an existing backup.
     #[command(flatten)]
     pub keys: RepoIdentityArgs,
 }

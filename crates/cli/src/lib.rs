@@ -3,6 +3,7 @@
 //! Library crates below this one never print; this crate turns their results into text or JSON
 //! on stdout and their errors into one `error:` message with causes and a hint on stderr.
 
+pub mod backup_host_key;
 pub mod cli;
 pub mod convert;
 pub mod exit;
@@ -38,6 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::RotateInfra(args) => rotate_infra::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::BackupHostKey(args) => {
+            backup_host_key::run(args, &mut out, cli.inventory.as_deref())?
+        }
         Command::ExportHostKey(args) => {
             onboard::run_export(args, &mut out, cli.inventory.as_deref())?
         }

@@ -8,6 +8,7 @@
 //! It does not print, parse command lines or know about `.sops.yaml`; callers get typed results
 //! per host and a progress callback.
 
+mod backup;
 mod connect;
 mod deploy;
 mod error;
@@ -18,12 +19,15 @@ mod restore;
 mod run_dir;
 mod trust;
 
+pub use backup::BackedUpHost;
 pub use deploy::{
     DeployAction, DeployOptions, DeployedHost, InfrastructureKey, InfrastructureKeyError,
 };
 pub use error::{FleetError, HostError, KeyFileError};
 pub use fetch::FetchedHost;
-pub use fleet::{deploy, fetch, restore_host_key, FleetOptions, HostResult, HostTarget};
+pub use fleet::{
+    deploy, fetch, read_host_private_key, restore_host_key, FleetOptions, HostResult, HostTarget,
+};
 pub use host::{HostSpec, HostSpecError};
 pub use restore::{RestoreAction, RestoreOptions, RestoredHost};
 pub use trust::{Fingerprint, FingerprintError, PinFile, PinFileError, PinRecorder, VerifiedBy};

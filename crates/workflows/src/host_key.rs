@@ -139,9 +139,15 @@ pub fn decrypt_stored(
 ) -> crate::Result<(Zeroizing<String>, Ed25519PublicKey)> {
     let stored = repo.join(stored_path(host));
     let bytes = fs_err::read(&stored).with_context(|| {
-        format!("{host} has no stored host key (onboard it with --generate-host-key)")
+        format!("{host} has no stored host key (back it up with `hostage backup-host-key {host}`, or onboard it with --generate-host-key)")
     })?;
-    let file = hostage_sops::SopsFile::parse(&bytes, Some(hostage_sops::Format::Binary))?;
+    // `onboard --generate-host-key` stores a binary-format file (`{"data": …}`),
+    // `backup-host-key` the seed's YAML `data: |`; both hold the key under `data`.
+    let format = bytes
+        .trim_ascii_start()
+        .starts_with(b"{")
+        .then_some(hostage_sops::Format::Binary);
+    let file = hostage_sops::SopsFile::parse(&bytes, format)?;
     let key = file
         .data_key(identities, passphrases)
         .with_context(|| format!("cannot decrypt {}", stored.display()))?;

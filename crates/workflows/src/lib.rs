@@ -7,6 +7,7 @@
 //! Nothing here prints: callers get plans, reports and typed errors as values and may pass a
 //! progress callback. The `hostage` binary parses arguments and renders what this crate returns.
 
+pub mod backup_host_key;
 pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
