@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
 pub mod new_sops_file;
+pub mod offboard;
 pub mod onboard;
 pub mod rekey;
 pub mod restore;

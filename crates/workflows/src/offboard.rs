@@ -1,0 +1,293 @@
+//! `hostage offboard HOST`, its pure part: the `.sops.yaml` edits that take a decommissioned
+//! host out of the rules, computed from the text alone (facts in, edit out), so onboard then
+//! offboard gives back the original bytes.
+//!
+//! The edits, in order:
+//! 1. a rule whose every key group holds only the host is removed (its files fall to the rule that
+//!    catches them next; with none, the plan is refused, naming the rule);
+//! 2. the host is removed from every other rule and key group (`remove_from_rules`, in the file's
+//!    own convention: alias, header-labelled literal, comma string…);
+//! 3. a rule for the host's own paths (its path_regex is one of the host's inventory `secrets:`
+//!    or names the host as a word, `secrets/hosts/web/.*`) that now gives nobody anything the
+//!    rule catching its files next would not (every recipient it still names is also in that
+//!    rule) existed only for the host, as onboarding's new rule for a host's `secrets:` path
+//!    does: it is removed, and its files fall to that rule. Any other rule stays, even when it is
+//!    redundant: offboarding changes nothing that was not the host's;
+//! 4. the host's name goes: its `keys:` anchor or its header label (`unname_recipient`).
+
+use std::collections::BTreeSet;
+
+use hostage_sops::rules::{example_path, ConfigChange, CreationRule, RuleSelector, SopsConfig};
+
+use crate::WorkflowError;
+
+/// The `.sops.yaml` edits offboarding a host makes.
+#[derive(Debug)]
+pub struct OffboardRulesEdit {
+    /// What was done, in the file's terms ("remove gnomeregan from rule …", "remove rule …").
+    pub changes: Vec<ConfigChange>,
+    /// `.sops.yaml` with every edit made (the original text when the host is not in it).
+    pub config: SopsConfig,
+}
+
+/// Plans the edits that take `name` (whose recipient is `recipient`, `age1…`; its inventory
+/// `secrets:` paths `secrets`) out of `original`. Pure; a re-run on the result changes nothing.
+pub fn plan_rules(
+    original: &SopsConfig,
+    name: &str,
+    recipient: &str,
+    secrets: &[String],
+) -> crate::Result<OffboardRulesEdit> {
+    let path = original.path().to_owned();
+    let mut config = SopsConfig::parse(&path, original.text())?;
+    let mut changes = Vec::new();
+    // The name the file knows the host by (anchor or header label), else the literal key.
+    let reference = config
+        .name_of(recipient)
+        .unwrap_or_else(|| recipient.to_owned());
+
+    // 1. Rules that exist for the host alone.
+    let only_host: Vec<String> = config
+        .rules()
+        .iter()
+        .filter(|rule| holds_only(rule, recipient))
+        .filter_map(|rule| rule.path_regex.clone())
+        .collect();
+    for regex in &only_host {
+        let edit = config.remove_rule(regex)?;
+        let next = SopsConfig::parse(&path, &edit.text)?;
+        if let Some(example) = example_path(regex) {
+            if next.rule_for_sops_path(&example).is_err() {
+                return Err(unreadable(name, regex));
+            }
+        }
+        changes.extend(edit.changes);
+        config = next;
+    }
+
+    // 2. The host out of every other rule.
+    let holding: Vec<usize> = config
+        .rules()
+        .iter()
+        .filter(|rule| holds(rule, recipient))
+        .map(|rule| rule.index)
+        .collect();
+    let touched: Vec<String> = holding
+        .iter()
+        .filter_map(|i| config.rules()[*i].path_regex.clone())
+        .collect();
+    if !holding.is_empty() {
+        let edit = config.remove_from_rules(&RuleSelector::Indices(holding), &reference)?;
+        changes.extend(edit.changes);
+        config = SopsConfig::parse(&path, &edit.text)?;
+    }
+
+    // 3. Rules that the host's removal left redundant.
+    for regex in &touched {
+        let Some(rule) = config
+            .rules()
+            .iter()
+            .find(|r| r.path_regex.as_deref() == Some(regex.as_str()))
+        else {
+            continue;
+        };
+        let Some(example) = example_path(regex) else {
+            continue;
+        };
+        let left = recipients(rule);
+        let edit = config.remove_rule(regex)?;
+        let next = SopsConfig::parse(&path, &edit.text)?;
+        let Ok((_, catching)) = next.rule_for_sops_path(&example) else {
+            continue;
+        };
+        // Only a rule for the host's own paths (onboarding made it from the rule that catches
+        // them, minus the infrastructure key); any other rule stays, even when redundant.
+        let for_host = secrets.iter().any(|s| s == regex) || names_host(regex, name);
+        if for_host && left.is_subset(&recipients(catching)) && rule.key_groups.len() <= 1 {
+            changes.extend(edit.changes);
+            config = next;
+        }
+    }
+
+    // 4. The host's name.
+    if reference != recipient {
+        let edit = config.unname_recipient(&reference)?;
+        if !edit.is_noop() {
+            changes.extend(edit.changes);
+            config = SopsConfig::parse(&path, &edit.text)?;
+        }
+    }
+    Ok(OffboardRulesEdit { changes, config })
+}
+
+/// Whether `regex` names the host: `name` as a whole word (`secrets/hosts/web/.*` names `web`,
+/// `secrets/webapp/.*` does not).
+fn names_host(regex: &str, name: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    regex.match_indices(name).any(|(at, _)| {
+        let before = regex[..at].chars().next_back();
+        let after = regex[at + name.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+fn holds(rule: &CreationRule, recipient: &str) -> bool {
+    rule.key_groups
+        .iter()
+        .any(|g| g.iter().any(|e| e.recipient == recipient))
+}
+
+fn holds_only(rule: &CreationRule, recipient: &str) -> bool {
+    !rule.key_groups.is_empty()
+        && rule.other_keys.iter().flatten().next().is_none()
+        && rule
+            .key_groups
+            .iter()
+            .all(|g| !g.is_empty() && g.iter().all(|e| e.recipient == recipient))
+}
+
+fn recipients(rule: &CreationRule) -> BTreeSet<String> {
+    rule.key_groups
+        .iter()
+        .flatten()
+        .map(|e| e.recipient.clone())
+        .collect()
+}
+
+fn unreadable(name: &str, regex: &str) -> WorkflowError {
+    WorkflowError::refused_with_hint(
+        format!(
+            "rule {regex} of .sops.yaml exists only for {name}, and no other rule catches its files: without {name} they would be readable by no one; nothing was changed"
+        ),
+        format!(
+            "add a rule for {regex} with the recipients that should keep reading those files (the workstation), or delete the files, then offboard {name} again"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! On fixture text: the seed layout of `crates/sops/tests/rules/` and the shapes onboarding
+    //! writes; no repository, no sshd.
+
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use hostage_sops::rules::SopsConfig;
+
+    use super::plan_rules;
+
+    const GNOMEREGAN: &str = "age1qvpsxqcrqvpsxqcrqvpsxqcrqvpsxqcrqvpsxqcrqvpsxqcrqvpsewmjt2";
+
+    fn fixture(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../sops/tests/rules")
+            .join(name);
+        fs_err::read_to_string(path).unwrap()
+    }
+
+    fn parse(text: &str) -> SopsConfig {
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).unwrap()
+    }
+
+    #[test]
+    fn offboarding_gnomeregan_from_the_seed_gives_back_the_file_before_it_was_onboarded() {
+        let seed = parse(&fixture("seed.sops.yaml"));
+        let edit = plan_rules(&seed, "gnomeregan", GNOMEREGAN, &[]).unwrap();
+        assert_eq!(
+            edit.config.text(),
+            fixture("seed.before-gnomeregan.sops.yaml")
+        );
+        let said: Vec<String> = edit.changes.iter().map(ToString::to_string).collect();
+        assert!(
+            said.iter().any(|c| c.contains("header label gnomeregan")),
+            "{said:?}"
+        );
+        // Again: nothing left to do, no byte changes.
+        let again = plan_rules(&edit.config, "gnomeregan", GNOMEREGAN, &[]).unwrap();
+        assert!(again.changes.is_empty(), "{:?}", again.changes);
+        assert_eq!(again.config.text(), edit.config.text());
+    }
+
+    #[test]
+    fn onboard_then_offboard_gives_back_the_original_bytes() {
+        use hostage_recipients::AgeRecipient;
+        let r = |n: u8| AgeRecipient::from_bytes([n; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir(dir.path().join("secrets")).unwrap();
+        let inventory_text = format!(
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\n  infrastructure:\n    recipient: {}\n    private_key_file: ~/.ssh/id_infrastructure\nhosts:\n  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n  db:\n    address: 10.0.0.8\n    infrastructure_key: true\n    secrets: ['secrets/.*']\n",
+            r(1),
+            r(2)
+        );
+        let path = dir.path().join("fleet.yaml");
+        fs_err::write(&path, &inventory_text).unwrap();
+        let inventory = hostage_inventory::Inventory::parse(&path, &inventory_text).unwrap();
+        let originals = [
+            // Anchors and a catch-all (the test world's shape): web gets a rule of its own.
+            format!(
+                "keys:\n  - &workstation {}\n  - &infrastructure {}\ncreation_rules:\n  - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n",
+                r(1),
+                r(2)
+            ),
+            fixture("seed.before-gnomeregan.sops.yaml"),
+        ];
+        for original in &originals {
+            for (name, n) in [("web", 3), ("db", 4)] {
+                let host = inventory.host(name).unwrap();
+                let secrets: Vec<String> =
+                    host.secrets.iter().map(|s| s.as_str().to_owned()).collect();
+                let onboarded = crate::onboard::plan_rules(
+                    &parse(original),
+                    host,
+                    &r(n),
+                    inventory.infrastructure.as_ref(),
+                )
+                .unwrap();
+                assert_ne!(onboarded.config.text(), original.as_str(), "{name}");
+                let edit =
+                    plan_rules(&onboarded.config, name, &r(n).to_string(), &secrets).unwrap();
+                assert_eq!(
+                    edit.config.text(),
+                    original.as_str(),
+                    "{name}: {:?}",
+                    edit.changes
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_rule_not_named_for_the_host_is_kept_when_its_files_would_reach_more_readers() {
+        let text = format!(
+            "keys:\n  - &ws {w}\n  - &infra {i}\n  - &web {GNOMEREGAN}\ncreation_rules:\n  - path_regex: secrets/shared/.*\n    age: [*ws, *web]\n  - path_regex: secrets/hosts/web/.*\n    age: [*ws, *web]\n  - path_regex: .*\n    age: [*ws, *infra]\n",
+            w = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+            i = "age1qgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpquuzgag",
+        );
+        let edit = plan_rules(&parse(&text), "web", GNOMEREGAN, &[]).unwrap();
+        let out = edit.config.text();
+        assert!(out.contains("secrets/shared/.*\n    age: *ws\n"), "{out}");
+        assert!(!out.contains("secrets/hosts/web/"), "{out}");
+        assert!(!out.contains("&web"), "{out}");
+    }
+
+    #[test]
+    fn host_names_are_matched_as_whole_words_in_rules() {
+        assert!(super::names_host("secrets/hosts/web/.*", "web"));
+        assert!(super::names_host("secrets/host/web\\.yaml", "web"));
+        assert!(!super::names_host("secrets/web-prod/.*", "web"));
+        assert!(!super::names_host("secrets/webapp/.*", "web"));
+        assert!(!super::names_host("secrets/my_web/.*", "web"));
+    }
+
+    #[test]
+    fn a_rule_only_for_the_host_whose_files_no_other_rule_catches_is_refused() {
+        let text = format!(
+            "creation_rules:\n  - path_regex: secrets/web/.*\n    age: {GNOMEREGAN}\n  - path_regex: other/.*\n    age: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n"
+        );
+        let error = plan_rules(&parse(&text), "gnomeregan", GNOMEREGAN, &[]).unwrap_err();
+        assert!(error.to_string().contains("secrets/web/.*"), "{error}");
+        assert!(error.hint().is_some());
+    }
+}
