@@ -28,6 +28,7 @@ mod sops_set;
 mod sops_support;
 mod tidy;
 mod workflow_backup;
+mod workflow_offboard;
 mod workflow_onboard;
 mod workflow_rotate;
 mod workflow_set;

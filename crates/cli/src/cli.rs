@@ -49,6 +49,9 @@ pub enum Command {
     /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
     RotateInfra(RotateInfraArgs),
 
+    /// Decommission a host: its recipient out of .sops.yaml, its files' data keys rotated.
+    Offboard(OffboardArgs),
+
     /// Back up an onboarded host's private host key, sops-encrypted, into the secrets repo.
     BackupHostKey(BackupHostKeyArgs),
 
@@ -387,6 +390,36 @@ pub struct ExportHostKeyArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// The identities that open the stored host key.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage offboard`: decommission a host.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage offboard gnomeregan --dry-run     # the .sops.yaml edits, the files, the exposure\n  \
+    hostage offboard gnomeregan\n  \
+    hostage --json offboard gnomeregan --keep-backup\n\n\
+    Removes the host's recipient from every rule and key group of .sops.yaml, its anchor or\n\
+    header label, and the rules that existed only for it (their files fall to the rule that\n\
+    catches them next; a file no rule would catch is refused, named). Every file the host could\n\
+    read gets a new data key, and the exposure report lists what it could read: change those\n\
+    credentials. pubkeys/HOST.pub, the host-key backup (unless --keep-backup) and the host's\n\
+    inventory entry with its pin go last. No SSH: the host may be gone already. A host that\n\
+    holds the infrastructure key is refused (the hint says how to rotate it first). A stopped\n\
+    run is finished by the next; running it again does nothing.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct OffboardArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the host-key backup (secrets/hosts/HOST/ssh_host_ed25519_key).
+    #[arg(long)]
+    pub keep_backup: bool,
+    /// The identities that open the repo's files.
     #[command(flatten)]
     pub keys: RepoIdentityArgs,
 }

@@ -10,6 +10,7 @@ pub mod exit;
 pub mod fleet;
 pub mod identities;
 pub mod man;
+pub mod offboard;
 pub mod onboard;
 pub mod output;
 pub mod passphrase;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::RotateInfra(args) => rotate_infra::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::Offboard(args) => offboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::BackupHostKey(args) => {
             backup_host_key::run(args, &mut out, cli.inventory.as_deref())?
         }

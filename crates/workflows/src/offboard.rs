@@ -1,6 +1,8 @@
-//! `hostage offboard HOST`, its pure part: the `.sops.yaml` edits that take a decommissioned
-//! host out of the rules, computed from the text alone (facts in, edit out), so onboard then
-//! offboard gives back the original bytes.
+//! `hostage offboard HOST`: a decommissioned host leaves the secrets repo. [`plan_rules`] is the
+//! pure part, the `.sops.yaml` edits computed from the text alone (facts in, edit out), so onboard
+//! then offboard gives back the original bytes; [`plan`] adds the files that lose the host's
+//! recipient (new data keys, the exposure report), the files to delete and the inventory without
+//! the host; [`apply`] writes them in the repository session, the inventory last.
 //!
 //! The edits, in order:
 //! 1. a rule whose every key group holds only the host is removed (its files fall to the rule that
@@ -163,6 +165,233 @@ fn unreadable(name: &str, regex: &str) -> WorkflowError {
             "add a rule for {regex} with the recipients that should keep reading those files (the workstation), or delete the files, then offboard {name} again"
         ),
     )
+}
+
+/// How `offboard` runs.
+#[derive(Clone, Debug, Default)]
+pub struct OffboardOptions {
+    /// Keep the host-key backup (`secrets/hosts/<host>/ssh_host_ed25519_key`).
+    pub keep_backup: bool,
+    /// Extra identities to open the files to re-key with.
+    pub identities: Vec<std::path::PathBuf>,
+}
+
+/// What `offboard` did or would do (`--dry-run`). Holds no secret.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OffboardReport {
+    /// The host's inventory name.
+    pub host: String,
+    /// Its recipient (from the pin, else its `.sops.yaml` name), when it had one.
+    pub recipient: Option<String>,
+    /// The `.sops.yaml` changes, as the file's terms say them.
+    pub changes: Vec<String>,
+    /// The files re-keyed with a new data key (planned, in a dry run).
+    pub rekeyed: Vec<String>,
+    /// Files of the secrets repo removed (`pubkeys/<host>.pub`, the host-key backup).
+    pub removed: Vec<String>,
+    /// Whether the host's inventory entry (and pin) is removed.
+    pub inventory_entry_removed: bool,
+    /// What the host's key could read: change those credentials.
+    pub exposure: Vec<hostage_rekey::Exposure>,
+    /// Problems that did not stop the run.
+    pub warnings: Vec<String>,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+}
+
+/// A planned offboarding: the report, and what applying writes.
+#[derive(Debug)]
+pub struct OffboardPlan {
+    /// What the run does.
+    pub report: OffboardReport,
+    repo: std::path::PathBuf,
+    config: crate::session::FileSnapshot,
+    new_config: Option<String>,
+    inventory: crate::session::FileSnapshot,
+    new_inventory: Option<String>,
+    rekey: hostage_rekey::Plan,
+    removals: Vec<std::path::PathBuf>,
+    identities: Vec<std::path::PathBuf>,
+}
+
+impl OffboardPlan {
+    /// Whether applying would change nothing (a re-run after a finished offboarding).
+    pub fn is_noop(&self) -> bool {
+        self.new_config.is_none()
+            && self.new_inventory.is_none()
+            && self.rekey.is_empty()
+            && self.removals.is_empty()
+    }
+}
+
+/// Plans offboarding `name`: the `.sops.yaml` edits, the files that lose its recipient (their
+/// data keys rotated, the exposure report), the files to remove and the inventory without it.
+/// Refuses a host that holds the infrastructure key. Writes nothing; needs no SSH.
+pub fn plan(
+    inventory: &crate::FleetInventory,
+    name: &str,
+    options: &OffboardOptions,
+) -> crate::Result<OffboardPlan> {
+    use crate::session::FileSnapshot;
+    let repo = inventory.inventory.secrets_repo.clone();
+    let config_path = repo.join(".sops.yaml");
+    let config = FileSnapshot::read(&config_path)?;
+    let original = SopsConfig::parse(&config_path, config.text()?)?;
+    let host = inventory.inventory.host(name).cloned();
+    if let Some(host) = &host {
+        if host.infrastructure_key {
+            return Err(WorkflowError::refused_with_hint(
+                format!(
+                    "{name} holds the infrastructure key: its copy can read every file the infrastructure key can, so removing {name} alone would leave them readable to it; nothing was changed"
+                ),
+                format!(
+                    "set `infrastructure_key: false` for {name} in the inventory, run `hostage rotate-infra --new-key NEW_KEY` (the other hosts get the new key, {name}'s copy stops working), then `hostage offboard {name}` (--rotate-infra is not implemented yet)"
+                ),
+            ));
+        }
+    }
+    let named = original
+        .named_recipients()
+        .into_iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, recipient)| recipient);
+    let recipient = host
+        .as_ref()
+        .and_then(|h| h.pin.as_ref())
+        .map(|p| p.recipient.to_string())
+        .or(named);
+    let secrets: Vec<String> = host
+        .as_ref()
+        .map(|h| h.secrets.iter().map(|s| s.as_str().to_owned()).collect())
+        .unwrap_or_default();
+
+    let mut warnings = Vec::new();
+    let (edit, new_config) = match &recipient {
+        Some(recipient) => {
+            let edit = plan_rules(&original, name, recipient, &secrets)?;
+            let changed = edit.config.text() != original.text();
+            let text = changed.then(|| edit.config.text().to_owned());
+            (Some(edit), text)
+        }
+        None => (None, None),
+    };
+    let new = edit.as_ref().map_or(&original, |e| &e.config);
+    let pending = crate::onboard::pending_files(&hostage_rekey::state_dir(&repo))?;
+    let (_, mut rekey) = crate::onboard::affected_files(new, &repo, name, &mut warnings, |file| {
+        recipient
+            .as_ref()
+            .is_some_and(|r| file.current_recipients().any(|c| &c.recipient == r))
+            || pending.contains(&file.path)
+            || crate::onboard::rule_changed(&original, new, &file.path)
+    })?;
+    let mut removals = Vec::new();
+    let mut removed = Vec::new();
+    let mut candidates = vec![format!("pubkeys/{name}.pub")];
+    if !options.keep_backup {
+        candidates.push(crate::host_key::stored_path(name));
+    }
+    for rel in candidates {
+        let path = repo.join(&rel);
+        if fs_err::symlink_metadata(&path).is_ok() {
+            removals.push(path);
+            removed.push(rel);
+        }
+    }
+    // Files about to be removed are not re-keyed first (nor reported as exposed).
+    rekey.retain(|file| !removed.contains(&file.display))?;
+    if let Some(recipient) = &recipient {
+        rekey.name_recipient(recipient, name);
+    }
+    let rekeyed = rekey
+        .files()
+        .map(|f| f.map(|f| f.display))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exposure: Vec<hostage_rekey::Exposure> = rekey.exposure()?.collect()?;
+
+    let inventory_snapshot = FileSnapshot::of_text(&inventory.inventory.path, inventory.text());
+    let new_inventory = match &host {
+        Some(_) => Some(inventory.inventory.without_host(inventory.text(), name)?),
+        None => None,
+    };
+    if host.is_none() && recipient.is_none() && removals.is_empty() && rekey.is_empty() {
+        warnings.push(format!(
+            "{name} is neither in the inventory nor in .sops.yaml: nothing to do"
+        ));
+    }
+    Ok(OffboardPlan {
+        report: OffboardReport {
+            host: name.to_owned(),
+            recipient,
+            changes: edit
+                .iter()
+                .flat_map(|e| e.changes.iter().map(ToString::to_string))
+                .collect(),
+            rekeyed,
+            removed,
+            inventory_entry_removed: new_inventory.is_some(),
+            exposure,
+            warnings,
+            dry_run: true,
+        },
+        repo,
+        config,
+        new_config,
+        inventory: inventory_snapshot,
+        new_inventory,
+        rekey,
+        removals,
+        identities: options.identities.clone(),
+    })
+}
+
+/// Applies the plan in the repository session: the journal (files to re-key) before
+/// `.sops.yaml`, then `.sops.yaml` (compare-and-swap), the re-key with new data keys, the
+/// removals, and the inventory last (compare-and-swap), so a run stopped anywhere is finished by
+/// the next (the host is still in the inventory until everything else is done).
+pub fn apply(
+    inventory: &crate::FleetInventory,
+    mut plan: OffboardPlan,
+    passphrases: &mut dyn hostage_recipients::PassphraseProvider,
+    options: &crate::session::ApplyOptions,
+) -> crate::Result<OffboardReport> {
+    let mut report = plan.report.clone();
+    report.dry_run = false;
+    if plan.is_noop() {
+        return Ok(report);
+    }
+    let mut session = crate::session::RepoSession::open(&plan.repo, options.clone())?;
+    session.revalidate(&[&plan.config, &plan.inventory])?;
+    if !plan.rekey.is_empty() {
+        session.write_journal(&plan.rekey)?;
+    }
+    if let Some(text) = &plan.new_config {
+        session.write_if_unchanged(&plan.config, text.as_bytes())?;
+    }
+    session.checkpoint("edit-rules")?;
+    if !plan.rekey.is_empty() {
+        let identities = inventory.repo_identities(&plan.identities);
+        let identities = hostage_rekey::unlock_identities(
+            &identities,
+            &plan.rekey.recipients_to_open()?,
+            passphrases,
+        );
+        crate::onboard::apply_rekey(&mut plan.rekey, &identities, "offboard")?;
+        session.finish_rekey()?;
+    }
+    session.checkpoint("rekey")?;
+    for path in &plan.removals {
+        match fs_err::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    session.checkpoint("remove-files")?;
+    if let Some(text) = &plan.new_inventory {
+        session.write_if_unchanged(&plan.inventory, text.as_bytes())?;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

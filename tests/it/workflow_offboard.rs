@@ -1,0 +1,145 @@
+//! `hostage offboard` end to end: real sshd hosts onboarded first, the result judged by sops 3.11
+//! (who decrypts what, `updatekeys` finding every file up to date).
+
+use crate::rekey_support::{json, stderr, stdout};
+use crate::workflow_support::{world, World, FILES};
+
+/// `hostage --inventory … ARGS…` with the workstation key (offboard takes no SSH options).
+fn hostage(w: &World, args: &[&str]) -> std::process::Output {
+    let inventory = w.inventory.display().to_string();
+    let mut all = vec!["--inventory", inventory.as_str()];
+    all.extend_from_slice(args);
+    w.repo.hostage(&all, &["workstation"])
+}
+
+/// Onboards h1 (and backs up its key), returning `.sops.yaml` as it was before.
+fn onboarded(w: &World) -> Vec<u8> {
+    let before = fs_err::read(w.repo.path(".sops.yaml")).unwrap();
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let out = w.hostage(&["backup-host-key", "h1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(w.repo.decrypt("secrets/hosts/h1/api.json", "h1").is_some());
+    before
+}
+
+/// Offboarding is done: `.sops.yaml` is `original` byte for byte, h1 opens nothing, the
+/// workstation everything, every file has the recipients its rule gives, h1's files are gone.
+fn offboarded(w: &World, original: &[u8]) {
+    assert_eq!(
+        String::from_utf8(fs_err::read(w.repo.path(".sops.yaml")).unwrap()).unwrap(),
+        String::from_utf8(original.to_vec()).unwrap()
+    );
+    for file in FILES {
+        assert!(
+            w.repo.decrypt(file, "h1").is_none(),
+            "h1 still opens {file}"
+        );
+        assert!(w.repo.decrypt(file, "workstation").is_some(), "{file}");
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    assert!(!w.repo.path("pubkeys/h1.pub").exists());
+    assert!(!w
+        .repo
+        .path("secrets/hosts/h1/ssh_host_ed25519_key")
+        .exists());
+    let inventory = w.fleet_inventory();
+    assert!(inventory.inventory.host("h1").is_none());
+    assert!(inventory.inventory.host("h0").is_some());
+}
+
+#[test]
+fn onboard_then_offboard_gives_back_sops_yaml_byte_for_byte_and_locks_the_host_out() {
+    let w = world();
+    let original = onboarded(&w);
+
+    let before = w.state();
+    let out = hostage(&w, &["--json", "offboard", "h1", "--dry-run"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["dry_run"], true);
+    assert_eq!(
+        doc["rekeyed"],
+        serde_json::json!(["secrets/hosts/h1/api.json"]),
+        "{doc:#}"
+    );
+    assert_eq!(
+        doc["removed"],
+        serde_json::json!(["pubkeys/h1.pub", "secrets/hosts/h1/ssh_host_ed25519_key"]),
+        "{doc:#}"
+    );
+    assert_eq!(doc["inventory_entry_removed"], true);
+    assert!(doc["exposure"].to_string().contains("api.json"), "{doc:#}");
+    assert_eq!(w.state(), before, "a dry run writes nothing");
+
+    let out = hostage(&w, &["offboard", "h1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("api.json"), "{}", stdout(&out));
+    offboarded(&w, &original);
+
+    // Again: nothing to do, no byte changes.
+    let after = w.state();
+    let out = hostage(&w, &["offboard", "h1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(w.state(), after);
+}
+
+#[test]
+fn an_offboarding_stopped_between_steps_is_finished_by_the_next_run() {
+    for step in ["edit-rules", "rekey", "remove-files"] {
+        let w = world();
+        let original = onboarded(&w);
+        let inventory = w.fleet_inventory();
+        let options = hostage_workflows::offboard::OffboardOptions {
+            keep_backup: false,
+            identities: vec![w.workstation_key_file()],
+        };
+        let plan = hostage_workflows::offboard::plan(&inventory, "h1", &options).unwrap();
+        let stop = hostage_workflows::session::ApplyOptions {
+            stop_after: Some(step.to_owned()),
+        };
+        let error =
+            hostage_workflows::offboard::apply(&inventory, plan, &mut (), &stop).unwrap_err();
+        assert!(
+            matches!(error, hostage_workflows::WorkflowError::StoppedAfter { .. }),
+            "{step}: {error}"
+        );
+        assert!(w.fleet_inventory().inventory.host("h1").is_some(), "{step}");
+        let out = hostage(&w, &["offboard", "h1"]);
+        assert!(
+            out.status.success(),
+            "{step}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        offboarded(&w, &original);
+    }
+}
+
+#[test]
+fn offboard_refuses_a_host_holding_the_infrastructure_key_and_keeps_the_backup_when_asked() {
+    let w = world();
+    let before = w.state();
+    let out = hostage(&w, &["offboard", "h0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("infrastructure key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("hint: set `infrastructure_key: false`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before);
+
+    onboarded(&w);
+    let out = hostage(&w, &["offboard", "h1", "--keep-backup"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(w
+        .repo
+        .path("secrets/hosts/h1/ssh_host_ed25519_key")
+        .exists());
+    assert!(!w.repo.path("pubkeys/h1.pub").exists());
+}
