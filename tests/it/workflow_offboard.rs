@@ -143,3 +143,33 @@ fn offboard_refuses_a_host_holding_the_infrastructure_key_and_keeps_the_backup_w
         .exists());
     assert!(!w.repo.path("pubkeys/h1.pub").exists());
 }
+
+#[test]
+fn onboard_then_offboard_on_the_seed_layout_gives_back_sops_yaml_byte_for_byte() {
+    let w = world();
+    // The seed's conventions (shared docs/seed-layout.md): recipients named by header labels,
+    // flat comma strings, no anchors; the same readers as the world's files already have.
+    let ws = w.repo.recipient("workstation").to_owned();
+    let infra = w.repo.recipient("infrastructure").to_owned();
+    let seed = format!(
+        "# SOPS configuration file\n#\n# Public AGE keys:\n# workstation:    {ws}\n# infrastructure: {infra}\ncreation_rules:\n  - path_regex: secrets/workstation-only\\.json$\n    age: {ws}\n  - path_regex: .*\n    age: {ws},{infra}\n"
+    );
+    w.repo.write(".sops.yaml", seed.as_bytes());
+    for file in FILES {
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+    let original = onboarded(&w);
+    let onboarded_text = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert!(
+        onboarded_text.contains("# h1:"),
+        "a header label: {onboarded_text}"
+    );
+    assert!(
+        !onboarded_text.contains('&'),
+        "no anchors: {onboarded_text}"
+    );
+
+    let out = hostage(&w, &["offboard", "h1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    offboarded(&w, &original);
+}
