@@ -2,7 +2,7 @@
 //! (who decrypts what, `updatekeys` finding every file up to date).
 
 use crate::rekey_support::{json, stderr, stdout};
-use crate::workflow_support::{world, World, FILES};
+use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
 
 /// `hostage --inventory … ARGS…` with the workstation key (offboard takes no SSH options).
 fn hostage(w: &World, args: &[&str]) -> std::process::Output {
@@ -93,6 +93,7 @@ fn an_offboarding_stopped_between_steps_is_finished_by_the_next_run() {
         let options = hostage_workflows::offboard::OffboardOptions {
             keep_backup: false,
             identities: vec![w.workstation_key_file()],
+            rotate_infra: false,
         };
         let plan = hostage_workflows::offboard::plan(&inventory, "h1", &options).unwrap();
         let stop = hostage_workflows::session::ApplyOptions {
@@ -128,7 +129,7 @@ fn offboard_refuses_a_host_holding_the_infrastructure_key_and_keeps_the_backup_w
         stderr(&out)
     );
     assert!(
-        stderr(&out).contains("hint: set `infrastructure_key: false`"),
+        stderr(&out).contains("hint: run `hostage offboard h0 --rotate-infra --new-key"),
         "{}",
         stderr(&out)
     );
@@ -172,4 +173,78 @@ fn onboard_then_offboard_on_the_seed_layout_gives_back_sops_yaml_byte_for_byte()
     let out = hostage(&w, &["offboard", "h1"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     offboarded(&w, &original);
+}
+
+#[test]
+fn offboarding_an_infrastructure_host_with_rotate_infra_retires_the_old_infrastructure_key() {
+    let mut w = world_with(&[true, true]);
+    for host in ["h0", "h1"] {
+        let out = w.hostage(&["onboard", host, "--trust-new"]);
+        assert!(
+            out.status.success(),
+            "{host}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    let new = hostage_tests::SshKeyPair::generate(w.fleet.dir.path(), "id_infra.new", "", None);
+    w.repo
+        .keys
+        .insert("infrastructure-new".into(), key_of_ssh(&new.private));
+    let new_key = new.private.display().to_string();
+    let old_opens: Vec<bool> = FILES
+        .iter()
+        .map(|f| w.repo.decrypt(f, "infrastructure").is_some())
+        .collect();
+    let out = w.hostage(&[
+        "--json",
+        "offboard",
+        "h1",
+        "--rotate-infra",
+        "--new-key",
+        &new_key,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["rotate_infra"]["complete"], true, "{doc:#}");
+    assert_eq!(doc["inventory_entry_removed"], true, "{doc:#}");
+    // h1's own key and the infrastructure key it held open nothing; the new key what the old did,
+    // and h1's files, which fell from h1's own rule to the catch-all.
+    for (file, opened) in FILES.iter().zip(old_opens) {
+        assert!(w.repo.decrypt(file, "h1").is_none(), "h1 and {file}");
+        assert!(
+            w.repo.decrypt(file, "infrastructure").is_none(),
+            "old key and {file}"
+        );
+        assert_eq!(
+            w.repo.decrypt(file, "infrastructure-new").is_some(),
+            opened || file.contains("/h1/"),
+            "new key and {file}"
+        );
+    }
+    assert!(
+        new_key_opens_any(&w),
+        "the infrastructure key still has files"
+    );
+    // h0 got the new key; the inventory names it and no longer knows h1.
+    let deployed = fs_err::read_to_string(&w.deploy_path).unwrap();
+    assert_eq!(deployed, fs_err::read_to_string(&new.private).unwrap());
+    let text = w.inventory_text();
+    assert!(
+        text.contains(w.repo.recipient("infrastructure-new")),
+        "{text}"
+    );
+    assert!(!text.contains("\n  h1:"), "{text}");
+    // Again: nothing to do.
+    let after = w.state();
+    let out = w.hostage(&["offboard", "h1", "--rotate-infra", "--new-key", &new_key]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(w.state(), after);
+}
+
+/// Whether the new infrastructure key opens some file (the rotation moved something).
+fn new_key_opens_any(w: &World) -> bool {
+    FILES
+        .iter()
+        .any(|f| w.repo.decrypt(f, "infrastructure-new").is_some())
 }

@@ -399,15 +399,18 @@ pub struct ExportHostKeyArgs {
 #[command(after_help = "Examples:\n  \
     hostage offboard gnomeregan --dry-run     # the .sops.yaml edits, the files, the exposure\n  \
     hostage offboard gnomeregan\n  \
-    hostage --json offboard gnomeregan --keep-backup\n\n\
+    hostage --json offboard gnomeregan --keep-backup\n  \
+    hostage offboard ironforge --rotate-infra --new-key ~/.ssh/id_infrastructure.new\n\n\
     Removes the host's recipient from every rule and key group of .sops.yaml, its anchor or\n\
     header label, and the rules that existed only for it (their files fall to the rule that\n\
     catches them next; a file no rule would catch is refused, named). Every file the host could\n\
     read gets a new data key, and the exposure report lists what it could read: change those\n\
     credentials. pubkeys/HOST.pub, the host-key backup (unless --keep-backup) and the host's\n\
     inventory entry with its pin go last. No SSH: the host may be gone already. A host that\n\
-    holds the infrastructure key is refused (the hint says how to rotate it first). A stopped\n\
-    run is finished by the next; running it again does nothing.\n\n\
+    holds the infrastructure key is refused unless --rotate-infra --new-key FILE: then, once the\n\
+    host is out, rotate-infra replaces that key on the remaining hosts (its phases resume when\n\
+    the same command is run again). A stopped run is finished by the next; running it again\n\
+    does nothing.\n\n\
     Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
 pub struct OffboardArgs {
     /// The host, by its inventory name.
@@ -419,6 +422,16 @@ pub struct OffboardArgs {
     /// Keep the host-key backup (secrets/hosts/HOST/ssh_host_ed25519_key).
     #[arg(long)]
     pub keep_backup: bool,
+    /// The host holds the infrastructure key: offboard it, then replace that key (rotate-infra
+    /// with --new-key) on the remaining hosts.
+    #[arg(long, requires = "new_key")]
+    pub rotate_infra: bool,
+    /// The new infrastructure key for --rotate-infra (OpenSSH ed25519, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "rotate_infra")]
+    pub new_key: Option<PathBuf>,
+    /// How hosts are reached (--rotate-infra).
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// The identities that open the repo's files.
     #[command(flatten)]
     pub keys: RepoIdentityArgs,

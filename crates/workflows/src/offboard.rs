@@ -174,6 +174,9 @@ pub struct OffboardOptions {
     pub keep_backup: bool,
     /// Extra identities to open the files to re-key with.
     pub identities: Vec<std::path::PathBuf>,
+    /// The caller runs the infrastructure-key rotation right after (`--rotate-infra`), so a
+    /// host holding that key may be offboarded.
+    pub rotate_infra: bool,
 }
 
 /// What `offboard` did or would do (`--dry-run`). Holds no secret.
@@ -239,13 +242,13 @@ pub fn plan(
     let original = SopsConfig::parse(&config_path, config.text()?)?;
     let host = inventory.inventory.host(name).cloned();
     if let Some(host) = &host {
-        if host.infrastructure_key {
+        if host.infrastructure_key && !options.rotate_infra {
             return Err(WorkflowError::refused_with_hint(
                 format!(
                     "{name} holds the infrastructure key: its copy can read every file the infrastructure key can, so removing {name} alone would leave them readable to it; nothing was changed"
                 ),
                 format!(
-                    "set `infrastructure_key: false` for {name} in the inventory, run `hostage rotate-infra --new-key NEW_KEY` (the other hosts get the new key, {name}'s copy stops working), then `hostage offboard {name}` (--rotate-infra is not implemented yet)"
+                    "run `hostage offboard {name} --rotate-infra --new-key NEW_KEY` (after {name} is gone, the other hosts get the new key and {name}'s copy stops opening anything)"
                 ),
             ));
         }
