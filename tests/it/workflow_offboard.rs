@@ -94,6 +94,7 @@ fn an_offboarding_stopped_between_steps_is_finished_by_the_next_run() {
             keep_backup: false,
             identities: vec![w.workstation_key_file()],
             rotate_infra: false,
+            ..Default::default()
         };
         let plan = hostage_workflows::offboard::plan(&inventory, "h1", &options).unwrap();
         let stop = hostage_workflows::session::ApplyOptions {
@@ -247,4 +248,30 @@ fn new_key_opens_any(w: &World) -> bool {
     FILES
         .iter()
         .any(|f| w.repo.decrypt(f, "infrastructure-new").is_some())
+}
+
+#[test]
+fn wipe_remote_deletes_the_infrastructure_key_deployed_on_the_offboarded_host() {
+    let w = world();
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(w.deploy_path.exists(), "onboard deployed the infrastructure key");
+    let new = hostage_tests::SshKeyPair::generate(w.fleet.dir.path(), "id_infra.new", "", None);
+    let new_key = new.private.display().to_string();
+    let deploy_path = w.deploy_path.display().to_string();
+
+    let before = w.state();
+    let args = ["--json", "offboard", "h0", "--rotate-infra", "--new-key", &new_key];
+    let out = w.hostage(&[&args[..], &["--wipe-remote", "--dry-run"]].concat());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(json(&out)["wiped"], serde_json::json!([deploy_path, "would-remove"]));
+    assert!(w.deploy_path.exists());
+    assert_eq!(w.state(), before);
+
+    let out = w.hostage(&[&args[..], &["--wipe-remote"]].concat());
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["wiped"], serde_json::json!([deploy_path, "removed"]), "{doc:#}");
+    assert!(!w.deploy_path.exists(), "the deployed key is gone from the host");
+    assert_eq!(doc["rotate_infra"]["complete"], true, "{doc:#}");
 }

@@ -429,7 +429,11 @@ pub struct OffboardArgs {
     /// The new infrastructure key for --rotate-infra (OpenSSH ed25519, unencrypted).
     #[arg(long, value_name = "FILE", requires = "rotate_infra")]
     pub new_key: Option<PathBuf>,
-    /// How hosts are reached (--rotate-infra).
+    /// Delete the infrastructure key deployed on the host, when it is still reachable and
+    /// verified by its pin (a host that cannot be reached is a warning).
+    #[arg(long)]
+    pub wipe_remote: bool,
+    /// How hosts are reached (--rotate-infra, --wipe-remote).
     #[command(flatten)]
     pub ssh: SshArgs,
     /// The identities that open the repo's files.

@@ -23,6 +23,8 @@ pub fn run(
         keep_backup: args.keep_backup,
         identities: args.keys.identities.clone(),
         rotate_infra: args.rotate_infra,
+        wipe_remote: args.wipe_remote,
+        remote: crate::onboard::host_options(&args.ssh, &args.keys, None),
     };
     let plan = offboard::plan(&inventory, &args.host, &options)?;
     if args.dry_run {
@@ -139,6 +141,9 @@ fn render(
             "  {verb}remove {} and its pin from the inventory",
             report.host
         ))?;
+    }
+    if let Some((path, what)) = &report.wiped {
+        out.line(&format!("  {} on {}: {what}", path, report.host))?;
     }
     print_exposure(out, &report.exposure)?;
     if let Some(rotated) = rotated {

@@ -13,6 +13,7 @@ use crate::deploy::deploy_key;
 use crate::fetch::verify_key_file;
 use crate::restore::{restore_key, RestoreOptions, RestoredHost};
 use crate::run_dir::RunDir;
+use crate::wipe::WipedHost;
 use crate::{
     BackedUpHost, DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetError, HostError,
     HostSpec, InfrastructureKey, PinRecorder, VerifiedBy,
@@ -86,6 +87,12 @@ impl Verified for RestoredHost {
 }
 
 impl Verified for BackedUpHost {
+    fn fetched(&self) -> &FetchedHost {
+        &self.host
+    }
+}
+
+impl Verified for WipedHost {
     fn fetched(&self) -> &FetchedHost {
         &self.host
     }
@@ -195,6 +202,33 @@ pub async fn read_host_private_key(
             let result = async {
                 let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
                 read_private_key(&connection, host, private_path).await
+            }
+            .await;
+            connection.close().await;
+            result
+        },
+    )
+    .await
+}
+
+/// Verifies every host, then deletes `path` on it as root (`rm -f`; a missing file is fine). For
+/// a host leaving the fleet that may still hold a deployed key.
+pub async fn wipe_file(
+    targets: Vec<HostTarget>,
+    options: &FleetOptions,
+    pins: &mut dyn PinRecorder,
+    path: &str,
+    on_done: &(dyn Fn(&HostResult<WipedHost>) + Sync),
+) -> Result<Vec<HostResult<WipedHost>>, FleetError> {
+    run(
+        targets,
+        options,
+        pins,
+        on_done,
+        |connection, target| async move {
+            let result = async {
+                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
+                crate::wipe::wipe_file(&connection, host, path).await
             }
             .await;
             connection.close().await;

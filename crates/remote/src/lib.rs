@@ -18,6 +18,7 @@ mod host;
 mod restore;
 mod run_dir;
 mod trust;
+mod wipe;
 
 pub use backup::BackedUpHost;
 pub use deploy::{
@@ -26,11 +27,13 @@ pub use deploy::{
 pub use error::{FleetError, HostError, KeyFileError};
 pub use fetch::FetchedHost;
 pub use fleet::{
-    deploy, fetch, read_host_private_key, restore_host_key, FleetOptions, HostResult, HostTarget,
+    deploy, fetch, read_host_private_key, restore_host_key, wipe_file, FleetOptions, HostResult,
+    HostTarget,
 };
 pub use host::{HostSpec, HostSpecError};
 pub use restore::{RestoreAction, RestoreOptions, RestoredHost};
 pub use trust::{Fingerprint, FingerprintError, PinFile, PinFileError, PinRecorder, VerifiedBy};
+pub use wipe::WipedHost;
 
 /// Where a host's ed25519 public key lives unless told otherwise.
 pub const DEFAULT_HOST_KEY_PATH: &str = "/etc/ssh/ssh_host_ed25519_key.pub";

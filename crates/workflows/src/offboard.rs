@@ -177,6 +177,11 @@ pub struct OffboardOptions {
     /// The caller runs the infrastructure-key rotation right after (`--rotate-infra`), so a
     /// host holding that key may be offboarded.
     pub rotate_infra: bool,
+    /// Delete the infrastructure key deployed on the host when it is reachable and verified by
+    /// its pin (`--wipe-remote`); an unreachable host is a warning, not a failure.
+    pub wipe_remote: bool,
+    /// How hosts are reached (for `wipe_remote`).
+    pub remote: crate::onboard::OnboardOptions,
 }
 
 /// What `offboard` did or would do (`--dry-run`). Holds no secret.
@@ -194,6 +199,9 @@ pub struct OffboardReport {
     pub removed: Vec<String>,
     /// Whether the host's inventory entry (and pin) is removed.
     pub inventory_entry_removed: bool,
+    /// `--wipe-remote`: the deployed infrastructure key's path on the host and what happened to
+    /// it (`would-remove` in a dry run, `removed`, `absent`, `failed`).
+    pub wiped: Option<(String, String)>,
     /// What the host's key could read: change those credentials.
     pub exposure: Vec<hostage_rekey::Exposure>,
     /// Problems that did not stop the run.
@@ -215,6 +223,8 @@ pub struct OffboardPlan {
     rekey: hostage_rekey::Plan,
     removals: Vec<std::path::PathBuf>,
     identities: Vec<std::path::PathBuf>,
+    wipe: Option<(hostage_remote::HostTarget, String)>,
+    remote: crate::onboard::OnboardOptions,
 }
 
 impl OffboardPlan {
@@ -222,6 +232,7 @@ impl OffboardPlan {
     pub fn is_noop(&self) -> bool {
         self.new_config.is_none()
             && self.new_inventory.is_none()
+            && self.wipe.is_none()
             && self.rekey.is_empty()
             && self.removals.is_empty()
     }
@@ -312,6 +323,18 @@ pub fn plan(
         .collect::<Result<Vec<_>, _>>()?;
     let exposure: Vec<hostage_rekey::Exposure> = rekey.exposure()?.collect()?;
 
+    let mut wipe = None;
+    if options.wipe_remote {
+        match (&host, &inventory.inventory.infrastructure) {
+            (Some(host), Some(infra)) if host.infrastructure_key => {
+                wipe = Some((crate::FleetInventory::target(host), infra.deploy_path.clone()));
+            }
+            (Some(_), _) => warnings.push(format!(
+                "--wipe-remote: {name} does not get the infrastructure key, so there is nothing deployed to delete"
+            )),
+            (None, _) => {}
+        }
+    }
     let inventory_snapshot = FileSnapshot::of_text(&inventory.inventory.path, inventory.text());
     let new_inventory = match &host {
         Some(_) => Some(inventory.inventory.without_host(inventory.text(), name)?),
@@ -333,6 +356,9 @@ pub fn plan(
             rekeyed,
             removed,
             inventory_entry_removed: new_inventory.is_some(),
+            wiped: wipe
+                .as_ref()
+                .map(|(_, path)| (path.clone(), "would-remove".to_owned())),
             exposure,
             warnings,
             dry_run: true,
@@ -345,6 +371,8 @@ pub fn plan(
         rekey,
         removals,
         identities: options.identities.clone(),
+        wipe,
+        remote: options.remote.clone(),
     })
 }
 
@@ -391,6 +419,31 @@ pub fn apply(
         }
     }
     session.checkpoint("remove-files")?;
+    // Before the inventory entry goes: the pin is what verifies the host.
+    if let Some((target, path)) = &plan.wipe {
+        let result = crate::onboard::on_one_host(
+            hostage_remote::wipe_file(
+                vec![target.clone()],
+                &crate::onboard::fleet_options(&plan.remote, false),
+                &mut crate::fleet_inventory::NoPins,
+                path,
+                &|_| {},
+            ),
+            || format!("cannot reach {} to delete {path}", target.spec),
+        );
+        let what = match result {
+            Ok(done) if done.removed => "removed",
+            Ok(_) => "absent",
+            Err(e) => {
+                report.warnings.push(format!(
+                    "--wipe-remote: {e}; delete {path} on {} yourself if it comes back",
+                    report.host
+                ));
+                "failed"
+            }
+        };
+        report.wiped = Some((path.clone(), what.to_owned()));
+    }
     if let Some(text) = &plan.new_inventory {
         session.write_if_unchanged(&plan.inventory, text.as_bytes())?;
     }
