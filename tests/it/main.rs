@@ -8,6 +8,7 @@
 
 mod convert;
 mod identities;
+mod offboard_corpus;
 mod output_snapshots;
 mod rekey_apply;
 mod rekey_bad_input;

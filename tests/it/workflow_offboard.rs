@@ -255,23 +255,43 @@ fn wipe_remote_deletes_the_infrastructure_key_deployed_on_the_offboarded_host() 
     let w = world();
     let out = w.hostage(&["onboard", "h0", "--trust-new"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(w.deploy_path.exists(), "onboard deployed the infrastructure key");
+    assert!(
+        w.deploy_path.exists(),
+        "onboard deployed the infrastructure key"
+    );
     let new = hostage_tests::SshKeyPair::generate(w.fleet.dir.path(), "id_infra.new", "", None);
     let new_key = new.private.display().to_string();
     let deploy_path = w.deploy_path.display().to_string();
 
     let before = w.state();
-    let args = ["--json", "offboard", "h0", "--rotate-infra", "--new-key", &new_key];
+    let args = [
+        "--json",
+        "offboard",
+        "h0",
+        "--rotate-infra",
+        "--new-key",
+        &new_key,
+    ];
     let out = w.hostage(&[&args[..], &["--wipe-remote", "--dry-run"]].concat());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(json(&out)["wiped"], serde_json::json!([deploy_path, "would-remove"]));
+    assert_eq!(
+        json(&out)["wiped"],
+        serde_json::json!([deploy_path, "would-remove"])
+    );
     assert!(w.deploy_path.exists());
     assert_eq!(w.state(), before);
 
     let out = w.hostage(&[&args[..], &["--wipe-remote"]].concat());
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let doc = json(&out);
-    assert_eq!(doc["wiped"], serde_json::json!([deploy_path, "removed"]), "{doc:#}");
-    assert!(!w.deploy_path.exists(), "the deployed key is gone from the host");
+    assert_eq!(
+        doc["wiped"],
+        serde_json::json!([deploy_path, "removed"]),
+        "{doc:#}"
+    );
+    assert!(
+        !w.deploy_path.exists(),
+        "the deployed key is gone from the host"
+    );
     assert_eq!(doc["rotate_infra"]["complete"], true, "{doc:#}");
 }

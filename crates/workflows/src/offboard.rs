@@ -6,15 +6,15 @@
 //!
 //! The edits, in order:
 //! 1. a rule whose every key group holds only the host is removed (its files fall to the rule that
-//!    catches them next; with none, the plan is refused, naming the rule);
+//!    catches them next; with none, the plan is refused, naming the rule), unless the host can
+//!    leave it the way onboarding added it (a key group made in a rule that had none);
 //! 2. the host is removed from every other rule and key group (`remove_from_rules`, in the file's
 //!    own convention: alias, header-labelled literal, comma string…);
-//! 3. a rule for the host's own paths (its path_regex is one of the host's inventory `secrets:`
-//!    or names the host as a word, `secrets/hosts/web/.*`) that now gives nobody anything the
-//!    rule catching its files next would not (every recipient it still names is also in that
-//!    rule) existed only for the host, as onboarding's new rule for a host's `secrets:` path
-//!    does: it is removed, and its files fall to that rule. Any other rule stays, even when it is
-//!    redundant: offboarding changes nothing that was not the host's;
+//! 3. a rule for the host's own paths (its path_regex names the host as a word,
+//!    `secrets/hosts/web/.*`) that, without the host, is what onboarding makes (the recipients of the rule catching its files next, maybe without the
+//!    infrastructure key) existed only for the host: it is removed, and its files fall to that
+//!    rule. Any other rule stays, even when it is redundant: offboarding changes nothing that was
+//!    not the host's;
 //! 4. the host's name goes: its `keys:` anchor or its header label (`unname_recipient`).
 
 use std::collections::BTreeSet;
@@ -32,13 +32,14 @@ pub struct OffboardRulesEdit {
     pub config: SopsConfig,
 }
 
-/// Plans the edits that take `name` (whose recipient is `recipient`, `age1…`; its inventory
-/// `secrets:` paths `secrets`) out of `original`. Pure; a re-run on the result changes nothing.
+/// Plans the edits that take `name` (whose recipient is `recipient`, `age1…`) out of
+/// `original`; `infra` is the infrastructure recipient, which onboarding leaves out of a host's
+/// own rule. Pure; a re-run on the result changes nothing.
 pub fn plan_rules(
     original: &SopsConfig,
     name: &str,
     recipient: &str,
-    secrets: &[String],
+    infra: Option<&str>,
 ) -> crate::Result<OffboardRulesEdit> {
     let path = original.path().to_owned();
     let mut config = SopsConfig::parse(&path, original.text())?;
@@ -56,6 +57,21 @@ pub fn plan_rules(
         .filter_map(|rule| rule.path_regex.clone())
         .collect();
     for regex in &only_host {
+        // A key group onboarding made in a rule that had none comes out as it went in; only
+        // where the host cannot leave the rule's keys (its last age key) does the rule go.
+        let index = config
+            .rules()
+            .iter()
+            .position(|r| r.path_regex.as_deref() == Some(regex.as_str()));
+        if let Some(index) = index {
+            if let Ok(edit) =
+                config.remove_from_rules(&RuleSelector::Indices(vec![index]), &reference)
+            {
+                changes.extend(edit.changes);
+                config = SopsConfig::parse(&path, &edit.text)?;
+                continue;
+            }
+        }
         let edit = config.remove_rule(regex)?;
         let next = SopsConfig::parse(&path, &edit.text)?;
         if let Some(example) = example_path(regex) {
@@ -102,10 +118,15 @@ pub fn plan_rules(
         let Ok((_, catching)) = next.rule_for_sops_path(&example) else {
             continue;
         };
-        // Only a rule for the host's own paths (onboarding made it from the rule that catches
-        // them, minus the infrastructure key); any other rule stays, even when redundant.
-        let for_host = secrets.iter().any(|s| s == regex) || names_host(regex, name);
-        if for_host && left.is_subset(&recipients(catching)) && rule.key_groups.len() <= 1 {
+        // Only a rule for the host's own paths that is what onboarding makes (a copy of the rule
+        // that catches them, maybe without the infrastructure key); any other rule stays, even
+        // when redundant.
+        // (A rule for a `secrets:` path that does not name the host cannot be told from one the
+        // operator wrote, so it stays.)
+        let for_host = names_host(regex, name);
+        let mut gives = recipients(catching);
+        let copy = left == gives || infra.is_some_and(|i| gives.remove(i) && left == gives);
+        if for_host && copy && rule.key_groups.len() <= 1 {
             changes.extend(edit.changes);
             config = next;
         }
@@ -275,15 +296,16 @@ pub fn plan(
         .and_then(|h| h.pin.as_ref())
         .map(|p| p.recipient.to_string())
         .or(named);
-    let secrets: Vec<String> = host
-        .as_ref()
-        .map(|h| h.secrets.iter().map(|s| s.as_str().to_owned()).collect())
-        .unwrap_or_default();
 
+    let infra_recipient = inventory
+        .inventory
+        .infrastructure
+        .as_ref()
+        .map(|i| i.recipient.to_string());
     let mut warnings = Vec::new();
     let (edit, new_config) = match &recipient {
         Some(recipient) => {
-            let edit = plan_rules(&original, name, recipient, &secrets)?;
+            let edit = plan_rules(&original, name, recipient, infra_recipient.as_deref())?;
             let changed = edit.config.text() != original.text();
             let text = changed.then(|| edit.config.text().to_owned());
             (Some(edit), text)
@@ -479,7 +501,7 @@ mod tests {
     #[test]
     fn offboarding_gnomeregan_from_the_seed_gives_back_the_file_before_it_was_onboarded() {
         let seed = parse(&fixture("seed.sops.yaml"));
-        let edit = plan_rules(&seed, "gnomeregan", GNOMEREGAN, &[]).unwrap();
+        let edit = plan_rules(&seed, "gnomeregan", GNOMEREGAN, None).unwrap();
         assert_eq!(
             edit.config.text(),
             fixture("seed.before-gnomeregan.sops.yaml")
@@ -490,7 +512,7 @@ mod tests {
             "{said:?}"
         );
         // Again: nothing left to do, no byte changes.
-        let again = plan_rules(&edit.config, "gnomeregan", GNOMEREGAN, &[]).unwrap();
+        let again = plan_rules(&edit.config, "gnomeregan", GNOMEREGAN, None).unwrap();
         assert!(again.changes.is_empty(), "{:?}", again.changes);
         assert_eq!(again.config.text(), edit.config.text());
     }
@@ -502,7 +524,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs_err::create_dir(dir.path().join("secrets")).unwrap();
         let inventory_text = format!(
-            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\n  infrastructure:\n    recipient: {}\n    private_key_file: ~/.ssh/id_infrastructure\nhosts:\n  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n  db:\n    address: 10.0.0.8\n    infrastructure_key: true\n    secrets: ['secrets/.*']\n",
+            "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\n  infrastructure:\n    recipient: {}\n    private_key_file: ~/.ssh/id_infrastructure\nhosts:\n  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n  db:\n    address: 10.0.0.8\n    infrastructure_key: true\n    secrets: ['secrets/db/.*']\n",
             r(1),
             r(2)
         );
@@ -521,8 +543,6 @@ mod tests {
         for original in &originals {
             for (name, n) in [("web", 3), ("db", 4)] {
                 let host = inventory.host(name).unwrap();
-                let secrets: Vec<String> =
-                    host.secrets.iter().map(|s| s.as_str().to_owned()).collect();
                 let onboarded = crate::onboard::plan_rules(
                     &parse(original),
                     host,
@@ -531,8 +551,13 @@ mod tests {
                 )
                 .unwrap();
                 assert_ne!(onboarded.config.text(), original.as_str(), "{name}");
-                let edit =
-                    plan_rules(&onboarded.config, name, &r(n).to_string(), &secrets).unwrap();
+                let edit = plan_rules(
+                    &onboarded.config,
+                    name,
+                    &r(n).to_string(),
+                    Some(&r(2).to_string()),
+                )
+                .unwrap();
                 assert_eq!(
                     edit.config.text(),
                     original.as_str(),
@@ -550,7 +575,13 @@ mod tests {
             w = "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
             i = "age1qgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpquuzgag",
         );
-        let edit = plan_rules(&parse(&text), "web", GNOMEREGAN, &[]).unwrap();
+        let edit = plan_rules(
+            &parse(&text),
+            "web",
+            GNOMEREGAN,
+            Some("age1qgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpquuzgag"),
+        )
+        .unwrap();
         let out = edit.config.text();
         assert!(out.contains("secrets/shared/.*\n    age: *ws\n"), "{out}");
         assert!(!out.contains("secrets/hosts/web/"), "{out}");
@@ -571,7 +602,7 @@ mod tests {
         let text = format!(
             "creation_rules:\n  - path_regex: secrets/web/.*\n    age: {GNOMEREGAN}\n  - path_regex: other/.*\n    age: age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n"
         );
-        let error = plan_rules(&parse(&text), "gnomeregan", GNOMEREGAN, &[]).unwrap_err();
+        let error = plan_rules(&parse(&text), "gnomeregan", GNOMEREGAN, None).unwrap_err();
         assert!(error.to_string().contains("secrets/web/.*"), "{error}");
         assert!(error.hint().is_some());
     }
