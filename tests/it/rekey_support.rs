@@ -65,6 +65,11 @@ impl Repo {
     }
 
     fn with_keys(&self, command: duct::Expression, keys: &[&str]) -> duct::Expression {
+        self.with_keys_and_stdin(command.stdin_null(), keys)
+    }
+
+    /// Like `with_keys`, the caller choosing stdin (duct's innermost redirect wins).
+    fn with_keys_and_stdin(&self, command: duct::Expression, keys: &[&str]) -> duct::Expression {
         let mut command = command
             .dir(self.dir.path())
             .env("HOME", self.dir.path())
@@ -72,7 +77,6 @@ impl Repo {
             .env("SOPS_DISABLE_VERSION_CHECK", "1")
             .stdout_capture()
             .stderr_capture()
-            .stdin_null()
             .unchecked();
         let secrets: Vec<&str> = keys.iter().map(|k| self.keys[*k].secret.as_str()).collect();
         for variable in hostage_tests::AMBIENT_VARIABLES {
@@ -98,6 +102,12 @@ impl Repo {
         self.with_keys(duct::cmd(hostage_tests::hostage_bin(), args), keys)
             .run()
             .unwrap()
+    }
+
+    /// Runs `hostage` in the repo with `stdin` fed to it and the secret keys of `keys`.
+    pub fn hostage_with_stdin(&self, args: &[&str], stdin: &[u8], keys: &[&str]) -> Output {
+        let command = duct::cmd(hostage_tests::hostage_bin(), args).stdin_bytes(stdin);
+        self.with_keys_and_stdin(command, keys).run().unwrap()
     }
 
     /// Starts `hostage` without waiting (for the kill test).

@@ -365,6 +365,13 @@ fn rotate_infra_stores_the_new_key_in_the_private_key_sops_file() {
     };
     assert!(plain.contains(&body(&new.private)), "{plain}");
     assert!(!plain.contains(&body(&w.infra.private)), "{plain}");
+    // Written by hostage's own engine in sops 3.11's YAML layout (no `sops` binary ran).
+    let stored = fs_err::read_to_string(w.repo.path("secrets/infrastructure-key.yaml")).unwrap();
+    assert!(
+        stored.starts_with("id_infrastructure: ENC[AES256_GCM,data:"),
+        "{stored}"
+    );
+    assert!(stored.contains("\n    version: 3.11.0\n"), "{stored}");
 }
 
 #[test]

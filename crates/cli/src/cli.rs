@@ -49,6 +49,12 @@ pub enum Command {
     /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
     RotateInfra(RotateInfraArgs),
 
+    /// Decommission a host: its recipient out of .sops.yaml, its files' data keys rotated.
+    Offboard(OffboardArgs),
+
+    /// Back up an onboarded host's private host key, sops-encrypted, into the secrets repo.
+    BackupHostKey(BackupHostKeyArgs),
+
     /// Write a host key made by `onboard --generate-host-key` as a nixos-anywhere --extra-files tree.
     ExportHostKey(ExportHostKeyArgs),
 
@@ -63,6 +69,8 @@ pub enum Command {
     /// recipients, drift.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
+    /// Set one value of a sops file from stdin (the file is created under its rule if absent).
+    Set(SetArgs),
 
     /// Print shell completions.
     #[command(
@@ -198,6 +206,40 @@ pub struct RekeyArgs {
     /// atomically.
     #[arg(long, value_name = "FILE")]
     pub exposure_file: Option<PathBuf>,
+}
+
+/// `hostage set FILE KEY`: one value from stdin into a sops file.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    pwgen -s 32 1 | hostage set secrets/hosts/web02/db.yaml db_password\n  \
+    hostage set secrets/hosts/web02/db.yaml '[\"db\"][\"password\"]' < password.txt\n  \
+    head -c 32 /dev/urandom | base64 | hostage set --dry-run secrets/app.env SESSION_KEY\n\n\
+    The value is read from stdin (never from the command line), one trailing newline removed\n\
+    unless --keep-newline. An existing file keeps its recipients and data key: only the value,\n\
+    lastmodified and the MAC change (its MAC is checked first, so you need an identity that opens\n\
+    it). An absent file is created for the recipients its .sops.yaml creation rule gives it, in\n\
+    the format its extension says (*.sops files are YAML, as in the seed layout). Setting the\n\
+    value a key already has writes nothing. No sops binary is run.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct SetArgs {
+    /// The sops file (inside the repository of .sops.yaml).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The key: `name` (top level) or sops' path form `["db"]["password"]`.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+    /// Print what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep a trailing newline of the value (by default one is removed).
+    #[arg(long)]
+    pub keep_newline: bool,
+    /// The .sops.yaml to follow (default: SOPS_CONFIG, else .sops.yaml here or in a parent).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The identities that open the file.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
 }
 
 /// Arguments of `hostage convert`.
@@ -389,6 +431,82 @@ pub struct ExportHostKeyArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// The identities that open the stored host key.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage offboard`: decommission a host.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage offboard gnomeregan --dry-run     # the .sops.yaml edits, the files, the exposure\n  \
+    hostage offboard gnomeregan\n  \
+    hostage --json offboard gnomeregan --keep-backup\n  \
+    hostage offboard ironforge --rotate-infra --new-key ~/.ssh/id_infrastructure.new\n\n\
+    Removes the host's recipient from every rule and key group of .sops.yaml, its anchor or\n\
+    header label, and the rules that existed only for it (their files fall to the rule that\n\
+    catches them next; a file no rule would catch is refused, named). Every file the host could\n\
+    read gets a new data key, and the exposure report lists what it could read: change those\n\
+    credentials. pubkeys/HOST.pub, the host-key backup (unless --keep-backup) and the host's\n\
+    inventory entry with its pin go last. No SSH: the host may be gone already. A host that\n\
+    holds the infrastructure key is refused unless --rotate-infra --new-key FILE: then, once the\n\
+    host is out, rotate-infra replaces that key on the remaining hosts (its phases resume when\n\
+    the same command is run again). A stopped run is finished by the next; running it again\n\
+    does nothing.\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct OffboardArgs {
+    /// The host, by its inventory name.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Print the plan; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep the host-key backup (secrets/hosts/HOST/ssh_host_ed25519_key).
+    #[arg(long)]
+    pub keep_backup: bool,
+    /// The host holds the infrastructure key: offboard it, then replace that key (rotate-infra
+    /// with --new-key) on the remaining hosts.
+    #[arg(long, requires = "new_key")]
+    pub rotate_infra: bool,
+    /// The new infrastructure key for --rotate-infra (OpenSSH ed25519, unencrypted).
+    #[arg(long, value_name = "FILE", requires = "rotate_infra")]
+    pub new_key: Option<PathBuf>,
+    /// Delete the infrastructure key deployed on the host, when it is still reachable and
+    /// verified by its pin (a host that cannot be reached is a warning).
+    #[arg(long)]
+    pub wipe_remote: bool,
+    /// How hosts are reached (--rotate-infra, --wipe-remote).
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage backup-host-key`: an existing host's identity, backed up in the secrets repo.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    hostage backup-host-key gnomeregan --dry-run\n  \
+    hostage backup-host-key gnomeregan\n  \
+    hostage rotate gnomeregan --from-backup --expect-fingerprint SHA256:…   # after a reinstall\n\n\
+    Reaches the host verified by its pin, reads its private host key (the host_key_path without\n\
+    .pub) as root (sudo -n when the login user is not root), checks it derives the pinned key,\n\
+    and writes it to secrets/hosts/HOST/ssh_host_ed25519_key, sops-encrypted for the recipients\n\
+    the .sops.yaml creation rule gives that path, as YAML whose one key `data` holds the key as a\n\
+    literal block. The key never touches the local disk unencrypted and never appears in argv;\n\
+    no sops binary is run. A backup that already holds the pinned key is left as it is; one that\n\
+    holds another key is refused. Keep the backup's rule to the workstation (and the host).\n\n\
+    Exit codes: 0 done (or nothing to do), 1 error, 2 usage.")]
+pub struct BackupHostKeyArgs {
+    /// The host, by its inventory name (it must be pinned: onboard it first).
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Read and check the key, print what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open an existing backup.
     #[command(flatten)]
     pub keys: RepoIdentityArgs,
 }

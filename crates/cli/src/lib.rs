@@ -3,6 +3,7 @@
 //! Library crates below this one never print; this crate turns their results into text or JSON
 //! on stdout and their errors into one `error:` message with causes and a hint on stderr.
 
+pub mod backup_host_key;
 pub mod check;
 pub mod cli;
 pub mod commit;
@@ -11,6 +12,7 @@ pub mod exit;
 pub mod fleet;
 pub mod identities;
 pub mod man;
+pub mod offboard;
 pub mod onboard;
 pub mod output;
 pub mod passphrase;
@@ -18,6 +20,7 @@ pub mod rekey;
 mod rekey_text;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod set;
 pub mod status;
 
 use std::process::ExitCode;
@@ -40,9 +43,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::RotateInfra(args) => rotate_infra::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::Offboard(args) => offboard::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::BackupHostKey(args) => {
+            backup_host_key::run(args, &mut out, cli.inventory.as_deref())?
+        }
         Command::ExportHostKey(args) => {
             onboard::run_export(args, &mut out, cli.inventory.as_deref())?
         }
+        Command::Set(args) => set::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Status(args) => status::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Check(args) => check::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Completions(args) => {

@@ -11,6 +11,7 @@
 
 mod model;
 mod pins;
+mod remove_host;
 
 pub use model::{
     Fingerprint, Host, HostName, Infrastructure, Inventory, InventoryError, Pin, PrivateKeySource,

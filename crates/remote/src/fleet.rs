@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
+use crate::backup::read_private_key;
 use crate::connect::{connect, Connection};
 use crate::deploy::deploy_key;
 use crate::fetch::verify_key_file;
 use crate::restore::{restore_key, RestoreOptions, RestoredHost};
 use crate::run_dir::RunDir;
+use crate::wipe::WipedHost;
 use crate::{
-    DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetError, HostError, HostSpec,
-    InfrastructureKey, PinRecorder, VerifiedBy,
+    BackedUpHost, DeployOptions, DeployedHost, FetchedHost, Fingerprint, FleetError, HostError,
+    HostSpec, InfrastructureKey, PinRecorder, VerifiedBy,
 };
 
 /// Options of one run over the fleet.
@@ -79,6 +81,18 @@ impl Verified for FetchedHost {
 }
 
 impl Verified for RestoredHost {
+    fn fetched(&self) -> &FetchedHost {
+        &self.host
+    }
+}
+
+impl Verified for BackedUpHost {
+    fn fetched(&self) -> &FetchedHost {
+        &self.host
+    }
+}
+
+impl Verified for WipedHost {
     fn fetched(&self) -> &FetchedHost {
         &self.host
     }
@@ -160,6 +174,61 @@ pub async fn restore_host_key(
             let result = async {
                 let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
                 restore_key(&connection, host, key, restore, dry_run).await
+            }
+            .await;
+            connection.close().await;
+            result
+        },
+    )
+    .await
+}
+
+/// Verifies every host, then reads its private host key at `private_path` (as root, through
+/// `sudo -n` when the login user is not) and checks it derives the verified public key. The key
+/// stays in memory; nothing is written anywhere.
+pub async fn read_host_private_key(
+    targets: Vec<HostTarget>,
+    options: &FleetOptions,
+    pins: &mut dyn PinRecorder,
+    private_path: &str,
+    on_done: &(dyn Fn(&HostResult<BackedUpHost>) + Sync),
+) -> Result<Vec<HostResult<BackedUpHost>>, FleetError> {
+    run(
+        targets,
+        options,
+        pins,
+        on_done,
+        |connection, target| async move {
+            let result = async {
+                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
+                read_private_key(&connection, host, private_path).await
+            }
+            .await;
+            connection.close().await;
+            result
+        },
+    )
+    .await
+}
+
+/// Verifies every host, then deletes `path` on it as root (`rm -f`; a missing file is fine). For
+/// a host leaving the fleet that may still hold a deployed key.
+pub async fn wipe_file(
+    targets: Vec<HostTarget>,
+    options: &FleetOptions,
+    pins: &mut dyn PinRecorder,
+    path: &str,
+    on_done: &(dyn Fn(&HostResult<WipedHost>) + Sync),
+) -> Result<Vec<HostResult<WipedHost>>, FleetError> {
+    run(
+        targets,
+        options,
+        pins,
+        on_done,
+        |connection, target| async move {
+            let result = async {
+                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
+                crate::wipe::wipe_file(&connection, host, path).await
             }
             .await;
             connection.close().await;

@@ -8,6 +8,7 @@
 //! It does not print, parse command lines or know about `.sops.yaml`; callers get typed results
 //! per host and a progress callback.
 
+mod backup;
 mod connect;
 mod deploy;
 mod error;
@@ -17,16 +18,22 @@ mod host;
 mod restore;
 mod run_dir;
 mod trust;
+mod wipe;
 
+pub use backup::BackedUpHost;
 pub use deploy::{
     DeployAction, DeployOptions, DeployedHost, InfrastructureKey, InfrastructureKeyError,
 };
 pub use error::{FleetError, HostError, KeyFileError};
 pub use fetch::FetchedHost;
-pub use fleet::{deploy, fetch, restore_host_key, FleetOptions, HostResult, HostTarget};
+pub use fleet::{
+    deploy, fetch, read_host_private_key, restore_host_key, wipe_file, FleetOptions, HostResult,
+    HostTarget,
+};
 pub use host::{HostSpec, HostSpecError};
 pub use restore::{RestoreAction, RestoreOptions, RestoredHost};
 pub use trust::{Fingerprint, FingerprintError, PinFile, PinFileError, PinRecorder, VerifiedBy};
+pub use wipe::WipedHost;
 
 /// Where a host's ed25519 public key lives unless told otherwise.
 pub const DEFAULT_HOST_KEY_PATH: &str = "/etc/ssh/ssh_host_ed25519_key.pub";

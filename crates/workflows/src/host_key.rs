@@ -79,6 +79,22 @@ pub fn backup_path(repo: &Path, host: &hostage_inventory::Host) -> String {
     seed
 }
 
+/// Every place a backup of `name`'s key can be when the inventory names none: the seed's path,
+/// then hostage's earlier one.
+pub fn default_backup_paths(name: &str) -> [String; 2] {
+    [seed_backup_path(name), legacy_backup_path(name)]
+}
+
+/// The sops format a backup at `rel` is written in: sops' binary envelope at hostage's earlier
+/// path, the seed's YAML `data: |` everywhere else, so a repository keeps one format.
+pub fn backup_format(rel: &str) -> hostage_sops::Format {
+    if is_legacy_layout(rel) {
+        hostage_sops::Format::Binary
+    } else {
+        hostage_sops::Format::Yaml
+    }
+}
+
 /// Whether a backup at `rel` is written in sops' binary envelope (hostage's earlier layout)
 /// rather than the seed's YAML `data: |`.
 fn is_legacy_layout(rel: &str) -> bool {
@@ -118,11 +134,7 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
     let config = hostage_sops::rules::SopsConfig::load(&repo.join(".sops.yaml"))?;
     let (_, rule) = config.rule_for_sops_path(rel)?;
     let options = hostage_sops::NewFileOptions::from_rule(&config, rule)?;
-    let format = if is_legacy_layout(rel) {
-        hostage_sops::Format::Binary
-    } else {
-        hostage_sops::Format::Yaml
-    };
+    let format = backup_format(rel);
     let encrypted =
         hostage_sops::create_from_tree(&hostage_sops::data_block_tree(private), format, &options)?;
     // The repo is untrusted: the backup's directory may be a symlink out of it.
@@ -195,8 +207,10 @@ pub fn decrypt_stored(
 ) -> crate::Result<(Zeroizing<String>, Ed25519PublicKey)> {
     let stored = repo.join(rel);
     let bytes = fs_err::read(&stored).with_context(|| {
-        format!("{host} has no host-key backup at {rel} (onboard it with --generate-host-key, or set hosts.{host}.backup_path in the inventory)")
+        format!("{host} has no host-key backup at {rel} (back it up with `hostage backup-host-key {host}`, onboard it with --generate-host-key, or set hosts.{host}.backup_path in the inventory)")
     })?;
+    // `onboard --generate-host-key` at hostage's earlier path stores a binary-format file
+    // (`{"data": …}`), the seed and `backup-host-key` YAML `data: |`; the format is detected.
     let file = hostage_sops::SopsFile::parse(&bytes, None)?;
     let key = file
         .data_key(identities, passphrases)

@@ -1,5 +1,5 @@
-//! The workflows: what an operator runs (onboard, rotate, restore, rotate-infra, status, and the
-//! re-key of a whole repository), each as gather (SSH answers, file bytes: the facts) → plan (a
+//! The workflows: what an operator runs (onboard, offboard, rotate, restore, rotate-infra,
+//! backup-host-key, set, status, and the re-key of a whole repository), each as gather (SSH answers, file bytes: the facts) → plan (a
 //! pure function of the facts) → apply, on top of the inventory, the `.sops.yaml` rules, the
 //! re-key engine and the fleet over SSH. Every run that writes a secrets repository goes through
 //! one [`session::RepoSession`] (lock, a killed run's journal, compare-and-swap writes).
@@ -7,12 +7,15 @@
 //! Nothing here prints: callers get plans, reports and typed errors as values and may pass a
 //! progress callback. The `hostage` binary parses arguments and renders what this crate returns.
 
+pub mod backup_host_key;
 pub mod check;
 pub mod commit;
 pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
+pub mod new_sops_file;
+pub mod offboard;
 pub mod onboard;
 pub mod plaintext;
 pub mod rekey;
@@ -21,6 +24,7 @@ pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
 pub mod session;
+pub mod set;
 pub mod status;
 
 pub use error::{Context, Result, WorkflowError};

@@ -286,10 +286,10 @@ fn point_at_new_key(text: &str, new_key: &Path) -> String {
 }
 
 /// Phase 4 for a key kept in the repo (`private_key_sops`): the sops file gets the new key, so
-/// the inventory keeps its form and later deploys push the new key, not the retired one. hostage's
-/// engine re-wraps and rotates but does not write values, so the file is encrypted anew by the
-/// `sops` binary under its `.sops.yaml` rule, the key on its stdin only. Only a YAML or JSON file
-/// that holds nothing but that key is rewritten (anything else in it would be lost); other files
+/// the inventory keeps its form and later deploys push the new key, not the retired one. The
+/// file is written anew by hostage's own engine (`hostage_sops::create_from_tree`, the key as a
+/// one-key YAML `key: |` or JSON document) under its `.sops.yaml` rule; no `sops` runs. Only a
+/// YAML or JSON file that holds nothing but that key is rewritten (anything else in it would be lost); other files
 /// are refused with what to do by hand. A file that already holds the new key (a resumed run)
 /// is left alone.
 #[allow(clippy::too_many_arguments)]
@@ -347,32 +347,16 @@ fn store_new_key_in_sops(
     if let Err(why) = sops_key_layout(&sops, key) {
         return Err(by_hand(&why));
     }
-    let private = zeroize::Zeroizing::new(fs_err::read_to_string(new_key)?);
-    let mut plain = zeroize::Zeroizing::new(String::new());
-    let kind = match sops.format() {
-        Format::Yaml => {
-            plain.push_str(&serde_json::to_string(key)?);
-            plain.push_str(": |\n");
-            for line in private.lines() {
-                plain.push_str("  ");
-                plain.push_str(line);
-                plain.push('\n');
-            }
-            "yaml"
-        }
-        Format::Json => {
-            let value = zeroize::Zeroizing::new(serde_json::to_string(private.as_str())?);
-            plain.push('{');
-            plain.push_str(&serde_json::to_string(key)?);
-            plain.push_str(": ");
-            plain.push_str(&value);
-            plain.push_str("}\n");
-            "json"
-        }
+    let format = match sops.format() {
+        Format::Yaml => Format::Yaml,
+        Format::Json => Format::Json,
         _ => return Err(by_hand("is neither YAML nor JSON")),
     };
+    let private = zeroize::Zeroizing::new(fs_err::read_to_string(new_key)?);
     let rel = file.to_str().context("private_key_sops is not UTF-8")?;
-    let encrypted = crate::host_key::encrypt_with_sops(repo, rel, &plain, kind)?;
+    // The tree wipes the key when dropped; the engine returns only ciphertext.
+    let tree = crate::new_sops_file::one_key_tree(key, &private);
+    let encrypted = crate::new_sops_file::encrypt(repo, rel, &tree, format)?;
     session.write_if_unchanged(&snapshot, &encrypted)
 }
 

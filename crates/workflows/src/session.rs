@@ -71,6 +71,11 @@ impl FileSnapshot {
         })
     }
 
+    /// Whether the file was absent when read.
+    pub fn is_absent(&self) -> bool {
+        self.bytes.is_none()
+    }
+
     /// A snapshot of `path` holding `text` (what a run read from it earlier).
     pub fn of_text(path: &Path, text: &str) -> Self {
         Self {

@@ -1,0 +1,159 @@
+//! `hostage offboard HOST`: renders the workflow's report.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use hostage_workflows::offboard::{self, OffboardOptions, OffboardReport};
+use hostage_workflows::rotate_infra::{self, RotateInfraOptions, RotateInfraReport};
+use hostage_workflows::FleetInventory;
+
+use crate::cli::OffboardArgs;
+use crate::onboard::{print_exposure, progress};
+use crate::output::{self, Output};
+use crate::passphrase::CliPassphrases;
+
+/// Runs `hostage offboard`.
+pub fn run(
+    args: &OffboardArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let inventory = FleetInventory::require(inventory)?;
+    let options = OffboardOptions {
+        keep_backup: args.keep_backup,
+        identities: args.keys.identities.clone(),
+        rotate_infra: args.rotate_infra,
+        wipe_remote: args.wipe_remote,
+        remote: crate::onboard::host_options(&args.ssh, &args.keys, None),
+    };
+    let plan = offboard::plan(&inventory, &args.host, &options)?;
+    if args.dry_run {
+        render(out, &plan.report, None)?;
+        if args.rotate_infra && !out.json() {
+            out.line("then: rotate-infra with the new key on the remaining infrastructure hosts (`hostage rotate-infra --new-key FILE --dry-run` shows its phases once the host is out)")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !out.json() && !plan.is_noop() {
+        progress(&format!("offboarding {}", args.host));
+    }
+    let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
+    let report = offboard::apply(
+        &inventory,
+        plan,
+        &mut passphrases,
+        &hostage_workflows::session::ApplyOptions::default(),
+    )?;
+    let Some(new_key) = args.new_key.as_deref().filter(|_| args.rotate_infra) else {
+        render(out, &report, None)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The inventory without the host: rotate-infra deploys to the hosts that remain.
+    let mut remaining = FleetInventory::load(&inventory.inventory.path)?;
+    // A re-run after a finished rotation: the inventory already names the new key.
+    let new_recipient = hostage_remote::InfrastructureKey::load(new_key)?
+        .public_key()
+        .to_age_recipient()?;
+    let rotated_already = remaining
+        .inventory
+        .infrastructure
+        .as_ref()
+        .is_some_and(|infra| infra.recipient == new_recipient);
+    if rotated_already {
+        render(out, &report, None)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = RotateInfraOptions {
+        new_key: hostage_workflows::absolute(new_key),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
+        timeout: args.ssh.timeout(),
+        identities: args.keys.identities.clone(),
+    };
+    let json = out.json();
+    let rotated = rotate_infra::run(
+        &mut remaining,
+        &options,
+        &hostage_workflows::session::ApplyOptions::default(),
+        &mut passphrases,
+        &|n, what| {
+            if !json {
+                progress(&format!("rotate-infra phase {n}: {what}"));
+            }
+        },
+    )?;
+    render(out, &report, Some(&rotated))?;
+    Ok(if rotated.complete {
+        ExitCode::SUCCESS
+    } else {
+        output::error(&format!(
+            "{} is offboarded, but rotate-infra stopped before phase 3 (listed above); run the same command again to resume",
+            args.host
+        ));
+        crate::exit::code(crate::exit::ERROR)
+    })
+}
+
+fn render(
+    out: &mut Output,
+    report: &OffboardReport,
+    rotated: Option<&RotateInfraReport>,
+) -> anyhow::Result<()> {
+    if out.json() {
+        let mut doc = crate::output::versioned(report)?;
+        if let (Some(rotated), Some(members)) = (rotated, doc.as_object_mut()) {
+            members.insert("rotate_infra".to_owned(), serde_json::to_value(rotated)?);
+        }
+        out.json_value(&doc)?;
+        return Ok(());
+    }
+    for warning in &report.warnings {
+        output::warn(warning);
+    }
+    let (verb, tail) = if report.dry_run {
+        ("would ", " (dry run, nothing written)")
+    } else {
+        ("", "")
+    };
+    out.line(&format!(
+        "offboard {}{}{tail}",
+        report.host,
+        report
+            .recipient
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    ))?;
+    for change in &report.changes {
+        out.line(&format!("  .sops.yaml: {change}"))?;
+    }
+    if !report.rekeyed.is_empty() {
+        out.line(&format!(
+            "  {verb}re-key with new data keys: {}",
+            report.rekeyed.join(", ")
+        ))?;
+    }
+    for removed in &report.removed {
+        out.line(&format!("  {verb}remove {removed}"))?;
+    }
+    if report.inventory_entry_removed {
+        out.line(&format!(
+            "  {verb}remove {} and its pin from the inventory",
+            report.host
+        ))?;
+    }
+    if let Some((path, what)) = &report.wiped {
+        out.line(&format!("  {} on {}: {what}", path, report.host))?;
+    }
+    print_exposure(out, &report.exposure)?;
+    if let Some(rotated) = rotated {
+        for (phase, what) in &rotated.phases {
+            out.line(&format!("rotate-infra phase {phase}: {what}"))?;
+        }
+        for host in &rotated.failed_hosts {
+            out.line(&format!("  not deployed: {host}"))?;
+        }
+        print_exposure(out, &rotated.exposure)?;
+    }
+    Ok(())
+}
