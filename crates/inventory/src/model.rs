@@ -256,42 +256,7 @@ impl fmt::Display for HostName {
     }
 }
 
-/// An OpenSSH `SHA256:` fingerprint (43 characters of unpadded base64).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(try_from = "String")]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    /// The fingerprint text, `SHA256:…`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Fingerprint {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        let valid = text.strip_prefix("SHA256:").is_some_and(|b64| {
-            b64.len() == 43
-                && b64
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-        });
-        if valid {
-            Ok(Self(text))
-        } else {
-            Err(format!(
-                "`{text}` is not an OpenSSH SHA256 fingerprint (as `ssh-keygen -l -f KEY.pub` prints: SHA256: and 43 base64 characters)"
-            ))
-        }
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use hostage_recipients::Fingerprint;
 
 /// A secret path: a path regex (as in `.sops.yaml` `path_regex`) relative to the secrets repo.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -12,12 +12,14 @@
 
 mod age_keys;
 mod error;
+mod fingerprint;
 mod identities;
 mod ssh_private;
 mod ssh_public;
 
 pub use age_keys::{AgeIdentity, AgeRecipient, RecipientString};
 pub use error::KeyError;
+pub use fingerprint::{Fingerprint, FingerprintError};
 pub use identities::{
     IdentityCandidate, IdentityLoadProblem, IdentityOptions, IdentitySet, IdentitySource,
     Passphrase, PassphraseProvider,

@@ -4,55 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use hostage_recipients::Ed25519PublicKey;
-
-/// An OpenSSH SHA-256 key fingerprint, `SHA256:` + 43 characters of unpadded base64.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Fingerprint(String);
-
-/// A string that is not an OpenSSH SHA-256 fingerprint.
-#[derive(Debug, thiserror::Error)]
-#[error("`{text}` is not a SHA256 fingerprint: expected SHA256: and 43 base64 characters, as `ssh-keygen -l` prints")]
-pub struct FingerprintError {
-    /// The input.
-    pub text: String,
-}
-
-impl Fingerprint {
-    /// Parses `SHA256:…` as `ssh-keygen -l` prints it.
-    pub fn parse(text: &str) -> Result<Self, FingerprintError> {
-        let text = text.trim();
-        let ok = text.strip_prefix("SHA256:").is_some_and(|b64| {
-            b64.len() == 43
-                && b64
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-        });
-        if ok {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(FingerprintError {
-                text: text.to_owned(),
-            })
-        }
-    }
-
-    /// The fingerprint of an ed25519 key.
-    pub fn of(key: &Ed25519PublicKey) -> Self {
-        Self(key.fingerprint())
-    }
-
-    /// The `SHA256:…` text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use hostage_recipients::{Fingerprint, FingerprintError};
 
 /// How a host key came to be trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

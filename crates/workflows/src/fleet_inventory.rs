@@ -86,10 +86,7 @@ impl FleetInventory {
         };
         HostTarget {
             spec,
-            pin: host
-                .pin
-                .as_ref()
-                .and_then(|p| Fingerprint::parse(p.fingerprint.as_str()).ok()),
+            pin: host.pin.as_ref().map(|p| p.fingerprint.clone()),
             key_path: host.host_key_path.clone(),
         }
     }
@@ -114,7 +111,7 @@ impl FleetInventory {
             let (Some(pin), Some(expected)) = (&host.pin, &target.pin) else {
                 continue;
             };
-            if pin.fingerprint.as_str() != expected.as_str() {
+            if pin.fingerprint != *expected {
                 return Err(pin_change_refused(host.name.as_str(), pin, expected));
             }
         }
@@ -132,17 +129,14 @@ impl FleetInventory {
         recipient: &AgeRecipient,
     ) -> crate::Result<bool> {
         let current = self.host(host)?.pin.clone();
-        if current.as_ref().is_some_and(|p| {
-            p.fingerprint.as_str() == fingerprint.as_str() && &p.recipient == recipient
-        }) {
+        if current
+            .as_ref()
+            .is_some_and(|p| p.fingerprint == *fingerprint && &p.recipient == recipient)
+        {
             return Ok(false);
         }
         let pin = Pin {
-            fingerprint: fingerprint
-                .as_str()
-                .to_owned()
-                .try_into()
-                .map_err(|e: String| crate::WorkflowError::refused(e))?,
+            fingerprint: fingerprint.clone(),
             recipient: *recipient,
             verified: hostage_sops::now_rfc3339(),
         };
@@ -367,7 +361,7 @@ impl<'a> InventoryPins<'a> {
         match self.inventory.as_deref_mut() {
             Some(inventory) => {
                 if let Some(pin) = inventory.host(&name).ok().and_then(|h| h.pin.as_ref()) {
-                    if pin.fingerprint.as_str() != host.fingerprint.as_str() {
+                    if pin.fingerprint != host.fingerprint {
                         let refused = pin_change_refused(&name, pin, &host.fingerprint);
                         let hint = refused.hint().unwrap_or_default().to_owned();
                         return Err(format!("{refused} ({hint})"));

@@ -296,11 +296,7 @@ pub fn plan(
     let mut target = FleetInventory::target(&host);
     if let Some(fp) = &options.expect_fingerprint {
         // Onboarding sets the pin of a host that has none; changing one is rotate's job.
-        if let Some(pin) = host
-            .pin
-            .as_ref()
-            .filter(|p| p.fingerprint.as_str() != fp.as_str())
-        {
+        if let Some(pin) = host.pin.as_ref().filter(|p| p.fingerprint != *fp) {
             return Err(super::fleet_inventory::pin_change_refused(name, pin, fp));
         }
         target.pin = Some(fp.clone());
@@ -399,9 +395,10 @@ pub fn plan(
         "that is `hostage rotate-infra`'s job, not onboarding's",
     )?;
 
-    let pinned = host.pin.as_ref().is_some_and(|p| {
-        p.fingerprint.as_str() == fetched.fingerprint.as_str() && p.recipient == fetched.recipient
-    });
+    let pinned = host
+        .pin
+        .as_ref()
+        .is_some_and(|p| p.fingerprint == fetched.fingerprint && p.recipient == fetched.recipient);
     if !pinned {
         steps.push(Step::RecordPin {
             fingerprint: fetched.fingerprint.to_string(),

@@ -74,7 +74,7 @@ pub fn plan(
     let (private, public) =
         super::host_key::decrypt_stored(repo, name, &source, &identities, passphrases)?;
     let pinned = Fingerprint::of(&public);
-    if pinned.as_str() != pin.fingerprint.as_str() {
+    if pinned != pin.fingerprint {
         bail!(
             "the backed-up key of {name} is {pinned}, but its pin is {}: it is not the identity to restore (a new identity: `hostage rotate {name}`)",
             pin.fingerprint
@@ -124,7 +124,7 @@ pub fn plan(
         || format!("cannot verify {}; nothing was changed", host_target.spec),
     )?;
     let presented = done.host;
-    let is_pinned = presented.fingerprint.as_str() == pinned.as_str();
+    let is_pinned = presented.fingerprint == pinned;
     if !is_pinned && options.expect_fingerprint.is_none() && !confirm(&presented)? {
         bail!("the key {name} presents now was not confirmed; nothing was changed");
     }

@@ -42,7 +42,7 @@ pub fn plan(
     let deploy = infrastructure_deploy(inventory, options, passphrases, host.infrastructure_key)?;
     let (fetched, deploy_action) = verify(&target, &verify_options, deploy.as_ref())?;
     let repo = &inventory.inventory.secrets_repo;
-    let unchanged = fetched.fingerprint.as_str() == old_pin.fingerprint.as_str();
+    let unchanged = fetched.fingerprint == old_pin.fingerprint;
     let config_path = repo.join(".sops.yaml");
     let snapshot = crate::session::FileSnapshot::read(&config_path)?;
     let original = SopsConfig::parse(&config_path, snapshot.text()?)?;

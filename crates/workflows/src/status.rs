@@ -236,7 +236,7 @@ pub fn status(
             .and_then(|r| r.get(index))
             .map(|r| match &r.outcome {
                 Ok(fetched) => {
-                    if pin.is_some_and(|p| p.fingerprint.as_str() != fetched.fingerprint.as_str()) {
+                    if pin.is_some_and(|p| p.fingerprint != fetched.fingerprint) {
                         drift.push(Drift::new(
                             DriftKind::HostKeyDiffersFromPin,
                             name,
