@@ -312,7 +312,7 @@ fn convert_and_identities_print_the_same_text_and_json_for_the_same_fixture() {
 
 #[test]
 fn a_generated_host_key_prints_the_same_report_for_dry_run_apply_and_export() {
-    use crate::workflow_onboard::hostage_with_sops;
+    use crate::workflow_onboard::hostage_with_sops_tripwire;
     let w = world_with(&[false, false]);
     for json in [false, true] {
         let kind = if json { "json" } else { "text" };
@@ -323,14 +323,14 @@ fn a_generated_host_key_prints_the_same_report_for_dry_run_apply_and_export() {
         snapshot(
             &w,
             &format!("onboard_generate_host_key_dry_run_{kind}"),
-            &hostage_with_sops(&w, &args),
+            &hostage_with_sops_tripwire(&w, &args),
             0,
         );
     }
     snapshot(
         &w,
         "onboard_generate_host_key_apply_json",
-        &hostage_with_sops(&w, &["--json", "onboard", "h1", "--generate-host-key"]),
+        &hostage_with_sops_tripwire(&w, &["--json", "onboard", "h1", "--generate-host-key"]),
         0,
     );
     for json in [false, true] {
@@ -344,7 +344,7 @@ fn a_generated_host_key_prints_the_same_report_for_dry_run_apply_and_export() {
         snapshot(
             &w,
             &format!("export_host_key_{kind}"),
-            &hostage_with_sops(&w, &args),
+            &hostage_with_sops_tripwire(&w, &args),
             0,
         );
     }
@@ -352,10 +352,10 @@ fn a_generated_host_key_prints_the_same_report_for_dry_run_apply_and_export() {
 
 #[test]
 fn restoring_a_backed_up_host_key_prints_the_same_report_for_dry_run_and_apply() {
-    use crate::workflow_onboard::hostage_with_sops;
+    use crate::workflow_onboard::hostage_with_sops_tripwire;
     let w = world_with(&[false, false]);
     // h1's key was generated here and backed up; the machine came up with another key.
-    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    let out = hostage_with_sops_tripwire(&w, &["onboard", "h1", "--generate-host-key"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rebuilt = w.fleet.hosts[1].fingerprint();
     let restore = [

@@ -215,10 +215,10 @@ fn fetch_all_uses_the_inventory_and_records_pins_in_it() {
     );
 }
 
-/// Runs hostage like [`World::hostage`] with the sops oracle first on its `PATH` (rotate-infra
-/// still runs `sops` from `PATH` to write a `private_key_sops` file; `--generate-host-key` no
-/// longer needs it).
-pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Output {
+/// Runs hostage like [`World::hostage`] with a tripwire `sops` first on its `PATH`: the verbs that
+/// write new sops files (`--generate-host-key`, rotate-infra's `private_key_sops`) do it natively,
+/// and a run that started `sops` would fail.
+pub(crate) fn hostage_with_sops_tripwire(w: &World, args: &[&str]) -> std::process::Output {
     let mut all = vec!["--inventory".to_owned(), w.inventory.display().to_string()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
     duct::cmd(hostage_tests::hostage_bin(), &all)
@@ -226,7 +226,7 @@ pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Outpu
         .env("HOME", w.repo.dir.path())
         .env("SOPS_DISABLE_VERSION_CHECK", "1")
         .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-        .env("PATH", hostage_tests::path_with_sops())
+        .env("PATH", hostage_tests::path_with_sops_tripwire())
         .stdout_capture()
         .stderr_capture()
         .unchecked()
@@ -238,7 +238,7 @@ pub(crate) fn hostage_with_sops(w: &World, args: &[&str]) -> std::process::Outpu
 fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first_boot_decrypts() {
     let w = world();
     // h1 does not exist yet: no SSH at all.
-    let out = hostage_with_sops(&w, &["--json", "onboard", "h1", "--generate-host-key"]);
+    let out = hostage_with_sops_tripwire(&w, &["--json", "onboard", "h1", "--generate-host-key"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let doc = json(&out);
     assert_eq!(doc["verified"]["verified_by"], "generated", "{doc:#}");
@@ -272,7 +272,8 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
 
     // export-host-key writes the --extra-files tree at the host's key path.
     let extra = w.fleet.dir.path().join("extra");
-    let out = hostage_with_sops(&w, &["export-host-key", "h1", &extra.display().to_string()]);
+    let out =
+        hostage_with_sops_tripwire(&w, &["export-host-key", "h1", &extra.display().to_string()]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let key_path = w.fleet.hosts[1].public_key_file();
     let rel = key_path.strip_prefix("/").unwrap().with_extension("");
@@ -296,7 +297,7 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
 
     // Again: nothing to do, nothing regenerated.
     let after = w.state();
-    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    let out = hostage_with_sops_tripwire(&w, &["onboard", "h1", "--generate-host-key"]);
     assert!(
         stdout(&out).contains("nothing to do"),
         "{}\n{}",

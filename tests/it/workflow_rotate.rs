@@ -291,14 +291,15 @@ fn rotate_infra_stopped_after_each_phase_resumes_at_the_next() {
 
 #[test]
 fn restoring_a_rebuilt_host_from_its_backup_installs_the_old_key_and_leaves_the_repo_alone() {
-    use crate::workflow_onboard::{decrypt_with, hostage_with_sops};
+    use crate::workflow_onboard::{decrypt_with, hostage_with_sops_tripwire};
     let w = world();
     // h1's identity was made here and backed up; the machine then came up with another key
     // (the fleet's own), as a rebuilt host does.
-    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    let out = hostage_with_sops_tripwire(&w, &["onboard", "h1", "--generate-host-key"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let extra = w.fleet.dir.path().join("backup");
-    let out = hostage_with_sops(&w, &["export-host-key", "h1", &extra.display().to_string()]);
+    let out =
+        hostage_with_sops_tripwire(&w, &["export-host-key", "h1", &extra.display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let public_file = w.fleet.hosts[1].public_key_file();
     let private_file = public_file.with_extension("");

@@ -6,7 +6,7 @@
 use hostage_tests::SshKeyPair;
 
 use crate::rekey_support::{stderr, stdout};
-use crate::workflow_onboard::hostage_with_sops;
+use crate::workflow_onboard::hostage_with_sops_tripwire;
 use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
 
 /// Host `host` is rebuilt: a new sshd (a new host key) takes its place in the inventory, as in
@@ -291,7 +291,7 @@ fn rotate_infra_then_deploy_pushes_the_new_key(
     let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
     let new_recipient = key_of_ssh(&new.private).recipient;
     // sops on PATH: a key kept in sops is encrypted anew by it.
-    let out = hostage_with_sops(
+    let out = hostage_with_sops_tripwire(
         &w,
         &[
             "rotate-infra",
@@ -399,7 +399,7 @@ fn rotate_infra_refuses_a_private_key_sops_file_it_could_not_rewrite_before_chan
     assert!(out.status.success(), "{}", stdout(&out));
     let new = SshKeyPair::generate(w.fleet.dir.path(), "id_infrastructure.new", "", None);
     let before = w.state();
-    let out = hostage_with_sops(
+    let out = hostage_with_sops_tripwire(
         &w,
         &[
             "rotate-infra",
@@ -426,7 +426,7 @@ fn rotate_infra_refuses_a_private_key_sops_file_it_could_not_rewrite_before_chan
 #[test]
 fn export_host_key_refuses_a_host_key_path_that_climbs_out_of_the_directory() {
     let w = world();
-    let out = hostage_with_sops(&w, &["onboard", "h1", "--generate-host-key"]);
+    let out = hostage_with_sops_tripwire(&w, &["onboard", "h1", "--generate-host-key"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let extra = w.fleet.dir.path().join("a").join("b").join("extra");
     // `/../../../escaped/…` joined under extra/ is fleet.dir/escaped/…
@@ -438,7 +438,8 @@ fn export_host_key_refuses_a_host_key_path_that_climbs_out_of_the_directory() {
     );
     assert!(text.contains("/escaped/"), "{text}");
     fs_err::write(&w.inventory, text).unwrap();
-    let out = hostage_with_sops(&w, &["export-host-key", "h1", &extra.display().to_string()]);
+    let out =
+        hostage_with_sops_tripwire(&w, &["export-host-key", "h1", &extra.display().to_string()]);
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -154,11 +154,27 @@ pub fn sops() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// This process's `PATH` with the sops oracle's directory first, for a child that runs `sops`
-/// from `PATH` (the product never reads `HOSTAGE_SOPS`).
-pub fn path_with_sops() -> std::ffi::OsString {
-    let oracle = sops();
-    let mut dirs: Vec<PathBuf> = oracle.parent().map(Path::to_owned).into_iter().collect();
+/// This process's `PATH` with a tripwire `sops` first: a script that says it was run and fails.
+/// The product never runs `sops` (it writes sops files natively); a suite that runs hostage with
+/// this `PATH` proves it for the verbs it drives, since any `sops` the product started would be
+/// the tripwire and fail the run.
+pub fn path_with_sops_tripwire() -> std::ffi::OsString {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = workspace_root().join("target/sops-tripwire");
+        fs_err::create_dir_all(&dir).expect("create the tripwire directory");
+        let script = dir.join("sops");
+        let text = "#!/bin/sh\necho 'hostage ran sops, which it must never do' >&2\nexit 97\n";
+        // Written to a temp name and renamed: parallel tests may race to create it.
+        let temp = dir.join(format!("sops.{}", std::process::id()));
+        fs_err::write(&temp, text).expect("write the tripwire");
+        fs_err::set_permissions(&temp, std::fs::Permissions::from_mode(0o755))
+            .expect("make the tripwire executable");
+        fs_err::rename(&temp, &script).expect("install the tripwire");
+        dir
+    });
+    let mut dirs = vec![dir.clone()];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));

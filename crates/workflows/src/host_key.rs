@@ -14,7 +14,6 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::error::{bail, Context as _};
 use hostage_recipients::{Ed25519PublicKey, Ed25519Seed, IdentitySet, PassphraseProvider};
@@ -140,60 +139,6 @@ pub fn store(repo: &Path, rel: &str, private: &str) -> crate::Result<()> {
     // The repo is untrusted: the backup's directory may be a symlink out of it.
     hostage_atomic::ConfinedDir::new(repo)?.write(&repo.join(rel), &encrypted)?;
     Ok(())
-}
-
-/// The sops binary to encrypt new files with: `sops` from `PATH`.
-fn sops_binary() -> PathBuf {
-    PathBuf::from("sops")
-}
-
-/// The sops encryption of `plain` (a document of sops type `kind`: `binary`, `yaml`, `json`)
-/// under the repo's `.sops.yaml` rule for `rel`. The plaintext goes to sops on stdin only; the
-/// caller writes the result.
-pub fn encrypt_with_sops(
-    repo: &Path,
-    rel: &str,
-    plain: &str,
-    kind: &str,
-) -> crate::Result<Vec<u8>> {
-    let sops = sops_binary();
-    let mut child = Command::new(&sops)
-        .args([
-            "encrypt",
-            "--filename-override",
-            rel,
-            "--input-type",
-            kind,
-            "--output-type",
-            kind,
-            "/dev/stdin",
-        ])
-        .current_dir(repo)
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot run {} (install sops 3.11 or later on PATH)",
-                sops.display()
-            )
-        })?;
-    child
-        .stdin
-        .take()
-        .context("sops has a stdin")?
-        .write_all(plain.as_bytes())
-        .context("cannot hand the key to sops")?;
-    let output = child.wait_with_output().context("sops did not finish")?;
-    if !output.status.success() {
-        bail!(
-            "sops could not encrypt {rel}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(output.stdout)
 }
 
 /// Decrypts the backup of `host`'s key at `rel` in memory, in either format (detected from the
