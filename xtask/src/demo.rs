@@ -165,13 +165,21 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
     let mut hosts = String::new();
     for (host, sshd) in HOSTS.iter().zip(&fleet.hosts) {
         hosts.push_str(&format!(
-            "  {}:\n    address: {}\n    port: {}\n    host_key_path: {}\n    per_host_recipient: {}\n    infrastructure_key: {}\n    secrets:\n{}",
+            "  {}:\n    address: {}\n    port: {}\n    host_key_path: {}\n    per_host_recipient: {}\n    infrastructure_key: {}\n{}    secrets:\n{}",
             host.name,
             sshd.address,
             sshd.port,
             sshd.public_key_file().display(),
             host.per_host_recipient,
             host.infrastructure_key,
+            // A host's own secrets are for it alone here, so the matrix shows per-host
+            // recipients at work (the seed's default, `true`, also gives them to the
+            // infrastructure key).
+            if host.per_host_recipient {
+                "    keep_infrastructure: false\n"
+            } else {
+                ""
+            },
             host.secrets
                 .iter()
                 .map(|s| format!("      - {s}\n"))
