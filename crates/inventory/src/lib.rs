@@ -6,8 +6,10 @@
 //! hostage recorded after verifying it.
 //!
 //! [`Inventory::load`] parses with `yaml_serde` into typed values and validates everything it can
-//! without the network; every error names `file:line:column` and what to do. This crate does not
-//! write the inventory back (pins are written by the workflows, with a lossless YAML editor).
+//! without the network; every error names `file:line:column` and what to do. It also computes
+//! the inventory's new text for the workflows, losslessly with a YAML editor and re-parsed before
+//! it is returned (`Inventory::with_pin`, `Inventory::without_host`); the workflows write it,
+//! compare-and-swap, through the repository session.
 
 mod model;
 mod pins;
