@@ -84,6 +84,7 @@ fn round_trip(text: &str, path: &Path, fleet: &hostage_workflows::FleetInventory
 }
 
 #[test]
+#[ignore = "needs the real-world corpus: cargo xtask test runs it when present"]
 fn corpus_onboard_then_offboard_gives_back_every_file_byte_for_byte_or_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     fs_err::create_dir(dir.path().join("secrets")).unwrap();

@@ -247,9 +247,10 @@ fn a_generated_host_key_is_registered_stored_encrypted_and_exported_so_the_first
         steps.contains("store-host-key") && steps.contains("rekey"),
         "{doc:#}"
     );
-    // Backed up in the seed's format at the seed's path, written natively: sops reads it as YAML
-    // whose one key `data` is the OpenSSH key as a literal block.
-    let stored = "secrets/host/h1/ssh_host_ed25519_key.sops";
+    // Backed up in the seed's format, written natively, at the backup path the host's own rule
+    // covers (`secrets/hosts/h1/.*` here): sops reads it as YAML whose one key `data` is the
+    // OpenSSH key as a literal block.
+    let stored = "secrets/hosts/h1/ssh_host_ed25519_key";
     assert!(fs_err::read_to_string(w.repo.path(stored))
         .unwrap()
         .contains("data: ENC[AES256_GCM"));

@@ -8,8 +8,8 @@
 //! Two formats are read (the format is detected from the file): the seed's, a YAML sops file
 //! whose one key `data` holds the OpenSSH key as a literal block (`data: |`), and hostage's
 //! earlier one, sops' binary envelope at `secrets/hosts/<host>/ssh_host_ed25519_key`. Backups are
-//! written natively (`hostage_sops::create_from_tree`, no `sops` binary), in the seed's format,
-//! or in the binary envelope at a path of hostage's earlier layout, so a repo keeps one format.
+//! written natively (`hostage_sops::create_from_tree`, no `sops` binary), always in the seed's
+//! format, at a path the host's own rule covers when the repo has no backups yet.
 //! The key never touches the disk unencrypted.
 
 use std::io::Write as _;
@@ -63,6 +63,16 @@ pub fn backup_path(repo: &Path, host: &hostage_inventory::Host) -> String {
     if repo.join(&legacy).is_file() {
         return legacy;
     }
+    // The backup must fall under the host's own rule (readable by the workstation and the host,
+    // not by whatever a broader catch-all gives): the layout the host's `secrets:` paths cover.
+    let covered = |rel: &str| {
+        host.secrets
+            .iter()
+            .any(|path| regex::Regex::new(path.as_str()).is_ok_and(|re| re.is_match(rel)))
+    };
+    if let Some(rel) = [&seed, &legacy].into_iter().find(|rel| covered(rel)) {
+        return rel.clone();
+    }
     let has = |dir: &str, file: &str| {
         fs_err::read_dir(repo.join(dir)).is_ok_and(|entries| {
             entries
@@ -84,20 +94,11 @@ pub fn default_backup_paths(name: &str) -> [String; 2] {
     [seed_backup_path(name), legacy_backup_path(name)]
 }
 
-/// The sops format a backup at `rel` is written in: sops' binary envelope at hostage's earlier
-/// path, the seed's YAML `data: |` everywhere else, so a repository keeps one format.
-pub fn backup_format(rel: &str) -> hostage_sops::Format {
-    if is_legacy_layout(rel) {
-        hostage_sops::Format::Binary
-    } else {
-        hostage_sops::Format::Yaml
-    }
-}
-
-/// Whether a backup at `rel` is written in sops' binary envelope (hostage's earlier layout)
-/// rather than the seed's YAML `data: |`.
-fn is_legacy_layout(rel: &str) -> bool {
-    rel.starts_with("secrets/hosts/") && rel.ends_with("/ssh_host_ed25519_key")
+/// The sops format a backup is written in: always the seed's YAML `data: |` (issues 11 and 13),
+/// also at hostage's earlier path; reading detects either format, so older binary-envelope
+/// backups keep working.
+pub fn backup_format(_rel: &str) -> hostage_sops::Format {
+    hostage_sops::Format::Yaml
 }
 
 /// Generates an ed25519 host key (OpenSSH format, comment `root@<host>`).
