@@ -128,20 +128,7 @@ pub(crate) fn age_edits(
     plan: &[Vec<Slot>],
 ) -> Result<Vec<Edit>, SopsError> {
     let all = entries(text);
-    let metadata: Vec<&Entry<'_>> = all.iter().filter(|e| e.key.starts_with("sops_")).collect();
-    let (Some(first), Some(last)) = (metadata.first(), metadata.last()) else {
-        return Err(malformed("no sops_ lines"));
-    };
-    // Metadata lines must be one contiguous run (as sops writes them) to be rewritten in place.
-    if all
-        .iter()
-        .any(|e| !e.key.starts_with("sops_") && e.start > first.start && e.start < last.end)
-    {
-        return Err(SopsError::Unsupported {
-            action: "edit the age keys".into(),
-            reason: "the sops_ metadata lines are not one block at the end of the file".into(),
-        });
-    }
+    let metadata = metadata_block(&all, "edit the age keys")?;
     let prefix_of = |group: usize| {
         if meta.flat {
             "sops_age__list_".to_owned()
@@ -178,25 +165,7 @@ pub(crate) fn age_edits(
             lines.insert(format!("{prefix}{index}__map_recipient"), recipient);
         }
     }
-    let newline = if text[first.start..first.end].ends_with("\r\n") {
-        "\r\n"
-    } else {
-        "\n"
-    };
-    let mut replacement = String::new();
-    for (key, value) in &lines {
-        replacement.push_str(key);
-        replacement.push('=');
-        replacement.push_str(value);
-        replacement.push_str(newline);
-    }
-    if !text[..last.end].ends_with('\n') {
-        replacement.truncate(replacement.len() - newline.len());
-    }
-    Ok(vec![Edit {
-        range: first.start..last.end,
-        replacement,
-    }])
+    Ok(vec![rewrite_block(text, &metadata, &lines)])
 }
 
 /// The edits that take the master key entries of `removals` out of the `sops_…` lines (the block
@@ -207,6 +176,24 @@ pub(crate) fn master_key_removals(
     removals: &[super::Removal],
 ) -> Result<Vec<Edit>, SopsError> {
     let all = entries(text);
+    let metadata = metadata_block(&all, "remove master keys")?;
+    let mut lines: BTreeMap<String, &str> = BTreeMap::new();
+    for entry in &metadata {
+        let flat = &entry.key["sops_".len()..];
+        if let Some(key) = super::renumbered_flat_key(flat, meta.flat, removals, meta.groups.len())
+        {
+            lines.insert(format!("sops_{key}"), entry.value);
+        }
+    }
+    Ok(vec![rewrite_block(text, &metadata, &lines)])
+}
+
+/// The `sops_…` lines of the file (never empty), which must be one contiguous run, as sops
+/// writes them, for `action` to rewrite them in place.
+fn metadata_block<'e, 'a>(
+    all: &'e [Entry<'a>],
+    action: &str,
+) -> Result<Vec<&'e Entry<'a>>, SopsError> {
     let metadata: Vec<&Entry<'_>> = all.iter().filter(|e| e.key.starts_with("sops_")).collect();
     let (Some(first), Some(last)) = (metadata.first(), metadata.last()) else {
         return Err(malformed("no sops_ lines"));
@@ -216,35 +203,40 @@ pub(crate) fn master_key_removals(
         .any(|e| !e.key.starts_with("sops_") && e.start > first.start && e.start < last.end)
     {
         return Err(SopsError::Unsupported {
-            action: "remove master keys".into(),
+            action: action.into(),
             reason: "the sops_ metadata lines are not one block at the end of the file".into(),
         });
     }
-    let mut lines: BTreeMap<String, &str> = BTreeMap::new();
-    for entry in &metadata {
-        let flat = &entry.key["sops_".len()..];
-        if let Some(key) = super::renumbered_flat_key(flat, meta.flat, removals, meta.groups.len())
-        {
-            lines.insert(format!("sops_{key}"), entry.value);
-        }
-    }
+    Ok(metadata)
+}
+
+/// One edit that replaces the metadata `block` with `lines`, in their sorted order (sops writes
+/// the block in `sort.Strings` order), with the file's line ending and, when the file had no
+/// final newline, still none.
+fn rewrite_block<V: AsRef<str>>(
+    text: &str,
+    block: &[&Entry<'_>],
+    lines: &BTreeMap<String, V>,
+) -> Edit {
+    // `metadata_block` never returns an empty block.
+    let (first, last) = (block[0], block[block.len() - 1]);
     let newline = if text[first.start..first.end].ends_with("\r\n") {
         "\r\n"
     } else {
         "\n"
     };
     let mut replacement = String::new();
-    for (key, value) in &lines {
+    for (key, value) in lines {
         replacement.push_str(key);
         replacement.push('=');
-        replacement.push_str(value);
+        replacement.push_str(value.as_ref());
         replacement.push_str(newline);
     }
     if !text[..last.end].ends_with('\n') {
         replacement.truncate(replacement.len() - newline.len());
     }
-    Ok(vec![Edit {
+    Edit {
         range: first.start..last.end,
         replacement,
-    }])
+    }
 }
