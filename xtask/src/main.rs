@@ -80,6 +80,20 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// Where cargo puts build outputs: `CARGO_TARGET_DIR` when set (relative to the workspace root,
+/// where `run_cmd` runs cargo), else `target/` in the workspace.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    )
+}
+
+/// The debug `hostage` binary `cargo build --package hostage` makes.
+fn debug_hostage() -> PathBuf {
+    target_dir().join("debug/hostage")
+}
+
 /// Runs a command from the workspace root, printing it first.
 fn run_cmd(program: &str, args: &[&str], envs: &[(&str, &Path)]) -> anyhow::Result<()> {
     println!("$ {program} {}", args.join(" "));
@@ -114,8 +128,7 @@ fn test() -> anyhow::Result<()> {
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
     // The README's first command must stay true: the gate runs the demo as a newcomer would.
     println!("$ cargo xtask demo");
-    demo::demo(&sops, &workspace_root().join("target/debug/hostage"))
-        .context("the demo (`cargo xtask demo`) failed")?;
+    demo::demo(&sops, &debug_hostage()).context("the demo (`cargo xtask demo`) failed")?;
     run_cmd(
         "cargo",
         &["test", "--workspace", "--all-targets"],
@@ -280,14 +293,14 @@ fn demo() -> anyhow::Result<()> {
     check_tools()?;
     let sops = provision_sops()?;
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
-    demo::demo(&sops, &workspace_root().join("target/debug/hostage"))
+    demo::demo(&sops, &debug_hostage())
 }
 
 /// `cargo xtask VERB ARGS…`: the same workflow the `hostage` binary runs, against this
 /// workspace's `inventory/fleet.yaml`.
 fn workflow(verb: &str, args: &[String]) -> anyhow::Result<()> {
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
-    let hostage = workspace_root().join("target/debug/hostage");
+    let hostage = debug_hostage();
     let inventory = workspace_root().join("inventory/fleet.yaml");
     let mut all = vec![
         "--inventory".to_owned(),
@@ -358,7 +371,5 @@ fn build_release_hostage() -> anyhow::Result<PathBuf> {
         &[],
     )?;
     // Where cargo put it: `CARGO_TARGET_DIR` when set (engineers share one per worktree).
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    Ok(target.join("release/hostage"))
+    Ok(target_dir().join("release/hostage"))
 }
