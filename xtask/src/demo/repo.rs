@@ -1,5 +1,5 @@
-//! The demo's secrets repo, in the reference operator's layout (`../shared/docs/seed-layout.md`,
-//! restated in `docs/guide.md`): a `# SOPS configuration file` header naming the keys with aligned
+//! The demo's secrets repo, in the reference operator's layout (`docs/rules.md`, "The seed
+//! layout"): a `# SOPS configuration file` header naming the keys with aligned
 //! `# name:  age1…` labels, flat comma `age:` strings in the order workstation,infrastructure,<host>,
 //! a last `secrets/.*` catch-all to the workstation only; files under `secrets/host/<host>/` and
 //! `secrets/workstation/`, mostly `*.sops.yaml` and some `*.sops` files that are YAML inside (made by
