@@ -548,11 +548,24 @@ impl<'a> Demo<'a> {
                 ))
             })
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let planned = self.snapshot()?;
+        self.hostage(&["offboard", LIFECYCLE_HOST, "--dry-run"], Ssh::NotNeeded)?;
+        if self.snapshot()? != planned {
+            self.failures
+                .push("offboard --dry-run changed the repo or the inventory".into());
+        }
         let text = self.hostage(&["offboard", LIFECYCLE_HOST], Ssh::NotNeeded)?;
         self.offboarded = Some(LIFECYCLE_HOST);
-        if !text.to_lowercase().contains("exposure") {
-            self.failures
-                .push("offboard printed no exposure report".into());
+        // The exposure report names every file the host could read.
+        let report = text
+            .lines()
+            .find(|line| line.starts_with("exposure:"))
+            .unwrap_or_default();
+        for file in &exposed {
+            if !report.contains(file) {
+                self.failures
+                    .push(format!("offboard's exposure report does not name {file}"));
+            }
         }
 
         step(&format!(
