@@ -442,7 +442,7 @@ impl<'a> Demo<'a> {
         let extracted = self.judge().decrypt_path_locally(
             &backup,
             &["--extract", "[\"data\"]"],
-            &self.workstation_key,
+            std::slice::from_ref(&self.workstation_key),
         )?;
         if extracted.as_deref() != Some(key.as_str()) {
             self.failures.push(format!(

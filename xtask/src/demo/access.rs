@@ -152,10 +152,14 @@ impl Judge<'_> {
         Ok(matrix)
     }
 
-    /// Runs the real sops locally with only `key` (an OpenSSH private key, converted as
+    /// Runs the real sops locally with only `keys` (OpenSSH private keys, converted as
     /// sops-nix and the operator's `ssh-to-age -private-key` do): the plaintext, when it opens.
-    pub fn decrypt_locally(&self, file: &DemoFile, key: &Path) -> anyhow::Result<Option<String>> {
-        self.decrypt_path_locally(file.path, &[], key)
+    pub fn decrypt_locally(
+        &self,
+        file: &DemoFile,
+        keys: &[PathBuf],
+    ) -> anyhow::Result<Option<String>> {
+        self.decrypt_path_locally(file.path, &[], keys)
     }
 
     /// [`Judge::decrypt_locally`] for any repo path, with extra sops arguments (`--extract`).
@@ -163,7 +167,7 @@ impl Judge<'_> {
         &self,
         path: &str,
         extra: &[&str],
-        key: &Path,
+        keys: &[PathBuf],
     ) -> anyhow::Result<Option<String>> {
         let mut args = vec!["decrypt", "--input-type", "yaml", "--output-type", "yaml"];
         args.extend_from_slice(extra);
@@ -171,7 +175,10 @@ impl Judge<'_> {
         let output = duct::cmd(self.sops, &args)
             .dir(self.repo)
             .env("SOPS_DISABLE_VERSION_CHECK", "1")
-            .env("SOPS_AGE_KEY_CMD", self.key_cmd(&[key.to_owned()]))
+            .env(
+                "SOPS_AGE_KEY_CMD",
+                format!("sh -c '{}'", self.key_cmd(keys)),
+            )
             .env("HOME", "/nonexistent")
             .env_remove("SOPS_AGE_KEY")
             .env_remove("SOPS_AGE_KEY_FILE")
@@ -193,7 +200,7 @@ impl Judge<'_> {
         failures: &mut Vec<String>,
     ) -> anyhow::Result<()> {
         for file in FILES {
-            let plain = self.decrypt_locally(file, workstation_key)?;
+            let plain = self.decrypt_locally(file, &[workstation_key.to_owned()])?;
             if !plain.is_some_and(|p| p.contains(file.secret())) {
                 failures.push(format!(
                     "the workstation cannot decrypt {} to its plaintext",
@@ -205,20 +212,32 @@ impl Judge<'_> {
         Ok(())
     }
 
-    /// Keys that were replaced open no file.
+    /// Keys that were replaced open no file. One sops run per file with every retired key at
+    /// once (none opens it exactly when all of them together do not); a file that opens is then
+    /// tried key by key to name the culprit.
     pub fn retired_keys_read_nothing(
         &self,
         retired: &[(String, PathBuf)],
         failures: &mut Vec<String>,
     ) -> anyhow::Result<()> {
-        for (what, key) in retired {
-            for file in FILES {
-                if self.decrypt_locally(file, key)?.is_some() {
+        let keys: Vec<PathBuf> = retired.iter().map(|(_, key)| key.clone()).collect();
+        for file in FILES {
+            if self.decrypt_locally(file, &keys)?.is_none() {
+                continue;
+            }
+            for (what, key) in retired {
+                if self
+                    .decrypt_locally(file, std::slice::from_ref(key))?
+                    .is_some()
+                {
                     failures.push(format!("{what} (retired) still opens {}", file.path));
                 }
             }
-            println!("    {what}: opens none of the {} files", FILES.len());
         }
+        for (what, _) in retired {
+            println!("    {what}");
+        }
+        println!("    together open none of the {} files", FILES.len());
         Ok(())
     }
 }
