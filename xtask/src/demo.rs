@@ -13,8 +13,10 @@
 //!    changes), then `hostage offboard` (its recipient is nowhere, its files have new data keys,
 //!    the exposure report is printed, it decrypts nothing over SSH, `status` is clean).
 //!
-//! Prints each step, the `.sops.yaml` diffs and the access matrices; fails if any check fails;
-//! the fleet (sshd processes, temp dir) goes away on the way out.
+//! Prints each step, the `.sops.yaml` diffs (each checked to still be the seed layout: header
+//! labels in step and aligned, workstation,infrastructure first, `secrets/.*` last) and the access
+//! matrices; fails if any check fails; the fleet (sshd processes, temp dir) goes away on the way
+//! out.
 
 mod access;
 mod repo;
@@ -80,7 +82,10 @@ pub fn demo(sops: &Path, hostage: &Path) -> anyhow::Result<()> {
     demo.rotate_infrastructure_key()?;
     demo.rotate_workstation_key()?;
     demo.status_is_clean("no drift left, every recipient named")?;
-    demo.show_sops_yaml_diff("onboarding and the rotations")?;
+    demo.show_sops_yaml_diff(
+        "onboarding and the rotations",
+        &["workstation", "infrastructure", "gnomeregan", "stormwind"],
+    )?;
     demo.prove_access()?;
     demo.back_up_host_key()?;
     demo.rebuild_and_restore_from_backup()?;
@@ -359,10 +364,25 @@ impl<'a> Demo<'a> {
         Ok(())
     }
 
-    /// Prints the `.sops.yaml` diff since the last demo commit, then commits the repo.
-    fn show_sops_yaml_diff(&self, since: &str) -> anyhow::Result<()> {
+    /// Prints the `.sops.yaml` diff since the last demo commit, checks the file is still in the
+    /// seed layout with these header labels, then commits the repo.
+    fn show_sops_yaml_diff(&mut self, since: &str, labels: &[&str]) -> anyhow::Result<()> {
         step(&format!(".sops.yaml, before → after {since}"));
         print!("{}", indent(&self.git(&["diff", "--", ".sops.yaml"])?));
+        let text = fs_err::read_to_string(self.repo.join(".sops.yaml"))?;
+        let problems = repo::seed_layout_problems(&text, labels);
+        if problems.is_empty() {
+            println!(
+                "    still the seed layout: header labels {} aligned and in use, \
+                 workstation,infrastructure first, secrets/.* last",
+                labels.join(", ")
+            );
+        }
+        self.failures.extend(
+            problems
+                .into_iter()
+                .map(|p| format!(".sops.yaml after {since}: {p}")),
+        );
         self.git(&["add", "-A"])?;
         self.git(&["commit", "-q", "-m", &format!("after {since}")])?;
         Ok(())
@@ -605,7 +625,10 @@ impl<'a> Demo<'a> {
             "    {} file(s) {LIFECYCLE_HOST} could read: every value re-encrypted under a new data key",
             ciphertexts_before.len()
         );
-        self.show_sops_yaml_diff(&format!("offboarding {LIFECYCLE_HOST}"))?;
+        self.show_sops_yaml_diff(
+            &format!("offboarding {LIFECYCLE_HOST}"),
+            &["workstation", "infrastructure", "stormwind"],
+        )?;
 
         // The machine still runs (decommissioning it is the operator's next step): it must
         // decrypt nothing it could before.

@@ -247,3 +247,160 @@ pub fn create(repo: &Path, sops: &Path, keys: &StartingKeys<'_>) -> anyhow::Resu
     println!("    secrets/default.nix, pubkeys/workstation.pub, pubkeys/infrastructure.pub");
     Ok(())
 }
+
+/// What in `.sops.yaml` strays from the seed layout, given the header labels it should have in
+/// order: labels missing, extra or duplicated, keys not in one column, a label whose recipient no
+/// rule uses (left behind by a replace or a removal), anchors or a `keys:` list, a rule whose flat
+/// `age:` string does not start workstation,infrastructure, a catch-all other than a last
+/// `secrets/.*`.
+pub fn seed_layout_problems(text: &str, labels: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let header: Vec<(&str, usize, &str)> = text
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("# ")?.split_once(':')?;
+            let key = rest.trim_start();
+            key.starts_with("age1")
+                .then(|| (name, line.len() - key.len(), key))
+        })
+        .collect();
+    let names: Vec<&str> = header.iter().map(|(name, _, _)| *name).collect();
+    if names != labels {
+        problems.push(format!("header labels {names:?}, expected {labels:?}"));
+    }
+    if header.windows(2).any(|pair| pair[0].1 != pair[1].1) {
+        problems.push("the header labels' keys are not aligned in one column".into());
+    }
+    let ages: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("age: "))
+        .collect();
+    for (name, _, key) in &header {
+        if !ages.iter().any(|age| age.split(',').any(|r| r == *key)) {
+            problems.push(format!(
+                "header label {name} names a recipient no rule uses"
+            ));
+        }
+    }
+    let anchored = |line: &str| {
+        let item = line.trim_start();
+        item.starts_with("- &") || item.starts_with("- *")
+    };
+    if text
+        .lines()
+        .any(|line| line.starts_with("keys:") || anchored(line))
+    {
+        problems.push("anchors or a keys: list (the seed has neither)".into());
+    }
+    let label = |name: &str| {
+        header
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, key)| *key)
+    };
+    if let (Some(workstation), Some(infrastructure)) =
+        (label("workstation"), label("infrastructure"))
+    {
+        for age in &ages {
+            let recipients: Vec<&str> = age.split(',').collect();
+            let in_order = recipients.first() == Some(&workstation)
+                && (!recipients.contains(&infrastructure)
+                    || recipients.get(1) == Some(&infrastructure));
+            if !in_order {
+                problems.push(format!(
+                    "age: {age} is not in the order workstation,infrastructure,<host>"
+                ));
+            }
+        }
+        if ages.last() != Some(&workstation) {
+            problems.push("the last rule is not to the workstation alone".into());
+        }
+    }
+    let last_rule = text
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("- path_regex: "))
+        .next_back();
+    if last_rule != Some("secrets/.*") {
+        problems.push(format!("the last rule is {last_rule:?}, not secrets/.*"));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WS: &str = "age1workstation";
+    const INFRA: &str = "age1infrastructure";
+
+    fn starting() -> String {
+        sops_yaml(&StartingKeys {
+            workstation: WS,
+            workstation_pub: "ssh-ed25519 AAAA ws",
+            infrastructure: INFRA,
+            infrastructure_pub: "ssh-ed25519 AAAA infra",
+        })
+    }
+
+    #[test]
+    fn the_starting_sops_yaml_is_in_the_seed_layout() {
+        assert_eq!(
+            seed_layout_problems(&starting(), &["workstation", "infrastructure"]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_layout_check_sees_a_misaligned_stale_or_missing_label_and_a_wrong_order() {
+        let text = starting().replace(
+            "# infrastructure: age1infrastructure\n",
+            "# infrastructure: age1infrastructure\n# gnomeregan: age1gone\n",
+        );
+        let problems = seed_layout_problems(&text, &["workstation", "infrastructure", "stormwind"]);
+        assert!(
+            problems.iter().any(|p| p.contains("header labels")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("not aligned")),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("gnomeregan names a recipient no rule uses")),
+            "{problems:?}"
+        );
+
+        let swapped =
+            starting().replace(&format!("age: {WS},{INFRA}"), &format!("age: {INFRA},{WS}"));
+        let problems = seed_layout_problems(&swapped, &["workstation", "infrastructure"]);
+        assert!(
+            problems.iter().any(|p| p.contains("not in the order")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_offboarded_host_reads_nothing_and_its_own_directory_falls_to_the_workstation() {
+        let own = &FILES[2];
+        let storage = FILES
+            .iter()
+            .find(|f| f.path.ends_with("-storage.sops.yaml"))
+            .expect("the demo has a storage file");
+        assert!(own.readable_by("gnomeregan", None));
+        assert!(!own.readable_by("gnomeregan", Some("gnomeregan")));
+        assert!(storage.readable_by("ironforge", Some("gnomeregan")));
+        assert!(!storage.readable_by("gnomeregan", Some("gnomeregan")));
+    }
+
+    #[test]
+    fn default_nix_maps_every_demo_file_once() {
+        let text = default_nix();
+        for file in FILES {
+            let relative = file.path.strip_prefix("secrets/").expect("under secrets/");
+            assert_eq!(text.matches(&format!("./{relative};")).count(), 1, "{text}");
+        }
+    }
+}
