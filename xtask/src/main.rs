@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: the project's development tasks, in plain Rust (matklad's xtask pattern).
 //!
 //! - `test`: the whole gate: tools check, oracle provisioning, fmt, clippy, every test.
-//! - `demo`: the main job on a throwaway demo fleet.
+//! - `demo`: the main job and a host's lifecycle on a throwaway fleet and a seed-layout repo.
 //! - `bench`: the benchmarks whose figures go into `docs/benchmarks.md`.
 //! - `fuzz [SECONDS] [TARGET…]`: the libFuzzer targets of `fuzz/` (docs/fuzzing.md).
 //!
@@ -64,7 +64,7 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, the demo, every test against real sops, age and sshd,\n          \
                    and the corpus conformance run when ../shared/corpus is present (required when CI=true)\n  \
-           demo    run the main job on a throwaway demo fleet\n  \
+           demo    the main job and a host's lifecycle on a throwaway fleet (seed-layout repo)\n  \
            onboard|rotate|rotate-infra|rekey|status|fetch|deploy ARGS…\n          \
            the hostage workflow against this workspace's inventory/fleet.yaml\n  \
            bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key\n  \
