@@ -1,7 +1,7 @@
 //! `cargo xtask <task>`: the project's development tasks, in plain Rust (matklad's xtask pattern).
 //!
 //! - `test`: the whole gate: tools check, oracle provisioning, fmt, clippy, every test.
-//! - `demo`: the main job on a throwaway demo fleet.
+//! - `demo`: the main job and a host's lifecycle on a throwaway fleet and a seed-layout repo.
 //! - `bench`: the benchmarks whose figures go into `docs/benchmarks.md`.
 //! - `fuzz [SECONDS] [TARGET…]`: the libFuzzer targets of `fuzz/` (docs/fuzzing.md).
 //!
@@ -64,7 +64,7 @@ fn print_usage() {
          tasks:\n  \
            test    fmt check, clippy -D warnings, the demo, every test against real sops, age and sshd,\n          \
                    and the corpus conformance run when ../shared/corpus is present (required when CI=true)\n  \
-           demo    run the main job on a throwaway demo fleet\n  \
+           demo    the main job and a host's lifecycle on a throwaway fleet (seed-layout repo)\n  \
            onboard|rotate|rotate-infra|rekey|status|fetch|deploy ARGS…\n          \
            the hostage workflow against this workspace's inventory/fleet.yaml\n  \
            bench   run the benchmarks (figures go into docs/benchmarks.md); `bench rekey` runs only re-key\n  \
@@ -78,6 +78,20 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask/ sits inside the workspace")
         .to_owned()
+}
+
+/// Where cargo puts build outputs: `CARGO_TARGET_DIR` when set (relative to the workspace root,
+/// where `run_cmd` runs cargo), else `target/` in the workspace.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || workspace_root().join("target"),
+        |dir| workspace_root().join(dir),
+    )
+}
+
+/// The debug `hostage` binary `cargo build --package hostage` makes.
+fn debug_hostage() -> PathBuf {
+    target_dir().join("debug/hostage")
 }
 
 /// Runs a command from the workspace root, printing it first.
@@ -114,8 +128,7 @@ fn test() -> anyhow::Result<()> {
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
     // The README's first command must stay true: the gate runs the demo as a newcomer would.
     println!("$ cargo xtask demo");
-    demo::demo(&sops, &workspace_root().join("target/debug/hostage"))
-        .context("the demo (`cargo xtask demo`) failed")?;
+    demo::demo(&sops, &debug_hostage()).context("the demo (`cargo xtask demo`) failed")?;
     run_cmd(
         "cargo",
         &["test", "--workspace", "--all-targets"],
@@ -280,14 +293,14 @@ fn demo() -> anyhow::Result<()> {
     check_tools()?;
     let sops = provision_sops()?;
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
-    demo::demo(&sops, &workspace_root().join("target/debug/hostage"))
+    demo::demo(&sops, &debug_hostage())
 }
 
 /// `cargo xtask VERB ARGS…`: the same workflow the `hostage` binary runs, against this
 /// workspace's `inventory/fleet.yaml`.
 fn workflow(verb: &str, args: &[String]) -> anyhow::Result<()> {
     run_cmd("cargo", &["build", "--quiet", "--package", "hostage"], &[])?;
-    let hostage = workspace_root().join("target/debug/hostage");
+    let hostage = debug_hostage();
     let inventory = workspace_root().join("inventory/fleet.yaml");
     let mut all = vec![
         "--inventory".to_owned(),
@@ -358,7 +371,5 @@ fn build_release_hostage() -> anyhow::Result<PathBuf> {
         &[],
     )?;
     // Where cargo put it: `CARGO_TARGET_DIR` when set (engineers share one per worktree).
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    Ok(target.join("release/hostage"))
+    Ok(target_dir().join("release/hostage"))
 }
