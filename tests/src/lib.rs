@@ -68,6 +68,13 @@ pub const GIT: Tool = Tool {
     package: "git",
 };
 
+/// `strace`: the crash suites SIGKILL the real binary at an exact system call with it
+/// (`-P PATH -e inject=SYSCALL:signal=KILL`), so no test hook lives in the product.
+pub const STRACE: Tool = Tool {
+    name: "strace",
+    package: "strace",
+};
+
 /// `diff` (the demo shows the `.sops.yaml` edits as a diff).
 pub const DIFF: Tool = Tool {
     name: "diff",
@@ -94,7 +101,7 @@ pub const CXX: Tool = Tool {
 /// Every tool the suites and the demo need: `cargo xtask test` checks them all before it starts,
 /// so a newcomer gets one message naming every missing package.
 pub const REQUIRED_TOOLS: &[Tool] = &[
-    AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF, GPG, GPGCONF,
+    AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF, GPG, GPGCONF, STRACE,
 ];
 
 /// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.
