@@ -156,14 +156,25 @@ fn render(
     } else {
         ("", "")
     };
+    let nothing_to_do = report.changes.is_empty()
+        && report.rekeyed.is_empty()
+        && report.removed.is_empty()
+        && !report.inventory_entry_removed
+        && report.wiped.is_none()
+        && report.exposure.is_empty();
     out.line(&format!(
-        "offboard {}{}{tail}",
+        "offboard {}{}{tail}{}",
         report.host,
         report
             .recipient
             .as_ref()
             .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if nothing_to_do {
+            ": nothing to do (no rule, file, public key, backup or inventory entry names it)"
+        } else {
+            ""
+        }
     ))?;
     for change in &report.changes {
         out.line(&format!("  .sops.yaml: {change}"))?;
