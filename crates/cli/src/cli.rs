@@ -338,7 +338,8 @@ pub struct FleetArgs {
     hostage fetch root@10.0.0.5 --expect-fingerprint SHA256:…\n  \
     hostage fetch root@web01 root@db01:2222 --known-hosts ~/.ssh/known_hosts\n  \
     hostage --json fetch root@new-host --trust-new --pins hostage.pins\n\n\
-    Exit codes: 0 every host verified, 1 some host failed or was refused, 2 usage.")]
+    Exit codes: 0 every host verified, 1 some host failed or was refused (or a pin could not be\n\
+    recorded), 2 usage.")]
 pub struct FetchArgs {
     /// Shared fleet options.
     #[command(flatten)]
@@ -352,7 +353,8 @@ pub struct FetchArgs {
     hostage deploy admin@db01 --key id_infra --target /var/lib/infra/id --owner infra:infra\n  \
     hostage deploy root@web01 --key new_key --replace --dry-run\n\n\
     The key travels on stdin only and is verified on the host by its fingerprint.\n\
-    Exit codes: 0 every host done, 1 some host failed or was refused, 2 usage.")]
+    Exit codes: 0 every host done, 1 some host failed or was refused (or a pin could not be\n\
+    recorded), 2 usage.")]
 pub struct DeployArgs {
     /// Shared fleet options.
     #[command(flatten)]
