@@ -255,3 +255,208 @@ fn rotate_commit_commits_the_replaced_recipient_with_its_own_message() {
         stderr(&out)
     );
 }
+
+/// The paths `git status` still shows in `dir` (what no commit took), sorted.
+fn left_over(dir: &Path) -> Vec<String> {
+    let mut left: Vec<String> = git(dir, &["status", "--porcelain", "--untracked-files=all"])
+        .lines()
+        .map(|l| l[3..].to_owned())
+        .collect();
+    left.sort();
+    left
+}
+
+#[test]
+fn backup_host_key_and_offboard_commit_what_they_changed_removals_included() {
+    let w = world();
+    let dir = w.repo.dir.path();
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    initial_commit(dir);
+    w.repo.write("notes.txt", b"todo\n");
+
+    let out = w.hostage(&["backup-host-key", "h1", "--commit"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("nix flake update secrets"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        git(dir, &["log", "-1", "--format=%s"]).trim(),
+        "feat(h1): back up host SSH key, sops-encrypted"
+    );
+    assert_eq!(
+        files_of_head(dir),
+        ["secrets/hosts/h1/ssh_host_ed25519_key"]
+    );
+    assert_eq!(left_over(dir), ["notes.txt"]);
+    // The same key again: nothing written, nothing committed.
+    let before = head(dir);
+    let doc = json(&w.hostage(&["--json", "backup-host-key", "h1", "--commit"]));
+    assert_eq!(doc["commit"]["commit"], serde_json::Value::Null, "{doc:#}");
+    assert_eq!(head(dir), before);
+
+    let out = w.hostage(&["--json", "offboard", "h1", "--commit"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(
+        git(dir, &["log", "-1", "--format=%s"]).trim(),
+        "feat(h1): remove host SSH key from sops recipients"
+    );
+    assert_eq!(doc["commit"]["commit"], head(dir), "{doc:#}");
+    // The rules, the re-keyed file, and the two removed files: deletions are committed too.
+    assert_eq!(
+        files_of_head(dir),
+        [
+            ".sops.yaml",
+            "pubkeys/h1.pub",
+            "secrets/hosts/h1/api.json",
+            "secrets/hosts/h1/ssh_host_ed25519_key",
+        ],
+        "{doc:#}"
+    );
+    let deleted = git(
+        dir,
+        &[
+            "show",
+            "--diff-filter=D",
+            "--name-only",
+            "--format=",
+            "HEAD",
+        ],
+    );
+    assert_eq!(
+        deleted.lines().collect::<Vec<_>>(),
+        ["pubkeys/h1.pub", "secrets/hosts/h1/ssh_host_ed25519_key"]
+    );
+    assert_eq!(left_over(dir), ["notes.txt"]);
+    // Again: nothing to do, nothing committed.
+    let before = head(dir);
+    let out = w.hostage(&["offboard", "h1", "--commit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("commit: nothing changed, nothing committed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(head(dir), before);
+}
+
+#[test]
+fn offboard_and_backup_with_commit_refuse_a_staged_index_before_changing_anything() {
+    let w = world();
+    let dir = w.repo.dir.path();
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    initial_commit(dir);
+    w.repo.write("notes.txt", b"todo\n");
+    git(dir, &["add", "notes.txt"]);
+    let before = w.state();
+    for args in [
+        &["backup-host-key", "h1", "--commit"][..],
+        &["offboard", "h1", "--commit"][..],
+    ] {
+        let out = w.hostage(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("already holds staged changes (notes.txt)"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(w.state(), before, "{args:?}");
+    }
+}
+
+#[test]
+fn offboard_rotate_infra_commit_makes_one_commit_per_verb() {
+    let w = crate::workflow_support::world_with(&[true, true]);
+    for host in ["h0", "h1"] {
+        let out = w.hostage(&["onboard", host, "--trust-new"]);
+        assert!(out.status.success(), "{host}: {}", stderr(&out));
+    }
+    let dir = w.repo.dir.path();
+    initial_commit(dir);
+    let start = head(dir);
+    let new = hostage_tests::SshKeyPair::generate(w.fleet.dir.path(), "id_infra.new", "", None);
+    let new_key = new.private.display().to_string();
+    let out = w.hostage(&[
+        "--json",
+        "offboard",
+        "h1",
+        "--rotate-infra",
+        "--new-key",
+        &new_key,
+        "--commit",
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(
+        git(dir, &["log", "--format=%s", &format!("{start}..HEAD")]),
+        "feat(infrastructure): rotate the infrastructure key\n\
+         feat(h1): remove host SSH key from sops recipients\n"
+    );
+    assert_eq!(
+        doc["rotate_infra"]["commit"]["commit"],
+        head(dir),
+        "{doc:#}"
+    );
+    assert_eq!(
+        doc["commit"]["commit"],
+        git(dir, &["rev-parse", "HEAD~1"]).trim(),
+        "{doc:#}"
+    );
+    assert_eq!(left_over(dir), Vec::<String>::new());
+}
+
+#[test]
+fn set_commit_commits_the_one_file_with_the_key_and_file_in_the_message() {
+    let repo = Repo::new(&["admin"]);
+    let dir = repo.dir.path();
+    repo.config("{keys}\ncreation_rules:\n  - path_regex: secrets/.*\n    age: *admin\n");
+    repo.encrypt("secrets/a.yaml", b"a: 1\n");
+    initial_commit(dir);
+    repo.write("notes.txt", b"todo\n");
+
+    let file = "secrets/hosts/web02/db.yaml";
+    let out = repo.hostage_with_stdin(
+        &["set", file, "db_password", "--commit"],
+        b"pw\n",
+        &["admin"],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("committed "), "{}", stdout(&out));
+    assert_eq!(
+        git(dir, &["log", "-1", "--format=%s"]).trim(),
+        "feat(secrets): set db_password in secrets/hosts/web02/db.yaml"
+    );
+    assert_eq!(files_of_head(dir), [file]);
+    assert_eq!(left_over(dir), ["notes.txt"]);
+
+    // The same value: nothing written, nothing committed.
+    let before = head(dir);
+    let out = repo.hostage_with_stdin(
+        &["--json", "set", file, "db_password", "--commit"],
+        b"pw\n",
+        &["admin"],
+    );
+    assert_eq!(json(&out)["commit"]["commit"], serde_json::Value::Null);
+    assert_eq!(head(dir), before);
+
+    // A staged index: refused before stdin is read or anything is written.
+    git(dir, &["add", "notes.txt"]);
+    let bytes = fs_err::read(repo.path(file)).unwrap();
+    let out = repo.hostage_with_stdin(
+        &["set", file, "db_password", "--commit"],
+        b"new\n",
+        &["admin"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("already holds staged changes (notes.txt)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs_err::read(repo.path(file)).unwrap(), bytes);
+    assert_eq!(head(dir), before);
+}

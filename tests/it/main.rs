@@ -41,5 +41,6 @@ mod workflow_rotate;
 mod workflow_seed;
 mod workflow_set;
 mod workflow_status;
+mod workflow_sudo;
 mod workflow_support;
 mod workflow_trust;

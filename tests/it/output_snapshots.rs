@@ -407,3 +407,94 @@ fn restoring_a_backed_up_host_key_prints_the_same_report_for_dry_run_and_apply()
         0,
     );
 }
+
+/// `hostage --inventory … ARGS…` in the repo with `value` on stdin (for `set`).
+fn with_stdin(w: &World, args: &[&str], value: &[u8]) -> std::process::Output {
+    let inventory = w.inventory.display().to_string();
+    let mut all = vec!["--inventory", inventory.as_str()];
+    all.extend_from_slice(args);
+    w.repo.hostage_with_stdin(&all, value, &["workstation"])
+}
+
+#[test]
+fn backup_host_key_set_and_offboard_print_the_same_text_for_dry_run_and_apply() {
+    let w = world_with(&[true, false]);
+    let out = online(&w, false, &["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    snapshot(
+        &w,
+        "backup_host_key_dry_run_text",
+        &online(&w, false, &["backup-host-key", "h1", "--dry-run"]),
+        0,
+    );
+    snapshot(
+        &w,
+        "backup_host_key_apply_text",
+        &online(&w, false, &["backup-host-key", "h1"]),
+        0,
+    );
+    snapshot(
+        &w,
+        "backup_host_key_nothing_to_do_text",
+        &online(&w, false, &["backup-host-key", "h1"]),
+        0,
+    );
+
+    let file = "secrets/hosts/h1/db.yaml";
+    snapshot(
+        &w,
+        "set_create_dry_run_text",
+        &with_stdin(&w, &["set", file, "db_password", "--dry-run"], b"first\n"),
+        0,
+    );
+    snapshot(
+        &w,
+        "set_create_apply_text",
+        &with_stdin(&w, &["set", file, "db_password"], b"first\n"),
+        0,
+    );
+    snapshot(
+        &w,
+        "set_replace_dry_run_text",
+        &with_stdin(&w, &["set", file, "db_password", "--dry-run"], b"second\n"),
+        0,
+    );
+    snapshot(
+        &w,
+        "set_replace_apply_text",
+        &with_stdin(&w, &["set", file, "db_password"], b"second\n"),
+        0,
+    );
+    snapshot(
+        &w,
+        "set_add_apply_text",
+        &with_stdin(&w, &["set", file, "db_user"], b"app\n"),
+        0,
+    );
+    snapshot(
+        &w,
+        "set_nothing_to_do_text",
+        &with_stdin(&w, &["set", file, "db_password"], b"second\n"),
+        0,
+    );
+
+    snapshot(
+        &w,
+        "offboard_dry_run_text",
+        &offline(&w, false, &["offboard", "h1", "--dry-run"]),
+        0,
+    );
+    snapshot(
+        &w,
+        "offboard_apply_text",
+        &offline(&w, false, &["offboard", "h1"]),
+        0,
+    );
+    snapshot(
+        &w,
+        "offboard_nothing_to_do_text",
+        &offline(&w, false, &["offboard", "h1"]),
+        0,
+    );
+}

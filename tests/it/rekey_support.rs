@@ -110,6 +110,24 @@ impl Repo {
         self.with_keys_and_stdin(command, keys).run().unwrap()
     }
 
+    /// Runs `hostage` in the repo as the last arguments of `wrapper` (a program that runs it,
+    /// such as strace), with the secret keys of `keys` in `SOPS_AGE_KEY`.
+    pub fn hostage_wrapped(
+        &self,
+        wrapper: &[std::ffi::OsString],
+        args: &[&str],
+        keys: &[&str],
+    ) -> Output {
+        let (program, before) = wrapper.split_first().expect("a wrapper program");
+        let all: Vec<std::ffi::OsString> = before
+            .iter()
+            .cloned()
+            .chain([hostage_tests::hostage_bin().into_os_string()])
+            .chain(args.iter().map(std::ffi::OsString::from))
+            .collect();
+        self.with_keys(duct::cmd(program, all), keys).run().unwrap()
+    }
+
     /// Starts `hostage` without waiting (for the kill test).
     pub fn spawn_hostage(&self, args: &[&str], keys: &[&str]) -> duct::Handle {
         self.with_keys(duct::cmd(hostage_tests::hostage_bin(), args), keys)

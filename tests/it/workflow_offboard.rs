@@ -84,37 +84,190 @@ fn onboard_then_offboard_gives_back_sops_yaml_byte_for_byte_and_locks_the_host_o
     assert_eq!(w.state(), after);
 }
 
+/// Where a killed offboarding dies: strace sends SIGKILL when the real binary's main thread
+/// enters a system call (before the call runs), so each kill lands at one exact point between
+/// two writes, with no test hook in the product (docs/ARCHITECTURE.md, "Crash tests"). strace
+/// matches `unlink` by path (`-P`); `rename`, which its path filter does not see, by count.
+struct KillPoint {
+    /// What strace injects the kill into: `/^unlink` (with `path`) or `/^rename:when=N`.
+    inject: &'static str,
+    /// The path an `unlink` is of, relative to the repository.
+    path: Option<&'static str>,
+    /// What a kill there interrupts.
+    between: &'static str,
+    /// What the killed run left: (`.sops.yaml` edited, `api.json` re-keyed, journal present,
+    /// `pubkeys/h1.pub` present, backup present, h1 still in the inventory).
+    left: (bool, bool, bool, bool, bool, bool),
+}
+
+const KILL_POINTS: &[KillPoint] = &[
+    KillPoint {
+        inject: "/^rename:when=2",
+        path: None,
+        between: "the journal and the .sops.yaml edit",
+        left: (false, false, true, true, true, true),
+    },
+    KillPoint {
+        inject: "/^rename:when=3",
+        path: None,
+        between: "the .sops.yaml edit and the re-key (step edit-rules)",
+        left: (true, false, true, true, true, true),
+    },
+    KillPoint {
+        inject: "/^unlink",
+        path: Some("pubkeys/h1.pub"),
+        between: "the re-key and the removals (step rekey)",
+        left: (true, true, true, true, true, true),
+    },
+    KillPoint {
+        inject: "/^unlink",
+        path: Some("secrets/hosts/h1/ssh_host_ed25519_key"),
+        between: "the public key's removal and the backup's",
+        left: (true, true, true, false, true, true),
+    },
+    KillPoint {
+        inject: "/^rename:when=4",
+        path: None,
+        between: "the removals and the inventory (step remove-files)",
+        left: (true, true, true, false, false, true),
+    },
+    KillPoint {
+        inject: "/^unlink",
+        path: Some(".git/hostage/rekey-journal.jsonl"),
+        between: "the inventory and the journal's removal",
+        left: (true, true, true, false, false, false),
+    },
+];
+
+/// The killed run left every file either as it was or as the run writes it (a sops file
+/// parses, verifies its MAC and opens with the workstation key), at the point `point` says.
+fn killed_at(w: &World, point: &KillPoint, original: &[u8], onboarded: &[u8], api: &[u8]) {
+    let between = point.between;
+    let (edited, rekeyed, journal, public_key, backup, in_inventory) = point.left;
+    let config = fs_err::read(w.repo.path(".sops.yaml")).unwrap();
+    assert_eq!(
+        config,
+        if edited { original } else { onboarded },
+        "{between}: .sops.yaml"
+    );
+    for file in FILES {
+        assert!(
+            w.repo.decrypt(file, "workstation").is_some(),
+            "{between}: {file} is torn"
+        );
+    }
+    let api_now = fs_err::read(w.repo.path("secrets/hosts/h1/api.json")).unwrap();
+    assert_eq!(api_now != api, rekeyed, "{between}: api.json re-keyed");
+    let state = hostage_rekey::state_dir(w.repo.dir.path());
+    assert_eq!(
+        state.join("rekey-journal.jsonl").exists(),
+        journal,
+        "{between}: journal"
+    );
+    assert_eq!(
+        w.repo.path("pubkeys/h1.pub").exists(),
+        public_key,
+        "{between}: pubkeys/h1.pub"
+    );
+    assert_eq!(
+        w.repo
+            .path("secrets/hosts/h1/ssh_host_ed25519_key")
+            .exists(),
+        backup,
+        "{between}: backup"
+    );
+    assert_eq!(
+        w.fleet_inventory().inventory.host("h1").is_some(),
+        in_inventory,
+        "{between}: inventory"
+    );
+}
+
 #[test]
-fn an_offboarding_stopped_between_steps_is_finished_by_the_next_run() {
-    for step in ["edit-rules", "rekey", "remove-files"] {
+fn an_offboarding_sigkilled_between_any_two_writes_is_finished_by_the_next_run() {
+    let strace = hostage_tests::require(hostage_tests::STRACE);
+    // An uninterrupted run: the files it leaves and its inventory, to compare with.
+    let uninterrupted = {
+        let w = world();
+        onboarded(&w);
+        let out = hostage(&w, &["offboard", "h1"]);
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        let files: Vec<_> = w.repo.snapshot().into_keys().collect();
+        (files, w.inventory_text())
+    };
+    for point in KILL_POINTS {
+        let between = point.between;
         let w = world();
         let original = onboarded(&w);
-        let inventory = w.fleet_inventory();
-        let options = hostage_workflows::offboard::OffboardOptions {
-            keep_backup: false,
-            identities: vec![w.workstation_key_file()],
-            rotate_infra: false,
-            ..Default::default()
-        };
-        let plan = hostage_workflows::offboard::plan(&inventory, "h1", &options).unwrap();
-        let stop = hostage_workflows::session::ApplyOptions {
-            stop_after: Some(step.to_owned()),
-        };
-        let error =
-            hostage_workflows::offboard::apply(&inventory, plan, &mut (), &stop).unwrap_err();
-        assert!(
-            matches!(error, hostage_workflows::WorkflowError::StoppedAfter { .. }),
-            "{step}: {error}"
+        let onboarded = fs_err::read(w.repo.path(".sops.yaml")).unwrap();
+        let api = fs_err::read(w.repo.path("secrets/hosts/h1/api.json")).unwrap();
+        let inventory = w.inventory.display().to_string();
+        // Without -f: only the main thread is traced (and counted), not git's processes.
+        let mut wrapper: Vec<std::ffi::OsString> = vec![
+            strace.clone().into(),
+            "-qq".into(),
+            "-o".into(),
+            "/dev/null".into(),
+        ];
+        if let Some(path) = point.path {
+            wrapper.extend(["-P".into(), w.repo.path(path).into()]);
+        }
+        wrapper.extend([
+            "-e".into(),
+            format!("inject={}:signal=KILL", point.inject).into(),
+        ]);
+        let out = w.repo.hostage_wrapped(
+            &wrapper,
+            &["--inventory", &inventory, "offboard", "h1"],
+            &["workstation"],
         );
-        assert!(w.fleet_inventory().inventory.host("h1").is_some(), "{step}");
-        let out = hostage(&w, &["offboard", "h1"]);
-        assert!(
-            out.status.success(),
-            "{step}: {}\n{}",
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{between}: the run was not killed\n{}\n{}",
             stdout(&out),
             stderr(&out)
         );
+        killed_at(&w, point, &original, &onboarded, &api);
+
+        let out = hostage(&w, &["offboard", "h1"]);
+        assert!(
+            out.status.success(),
+            "{between}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        // The exposure report is not lost with the killed run.
+        assert!(
+            stdout(&out)
+                .contains("1 file(s) it could read (data keys rotated): secrets/hosts/h1/api.json"),
+            "{between}: {}",
+            stdout(&out)
+        );
         offboarded(&w, &original);
+        let files: Vec<_> = w.repo.snapshot().into_keys().collect();
+        assert_eq!(files, uninterrupted.0, "{between}");
+        let text = w.inventory_text();
+        // The inventories differ only in the fleet's ports and key paths: compare their lines
+        // of host names.
+        let hosts = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(hosts(&text), hosts(&uninterrupted.1), "{between}");
+        assert!(
+            !hostage_rekey::state_dir(w.repo.dir.path())
+                .join("rekey-journal.jsonl")
+                .exists(),
+            "{between}: the journal outlived the run that finished it"
+        );
+        // And again: nothing changes.
+        let after = w.state();
+        let out = hostage(&w, &["offboard", "h1"]);
+        assert!(out.status.success(), "{between}: {}", stderr(&out));
+        assert_eq!(w.state(), after, "{between}");
     }
 }
 

@@ -453,3 +453,59 @@ fn export_host_key_refuses_a_host_key_path_that_climbs_out_of_the_directory() {
         "export-host-key wrote outside its directory"
     );
 }
+
+/// Issue 13: `InventoryPins::record_verified` is the backstop behind the fleet verbs' up-front
+/// pin check. The CLI cannot reach it (the check refuses first), so it is driven here through
+/// the library: a host verified by its real key while the inventory the run holds pins it to
+/// another key (what an inventory changed between the check and the recording would look
+/// like). The pin is refused, not changed, and the run reports it as a pin error (which the
+/// CLI turns into exit 1: `fleet::with_pin_errors`).
+#[test]
+fn the_pin_backstop_refuses_a_pin_change_and_reports_it_as_a_pin_error() {
+    let w = world();
+    let mut inventory = w.fleet_inventory();
+    let other = hostage_recipients::Fingerprint::parse(&w.fleet.hosts[1].fingerprint()).unwrap();
+    let other_recipient: hostage_recipients::AgeRecipient = w.repo.recipient("h1").parse().unwrap();
+    inventory
+        .record_pin("h0", &other, &other_recipient)
+        .unwrap();
+    let host = inventory.inventory.host("h0").unwrap().clone();
+    let mut target = hostage_workflows::FleetInventory::target(&host);
+    // Verified by the key h0 really presents.
+    target.pin =
+        Some(hostage_recipients::Fingerprint::parse(&w.fleet.hosts[0].fingerprint()).unwrap());
+    let names = std::collections::HashMap::from([(target.spec.to_string(), "h0".to_owned())]);
+    let mut pin_file =
+        hostage_remote::PinFile::load(&w.fleet.dir.path().join("pins.json")).unwrap();
+    let options = hostage_remote::FleetOptions {
+        ssh_config: Some(w.fleet.ssh_config()),
+        known_hosts: Some(w.fleet.known_hosts()),
+        ..Default::default()
+    };
+    let mut recorder =
+        hostage_workflows::InventoryPins::new(Some(&mut inventory), names, &mut pin_file);
+    let run =
+        hostage_workflows::fleet::fetch(vec![target], &options, &mut recorder, &|_| {}).unwrap();
+    let hostage_workflows::fleet::FleetRun::Finished {
+        results,
+        pin_errors,
+    } = run
+    else {
+        panic!("the run was interrupted");
+    };
+    assert!(results[0].outcome.is_ok(), "{:?}", results[0].outcome);
+    assert_eq!(pin_errors.len(), 1, "{pin_errors:?}");
+    assert!(
+        pin_errors[0].contains("only rotate changes a pin"),
+        "{pin_errors:?}"
+    );
+    // Refused, not re-pinned: the inventory on disk keeps the pin it had.
+    let pin = w
+        .fleet_inventory()
+        .inventory
+        .host("h0")
+        .unwrap()
+        .pin
+        .clone();
+    assert_eq!(pin.map(|p| p.fingerprint), Some(other));
+}

@@ -68,6 +68,32 @@ pub const GIT: Tool = Tool {
     package: "git",
 };
 
+/// `strace`: the crash suites SIGKILL the real binary at an exact system call with it
+/// (`-P PATH -e inject=SYSCALL:signal=KILL`), so no test hook lives in the product.
+pub const STRACE: Tool = Tool {
+    name: "strace",
+    package: "strace",
+};
+
+/// util-linux `unshare`: a test sshd whose login user is not root runs in its own mount
+/// namespace (`sshd::Login`).
+pub const UNSHARE: Tool = Tool {
+    name: "unshare",
+    package: "util-linux",
+};
+/// `mount` (binds that sshd's private /etc files).
+pub const MOUNT: Tool = Tool {
+    name: "mount",
+    package: "mount",
+};
+/// The real `sudo`: hosts whose login user is not root read and write as root through
+/// `sudo -n`. Only its package's default sudoers is on the machine; the test user's entry lives
+/// in a private mount namespace (`sshd::Login`).
+pub const SUDO: Tool = Tool {
+    name: "sudo",
+    package: "sudo",
+};
+
 /// `diff` (the demo shows the `.sops.yaml` edits as a diff).
 pub const DIFF: Tool = Tool {
     name: "diff",
@@ -94,7 +120,8 @@ pub const CXX: Tool = Tool {
 /// Every tool the suites and the demo need: `cargo xtask test` checks them all before it starts,
 /// so a newcomer gets one message naming every missing package.
 pub const REQUIRED_TOOLS: &[Tool] = &[
-    AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF, GPG, GPGCONF,
+    AGE, AGE_KEYGEN, SSH, SSH_KEYGEN, SSHD, SCRIPT, GIT, DIFF, GPG, GPGCONF, STRACE, SUDO, UNSHARE,
+    MOUNT,
 ];
 
 /// Finds `tool` on `PATH` (and in `/usr/sbin`, where Debian keeps `sshd`), or fails with the hint.

@@ -5,6 +5,12 @@
 //! The client side is isolated too: [`SshdFleet::ssh_config`] names the throwaway client key and a
 //! per-fleet `known_hosts`, so nothing reads or writes the machine's `~/.ssh` or touches its sshd.
 //! Every sshd is killed when its [`Sshd`] is dropped.
+//!
+//! A host can also log sessions in as a user that is not root ([`Login`]): that user, and a
+//! sudoers entry for it, exist only inside the sshd's own private mount namespace (`unshare
+//! --mount`, with copies of `/etc/passwd`, `/etc/group`, `/etc/shadow` and `/etc/sudoers` bound
+//! over the real ones there), so sessions reach root through the machine's real `sudo -n` while
+//! the machine's users and sudoers stay as they are.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -13,7 +19,21 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{require, SshKeyPair, SSHD, SSH_KEYGEN};
+use crate::{require, SshKeyPair, MOUNT, SSHD, SSH_KEYGEN, SUDO, UNSHARE};
+
+/// The login of [`Login::SudoUser`] and [`Login::UserWithoutSudo`] hosts.
+pub const SUDO_USER: &str = "hostage-op";
+
+/// Whom a test sshd's sessions log in as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Login {
+    /// root (the normal case).
+    Root,
+    /// [`SUDO_USER`] (uid 4242), whom sudoers lets run anything as root without a password.
+    SudoUser,
+    /// [`SUDO_USER`] with no sudoers entry: `sudo -n` refuses.
+    UserWithoutSudo,
+}
 
 /// Which host keys a test sshd offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +55,8 @@ pub struct SshdOptions {
     pub certificate: bool,
     /// A directory put first on the `PATH` of sessions (sshd `SetEnv`), for stand-in tools.
     pub path_prefix: Option<PathBuf>,
+    /// Whom sessions log in as.
+    pub login: Login,
 }
 
 impl Default for SshdOptions {
@@ -44,6 +66,7 @@ impl Default for SshdOptions {
             authorize_client: true,
             certificate: false,
             path_prefix: None,
+            login: Login::Root,
         }
     }
 }
@@ -68,6 +91,8 @@ pub struct Sshd {
     pub port: u16,
     /// Its own directory: config, host keys, log.
     pub dir: PathBuf,
+    /// The user sessions log in as (`root`, or [`SUDO_USER`]).
+    pub user: &'static str,
     /// The ed25519 host key pair, when it has one.
     pub host_key: Option<SshKeyPair>,
     /// Where sshd writes its `-e` log.
@@ -158,6 +183,7 @@ impl SshdFleet {
             at,
             ca.as_deref(),
             options.path_prefix.as_deref(),
+            options.login,
         );
         self.hosts.push(host);
         index
@@ -231,7 +257,15 @@ impl Default for SshdFleet {
 impl Sshd {
     /// Starts an sshd in `dir` that accepts the keys in `authorized_keys`.
     pub fn start(dir: &Path, authorized_keys: &Path, host_keys: HostKeys) -> Self {
-        Self::start_at(dir, authorized_keys, host_keys, None, None, None)
+        Self::start_at(
+            dir,
+            authorized_keys,
+            host_keys,
+            None,
+            None,
+            None,
+            Login::Root,
+        )
     }
 
     /// Like [`Sshd::start`], listening on `at` when given (else a fresh address and free port).
@@ -242,8 +276,10 @@ impl Sshd {
         at: Option<(Ipv4Addr, u16)>,
         host_ca: Option<&Path>,
         path_prefix: Option<&Path>,
+        login: Login,
     ) -> Self {
         let sshd = require(SSHD);
+        let private_etc = (login != Login::Root).then(|| private_etc(dir, login));
         // sshd refuses to start without its privilege-separation directory.
         fs_err::create_dir_all("/run/sshd").expect("creating /run/sshd");
         let (host_key_file, host_key) = match host_keys {
@@ -308,7 +344,26 @@ impl Sshd {
             );
             fs_err::write(&config, text).expect("writing sshd_config");
             let log_file = fs_err::File::create(&log).expect("creating the sshd log");
-            let mut child = Command::new(&sshd)
+            let mut command = match &private_etc {
+                None => Command::new(&sshd),
+                Some(binds) => {
+                    // sshd in its own mount namespace, the copies bound over the real files
+                    // there only; `unshare` and `sh` exec, so the child is sshd itself.
+                    let mut command = Command::new(require(UNSHARE));
+                    command
+                        .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                        .arg(
+                            "set -e; while [ \"$1\" != -- ]; do \"$0\" --bind \"$1\" \"$2\"; shift 2; done; shift; exec \"$@\"",
+                        )
+                        .arg(require(MOUNT));
+                    for (copy, real) in binds {
+                        command.arg(copy).arg(real);
+                    }
+                    command.arg("--").arg(&sshd);
+                    command
+                }
+            };
+            let mut child = command
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
@@ -323,6 +378,11 @@ impl Sshd {
                     address,
                     port,
                     dir: dir.to_owned(),
+                    user: if login == Login::Root {
+                        "root"
+                    } else {
+                        SUDO_USER
+                    },
                     host_key,
                     log,
                     child,
@@ -337,9 +397,9 @@ impl Sshd {
         );
     }
 
-    /// `root@127.0.0.x:port`, as `hostage fetch` takes it.
+    /// `root@127.0.0.x:port` (its login user), as `hostage fetch` takes it.
     pub fn spec(&self) -> String {
-        format!("root@{}:{}", self.address, self.port)
+        format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
     /// The name ssh uses in known_hosts: `[127.0.0.x]:port`.
@@ -378,6 +438,60 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes the private copies of `/etc/passwd`, `/etc/group`, `/etc/shadow` (each with
+/// [`SUDO_USER`] added, its home `dir`) and `/etc/sudoers` (with its entry for
+/// [`Login::SudoUser`]) into `dir/etc`, and returns each copy with the file it is bound over.
+/// The user must reach its authorized keys and home, so `dir` and its parent (the fleet's, which
+/// holds only 0600 private keys besides public files) become 0711: traversable, not listable.
+fn private_etc(dir: &Path, login: Login) -> Vec<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The real sudo, with its own /etc/sudoers to bind the copy over.
+    let sudo = require(SUDO);
+    assert!(
+        Path::new("/etc/sudoers").exists(),
+        "{} is there but /etc/sudoers is not: reinstall the Debian package `sudo`",
+        sudo.display()
+    );
+    let etc = dir.join("etc");
+    fs_err::create_dir_all(&etc).expect("a private etc");
+    let home = dir.display();
+    let added = [
+        (
+            "passwd",
+            format!("{SUDO_USER}:x:4242:4242:hostage test operator:{home}:/bin/sh\n"),
+        ),
+        ("group", format!("{SUDO_USER}:x:4242:\n")),
+        // `*`: no password, not locked (sshd refuses a locked account even with a key).
+        ("shadow", format!("{SUDO_USER}:*:19000:0:99999:7:::\n")),
+    ];
+    let mut binds = Vec::new();
+    for (name, line) in added {
+        let real = Path::new("/etc").join(name);
+        let mut text = fs_err::read_to_string(&real).expect("reading the machine's /etc file");
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        let copy = etc.join(name);
+        fs_err::write(&copy, text).expect("writing a private /etc file");
+        binds.push((copy, real));
+    }
+    let mut sudoers = "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n".to_owned();
+    if login == Login::SudoUser {
+        sudoers.push_str(&format!("{SUDO_USER} ALL=(root) NOPASSWD: ALL\n"));
+    }
+    let copy = etc.join("sudoers");
+    fs_err::write(&copy, sudoers).expect("writing the private sudoers");
+    // sudo refuses a sudoers that others may write.
+    fs_err::set_permissions(&copy, std::fs::Permissions::from_mode(0o440)).expect("sudoers mode");
+    binds.push((copy, PathBuf::from("/etc/sudoers")));
+    for traversable in [Some(dir), dir.parent()].into_iter().flatten() {
+        fs_err::set_permissions(traversable, std::fs::Permissions::from_mode(0o711))
+            .expect("making the host dir traversable");
+    }
+    binds
 }
 
 /// The `SHA256:…` fingerprint `ssh-keygen -l` prints for a key file.

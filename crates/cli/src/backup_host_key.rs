@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use hostage_workflows::backup_host_key::{self, BackupAction, BackupReport};
+use hostage_workflows::commit::{CommitKind, CommitReport};
 use hostage_workflows::FleetInventory;
 
 use crate::cli::BackupHostKeyArgs;
@@ -18,6 +19,7 @@ pub fn run(
     inventory: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let inventory = FleetInventory::require(inventory)?;
+    let guard = crate::commit::before(&args.commit, &inventory.inventory.secrets_repo)?;
     let options = host_options(&args.ssh, &args.keys, None);
     let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
     let plan = backup_host_key::plan(&inventory, &args.host, &options, &mut passphrases)?;
@@ -26,13 +28,21 @@ pub fn run(
     } else {
         backup_host_key::apply(plan, &hostage_workflows::session::ApplyOptions::default())?
     };
-    render(out, &report)?;
+    let kind = CommitKind::BackupHostKey {
+        host: report.host.clone(),
+    };
+    let commit = guard.map(|guard| guard.commit(&kind)).transpose()?;
+    render(out, &report, commit.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(out: &mut Output, report: &BackupReport) -> anyhow::Result<()> {
+fn render(
+    out: &mut Output,
+    report: &BackupReport,
+    commit: Option<&CommitReport>,
+) -> anyhow::Result<()> {
     if out.json() {
-        out.json_value(report)?;
+        out.json_value(&crate::commit::with_commit(report, commit)?)?;
         return Ok(());
     }
     let what = match (report.action, report.dry_run) {
@@ -46,6 +56,9 @@ fn render(out: &mut Output, report: &BackupReport) -> anyhow::Result<()> {
     ))?;
     for (index, group) in report.key_groups.iter().enumerate() {
         out.line(&format!("  key group {}: {}", index + 1, group.join(", ")))?;
+    }
+    if let Some(commit) = commit {
+        crate::commit::print(out, commit)?;
     }
     Ok(())
 }

@@ -213,7 +213,8 @@ pub struct RekeyArgs {
 #[command(after_help = "Examples:\n  \
     pwgen -s 32 1 | hostage set secrets/hosts/web02/db.yaml db_password\n  \
     hostage set secrets/hosts/web02/db.yaml '[\"db\"][\"password\"]' < password.txt\n  \
-    head -c 32 /dev/urandom | base64 | hostage set --dry-run secrets/app.env SESSION_KEY\n\n\
+    head -c 32 /dev/urandom | base64 | hostage set --dry-run secrets/app.env SESSION_KEY\n  \
+    pwgen -s 32 1 | hostage set --commit secrets/hosts/web02/db.yaml db_password   # then git commit\n\n\
     The value is read from stdin (never from the command line), one trailing newline removed\n\
     unless --keep-newline. An existing file keeps its recipients and data key: only the value,\n\
     lastmodified and the MAC change (its MAC is checked first, so you need an identity that opens\n\
@@ -231,6 +232,9 @@ pub struct SetArgs {
     /// Print what would change; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// Keep a trailing newline of the value (by default one is removed).
     #[arg(long)]
     pub keep_newline: bool,
@@ -334,7 +338,8 @@ pub struct FleetArgs {
     hostage fetch root@10.0.0.5 --expect-fingerprint SHA256:…\n  \
     hostage fetch root@web01 root@db01:2222 --known-hosts ~/.ssh/known_hosts\n  \
     hostage --json fetch root@new-host --trust-new --pins hostage.pins\n\n\
-    Exit codes: 0 every host verified, 1 some host failed or was refused, 2 usage.")]
+    Exit codes: 0 every host verified, 1 some host failed or was refused (or a pin could not be\n\
+    recorded), 2 usage.")]
 pub struct FetchArgs {
     /// Shared fleet options.
     #[command(flatten)]
@@ -348,7 +353,8 @@ pub struct FetchArgs {
     hostage deploy admin@db01 --key id_infra --target /var/lib/infra/id --owner infra:infra\n  \
     hostage deploy root@web01 --key new_key --replace --dry-run\n\n\
     The key travels on stdin only and is verified on the host by its fingerprint.\n\
-    Exit codes: 0 every host done, 1 some host failed or was refused, 2 usage.")]
+    Exit codes: 0 every host done, 1 some host failed or was refused (or a pin could not be\n\
+    recorded), 2 usage.")]
 pub struct DeployArgs {
     /// Shared fleet options.
     #[command(flatten)]
@@ -441,6 +447,7 @@ pub struct ExportHostKeyArgs {
     hostage offboard gnomeregan --dry-run     # the .sops.yaml edits, the files, the exposure\n  \
     hostage offboard gnomeregan\n  \
     hostage --json offboard gnomeregan --keep-backup\n  \
+    hostage offboard gnomeregan --commit     # then git commit what it changed (never pushes)\n  \
     hostage offboard ironforge --rotate-infra --new-key ~/.ssh/id_infrastructure.new\n\n\
     Removes the host's recipient from every rule and key group of .sops.yaml, its anchor or\n\
     header label, and the rules that existed only for it (their files fall to the rule that\n\
@@ -460,6 +467,9 @@ pub struct OffboardArgs {
     /// Print the plan; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// Keep the host-key backup (secrets/hosts/HOST/ssh_host_ed25519_key).
     #[arg(long)]
     pub keep_backup: bool,
@@ -487,6 +497,7 @@ pub struct OffboardArgs {
 #[command(after_help = "Examples:\n  \
     hostage backup-host-key gnomeregan --dry-run\n  \
     hostage backup-host-key gnomeregan\n  \
+    hostage backup-host-key gnomeregan --commit   # then git commit the backup (never pushes)\n  \
     hostage rotate gnomeregan --from-backup --expect-fingerprint SHA256:…   # after a reinstall\n\n\
     Reaches the host verified by its pin, reads its private host key (the host_key_path without\n\
     .pub) as root (sudo -n when the login user is not root), checks it derives the pinned key,\n\
@@ -503,6 +514,9 @@ pub struct BackupHostKeyArgs {
     /// Read and check the key, print what would be written; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
     /// How hosts are reached.
     #[command(flatten)]
     pub ssh: SshArgs,

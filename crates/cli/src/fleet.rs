@@ -432,11 +432,12 @@ impl Printer {
                 for error in &pin_errors {
                     crate::output::error(error);
                 }
-                self.summary(
+                let summary = self.summary(
                     results
                         .iter()
                         .map(|r| (&r.target, r.outcome.as_ref().err())),
-                )
+                );
+                with_pin_errors(summary, &pin_errors)
             }
         }
     }
@@ -445,6 +446,17 @@ impl Printer {
         self.bar.finish_and_clear();
         crate::output::note("interrupted: every ssh connection of this run was closed");
         crate::exit::code(crate::exit::INTERRUPTED)
+    }
+}
+
+/// The exit code of a finished run: the summary's, but an error whenever a verified host's pin
+/// could not be recorded (the inventory's backstop refusing a pin change, or a write that
+/// failed): the run did not do what it said, so a script must not carry on as if it had.
+fn with_pin_errors(summary: ExitCode, pin_errors: &[String]) -> ExitCode {
+    if pin_errors.is_empty() {
+        summary
+    } else {
+        crate::exit::code(crate::exit::ERROR)
     }
 }
 
@@ -592,6 +604,20 @@ mod tests {
             refused: kind == "pin-mismatch",
             message: format!("{kind} on {host}"),
         }
+    }
+
+    #[test]
+    fn a_pin_the_backstop_refused_to_record_makes_an_all_ok_run_exit_non_zero() {
+        let error = crate::exit::code(crate::exit::ERROR);
+        assert_eq!(with_pin_errors(ExitCode::SUCCESS, &[]), ExitCode::SUCCESS);
+        assert_eq!(
+            with_pin_errors(
+                ExitCode::SUCCESS,
+                &["cannot record the pin of h0: h0 is pinned to …".to_owned()]
+            ),
+            error
+        );
+        assert_eq!(with_pin_errors(error, &[]), error);
     }
 
     #[test]

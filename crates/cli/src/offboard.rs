@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use hostage_workflows::commit::{CommitGuard, CommitKind, CommitReport};
 use hostage_workflows::offboard::{self, OffboardOptions, OffboardReport};
 use hostage_workflows::rotate_infra::{self, RotateInfraOptions, RotateInfraReport};
 use hostage_workflows::FleetInventory;
@@ -26,9 +27,10 @@ pub fn run(
         wipe_remote: args.wipe_remote,
         remote: crate::onboard::host_options(&args.ssh, &args.keys, None),
     };
+    let guard = crate::commit::before(&args.commit, &inventory.inventory.secrets_repo)?;
     let plan = offboard::plan(&inventory, &args.host, &options)?;
     if args.dry_run {
-        render(out, &plan.report, None)?;
+        render(out, &plan.report, None, &Commits::default())?;
         if args.rotate_infra && !out.json() {
             out.line("then: rotate-infra with the new key on the remaining infrastructure hosts (`hostage rotate-infra --new-key FILE --dry-run` shows its phases once the host is out)")?;
         }
@@ -44,8 +46,19 @@ pub fn run(
         &mut passphrases,
         &hostage_workflows::session::ApplyOptions::default(),
     )?;
+    // The offboarding is committed on its own, before a rotation that may stop in phase 2.
+    let mut commits = Commits {
+        offboard: guard
+            .map(|guard| {
+                guard.commit(&CommitKind::Offboard {
+                    host: report.host.clone(),
+                })
+            })
+            .transpose()?,
+        rotate_infra: None,
+    };
     let Some(new_key) = args.new_key.as_deref().filter(|_| args.rotate_infra) else {
-        render(out, &report, None)?;
+        render(out, &report, None, &commits)?;
         return Ok(ExitCode::SUCCESS);
     };
     // The inventory without the host: rotate-infra deploys to the hosts that remain.
@@ -60,9 +73,14 @@ pub fn run(
         .as_ref()
         .is_some_and(|infra| infra.recipient == new_recipient);
     if rotated_already {
-        render(out, &report, None)?;
+        render(out, &report, None, &commits)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let rotation_guard = if args.commit.commit {
+        Some(CommitGuard::before(&inventory.inventory.secrets_repo)?)
+    } else {
+        None
+    };
     let options = RotateInfraOptions {
         new_key: hostage_workflows::absolute(new_key),
         ssh_config: args.ssh.ssh_config(),
@@ -82,7 +100,15 @@ pub fn run(
             }
         },
     )?;
-    render(out, &report, Some(&rotated))?;
+    // An unfinished rotation is not committed: the run that finishes it commits it.
+    match rotation_guard {
+        Some(guard) if rotated.complete => {
+            commits.rotate_infra = Some(guard.commit(&CommitKind::RotateInfra)?);
+        }
+        Some(_) => output::warn("--commit: the rotation is not committed until it is complete"),
+        None => {}
+    }
+    render(out, &report, Some(&rotated), &commits)?;
     Ok(if rotated.complete {
         ExitCode::SUCCESS
     } else {
@@ -94,15 +120,30 @@ pub fn run(
     })
 }
 
+/// What `--commit` committed: the offboarding, then (with `--rotate-infra`) the finished
+/// rotation, each with its own message.
+#[derive(Default)]
+struct Commits {
+    offboard: Option<CommitReport>,
+    rotate_infra: Option<CommitReport>,
+}
+
 fn render(
     out: &mut Output,
     report: &OffboardReport,
     rotated: Option<&RotateInfraReport>,
+    commits: &Commits,
 ) -> anyhow::Result<()> {
     if out.json() {
-        let mut doc = crate::output::versioned(report)?;
+        let mut doc = crate::commit::with_commit(
+            &crate::output::versioned(report)?,
+            commits.offboard.as_ref(),
+        )?;
         if let (Some(rotated), Some(members)) = (rotated, doc.as_object_mut()) {
-            members.insert("rotate_infra".to_owned(), serde_json::to_value(rotated)?);
+            members.insert(
+                "rotate_infra".to_owned(),
+                crate::commit::with_commit(rotated, commits.rotate_infra.as_ref())?,
+            );
         }
         out.json_value(&doc)?;
         return Ok(());
@@ -115,14 +156,25 @@ fn render(
     } else {
         ("", "")
     };
+    let nothing_to_do = report.changes.is_empty()
+        && report.rekeyed.is_empty()
+        && report.removed.is_empty()
+        && !report.inventory_entry_removed
+        && report.wiped.is_none()
+        && report.exposure.is_empty();
     out.line(&format!(
-        "offboard {}{}{tail}",
+        "offboard {}{}{tail}{}",
         report.host,
         report
             .recipient
             .as_ref()
             .map(|r| format!(" ({r})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if nothing_to_do {
+            ": nothing to do (no rule, file, public key, backup or inventory entry names it)"
+        } else {
+            ""
+        }
     ))?;
     for change in &report.changes {
         out.line(&format!("  .sops.yaml: {change}"))?;
@@ -154,6 +206,12 @@ fn render(
             out.line(&format!("  not deployed: {host}"))?;
         }
         print_exposure(out, &rotated.exposure)?;
+    }
+    for commit in [&commits.offboard, &commits.rotate_infra]
+        .into_iter()
+        .flatten()
+    {
+        crate::commit::print(out, commit)?;
     }
     Ok(())
 }

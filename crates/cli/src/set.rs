@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use hostage_recipients::{IdentityOptions, IdentitySet};
+use hostage_workflows::commit::{CommitKind, CommitReport};
 use hostage_workflows::set::{self, SetAction, SetReport};
 use hostage_workflows::FleetInventory;
 use zeroize::Zeroizing;
@@ -28,6 +29,7 @@ pub fn run(args: &SetArgs, out: &mut Output, inventory: Option<&Path>) -> anyhow
     if let Some(warning) = &warning {
         output::warn(warning);
     }
+    let guard = crate::commit::before(&args.commit, config.dir())?;
     let mut input = Zeroizing::new(Vec::new());
     std::io::stdin()
         .read_to_end(&mut input)
@@ -52,13 +54,22 @@ pub fn run(args: &SetArgs, out: &mut Output, inventory: Option<&Path>) -> anyhow
     } else {
         set::apply(plan, &hostage_workflows::session::ApplyOptions::default())?
     };
-    render(out, &report)?;
+    let kind = CommitKind::Set {
+        file: report.file.clone(),
+        key: report.key.clone(),
+    };
+    let commit = guard.map(|guard| guard.commit(&kind)).transpose()?;
+    render(out, &report, commit.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(out: &mut Output, report: &SetReport) -> anyhow::Result<()> {
+fn render(
+    out: &mut Output,
+    report: &SetReport,
+    commit: Option<&CommitReport>,
+) -> anyhow::Result<()> {
     if out.json() {
-        out.json_value(report)?;
+        out.json_value(&crate::commit::with_commit(report, commit)?)?;
         return Ok(());
     }
     let key: String = report.key.iter().map(|k| format!("[\"{k}\"]")).collect();
@@ -78,6 +89,9 @@ fn render(out: &mut Output, report: &SetReport) -> anyhow::Result<()> {
     }
     for (index, group) in report.key_groups.iter().enumerate() {
         out.line(&format!("  key group {}: {}", index + 1, group.join(", ")))?;
+    }
+    if let Some(commit) = commit {
+        crate::commit::print(out, commit)?;
     }
     Ok(())
 }

@@ -33,8 +33,25 @@ pub enum CommitKind {
     RotateInfra,
     /// `rekey`.
     Rekey,
-    /// A verb that lands later, with its own scope and summary (`offboard`:
-    /// `feat(web01): remove host as sops recipient`).
+    /// `offboard HOST`: the host's recipient, public key, backup and inventory entry are gone.
+    Offboard {
+        /// The host.
+        host: String,
+    },
+    /// `backup-host-key HOST`.
+    BackupHostKey {
+        /// The host.
+        host: String,
+    },
+    /// `set FILE KEY`: the key's name and the file's path are in the message, never the value.
+    Set {
+        /// The file, relative to the repository (as the report names it).
+        file: String,
+        /// The key, as the report names it (one element per level).
+        key: Vec<String>,
+    },
+    /// A verb without a variant of its own yet, with its own scope and summary
+    /// (`feat(web01): remove host as sops recipient`).
     Other {
         /// The part in parentheses.
         scope: String,
@@ -53,8 +70,24 @@ impl CommitKind {
             }
             Self::RotateInfra => "feat(infrastructure): rotate the infrastructure key".to_owned(),
             Self::Rekey => "chore(secrets): re-key sops files to match .sops.yaml".to_owned(),
+            Self::Offboard { host } => {
+                format!("feat({host}): remove host SSH key from sops recipients")
+            }
+            Self::BackupHostKey { host } => {
+                format!("feat({host}): back up host SSH key, sops-encrypted")
+            }
+            Self::Set { file, key } => format!("feat(secrets): set {} in {file}", key_name(key)),
             Self::Other { scope, summary } => format!("feat({scope}): {summary}"),
         }
+    }
+}
+
+/// A key as `set` was given it: `name` for a top-level key, sops' path form
+/// (`["db"]["password"]`) for a nested one.
+fn key_name(key: &[String]) -> String {
+    match key {
+        [one] => one.clone(),
+        _ => key.iter().map(|k| format!("[\"{k}\"]")).collect(),
     }
 }
 
@@ -243,6 +276,40 @@ mod tests {
             }
             .message(),
             "feat(web01): remove host as sops recipient"
+        );
+    }
+
+    #[test]
+    fn offboard_backup_and_set_messages_name_the_host_or_the_key_and_file() {
+        assert_eq!(
+            CommitKind::Offboard {
+                host: "web01".to_owned()
+            }
+            .message(),
+            "feat(web01): remove host SSH key from sops recipients"
+        );
+        assert_eq!(
+            CommitKind::BackupHostKey {
+                host: "web01".to_owned()
+            }
+            .message(),
+            "feat(web01): back up host SSH key, sops-encrypted"
+        );
+        assert_eq!(
+            CommitKind::Set {
+                file: "secrets/hosts/web02/db.yaml".to_owned(),
+                key: vec!["db_password".to_owned()]
+            }
+            .message(),
+            "feat(secrets): set db_password in secrets/hosts/web02/db.yaml"
+        );
+        assert_eq!(
+            CommitKind::Set {
+                file: "secrets/app.yaml".to_owned(),
+                key: vec!["db".to_owned(), "password".to_owned()]
+            }
+            .message(),
+            "feat(secrets): set [\"db\"][\"password\"] in secrets/app.yaml"
         );
     }
 }

@@ -246,6 +246,9 @@ pub struct OffboardPlan {
     identities: Vec<std::path::PathBuf>,
     wipe: Option<(hostage_remote::HostTarget, String)>,
     remote: crate::onboard::OnboardOptions,
+    /// A killed run's journal is there: applying finishes it (its exposure report is still
+    /// owed, then it goes), even when nothing else is left to do.
+    resume: bool,
 }
 
 impl OffboardPlan {
@@ -256,6 +259,7 @@ impl OffboardPlan {
             && self.wipe.is_none()
             && self.rekey.is_empty()
             && self.removals.is_empty()
+            && !self.resume
     }
 }
 
@@ -400,13 +404,16 @@ pub fn plan(
         identities: options.identities.clone(),
         wipe,
         remote: options.remote.clone(),
+        resume: !pending.is_empty(),
     })
 }
 
 /// Applies the plan in the repository session: the journal (files to re-key) before
 /// `.sops.yaml`, then `.sops.yaml` (compare-and-swap), the re-key with new data keys, the
-/// removals, and the inventory last (compare-and-swap), so a run stopped anywhere is finished by
-/// the next (the host is still in the inventory until everything else is done).
+/// removals, and the inventory (compare-and-swap), so a run stopped anywhere is finished by
+/// the next (the host is still in the inventory until everything else is done). The journal
+/// goes last: a run killed after the re-key still leaves the next one what the host could read,
+/// so its exposure report is not lost.
 pub fn apply(
     inventory: &crate::FleetInventory,
     mut plan: OffboardPlan,
@@ -420,8 +427,14 @@ pub fn apply(
     }
     let mut session = crate::session::RepoSession::open(&plan.repo, options.clone())?;
     session.revalidate(&[&plan.config, &plan.inventory])?;
+    // What the host could read: this run's journal (which holds a killed run's entries too),
+    // else a killed run's (its files are re-keyed already), else the plan's.
+    let resumed = session.resumed().is_some();
     if !plan.rekey.is_empty() {
-        session.write_journal(&plan.rekey)?;
+        let journal = session.write_journal(&plan.rekey)?;
+        report.exposure = journal.exposure()?.collect()?;
+    } else if let Some(previous) = session.resumed() {
+        report.exposure = previous.exposure()?.collect()?;
     }
     if let Some(text) = &plan.new_config {
         session.write_if_unchanged(&plan.config, text.as_bytes())?;
@@ -435,7 +448,6 @@ pub fn apply(
             passphrases,
         );
         crate::onboard::apply_rekey(&mut plan.rekey, &identities, "offboard")?;
-        session.finish_rekey()?;
     }
     session.checkpoint("rekey")?;
     for path in &plan.removals {
@@ -473,6 +485,9 @@ pub fn apply(
     }
     if let Some(text) = &plan.new_inventory {
         session.write_if_unchanged(&plan.inventory, text.as_bytes())?;
+    }
+    if resumed || !plan.rekey.is_empty() {
+        session.finish_rekey()?;
     }
     Ok(report)
 }

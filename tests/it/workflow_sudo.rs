@@ -1,0 +1,126 @@
+//! The `sudo -n` paths of `backup-host-key`, `rotate --from-backup` and the infrastructure key's
+//! deploy, end to end: the host's login user is not root, and root is reached through the
+//! machine's real `sudo` with a sudoers entry that exists only in that sshd's private mount
+//! namespace (`hostage_tests::sshd::Login`); a user without that entry is refused by sudo, and
+//! hostage says so.
+
+use hostage_tests::sshd::{Login, SshdOptions, SUDO_USER};
+use hostage_tests::SshKeyPair;
+
+use crate::rekey_support::{stderr, stdout};
+use crate::workflow_support::{world_with, World};
+
+/// Moves inventory host `h{host}` to a new sshd whose sessions log in as [`SUDO_USER`] with
+/// `login`'s sudo rights (`user:` in the inventory); returns the new sshd's index.
+fn move_to_sudo_user(w: &mut World, host: usize, login: Login) -> usize {
+    let index = w.fleet.add(SshdOptions {
+        login,
+        ..SshdOptions::default()
+    });
+    let (old, new) = (&w.fleet.hosts[host], &w.fleet.hosts[index]);
+    let text = w
+        .inventory_text()
+        .replace(
+            &format!("address: {}\n    port: {}\n", old.address, old.port),
+            &format!(
+                "address: {}\n    port: {}\n    user: {SUDO_USER}\n",
+                new.address, new.port
+            ),
+        )
+        .replace(
+            &old.public_key_file().display().to_string(),
+            &new.public_key_file().display().to_string(),
+        );
+    fs_err::write(&w.inventory, text).unwrap();
+    index
+}
+
+/// What `path` holds, read as root (the host's files are root's, 0600).
+fn read(path: &std::path::Path) -> String {
+    fs_err::read_to_string(path).unwrap()
+}
+
+#[test]
+fn a_non_root_login_backs_up_restores_and_deploys_through_sudo() {
+    let mut w = world_with(&[true, false]);
+    let infra = move_to_sudo_user(&mut w, 0, Login::SudoUser);
+    let web = move_to_sudo_user(&mut w, 1, Login::SudoUser);
+
+    // Onboarding the infrastructure host deploys the key as root, through sudo -n.
+    for host in ["h0", "h1"] {
+        let out = w.hostage(&["onboard", host, "--trust-new"]);
+        assert!(
+            out.status.success(),
+            "{host}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    assert_eq!(read(&w.deploy_path), read(&w.infra.private));
+    let owner = std::os::unix::fs::MetadataExt::uid(&fs_err::metadata(&w.deploy_path).unwrap());
+    assert_eq!(owner, 0, "written by root (sudo), not by {SUDO_USER}");
+    assert!(
+        w.fleet.hosts[infra]
+            .log_text()
+            .contains(&format!("for {SUDO_USER} from")),
+        "sessions log in as {SUDO_USER}: {}",
+        w.fleet.hosts[infra].log_text()
+    );
+
+    // The private host key is root's, 0600: only sudo -n cat reads it.
+    let public_file = w.fleet.hosts[web].public_key_file();
+    let private_file = public_file.with_extension("");
+    let original = read(&private_file);
+    let out = w.hostage(&["backup-host-key", "h1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let backup = w.repo.sops(
+        &[
+            "decrypt",
+            "--input-type",
+            "yaml",
+            "--extract",
+            "[\"data\"]",
+            "secrets/hosts/h1/ssh_host_ed25519_key",
+        ],
+        &["workstation"],
+    );
+    assert_eq!(String::from_utf8(backup.stdout).unwrap(), original);
+
+    // The reinstall, then the identity put back as root through sudo.
+    let fresh = SshKeyPair::generate(w.fleet.dir.path(), "rebuilt", "", None);
+    fs_err::copy(&fresh.private, &private_file).unwrap();
+    fs_err::copy(&fresh.public, &public_file).unwrap();
+    let rebuilt = hostage_tests::sshd::fingerprint_of(&public_file);
+    let out = w.hostage(&[
+        "rotate",
+        "h1",
+        "--from-backup",
+        "--expect-fingerprint",
+        &rebuilt,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(read(&private_file), original);
+    let metadata = fs_err::metadata(&private_file).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&metadata), 0);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn a_non_root_login_that_sudo_refuses_is_reported_and_nothing_is_written() {
+    let mut w = world_with(&[true, false]);
+    move_to_sudo_user(&mut w, 1, Login::UserWithoutSudo);
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let before = w.state();
+    let out = w.hostage(&["backup-host-key", "h1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let error = stderr(&out);
+    assert!(
+        error.contains("on the host: sudo: a password is required"),
+        "{error}"
+    );
+    assert_eq!(w.state(), before);
+}
