@@ -24,6 +24,7 @@ pub mod rekey_identities;
 pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod rotate_key;
 pub mod session;
 pub mod set;
 pub mod status;

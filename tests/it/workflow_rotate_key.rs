@@ -1,0 +1,480 @@
+//! `hostage rotate-key NAME` and `rotate-infra` on the seed layout exactly (`workflow_seed`'s
+//! repo: header labels, flat comma `age:` strings, the `secrets/.*` catch-all), end to end with
+//! real sshd hosts and the real sops 3.11 as the judge.
+
+// Test code: a panic with the value is the right failure.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use hostage_tests::SshKeyPair;
+
+use crate::rekey_support::{json, stderr, stdout};
+use crate::sops_support::Key;
+use crate::workflow_seed::{seed, with_gnomeregan, Seed, FILES};
+use crate::workflow_support::key_of_ssh;
+
+/// `secret` in a file only the owner reads (an age identity file).
+fn identity_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs_err::write(&path, format!("{secret}\n")).unwrap();
+    fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// The seed with gnomeregan onboarded (its header label and rules), as an operator's repo is.
+fn onboarded_seed() -> Seed {
+    let s = seed();
+    let out = s.hostage(&["onboard", "gnomeregan", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    s
+}
+
+/// Every file of the repo and the inventory.
+fn state(s: &Seed) -> (std::collections::BTreeMap<PathBuf, Vec<u8>>, String) {
+    (
+        s.repo.snapshot(),
+        fs_err::read_to_string(&s.inventory).unwrap(),
+    )
+}
+
+/// rotate-key workstation through the library, stopped after `phase` (the crash seam); returns
+/// the phases it ran.
+fn run_until(
+    s: &Seed,
+    options: &hostage_workflows::rotate_key::RotateKeyOptions,
+    phase: u8,
+) -> Vec<u8> {
+    let mut inventory = hostage_workflows::FleetInventory::load(&s.inventory).unwrap();
+    let ran = std::cell::RefCell::new(Vec::new());
+    let stop = hostage_workflows::session::ApplyOptions {
+        stop_after: Some(format!("phase-{phase}")),
+    };
+    let error =
+        hostage_workflows::rotate_key::run(&mut inventory, options, &stop, &mut (), &|n, _| {
+            ran.borrow_mut().push(n)
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&error, hostage_workflows::WorkflowError::StoppedAfter { step } if *step == format!("phase-{phase}")),
+        "phase {phase}: {error}"
+    );
+    ran.into_inner()
+}
+
+#[test]
+fn rotate_key_workstation_on_the_seed_layout_moves_every_file_to_the_new_identity_resumes_after_each_phase_and_a_second_run_changes_nothing(
+) {
+    let mut s = onboarded_seed();
+    let old = s.repo.recipient("workstation").to_owned();
+    let new = Key::generate();
+    let new_file = identity_file(s.fleet.dir.path(), "workstation-2026.txt", &new.secret);
+    let old_file = identity_file(
+        s.fleet.dir.path(),
+        "workstation-old.txt",
+        &s.repo.keys["workstation"].secret,
+    );
+    s.repo.keys.insert("workstation-new".into(), new.clone());
+    let config_before = s.config();
+    let new_arg = new_file.display().to_string();
+
+    // The plan: every file (the workstation is on all of them) in phases 1 and 3; nothing written.
+    let before = state(&s);
+    let out = s.hostage(&[
+        "--json",
+        "rotate-key",
+        "workstation",
+        "--new-identity",
+        &new_arg,
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json(&out);
+    assert_eq!(plan["key"], "workstation", "{plan:#}");
+    assert_eq!(plan["old_recipient"], old.as_str(), "{plan:#}");
+    assert_eq!(plan["new_recipient"], new.recipient.as_str(), "{plan:#}");
+    assert_eq!(
+        plan["phase1_files"].as_array().unwrap().len(),
+        FILES.len(),
+        "{plan:#}"
+    );
+    assert_eq!(plan["phase3_files"], plan["phase1_files"], "{plan:#}");
+    assert_eq!(state(&s), before, "--dry-run wrote something");
+
+    // Stopped after each phase (a crash there), the next run resumes at the next phase.
+    let options = hostage_workflows::rotate_key::RotateKeyOptions {
+        name: "workstation".into(),
+        new_identity: Some(new_file.clone()),
+        identities: vec![old_file],
+        timeout: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    assert_eq!(run_until(&s, &options, 1), [1]);
+    // Both keys on every file, the new one labelled workstation_next for the while.
+    let config = s.config();
+    assert!(
+        config.contains(&format!("# workstation_next: {}\n", new.recipient)),
+        "{config}"
+    );
+    for file in FILES {
+        assert!(
+            s.repo.decrypt(file, "workstation").is_some(),
+            "old key and {file}"
+        );
+        assert!(
+            s.repo.decrypt(file, "workstation-new").is_some(),
+            "new key and {file}"
+        );
+    }
+    assert_eq!(run_until(&s, &options, 2), [2]);
+    assert_eq!(run_until(&s, &options, 3), [3]);
+    // .sops.yaml reads exactly as before, only the old key replaced (its header label included).
+    assert_eq!(s.config(), config_before.replace(&old, &new.recipient));
+    assert!(fs_err::read_to_string(&s.inventory).unwrap().contains(&old));
+
+    // The binary finishes phase 4 only.
+    let out = s.hostage(&["rotate-key", "workstation", "--new-identity", &new_arg]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("phase 4") && !stdout(&out).contains("phase 3"),
+        "{}",
+        stdout(&out)
+    );
+    let inventory = fs_err::read_to_string(&s.inventory).unwrap();
+    assert!(
+        inventory.contains(&format!("recipient: {}", new.recipient))
+            && inventory.contains(&format!("identity: {new_arg}"))
+            && !inventory.contains(&old),
+        "{inventory}"
+    );
+    let config = s.config();
+    assert!(
+        config.contains(&format!("# workstation:    {}\n", new.recipient)),
+        "{config}"
+    );
+    assert!(
+        !config.contains(&old) && !config.contains("_next"),
+        "{config}"
+    );
+
+    // sops: the new identity opens every file, the old one none; updatekeys has nothing to do.
+    let old_key = s
+        .repo
+        .keys
+        .insert("workstation".into(), new.clone())
+        .unwrap();
+    s.repo.keys.remove("workstation-new");
+    s.repo.keys.insert("workstation-old".into(), old_key);
+    s.assert_sops_agrees(&with_gnomeregan, "after rotating the workstation key");
+
+    // Again, with the new key: nothing to do, not one byte changes.
+    let after = state(&s);
+    let out = s.hostage(&["rotate-key", "workstation", "--new-identity", &new_arg]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to rotate"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(state(&s), after, "a second run changed something");
+}
+
+#[test]
+fn rotate_key_refuses_unknown_names_hosts_a_key_already_a_recipient_and_an_unproven_bare_recipient_for_the_workstation(
+) {
+    let s = onboarded_seed();
+    let before = state(&s);
+    let fresh = Key::generate();
+    let fresh_file = identity_file(s.fleet.dir.path(), "fresh.txt", &fresh.secret);
+    let fresh_arg = fresh_file.display().to_string();
+    let refused = |args: &[&str], says: &[&str]| {
+        let out = s.hostage(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        for text in says {
+            assert!(stderr(&out).contains(text), "{args:?}: {}", stderr(&out));
+        }
+        assert_eq!(state(&s), before, "{args:?} changed something");
+    };
+    refused(
+        &["rotate-key", "nobody", "--new-identity", &fresh_arg],
+        &[
+            "no key is named nobody",
+            "rotate one of: infrastructure, workstation",
+        ],
+    );
+    refused(
+        &["rotate-key", "gnomeregan", "--new-identity", &fresh_arg],
+        &["gnomeregan is a host", "hostage rotate gnomeregan"],
+    );
+    // The new key is already gnomeregan's (the seed's own header label names it).
+    let gnomeregan = identity_file(
+        s.fleet.dir.path(),
+        "gnomeregan.txt",
+        &s.repo.keys["gnomeregan"].secret,
+    );
+    refused(
+        &[
+            "rotate-key",
+            "workstation",
+            "--new-identity",
+            &gnomeregan.display().to_string(),
+        ],
+        &["already a recipient, named gnomeregan"],
+    );
+    refused(
+        &[
+            "rotate-key",
+            "workstation",
+            "--new-recipient",
+            &fresh.recipient,
+        ],
+        &["--new-recipient cannot rotate the workstation key"],
+    );
+    // The current key given as the new one: nothing to do, nothing changed.
+    let current = identity_file(
+        s.fleet.dir.path(),
+        "current.txt",
+        &s.repo.keys["workstation"].secret,
+    );
+    let out = s.hostage(&[
+        "rotate-key",
+        "workstation",
+        "--new-identity",
+        &current.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to rotate"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(state(&s), before);
+}
+
+#[test]
+fn rotate_key_of_a_colleagues_header_label_with_only_their_new_recipient_replaces_it_everywhere() {
+    let mut s = onboarded_seed();
+    // alice reads the catch-all: her header label under the others, her key on `secrets/.*`.
+    let alice = Key::generate();
+    let config = s
+        .config()
+        .replace(
+            "creation_rules:\n",
+            &format!("# alice:          {}\ncreation_rules:\n", alice.recipient),
+        )
+        .replace(
+            &format!("age: {}\n", s.repo.recipient("workstation")),
+            &format!(
+                "age: {},{}\n",
+                s.repo.recipient("workstation"),
+                alice.recipient
+            ),
+        );
+    s.repo.write(".sops.yaml", config.as_bytes());
+    s.repo.keys.insert("alice".into(), alice);
+    let out = s.repo.hostage(&["rekey"], &["workstation"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let alice_reads =
+        |file: &str| !file.contains("/gnomeregan/") && !file.ends_with("-storage.sops.yaml");
+    for file in FILES {
+        assert_eq!(
+            s.repo.decrypt(file, "alice").is_some(),
+            alice_reads(file),
+            "{file}"
+        );
+    }
+
+    let new = Key::generate();
+    let config_before = s.config();
+    let inventory_before = fs_err::read_to_string(&s.inventory).unwrap();
+    let out = s.hostage(&[
+        "--json",
+        "rotate-key",
+        "alice",
+        "--new-recipient",
+        &new.recipient,
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["key"], "named", "{doc:#}");
+    assert_eq!(doc["complete"], true, "{doc:#}");
+    assert!(
+        doc["phases"][1][1]
+            .as_str()
+            .unwrap()
+            .starts_with("not proven"),
+        "{doc:#}"
+    );
+    assert!(
+        doc["exposure"].to_string().contains("the old key of alice"),
+        "{doc:#}"
+    );
+    assert_eq!(
+        s.config(),
+        config_before.replace(s.repo.recipient("alice"), &new.recipient)
+    );
+    assert_eq!(
+        fs_err::read_to_string(&s.inventory).unwrap(),
+        inventory_before
+    );
+    s.repo.keys.insert("alice-new".into(), new);
+    for file in FILES {
+        assert!(
+            s.repo.decrypt(file, "alice").is_none(),
+            "the old key still opens {file}"
+        );
+        assert_eq!(
+            s.repo.decrypt(file, "alice-new").is_some(),
+            alice_reads(file),
+            "{file}"
+        );
+        assert!(s.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+}
+
+/// The seed's hosts both receive the infrastructure key, deployed under the fleet's directory.
+fn with_infrastructure_hosts(s: &Seed) -> PathBuf {
+    let deploy_path = s
+        .fleet
+        .dir
+        .path()
+        .join("deployed")
+        .join("id_infrastructure");
+    fs_err::create_dir_all(deploy_path.parent().unwrap()).unwrap();
+    let text = fs_err::read_to_string(&s.inventory).unwrap();
+    let mut edited = String::new();
+    for line in text.split_inclusive('\n') {
+        edited.push_str(line);
+        if line.trim_start().starts_with("host_key_path:") {
+            edited.push_str("    infrastructure_key: true\n");
+        }
+        if line.trim_start().starts_with("private_key_file:") {
+            edited.push_str(&format!("    deploy_path: {}\n", deploy_path.display()));
+        }
+    }
+    fs_err::write(&s.inventory, edited).unwrap();
+    deploy_path
+}
+
+/// The deployed key read back from host `i` over SSH (`ssh … cat`), as its age identity.
+fn deployed_over_ssh(s: &Seed, i: usize, deploy_path: &Path) -> Key {
+    let host = &s.fleet.hosts[i];
+    let text = duct::cmd!(
+        hostage_tests::require(hostage_tests::SSH),
+        "-F",
+        s.fleet.ssh_config(),
+        "-p",
+        host.port.to_string(),
+        host.address.to_string(),
+        "cat",
+        deploy_path
+    )
+    .stdin_null()
+    .read()
+    .unwrap();
+    let file = s.fleet.dir.path().join(format!("read-back-{i}"));
+    fs_err::write(&file, format!("{text}\n")).unwrap();
+    key_of_ssh(&file)
+}
+
+#[test]
+fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_every_infrastructure_host_decrypts_with_the_new_key_over_ssh(
+) {
+    let mut s = onboarded_seed();
+    let deploy_path = with_infrastructure_hosts(&s);
+    let out = s.hostage(&["fetch", "--all", "--trust-new"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = s.hostage(&["deploy", "--all"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    s.fleet.trust_all_in_known_hosts();
+    let old = s.repo.recipient("infrastructure").to_owned();
+    let new = SshKeyPair::generate(s.fleet.dir.path(), "id_infrastructure.new", "", None);
+    let new_key = key_of_ssh(&new.private);
+    let new_arg = new.private.display().to_string();
+    let config_before = s.config();
+
+    // rotate-key infrastructure is rotate-infra: killed (SIGKILL) once phase 1 is recorded, the
+    // run is then deploying over SSH or re-keying.
+    let record = hostage_rekey::state_dir(s.repo.dir.path()).join("rotate-infra.json");
+    let inventory = s.inventory.display().to_string();
+    let ssh_config = s.fleet.ssh_config().display().to_string();
+    let known_hosts = s.fleet.known_hosts().display().to_string();
+    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
+        .args([
+            "--inventory",
+            &inventory,
+            "rotate-key",
+            "infrastructure",
+            "--new-identity",
+            &new_arg,
+            "--ssh-config",
+            &ssh_config,
+            "--known-hosts",
+            &known_hosts,
+        ])
+        .current_dir(s.repo.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", s.repo.dir.path())
+        .env("SOPS_DISABLE_VERSION_CHECK", "1")
+        .env("SOPS_AGE_KEY", &s.repo.keys["workstation"].secret)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !record.exists() {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "rotate-key infrastructure finished before it could be killed"
+        );
+        assert!(std::time::Instant::now() < deadline, "phase 1 never ended");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+
+    // rotate-infra resumes what rotate-key started (one record, one code path).
+    let out = s.hostage(&["rotate-infra", "--new-key", &new_arg]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(!record.exists());
+    assert_eq!(s.config(), config_before.replace(&old, &new_key.recipient));
+    assert!(
+        s.config()
+            .contains(&format!("# infrastructure: {}\n", new_key.recipient)),
+        "{}",
+        s.config()
+    );
+    let inventory = fs_err::read_to_string(&s.inventory).unwrap();
+    assert!(
+        inventory.contains(&new_key.recipient) && !inventory.contains(&old),
+        "{inventory}"
+    );
+
+    // Each infrastructure host holds the new key (read over SSH) and it opens exactly the
+    // files infrastructure reads; the old key opens nothing.
+    for i in 0..2 {
+        let deployed = deployed_over_ssh(&s, i, &deploy_path);
+        assert_eq!(deployed.recipient, new_key.recipient, "host {i}");
+    }
+    let old_key = s
+        .repo
+        .keys
+        .insert("infrastructure".into(), new_key)
+        .unwrap();
+    s.repo.keys.insert("infrastructure-old".into(), old_key);
+    s.assert_sops_agrees(&with_gnomeregan, "after rotating the infrastructure key");
+
+    // Again: nothing to do (rotate-key says so; rotate-infra keeps its refusal), no byte changes.
+    let after = state(&s);
+    let out = s.hostage(&["rotate-key", "infrastructure", "--new-identity", &new_arg]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to rotate"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(state(&s), after);
+}
