@@ -1,4 +1,4 @@
-//! The workflows: what an operator runs (onboard, offboard, rotate, restore, rotate-infra,
+//! The workflows: what an operator runs (onboard, offboard, rotate, restore, rotate-infra, rotate-key,
 //! backup-host-key, set, status, and the re-key of a whole repository), each as gather (SSH answers, file bytes: the facts) → plan (a
 //! pure function of the facts) → apply, on top of the inventory, the `.sops.yaml` rules, the
 //! re-key engine and the fleet over SSH. Every run that writes a secrets repository goes through
