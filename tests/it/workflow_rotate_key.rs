@@ -478,3 +478,124 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
     );
     assert_eq!(state(&s), after);
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = duct::cmd(hostage_tests::require(hostage_tests::GIT), args)
+        .dir(dir)
+        .env("HOME", dir)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn rotate_key_of_an_anchored_ssh_key_proves_the_new_identity_updates_its_pubkey_and_commits_with_the_seeds_style(
+) {
+    let mut w = crate::workflow_support::world();
+    let dir = w.repo.dir.path().to_owned();
+    // alice: an SSH key, named by an anchor, on the catch-all, her public key in pubkeys/.
+    let alice_old = SshKeyPair::generate(w.fleet.dir.path(), "alice_old", "", None);
+    let old = key_of_ssh(&alice_old.private);
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml"))
+        .unwrap()
+        .replace(
+            "creation_rules:\n",
+            &format!("  - &alice {}\ncreation_rules:\n", old.recipient),
+        )
+        .replace(
+            "          - *infrastructure\n",
+            "          - *infrastructure\n          - *alice\n",
+        );
+    w.repo.write(".sops.yaml", config.as_bytes());
+    w.repo.write(
+        "pubkeys/alice.pub",
+        format!("{}\n", alice_old.public_line()).as_bytes(),
+    );
+    w.repo.keys.insert("alice".into(), old.clone());
+    let out = w.repo.hostage(&["rekey"], &["workstation"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    git(&dir, &["config", "user.name", "operator"]);
+    git(&dir, &["config", "user.email", "operator@example.invalid"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-qm", "initial"]);
+    let catch_all: Vec<&str> = crate::workflow_support::FILES
+        .iter()
+        .copied()
+        .filter(|f| !f.contains("workstation-only"))
+        .collect();
+    let config_before = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+
+    // A bare recipient cannot keep pubkeys/alice.pub in step: refused, nothing changed.
+    let before = w.state();
+    let fresh = Key::generate();
+    let out = w.hostage(&["rotate-key", "alice", "--new-recipient", &fresh.recipient]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("pubkeys/alice.pub"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before);
+
+    let alice_new = SshKeyPair::generate(w.fleet.dir.path(), "alice_new", "", None);
+    let new = key_of_ssh(&alice_new.private);
+    let out = w.hostage(&[
+        "--json",
+        "rotate-key",
+        "alice",
+        "--new-identity",
+        &alice_new.private.display().to_string(),
+        "--commit",
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["key"], "named", "{doc:#}");
+    assert_eq!(
+        doc["phases"][1][1],
+        format!(
+            "the new identity opens all {} file(s) the old key is on",
+            catch_all.len()
+        ),
+        "{doc:#}"
+    );
+    assert_eq!(
+        git(&dir, &["log", "-1", "--format=%s"]).trim(),
+        "feat(alice): rotate the alice key"
+    );
+    assert_eq!(
+        git(&dir, &["status", "--porcelain", "--untracked-files=all"]),
+        "",
+        "the commit left changes behind"
+    );
+    // The anchor holds the new key; nothing else in .sops.yaml moved.
+    assert_eq!(
+        fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap(),
+        config_before.replace(&old.recipient, &new.recipient)
+    );
+    let public = fs_err::read_to_string(w.repo.path("pubkeys/alice.pub")).unwrap();
+    assert_eq!(
+        public.split(' ').nth(1),
+        alice_new.public_line().split(' ').nth(1),
+        "{public}"
+    );
+    w.repo.keys.insert("alice-new".into(), new);
+    for file in &catch_all {
+        assert!(
+            w.repo.decrypt(file, "alice").is_none(),
+            "the old key opens {file}"
+        );
+        assert!(
+            w.repo.decrypt(file, "alice-new").is_some(),
+            "the new key and {file}"
+        );
+        assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
+    }
+}

@@ -128,6 +128,8 @@ pub struct RotateKeyPlan {
 /// The key NAME is, resolved against the inventory and `.sops.yaml`.
 struct Target {
     kind: KeyKind,
+    /// Its name in `.sops.yaml` (else NAME): also the name of its `pubkeys/<name>.pub`.
+    sops_name: String,
     /// Its current recipient (the old one; after phase 3 of a resumed run, already the new one).
     recipient: String,
     /// The shared phases' settings.
@@ -138,6 +140,8 @@ struct Target {
 struct NewKey {
     recipient: String,
     identity: Option<(PathBuf, IdentitySet)>,
+    /// The new key's OpenSSH public key, when it was given as an OpenSSH private key.
+    ssh_public: Option<hostage_recipients::Ed25519PublicKey>,
 }
 
 /// Computes what [`run`] would do, writing nothing (`infrastructure`: hosts are reached and
@@ -286,6 +290,7 @@ pub fn run(
     let mut steps = KeySteps {
         kind: target.kind,
         name: options.name.clone(),
+        sops_name: target.sops_name.clone(),
         inventory,
         old: saved.old_recipient.clone(),
         new: &new,
@@ -382,6 +387,10 @@ fn resolve(inventory: &FleetInventory, config: &SopsConfig, name: &str) -> crate
         if name == "infrastructure" || names_key(&current, INFRA_STATE)? {
             return Ok(Target {
                 kind: KeyKind::Infrastructure,
+                sops_name: names
+                    .name_of(&current)
+                    .unwrap_or("infrastructure")
+                    .to_owned(),
                 recipient: current,
                 rotation: rotation("infrastructure", "the old infrastructure key", INFRA_STATE),
             });
@@ -393,6 +402,7 @@ fn resolve(inventory: &FleetInventory, config: &SopsConfig, name: &str) -> crate
         if name == "workstation" || names_key(&current, &file)? {
             return Ok(Target {
                 kind: KeyKind::Workstation,
+                sops_name: names.name_of(&current).unwrap_or("workstation").to_owned(),
                 recipient: current,
                 rotation: rotation("workstation", "the old workstation key", &file),
             });
@@ -424,6 +434,7 @@ fn resolve(inventory: &FleetInventory, config: &SopsConfig, name: &str) -> crate
     }
     Ok(Target {
         kind: KeyKind::Named,
+        sops_name: name.to_owned(),
         recipient,
         rotation: rotation(
             name,
@@ -478,6 +489,7 @@ fn new_key(target: &Target, options: &RotateKeyOptions) -> crate::Result<NewKey>
             Ok(NewKey {
                 recipient: parsed.to_string(),
                 identity: None,
+                ssh_public: None,
             })
         }
         (Some(path), None) => {
@@ -494,13 +506,16 @@ fn new_key(target: &Target, options: &RotateKeyOptions) -> crate::Result<NewKey>
                 return Ok(NewKey {
                     recipient: recipient.to_string(),
                     identity: Some((path, IdentitySet::default())),
+                    ssh_public: Some(key.public_key()),
                 });
             }
             let set = load_identity_set(&path)?;
             let recipient = set.candidates[0].recipient.to_string();
+            let ssh_public = set.candidates[0].converted_from;
             Ok(NewKey {
                 recipient,
                 identity: Some((path, set)),
+                ssh_public,
             })
         }
     }
@@ -563,6 +578,19 @@ fn check_fresh(
             format!("generate a fresh key for {}", target_name(target)),
         ));
     }
+    let repo = &inventory.inventory.secrets_repo;
+    if target.kind != KeyKind::Infrastructure && new.ssh_public.is_none() {
+        if let Some(rel) = stale_public_key(repo, &target.sops_name, &target.recipient) {
+            return Err(crate::WorkflowError::refused_with_hint(
+                format!(
+                    "{rel} holds the old key as an SSH public key, and the new key is not an SSH key, so it could not be kept in step; nothing was changed"
+                ),
+                format!(
+                    "give the new key as an unencrypted OpenSSH ed25519 private key (--new-identity ~/.ssh/id_ed25519_new), or remove {rel} first"
+                ),
+            ));
+        }
+    }
     let inv = &inventory.inventory;
     let known = inv
         .workstation
@@ -605,6 +633,7 @@ fn target_name(target: &Target) -> &str {
 struct KeySteps<'a> {
     kind: KeyKind,
     name: String,
+    sops_name: String,
     inventory: &'a mut FleetInventory,
     old: String,
     new: &'a NewKey,
@@ -646,9 +675,13 @@ impl RotationSteps for KeySteps<'_> {
         _identities: &IdentitySet,
         _passphrases: &mut dyn PassphraseProvider,
     ) -> crate::Result<String> {
+        let public_key = self.update_public_key(session)?;
+        let also = public_key
+            .map(|rel| format!("; {rel} holds the new public key"))
+            .unwrap_or_default();
         if self.kind != KeyKind::Workstation {
             return Ok(format!(
-                "{} is {} in .sops.yaml; the inventory does not manage it: tell its holder the old key is retired",
+                "{} is {} in .sops.yaml{also}; the inventory does not manage it: tell its holder the old key is retired",
                 self.name, self.new.recipient
             ));
         }
@@ -682,11 +715,48 @@ impl RotationSteps for KeySteps<'_> {
         )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
         Ok(format!(
-            "the inventory names {} with identity {}; destroy the old private key (and drop it from SOPS_AGE_KEY or keys.txt)",
+            "the inventory names {} with identity {}{also}; destroy the old private key (and drop it from SOPS_AGE_KEY or keys.txt)",
             self.new.recipient,
             path.display()
         ))
     }
+}
+
+impl KeySteps<'_> {
+    /// `pubkeys/<name>.pub` (the seed keeps one per recipient) rewritten with the new SSH public
+    /// key when it holds the old key; the file written, if any. Written confined to the repo (a
+    /// symlinked `pubkeys/` cannot send the write elsewhere).
+    fn update_public_key(&self, session: &RepoSession) -> crate::Result<Option<String>> {
+        let repo = session.repo();
+        let Some(rel) = stale_public_key(repo, &self.sops_name, &self.old) else {
+            return Ok(None);
+        };
+        let Some(public) = &self.new.ssh_public else {
+            return Err(crate::WorkflowError::refused_with_hint(
+                format!("{rel} holds the old key and the new key is not an SSH key; the files are done, {rel} is unchanged"),
+                format!("remove {rel} (or replace it by hand), then run the same command again"),
+            ));
+        };
+        let text = format!("{} {}\n", public.to_openssh(), self.sops_name);
+        hostage_atomic::ConfinedDir::of_parent(&repo.join(".sops.yaml"))?
+            .write(&repo.join(&rel), text.as_bytes())?;
+        Ok(Some(rel))
+    }
+}
+
+/// `pubkeys/<name>.pub` (relative to the repo) when it holds `old` as an SSH public key.
+fn stale_public_key(repo: &Path, name: &str, old: &str) -> Option<String> {
+    let rel = format!("pubkeys/{name}.pub");
+    let text = fs_err::read_to_string(repo.join(&rel)).ok()?;
+    hostage_recipients::parse_key_lines(&text)
+        .into_iter()
+        .flatten()
+        .any(|line| {
+            line.key
+                .to_age_recipient()
+                .is_ok_and(|r| r.to_string() == old)
+        })
+        .then_some(rel)
 }
 
 /// Phase 2 for a key whose new identity is held: opens, in memory, the data key of every sops
