@@ -289,6 +289,7 @@ pub fn run(
     }
     let mut steps = KeySteps {
         kind: target.kind,
+        extra_identities: options.identities.clone(),
         name: options.name.clone(),
         sops_name: target.sops_name.clone(),
         inventory,
@@ -632,6 +633,8 @@ fn target_name(target: &Target) -> &str {
 /// The workstation's and named keys' own phases: prove (2) and retire (4).
 struct KeySteps<'a> {
     kind: KeyKind,
+    /// `--identity` files (the operator's other identities, for files of several key groups).
+    extra_identities: Vec<PathBuf>,
     name: String,
     sops_name: String,
     inventory: &'a mut FleetInventory,
@@ -652,7 +655,18 @@ impl RotationSteps for KeySteps<'_> {
                 "not proven: only the new recipient was given; its holder should check they can decrypt".to_owned(),
             ));
         };
-        let (opened, unproven) = prove(session.repo(), &self.old, identity)?;
+        // A file of several key groups (Shamir) opens only with a share from enough groups: there
+        // the new identity must open it with the operator's other identities, the old one left out.
+        let mut with_others = self.inventory.repo_identities(&self.extra_identities);
+        with_others
+            .candidates
+            .retain(|c| c.recipient.to_string() != self.old);
+        if let Some((path, _)) = &self.new.identity {
+            with_others
+                .candidates
+                .extend(load_identity_set(path)?.candidates);
+        }
+        let (opened, unproven) = prove(session.repo(), &self.old, identity, &with_others)?;
         if unproven.is_empty() {
             return Ok(Middle::Done(format!(
                 "the new identity opens all {opened} file(s) the old key is on"
@@ -760,13 +774,15 @@ fn stale_public_key(repo: &Path, name: &str, old: &str) -> Option<String> {
 }
 
 /// Phase 2 for a key whose new identity is held: opens, in memory, the data key of every sops
-/// file the old recipient is on with the new identity alone (and checks the file's MAC with it);
-/// returns how many opened and the files that did not. Files that are not sops files are not
-/// looked at.
+/// file the old recipient is on with the new identity alone (`alone`), or for a file of several
+/// key groups with `with_others` (the new identity and the operator's others, never the old), and
+/// checks the file's MAC with it; returns how many opened and the files that did not. Files that
+/// are not sops files are not looked at.
 fn prove(
     repo: &Path,
     old: &str,
-    identity: &IdentitySet,
+    alone: &IdentitySet,
+    with_others: &IdentitySet,
 ) -> crate::Result<(usize, Vec<UnprovenFile>)> {
     let files = hostage_rekey::walk(&[repo.to_owned()])?;
     let mut opened = 0;
@@ -786,9 +802,14 @@ fn prove(
             .unwrap_or(path)
             .display()
             .to_string();
+        let identities = if sops.recipients().len() > 1 {
+            with_others
+        } else {
+            alone
+        };
         // The data key is zeroized when dropped; nothing is decrypted to disk.
         let result = sops
-            .data_key(identity, &mut ())
+            .data_key(identities, &mut ())
             .and_then(|key| sops.verify_mac(&key));
         match result {
             Ok(()) => opened += 1,
@@ -851,9 +872,72 @@ fn point_workstation_at(text: &str, identity: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    // Fixtures: a panic with the value is the right failure.
+    #![allow(clippy::unwrap_used)]
+
     use std::path::Path;
 
-    use super::point_workstation_at;
+    use hostage_recipients::{AgeIdentity, IdentitySet, IdentitySource};
+
+    use super::{point_workstation_at, prove};
+
+    fn identity(n: u8) -> AgeIdentity {
+        AgeIdentity::from_scalar(zeroize::Zeroizing::new([n; 32]))
+    }
+
+    fn set(ids: &[&AgeIdentity]) -> IdentitySet {
+        IdentitySet::from_identities(
+            IdentitySource::KeyVariable,
+            ids.iter().map(|i| (*i).clone()).collect(),
+        )
+    }
+
+    #[test]
+    fn the_new_identity_must_open_every_file_of_the_old_alone_or_with_the_other_groups_shares() {
+        let (old, new, other) = (identity(1), identity(2), identity(3));
+        let (o, n, x) = (old.recipient(), new.recipient(), other.recipient());
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(
+            dir.path().join(".sops.yaml"),
+            format!(
+                "creation_rules:\n  - path_regex: shamir/.*\n    shamir_threshold: 2\n    key_groups:\n      - age: ['{o}', '{n}']\n      - age: ['{x}']\n\
+                 \x20 - path_regex: lagging/.*\n    age: {o}\n  - path_regex: .*\n    age: {o},{n}\n"
+            ),
+        )
+        .unwrap();
+        for rel in [
+            "shamir/a.yaml",
+            "lagging/b.yaml",
+            "plain/c.yaml",
+            "other/d.yaml",
+        ] {
+            let tree = crate::new_sops_file::one_key_tree("k", "v");
+            let bytes =
+                crate::new_sops_file::encrypt(dir.path(), rel, &tree, hostage_sops::Format::Yaml)
+                    .unwrap();
+            fs_err::create_dir_all(dir.path().join(rel).parent().unwrap()).unwrap();
+            fs_err::write(dir.path().join(rel), bytes).unwrap();
+        }
+        let (opened, unproven) = prove(
+            dir.path(),
+            &o.to_string(),
+            &set(&[&new]),
+            &set(&[&new, &other]),
+        )
+        .unwrap();
+        // The Shamir file opens with the other group's share, the two one-group files with the
+        // new key alone; the lagging file (old key only) does not, and is named.
+        assert_eq!(opened, 3);
+        assert_eq!(unproven.len(), 1, "{unproven:?}");
+        assert_eq!(unproven[0].path, "lagging/b.yaml");
+        // Without the other group's share the Shamir file does not open.
+        let (_, unproven) =
+            prove(dir.path(), &o.to_string(), &set(&[&new]), &set(&[&new])).unwrap();
+        assert!(
+            unproven.iter().any(|u| u.path == "shamir/a.yaml"),
+            "{unproven:?}"
+        );
+    }
 
     #[test]
     fn the_workstation_identity_line_is_replaced_or_added_under_its_recipient() {
