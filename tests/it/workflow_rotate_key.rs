@@ -599,3 +599,64 @@ fn rotate_key_of_an_anchored_ssh_key_proves_the_new_identity_updates_its_pubkey_
         assert!(w.repo.sops_says_up_to_date(file, "workstation"), "{file}");
     }
 }
+
+#[test]
+fn rotate_key_workstation_stops_before_removing_the_old_key_when_the_new_identity_does_not_open_a_file_and_resumes_once_it_is_fixed(
+) {
+    let s = onboarded_seed();
+    let old = s.repo.recipient("workstation").to_owned();
+    // stormwind's files move to the infrastructure key alone; its file still has the
+    // workstation (nobody re-keyed it): a file the old key is on whose rule does not have it, so
+    // the rule edits never give it the new key.
+    let stray = "secrets/host/stormwind/db.sops.yaml";
+    let infra = s.repo.recipient("infrastructure").to_owned();
+    let config = s.config().replace(
+        "  - path_regex: secrets/.*\n",
+        &format!("  - path_regex: secrets/host/stormwind/.*\n    age: {infra}\n  - path_regex: secrets/.*\n"),
+    );
+    s.repo.write(".sops.yaml", config.as_bytes());
+    let new = Key::generate();
+    let new_file = identity_file(s.fleet.dir.path(), "workstation-2026.txt", &new.secret);
+    let new_arg = new_file.display().to_string();
+
+    let out = s.hostage(&["rotate-key", "workstation", "--new-identity", &new_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("not opened by the new identity:\n  {stray}: ")),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("phase 2: stopped"),
+        "{}",
+        stdout(&out)
+    );
+    // Phase 3 did not run: the old key is still on every file and in .sops.yaml.
+    assert!(
+        s.config().contains(&format!("# workstation:    {old}\n")),
+        "{}",
+        s.config()
+    );
+    for file in FILES {
+        assert!(
+            s.repo.decrypt(file, "workstation").is_some(),
+            "old key and {file}"
+        );
+    }
+    assert!(fs_err::read_to_string(&s.inventory).unwrap().contains(&old));
+
+    // The operator brings the file in line with .sops.yaml; the same command then finishes.
+    let out = s.repo.hostage(&["rekey", stray], &["workstation"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let out = s.hostage(&["rotate-key", "workstation", "--new-identity", &new_arg]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("phase 1"), "{}", stdout(&out));
+    assert!(!s.config().contains(&old), "{}", s.config());
+}
