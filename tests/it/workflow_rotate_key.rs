@@ -660,3 +660,102 @@ fn rotate_key_workstation_stops_before_removing_the_old_key_when_the_new_identit
     assert!(!stdout(&out).contains("phase 1"), "{}", stdout(&out));
     assert!(!s.config().contains(&old), "{}", s.config());
 }
+
+#[test]
+fn rotate_key_workstation_killed_by_sigkill_in_its_prove_phase_is_finished_by_the_same_command() {
+    let s = onboarded_seed();
+    let dir = s.fleet.dir.path().to_owned();
+    let old = s.repo.recipient("workstation").to_owned();
+    let new = Key::generate();
+    let new_arg = identity_file(&dir, "workstation-2026.txt", &new.secret)
+        .display()
+        .to_string();
+    identity_file(
+        &dir,
+        "workstation-key.txt",
+        &s.repo.keys["workstation"].secret,
+    );
+    // The workstation key comes from SOPS_AGE_KEY_CMD, which hostage runs once when it starts
+    // and again in phase 2 (the prove phase loads the operator's identities): the second time it
+    // blocks, so the SIGKILL lands in phase 2, after phase 1 is recorded, every time.
+    let script = dir.join("key-cmd.sh");
+    fs_err::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{d}/key-cmd-ran' ]; then\n  echo $$ > '{d}/key-cmd-blocked.tmp'\n  mv '{d}/key-cmd-blocked.tmp' '{d}/key-cmd-blocked'\n  exec sleep 600\nfi\ntouch '{d}/key-cmd-ran'\ncat '{d}/workstation-key.txt'\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    fs_err::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let inventory = s.inventory.display().to_string();
+    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
+        .args([
+            "--inventory",
+            &inventory,
+            "rotate-key",
+            "workstation",
+            "--new-identity",
+            &new_arg,
+        ])
+        .current_dir(s.repo.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", s.repo.dir.path())
+        .env("SOPS_AGE_KEY_CMD", &script)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let blocked = dir.join("key-cmd-blocked");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !blocked.exists() {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "rotate-key ended before its prove phase"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "phase 2 never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+    // The blocked key command outlives its parent: end it too.
+    let sleeper = fs_err::read_to_string(&blocked).unwrap();
+    let _ = std::process::Command::new("kill")
+        .arg(sleeper.trim())
+        .status();
+
+    let record = hostage_rekey::state_dir(s.repo.dir.path()).join("rotate-key-workstation.json");
+    let saved: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(saved["done"], 1, "{saved:#}");
+    assert!(
+        s.config().contains("# workstation_next: "),
+        "{}",
+        s.config()
+    );
+
+    let out = s.hostage(&["rotate-key", "workstation", "--new-identity", &new_arg]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        !said.contains("phase 1") && said.contains("phase 2") && said.contains("phase 4"),
+        "{said}"
+    );
+    assert!(!record.exists());
+    assert!(
+        !s.config().contains(&old) && !s.config().contains("_next"),
+        "{}",
+        s.config()
+    );
+    for file in FILES {
+        assert!(
+            s.repo.decrypt(file, "workstation").is_none(),
+            "the old key opens {file}"
+        );
+    }
+}
