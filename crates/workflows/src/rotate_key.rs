@@ -257,7 +257,8 @@ pub fn run(
     }
 
     let mut session = RepoSession::open(&repo, apply.clone())?;
-    // The inventory and `.sops.yaml` were read before the lock.
+    // The inventory was read before the lock (phase 4 writes it back compare-and-swap); each
+    // phase reads `.sops.yaml` again under the lock.
     session.revalidate(&[&FileSnapshot::of_text(
         &inventory.inventory.path,
         inventory.text(),
@@ -566,7 +567,7 @@ fn check_fresh(
                 new.recipient,
                 config.path().display()
             ),
-            format!("generate a fresh key for {}", target_name(target)),
+            format!("generate a fresh key for {}", target.sops_name),
         ));
     }
     if config.text().contains(&new.recipient) {
@@ -576,7 +577,7 @@ fn check_fresh(
                 new.recipient,
                 config.path().display()
             ),
-            format!("generate a fresh key for {}", target_name(target)),
+            format!("generate a fresh key for {}", target.sops_name),
         ));
     }
     let repo = &inventory.inventory.secrets_repo;
@@ -615,19 +616,11 @@ fn check_fresh(
                     new.recipient,
                     inv.path.display()
                 ),
-                format!("generate a fresh key for {}", target_name(target)),
+                format!("generate a fresh key for {}", target.sops_name),
             ));
         }
     }
     Ok(())
-}
-
-fn target_name(target: &Target) -> &str {
-    target
-        .rotation
-        .temporary_name
-        .strip_suffix("_next")
-        .unwrap_or(&target.rotation.temporary_name)
 }
 
 /// The workstation's and named keys' own phases: prove (2) and retire (4).
