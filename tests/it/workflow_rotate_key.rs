@@ -759,3 +759,40 @@ fn rotate_key_workstation_killed_by_sigkill_in_its_prove_phase_is_finished_by_th
         );
     }
 }
+
+/// The repository is untrusted: a pull request replaces `pubkeys/alice.pub` with a link to a file
+/// outside it; rotate-key refuses before changing anything and leaves that file alone.
+#[test]
+fn rotate_key_refuses_a_public_key_file_linked_out_of_the_repo_before_changing_anything() {
+    let w = crate::workflow_support::world();
+    let alice = SshKeyPair::generate(w.fleet.dir.path(), "alice", "", None);
+    let old = key_of_ssh(&alice.private);
+    let config = fs_err::read_to_string(w.repo.path(".sops.yaml"))
+        .unwrap()
+        .replace(
+            "creation_rules:\n",
+            &format!("  - &alice {}\ncreation_rules:\n", old.recipient),
+        );
+    w.repo.write(".sops.yaml", config.as_bytes());
+    let outside = w.fleet.dir.path().join("authorized_keys");
+    let outside_text = format!("{}\n", alice.public_line());
+    fs_err::write(&outside, &outside_text).unwrap();
+    fs_err::create_dir_all(w.repo.path("pubkeys")).unwrap();
+    std::os::unix::fs::symlink(&outside, w.repo.path("pubkeys/alice.pub")).unwrap();
+    let before = w.state();
+    let new = SshKeyPair::generate(w.fleet.dir.path(), "alice_new", "", None);
+    let out = w.hostage(&[
+        "rotate-key",
+        "alice",
+        "--new-identity",
+        &new.private.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("pubkeys/alice.pub (or pubkeys/) is a symbolic link"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before);
+    assert_eq!(fs_err::read_to_string(&outside).unwrap(), outside_text);
+}

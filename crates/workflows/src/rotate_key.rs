@@ -581,6 +581,17 @@ fn check_fresh(
         ));
     }
     let repo = &inventory.inventory.secrets_repo;
+    let rel = format!("pubkeys/{}.pub", target.sops_name);
+    let linked = [repo.join("pubkeys"), repo.join(&rel)]
+        .iter()
+        .any(|p| fs_err::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()));
+    if target.kind != KeyKind::Infrastructure && linked {
+        // The repository is untrusted: a link could point phase 4's write anywhere.
+        return Err(crate::WorkflowError::refused_with_hint(
+            format!("{rel} (or pubkeys/) is a symbolic link; hostage writes nothing through links in the repository, so nothing was changed"),
+            format!("replace {rel} with the public key file itself, or remove it, then run this again"),
+        ));
+    }
     if target.kind != KeyKind::Infrastructure && new.ssh_public.is_none() {
         if let Some(rel) = stale_public_key(repo, &target.sops_name, &target.recipient) {
             return Err(crate::WorkflowError::refused_with_hint(
@@ -754,6 +765,10 @@ impl KeySteps<'_> {
 /// `pubkeys/<name>.pub` (relative to the repo) when it holds `old` as an SSH public key.
 fn stale_public_key(repo: &Path, name: &str, old: &str) -> Option<String> {
     let rel = format!("pubkeys/{name}.pub");
+    // Never read through a link out of the repository (refused before the rotation starts).
+    if fs_err::symlink_metadata(repo.join(&rel)).is_ok_and(|m| m.file_type().is_symlink()) {
+        return None;
+    }
     let text = fs_err::read_to_string(repo.join(&rel)).ok()?;
     hostage_recipients::parse_key_lines(&text)
         .into_iter()
