@@ -168,6 +168,17 @@ fn rotate_key_workstation_on_the_seed_layout_moves_every_file_to_the_new_identit
     s.repo.keys.insert("workstation-old".into(), old_key);
     s.assert_sops_agrees(&with_gnomeregan, "after rotating the workstation key");
 
+    // status agrees: nothing drifts about the workstation, no recipient is unknown.
+    let out = s.hostage(&["--json", "status"]);
+    let doc = json(&out);
+    let drift = doc["drift"].as_array().unwrap();
+    assert!(
+        drift
+            .iter()
+            .all(|d| d["subject"] != "workstation" && d["kind"] != "unknown-recipient"),
+        "{doc:#}"
+    );
+
     // Again, with the new key: nothing to do, not one byte changes.
     let after = state(&s);
     let out = s.hostage(&["rotate-key", "workstation", "--new-identity", &new_arg]);
@@ -393,6 +404,32 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
     let new_key = key_of_ssh(&new.private);
     let new_arg = new.private.display().to_string();
     let config_before = s.config();
+
+    // The plan: the files infrastructure reads, both hosts reached; nothing written.
+    let before = state(&s);
+    let out = s.hostage(&[
+        "--json",
+        "rotate-key",
+        "infrastructure",
+        "--new-identity",
+        &new_arg,
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json(&out);
+    assert_eq!(plan["key"], "infrastructure", "{plan:#}");
+    let readers: Vec<&str> = FILES
+        .iter()
+        .copied()
+        .filter(|f| with_gnomeregan(f).contains(&"infrastructure"))
+        .collect();
+    assert_eq!(
+        plan["phase1_files"].as_array().unwrap().len(),
+        readers.len(),
+        "{plan:#}"
+    );
+    assert_eq!(plan["hosts"].as_array().unwrap().len(), 2, "{plan:#}");
+    assert_eq!(state(&s), before, "--dry-run wrote something");
 
     // rotate-key infrastructure is rotate-infra: killed (SIGKILL) once phase 1 is recorded, the
     // run is then deploying over SSH or re-keying.
