@@ -38,6 +38,7 @@ mod workflow_corpus;
 mod workflow_offboard;
 mod workflow_onboard;
 mod workflow_rotate;
+mod workflow_rotate_key;
 mod workflow_seed;
 mod workflow_set;
 mod workflow_status;

@@ -15,7 +15,7 @@ use crate::workflow_support::key_of_ssh;
 /// The seed repo's files: a host's own, another host's storage file (gnomeregan reads it too), a
 /// file of that host that is not storage (workstation only), the workstation's, and a file of a
 /// host that has no rule yet (stormwind, workstation only until it is onboarded).
-const FILES: &[&str] = &[
+pub(crate) const FILES: &[&str] = &[
     "secrets/host/gnomeregan/wifi.sops.yaml",
     "secrets/host/ironforge/media-storage.sops.yaml",
     "secrets/host/ironforge/borg.sops.yaml",
@@ -46,14 +46,14 @@ fn seed_with_gnomeregan(ws: &str, infra: &str, gnomeregan: &str) -> String {
 }
 
 /// A seed repo, a fleet of two hosts (gnomeregan, stormwind) and an inventory naming them.
-struct Seed {
-    fleet: SshdFleet,
-    repo: Repo,
-    inventory: std::path::PathBuf,
-    _infra: SshKeyPair,
+pub(crate) struct Seed {
+    pub(crate) fleet: SshdFleet,
+    pub(crate) repo: Repo,
+    pub(crate) inventory: std::path::PathBuf,
+    pub(crate) _infra: SshKeyPair,
 }
 
-fn seed() -> Seed {
+pub(crate) fn seed() -> Seed {
     let fleet = SshdFleet::start(2);
     let mut repo = Repo::new(&["workstation"]);
     let infra = SshKeyPair::generate(fleet.dir.path(), "id_infrastructure", "", None);
@@ -105,7 +105,7 @@ fn seed() -> Seed {
 }
 
 impl Seed {
-    fn hostage(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn hostage(&self, args: &[&str]) -> std::process::Output {
         let mut all = vec![
             "--inventory".to_owned(),
             self.inventory.display().to_string(),
@@ -123,13 +123,17 @@ impl Seed {
         self.repo.hostage(&refs, &["workstation"])
     }
 
-    fn config(&self) -> String {
+    pub(crate) fn config(&self) -> String {
         fs_err::read_to_string(self.repo.path(".sops.yaml")).unwrap()
     }
 
     /// Asserts that sops opens every file with exactly the identities `readers` gives it, and
     /// that `sops updatekeys` finds every file up to date with `.sops.yaml`.
-    fn assert_sops_agrees(&self, readers: &dyn Fn(&str) -> Vec<&'static str>, step: &str) {
+    pub(crate) fn assert_sops_agrees(
+        &self,
+        readers: &dyn Fn(&str) -> Vec<&'static str>,
+        step: &str,
+    ) {
         let names: Vec<String> = self.repo.keys.keys().cloned().collect();
         for file in FILES {
             let expected = readers(file);
@@ -149,7 +153,7 @@ impl Seed {
 }
 
 /// Who reads each file once gnomeregan is onboarded.
-fn with_gnomeregan(file: &str) -> Vec<&'static str> {
+pub(crate) fn with_gnomeregan(file: &str) -> Vec<&'static str> {
     if file.contains("/gnomeregan/") || file.ends_with("-storage.sops.yaml") {
         vec!["workstation", "infrastructure", "gnomeregan"]
     } else {

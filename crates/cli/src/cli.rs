@@ -49,6 +49,9 @@ pub enum Command {
     /// Replace the shared infrastructure key in resumable phases, with no host left unable to decrypt.
     RotateInfra(RotateInfraArgs),
 
+    /// Replace a named non-host key (workstation, infrastructure, a colleague's) in resumable phases.
+    RotateKey(RotateKeyArgs),
+
     /// Decommission a host: its recipient out of .sops.yaml, its files' data keys rotated.
     Offboard(OffboardArgs),
 
@@ -590,6 +593,55 @@ pub struct RotateInfraArgs {
     #[arg(long, value_name = "FILE")]
     pub new_key: PathBuf,
     /// How hosts are reached.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// The identities that open the repo's files.
+    #[command(flatten)]
+    pub keys: RepoIdentityArgs,
+}
+
+/// `hostage rotate-key NAME`: replace any named non-host key.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    age-keygen -o ~/.config/sops/age/workstation-2026.txt\n  \
+    hostage rotate-key workstation --new-identity ~/.config/sops/age/workstation-2026.txt --dry-run\n  \
+    hostage rotate-key workstation --new-identity ~/.config/sops/age/workstation-2026.txt --commit\n  \
+    hostage rotate-key infrastructure --new-identity ~/.ssh/id_infrastructure.new\n  \
+    hostage rotate-key alice --new-recipient age1...   # a colleague's key you do not hold\n\n\
+    NAME is `workstation`, `infrastructure`, or a name .sops.yaml gives a recipient (an anchor or a\n\
+    header label such as `# alice: age1...`); hosts are rotated with `hostage rotate HOST`.\n\n\
+    Phases: (1) add the new recipient next to the old one (under NAME_next) and re-key; (2) for\n\
+    infrastructure, deploy the new key to every infrastructure host and verify it (this is\n\
+    `hostage rotate-infra`); otherwise prove the new identity alone opens every file the old key is\n\
+    on (in memory; nothing to prove with --new-recipient); (3) remove the old recipient, so\n\
+    .sops.yaml reads as before with only the key replaced, and rotate the data keys; (4) the\n\
+    inventory names the new key (workstation: recipient and identity). Progress is saved after\n\
+    each phase; the same command resumes a stopped run, and changes nothing once it is done.\n\n\
+    Exit codes: 0 every phase done (or nothing to do), 1 error or stopped in phase 2, 2 usage.")]
+pub struct RotateKeyArgs {
+    /// The key: workstation, infrastructure, or a recipient's name in .sops.yaml.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Print what each phase would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Commit what the run changed.
+    #[command(flatten)]
+    pub commit: CommitArgs,
+    /// The new key: an age identity file or an unencrypted OpenSSH ed25519 private key (its
+    /// recipient is derived from it). For infrastructure, the OpenSSH key to deploy.
+    #[arg(
+        long,
+        value_name = "FILE",
+        visible_alias = "new-key",
+        conflicts_with = "new_recipient"
+    )]
+    pub new_identity: Option<PathBuf>,
+    /// The new key as an age recipient, for a named key whose private half you do not hold
+    /// (nothing can prove it; its holder checks they decrypt).
+    #[arg(long, value_name = "age1…")]
+    pub new_recipient: Option<String>,
+    /// How hosts are reached (infrastructure).
     #[command(flatten)]
     pub ssh: SshArgs,
     /// The identities that open the repo's files.

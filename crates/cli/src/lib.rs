@@ -20,6 +20,7 @@ pub mod rekey;
 mod rekey_text;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod rotate_key;
 pub mod set;
 pub mod status;
 
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Onboard(args) => onboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Rotate(args) => rotate::run(args, &mut out, cli.inventory.as_deref())?,
         Command::RotateInfra(args) => rotate_infra::run(args, &mut out, cli.inventory.as_deref())?,
+        Command::RotateKey(args) => rotate_key::run(args, &mut out, cli.inventory.as_deref())?,
         Command::Offboard(args) => offboard::run(args, &mut out, cli.inventory.as_deref())?,
         Command::BackupHostKey(args) => {
             backup_host_key::run(args, &mut out, cli.inventory.as_deref())?

@@ -125,7 +125,7 @@ const FILES_SHOWN: usize = 5;
 
 /// The first [`FILES_SHOWN`] files, then how many more: a phase line stays one line on 5,000
 /// files.
-fn first_files(files: &[String]) -> String {
+pub(crate) fn first_files(files: &[String]) -> String {
     let shown = files
         .iter()
         .take(FILES_SHOWN)

@@ -1,4 +1,4 @@
-//! The workflows: what an operator runs (onboard, offboard, rotate, restore, rotate-infra,
+//! The workflows: what an operator runs (onboard, offboard, rotate, restore, rotate-infra, rotate-key,
 //! backup-host-key, set, status, and the re-key of a whole repository), each as gather (SSH answers, file bytes: the facts) → plan (a
 //! pure function of the facts) → apply, on top of the inventory, the `.sops.yaml` rules, the
 //! re-key engine and the fleet over SSH. Every run that writes a secrets repository goes through
@@ -14,6 +14,8 @@ pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
+mod key_proof;
+mod key_rotation;
 pub mod new_sops_file;
 pub mod offboard;
 pub mod onboard;
@@ -23,6 +25,7 @@ pub mod rekey_identities;
 pub mod restore;
 pub mod rotate;
 pub mod rotate_infra;
+pub mod rotate_key;
 pub mod session;
 pub mod set;
 pub mod status;

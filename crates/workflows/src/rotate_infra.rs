@@ -16,17 +16,16 @@ use std::time::Duration;
 use crate::error::{bail, Context as _};
 use hostage_inventory::PrivateKeySource;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, Exposure, PlanOptions};
+use hostage_rekey::Exposure;
 use hostage_remote::{DeployOptions, FleetOptions, InfrastructureKey};
-use hostage_sops::rules::{RuleSelector, SopsConfig};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
-use super::onboard::rule_changed;
+use super::key_rotation::{self, KeyRotation, Middle, RotationSteps, SavedProgress};
 use super::FleetInventory;
 use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
 
-/// The temporary anchor of the new key while both are on the files.
+/// The temporary name of the new key while both are on the files.
 const NEXT_ANCHOR: &str = "infrastructure_next";
 /// Where progress is kept, in the repo's state directory.
 const STATE_FILE: &str = "rotate-infra.json";
@@ -44,16 +43,6 @@ pub struct RotateInfraOptions {
     pub timeout: Duration,
     /// Extra identities to open the files with.
     pub identities: Vec<PathBuf>,
-}
-
-/// Saved progress.
-#[derive(Debug, Serialize, Deserialize)]
-struct Progress {
-    old_recipient: String,
-    new_recipient: String,
-    new_key: PathBuf,
-    /// The last phase finished (0: none).
-    done: u8,
 }
 
 /// What happened, phase by phase.
@@ -85,6 +74,16 @@ pub struct HostFailure {
     pub message: String,
 }
 
+/// The shared phases' settings for the infrastructure key.
+fn infrastructure_rotation() -> KeyRotation {
+    KeyRotation {
+        temporary_name: NEXT_ANCHOR.to_owned(),
+        old_key_called: "the old infrastructure key".to_owned(),
+        verb: "rotate-infra",
+        state_file: STATE_FILE.to_owned(),
+    }
+}
+
 /// Runs (or resumes) the rotation; `progress` hears each phase as it starts.
 pub fn run(
     inventory: &mut FleetInventory,
@@ -95,7 +94,6 @@ pub fn run(
 ) -> crate::Result<RotateInfraReport> {
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = inventory.inventory.secrets_repo.clone();
-    let config_path = repo.join(".sops.yaml");
     let mut session = RepoSession::open(&repo, apply.clone())?;
     // The inventory was read before the lock (phase 4 writes it back compare-and-swap).
     session.revalidate(&[&FileSnapshot::of_text(
@@ -103,18 +101,17 @@ pub fn run(
         inventory.text(),
     )])?;
     let state_file = session.state_dir().join(STATE_FILE);
-    let mut saved: Progress = match fs_err::read_to_string(&state_file) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a rotation record", state_file.display()))?,
-        Err(_) => {
+    let mut saved = match SavedProgress::load(&state_file)? {
+        Some(saved) => saved,
+        None => {
             if infra.recipient.to_string() == new_recipient {
                 bail!("the inventory already names this key as the infrastructure key: nothing to rotate");
             }
             check_sops_key_file(&repo, &infra)?;
-            Progress {
+            SavedProgress {
                 old_recipient: infra.recipient.to_string(),
                 new_recipient: new_recipient.clone(),
-                new_key: options.new_key.clone(),
+                new_key: Some(options.new_key.clone()),
                 done: 0,
             }
         }
@@ -126,44 +123,66 @@ pub fn run(
             state_file.display()
         );
     }
-    // Each phase is recorded as done before the next starts; `apply.stop_after` (`phase-N`)
-    // ends the run there, as a crash would.
-    let save = |saved: &Progress, session: &RepoSession| -> crate::Result<()> {
-        hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
-        session.checkpoint(&format!("phase-{}", saved.done))
-    };
-    let mut report = RotateInfraReport::default();
-    let old = saved.old_recipient.clone();
     let identities = inventory.repo_identities(&options.identities);
+    let mut steps = InfrastructureSteps {
+        old: saved.old_recipient.clone(),
+        inventory,
+        options,
+        infra: &infra,
+        new_key: &new_key,
+        new_recipient: &new_recipient,
+        failures: Vec::new(),
+    };
+    let outcome = key_rotation::run_phases(
+        &infrastructure_rotation(),
+        &mut saved,
+        &mut steps,
+        &mut session,
+        &identities,
+        passphrases,
+        progress,
+    )?;
+    Ok(RotateInfraReport {
+        phases: outcome.phases,
+        exposure: outcome.exposure,
+        failed_hosts: steps
+            .failures
+            .iter()
+            .map(|f| format!("{}: {}", f.host, f.message))
+            .collect(),
+        failures: steps.failures,
+        complete: outcome.complete,
+    })
+}
 
-    if saved.done < 1 {
-        progress(1, "add the new recipient next to the old one, re-key");
-        let phase = Phase {
-            edit: phase1_text,
-            old: &old,
-            new: &new_recipient,
-        };
-        let n = phase
-            .rekey(&config_path, &identities, passphrases, &mut session)?
-            .0;
-        report
-            .phases
-            .push((1, format!("{n} file(s) gained the new key")));
-        saved.done = 1;
-        save(&saved, &session)?;
+/// The infrastructure key's own phases: deploy and verify (2), the inventory names the new key (4).
+struct InfrastructureSteps<'a> {
+    inventory: &'a mut FleetInventory,
+    options: &'a RotateInfraOptions,
+    infra: &'a hostage_inventory::Infrastructure,
+    new_key: &'a InfrastructureKey,
+    new_recipient: &'a str,
+    old: String,
+    /// Hosts phase 2 failed on.
+    failures: Vec<HostFailure>,
+}
+
+impl RotationSteps for InfrastructureSteps<'_> {
+    fn middle_title(&self) -> &'static str {
+        "deploy the new key to every infrastructure host and verify it"
     }
 
-    if saved.done < 2 {
-        progress(
-            2,
-            "deploy the new key to every infrastructure host and verify it",
-        );
-        let deployed =
-            deploy_to_infrastructure_hosts(inventory, options, &infra, &new_key, DryRun::No)?;
+    fn middle(&mut self, _session: &mut RepoSession) -> crate::Result<Middle> {
+        let deployed = deploy_to_infrastructure_hosts(
+            self.inventory,
+            self.options,
+            self.infra,
+            self.new_key,
+            DryRun::No,
+        )?;
         for (name, result) in &deployed {
             if let Err(e) = &result.outcome {
-                report.failed_hosts.push(format!("{name}: {e}"));
-                report.failures.push(HostFailure {
+                self.failures.push(HostFailure {
                     host: name.clone(),
                     kind: e.kind(),
                     refused: e.is_refusal(),
@@ -171,46 +190,35 @@ pub fn run(
                 });
             }
         }
-        if !report.failed_hosts.is_empty() {
-            report.phases.push((
-                2,
-                format!(
-                    "stopped: {} host(s) did not get the new key; the old key stays on every file, so every host still decrypts. Run again to resume",
-                    report.failed_hosts.len()
-                ),
-            ));
-            return Ok(report);
+        if !self.failures.is_empty() {
+            return Ok(Middle::Stopped(format!(
+                "stopped: {} host(s) did not get the new key; the old key stays on every file, so every host still decrypts. Run again to resume",
+                self.failures.len()
+            )));
         }
-        report
-            .phases
-            .push((2, format!("{} host(s) hold the new key", deployed.len())));
-        saved.done = 2;
-        save(&saved, &session)?;
+        Ok(Middle::Done(format!(
+            "{} host(s) hold the new key",
+            deployed.len()
+        )))
     }
 
-    if saved.done < 3 {
-        progress(3, "remove the old recipient, rotate the data keys");
-        let phase = Phase {
-            edit: phase3_text,
-            old: &old,
-            new: &new_recipient,
-        };
-        let (n, exposure) = phase.rekey(&config_path, &identities, passphrases, &mut session)?;
-        report.exposure = exposure;
-        report.phases.push((
-            3,
-            format!("{n} file(s) lost the old key and got new data keys"),
-        ));
-        saved.done = 3;
-        save(&saved, &session)?;
+    fn retire_title(&self) -> &'static str {
+        "retire the old key: the inventory names the new one"
     }
 
-    if saved.done < 4 {
-        progress(4, "retire the old key: the inventory names the new one");
+    fn retire(
+        &mut self,
+        session: &mut RepoSession,
+        identities: &IdentitySet,
+        passphrases: &mut dyn PassphraseProvider,
+    ) -> crate::Result<String> {
+        let inventory = &mut *self.inventory;
+        let repo = inventory.inventory.secrets_repo.clone();
+        let (old, new_recipient) = (&self.old, self.new_recipient);
         let text = inventory.text().to_owned();
-        let new_key_path = crate::absolute(&options.new_key);
-        let renamed = text.replace(&old, &new_recipient);
-        let (edited, source) = match &infra.private_key {
+        let new_key_path = crate::absolute(&self.options.new_key);
+        let renamed = text.replace(old, new_recipient);
+        let (edited, source) = match &self.infra.private_key {
             PrivateKeySource::File(_) => (
                 point_at_new_key(&renamed, &new_key_path),
                 PrivateKeySource::File(new_key_path.clone()),
@@ -221,17 +229,17 @@ pub fn run(
                     file,
                     key,
                     &new_key_path,
-                    &new_recipient,
-                    &identities,
+                    new_recipient,
+                    identities,
                     passphrases,
-                    &session,
+                    session,
                 )?;
-                (renamed, infra.private_key.clone())
+                (renamed, self.infra.private_key.clone())
             }
         };
         check_names_new_key(
             &hostage_inventory::Inventory::parse(&inventory.inventory.path, &edited)?,
-            &new_recipient,
+            new_recipient,
             &source,
         )?;
         // Compare-and-swap against the inventory this run loaded: another edit is not undone.
@@ -240,16 +248,10 @@ pub fn run(
             edited.as_bytes(),
         )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
-        report.phases.push((
-            4,
-            format!("the inventory names {new_recipient}; destroy the old private key"),
-        ));
-        saved.done = 4;
-        save(&saved, &session)?;
+        Ok(format!(
+            "the inventory names {new_recipient}; destroy the old private key"
+        ))
     }
-    fs_err::remove_file(&state_file)?;
-    report.complete = true;
-    Ok(report)
 }
 
 /// The inventory text with `private_key_file` (plain or quoted) naming `new_key`. The key is
@@ -427,42 +429,6 @@ fn check_names_new_key(
     ))
 }
 
-/// `.sops.yaml` with the new key next to the old one wherever the old one is (under a temporary
-/// anchor).
-fn phase1_text(original: &SopsConfig, old: &str, new: &str) -> crate::Result<String> {
-    let rules: Vec<usize> = original
-        .rules()
-        .iter()
-        .filter(|r| r.key_groups.iter().flatten().any(|e| e.recipient == old))
-        .map(|r| r.index)
-        .collect();
-    let recipient = hostage_recipients::AgeRecipient::parse(new)?;
-    let named = original.add_named_recipient(NEXT_ANCHOR, &recipient)?;
-    let with_anchor = SopsConfig::parse(original.path(), &named.text)?;
-    Ok(with_anchor.add_recipient(&RuleSelector::Indices(rules), &named.reference)?)
-}
-
-/// `.sops.yaml` back in its own shape with the new key only: the temporary anchor goes, the old
-/// key's anchor takes the new value.
-fn phase3_text(original: &SopsConfig, old: &str, new: &str) -> crate::Result<String> {
-    let path = original.path();
-    let rules = RuleSelector::Indices(original.rules().iter().map(|r| r.index).collect());
-    let mut text = original.text().to_owned();
-    if original
-        .named_recipients()
-        .iter()
-        .any(|(n, _)| n == NEXT_ANCHOR)
-    {
-        text = original.remove_recipient(&rules, NEXT_ANCHOR)?;
-        text = SopsConfig::parse(path, &text)?.remove_named_recipient(NEXT_ANCHOR)?;
-    }
-    if text.contains(old) {
-        let recipient = hostage_recipients::AgeRecipient::parse(new)?;
-        text = SopsConfig::parse(path, &text)?.replace_recipient(old, &recipient)?;
-    }
-    Ok(text)
-}
-
 /// What a rotation would do, for `--dry-run`.
 #[derive(Debug, Serialize)]
 pub struct RotateInfraPlan {
@@ -489,10 +455,7 @@ pub fn plan(
     let (infra, new_key, new_recipient) = current_and_new_key(inventory, options)?;
     let repo = &inventory.inventory.secrets_repo;
     let state_file = hostage_rekey::state_dir(repo).join(STATE_FILE);
-    let saved: Option<Progress> = match fs_err::read_to_string(&state_file) {
-        Ok(text) => Some(serde_json::from_str(&text)?),
-        Err(_) => None,
-    };
+    let saved = SavedProgress::load(&state_file)?;
     let done = saved.as_ref().map_or(0, |s| s.done);
     if saved.is_none() {
         check_sops_key_file(repo, &infra)?;
@@ -500,37 +463,8 @@ pub fn plan(
     let old = saved
         .as_ref()
         .map_or_else(|| infra.recipient.to_string(), |s| s.old_recipient.clone());
-    let original = SopsConfig::load(&repo.join(".sops.yaml"))?;
-    let t1 = if done < 1 {
-        phase1_text(&original, &old, &new_recipient)?
-    } else {
-        original.text().to_owned()
-    };
-    let c1 = SopsConfig::parse(original.path(), &t1)?;
-    let t3 = phase3_text(&c1, &old, &new_recipient)?;
-    let c3 = SopsConfig::parse(original.path(), &t3)?;
-    let candidates = hostage_rekey::walk(std::slice::from_ref(repo))?;
-    let changed = |from: &SopsConfig, to: &SopsConfig| -> crate::Result<Vec<String>> {
-        let plan = hostage_rekey::plan(to, &candidates, &PlanOptions::default(), &|| {})?;
-        let mut changed = Vec::new();
-        for file in plan.files() {
-            let file = file?;
-            if file.action != Action::Unchanged && rule_changed(from, to, &file.path) {
-                changed.push(file.display);
-            }
-        }
-        Ok(changed)
-    };
-    let phase1_files = if done < 1 {
-        changed(&original, &c1)?
-    } else {
-        Vec::new()
-    };
-    let phase3_files = if done < 3 {
-        changed(&c1, &c3)?
-    } else {
-        Vec::new()
-    };
+    let (phase1_files, phase3_files) =
+        key_rotation::planned_files(repo, &infrastructure_rotation(), &old, &new_recipient, done)?;
     let mut hosts = Vec::new();
     if done < 2 {
         let deployed =
@@ -639,124 +573,13 @@ fn deploy_to_infrastructure_hosts(
         .collect())
 }
 
-/// A phase that edits `.sops.yaml` (1: add the new key, 3: remove the old one) and re-keys.
-struct Phase<'a> {
-    /// The edit: `.sops.yaml` as it is, the old and the new recipient → the new text.
-    edit: fn(&SopsConfig, &str, &str) -> crate::Result<String>,
-    old: &'a str,
-    new: &'a str,
-}
-
-impl Phase<'_> {
-    /// Edits `.sops.yaml` (read under the session's lock) and re-keys the files whose rule
-    /// changed (plus those a stopped run journaled), the journal written before `.sops.yaml`;
-    /// returns how many files and the exposure.
-    fn rekey(
-        &self,
-        config_path: &Path,
-        identities: &IdentitySet,
-        passphrases: &mut dyn PassphraseProvider,
-        session: &mut RepoSession,
-    ) -> crate::Result<(usize, Vec<Exposure>)> {
-        let original = SopsConfig::load(config_path)?;
-        let text = (self.edit)(&original, self.old, self.new)?;
-        let repo = session.repo().to_path_buf();
-        rekey(
-            self.old,
-            &repo,
-            &original,
-            &text,
-            identities,
-            passphrases,
-            session,
-        )
-    }
-}
-
-/// Re-keys the files whose rule changed between `original` and `text` (plus those a stopped run
-/// journaled), writing `.sops.yaml` (compare-and-swap) after the journal; returns how many and
-/// the exposure.
-fn rekey(
-    old: &str,
-    repo: &Path,
-    original: &SopsConfig,
-    text: &str,
-    identities: &IdentitySet,
-    passphrases: &mut dyn PassphraseProvider,
-    session: &mut RepoSession,
-) -> crate::Result<(usize, Vec<Exposure>)> {
-    let config = SopsConfig::parse(original.path(), text)?;
-    let pending = session.pending_files()?;
-    let (_, mut plan) =
-        super::onboard::plan_repo(&config, repo, "; nothing was changed in this phase")?;
-    plan.retain(|f| {
-        f.action != Action::Unchanged
-            && (pending.contains(&f.path) || rule_changed(original, &config, &f.path))
-    })?;
-    // The old key loses its anchor in phase 3: name it for the exposure report.
-    plan.name_recipient(old, "the old infrastructure key");
-    let exposure = plan.exposure()?.collect()?;
-    if !plan.is_empty() {
-        session.write_journal(&plan)?;
-    }
-    session.write_if_unchanged(
-        &FileSnapshot::of_text(original.path(), original.text()),
-        text.as_bytes(),
-    )?;
-    let unlocked =
-        hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
-    let written = super::onboard::apply_rekey(&mut plan, &unlocked, "rotate-infra")?;
-    session.finish_rekey()?;
-    Ok((written.len(), exposure))
-}
-
 #[cfg(test)]
 mod tests {
-    //! The `.sops.yaml` edits of phases 1 and 3 on fixture text (pure, no repository, no sshd).
-
-    // Fixtures: a panic with the value is the right failure.
-    #![allow(clippy::unwrap_used)]
+    //! The inventory edit of phase 4 on fixture text (pure, no repository, no sshd).
 
     use std::path::Path;
 
-    use hostage_recipients::AgeRecipient;
-    use hostage_sops::rules::SopsConfig;
-
-    use super::{phase1_text, phase3_text, point_at_new_key, NEXT_ANCHOR};
-
-    fn recipient(n: u8) -> String {
-        AgeRecipient::from_bytes([n; 32]).to_string()
-    }
-
-    #[test]
-    fn phase_one_adds_the_new_key_beside_the_old_and_phase_three_leaves_only_the_new_under_the_old_anchor(
-    ) {
-        let (ws, old, new) = (recipient(1), recipient(2), recipient(3));
-        let text = format!(
-            "keys:\n  - &workstation {ws}\n  - &infrastructure {old}\ncreation_rules:\n  - path_regex: secrets/only-me$\n    key_groups:\n      - age:\n          - *workstation\n  - path_regex: .*\n    key_groups:\n      - age:\n          - *workstation\n          - *infrastructure\n"
-        );
-        let path = Path::new("/repo/.sops.yaml");
-        let original = SopsConfig::parse(path, &text).unwrap();
-        let both = SopsConfig::parse(path, &phase1_text(&original, &old, &new).unwrap()).unwrap();
-        let readers = |config: &SopsConfig, file: &str| -> Vec<String> {
-            let (_, rule) = config.rule_for_sops_path(file).unwrap();
-            rule.key_groups
-                .iter()
-                .flatten()
-                .map(|e| e.recipient.clone())
-                .collect()
-        };
-        assert_eq!(
-            readers(&both, "secrets/x.yaml"),
-            [ws.clone(), old.clone(), new.clone()]
-        );
-        assert_eq!(readers(&both, "secrets/only-me"), std::slice::from_ref(&ws));
-        assert!(both.text().contains(NEXT_ANCHOR), "{}", both.text());
-
-        let after = SopsConfig::parse(path, &phase3_text(&both, &old, &new).unwrap()).unwrap();
-        assert_eq!(readers(&after, "secrets/x.yaml"), [ws.clone(), new.clone()]);
-        assert_eq!(after.text(), text.replace(&old, &new));
-    }
+    use super::point_at_new_key;
 
     #[test]
     fn the_private_key_file_is_pointed_at_the_new_key_in_every_quoting() {

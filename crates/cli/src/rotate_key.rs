@@ -1,0 +1,160 @@
+//! `hostage rotate-key NAME`: replace a named non-host key in four resumable phases.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::RotateKeyArgs;
+use crate::fleet::{cause_lines, failure_causes, FailedHost};
+use crate::onboard::{print_exposure, progress};
+use crate::output::Output;
+use crate::passphrase::CliPassphrases;
+use crate::rotate_infra::first_files;
+use hostage_workflows::commit::CommitKind;
+use hostage_workflows::rotate_key::{self, KeyKind, RotateKeyOptions, RotateKeyPlan};
+use hostage_workflows::FleetInventory;
+
+/// Runs `hostage rotate-key`.
+pub fn run(
+    args: &RotateKeyArgs,
+    out: &mut Output,
+    inventory: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let mut inventory = FleetInventory::require(inventory)?;
+    let options = RotateKeyOptions {
+        name: args.name.clone(),
+        new_identity: args
+            .new_identity
+            .as_deref()
+            .map(hostage_workflows::absolute),
+        new_recipient: args.new_recipient.clone(),
+        ssh_config: args.ssh.ssh_config(),
+        known_hosts: args.ssh.known_hosts(),
+        timeout: args.ssh.timeout(),
+        identities: args.keys.identities.clone(),
+    };
+    if args.dry_run {
+        let plan = rotate_key::plan(&inventory, &options)?;
+        if out.json() {
+            out.json_value(&plan)?;
+        } else {
+            print_plan(out, &plan)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let guard = crate::commit::before(&args.commit, &inventory.inventory.secrets_repo)?;
+    let mut passphrases = CliPassphrases::new(args.keys.passphrase_file.as_deref())?;
+    let json = out.json();
+    let report = rotate_key::run(
+        &mut inventory,
+        &options,
+        &hostage_workflows::session::ApplyOptions::default(),
+        &mut passphrases,
+        &|n, what| {
+            if !json {
+                progress(&format!("phase {n}: {what}"));
+            }
+        },
+    )?;
+    if !json {
+        if report.nothing_to_do {
+            out.line(&format!(
+                "{} already is {}: nothing to rotate",
+                report.name, report.new_recipient
+            ))?;
+        }
+        for (phase, what) in &report.phases {
+            out.line(&format!("phase {phase}: {what}"))?;
+        }
+        let failed: Vec<FailedHost> = report
+            .failures
+            .iter()
+            .map(|f| FailedHost {
+                host: f.host.clone(),
+                kind: f.kind,
+                refused: f.refused,
+                message: f.message.clone(),
+            })
+            .collect();
+        if !failed.is_empty() {
+            out.line("not deployed:")?;
+        }
+        for line in cause_lines(&failure_causes(&failed), true) {
+            out.line(&line)?;
+        }
+        if !report.unproven.is_empty() {
+            out.line("not opened by the new identity:")?;
+        }
+        for file in &report.unproven {
+            out.line(&format!("  {}: {}", file.path, file.error))?;
+        }
+        print_exposure(out, &report.exposure)?;
+    }
+    // An unfinished rotation is not committed: the run that finishes it commits it all.
+    let commit = if report.complete {
+        let kind = match report.key {
+            KeyKind::Infrastructure => CommitKind::RotateInfra,
+            _ => CommitKind::Other {
+                scope: report.name.clone(),
+                summary: format!("rotate the {} key", report.name),
+            },
+        };
+        crate::commit::after(out, guard, &kind)?
+    } else {
+        if guard.is_some() {
+            crate::output::warn("--commit: nothing committed until the rotation is complete");
+        }
+        None
+    };
+    if json {
+        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
+    }
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else {
+        crate::output::error(
+            "rotate-key stopped before phase 3 (listed above); the old key is still on every file. Run the same command again to resume",
+        );
+        crate::exit::code(crate::exit::ERROR)
+    })
+}
+
+/// The dry run, one line per phase.
+fn print_plan(out: &mut Output, plan: &RotateKeyPlan) -> anyhow::Result<()> {
+    if plan.nothing_to_do {
+        out.line(&format!(
+            "{} already is {}: nothing to rotate (dry run, nothing written)",
+            plan.name, plan.new_recipient
+        ))?;
+        return Ok(());
+    }
+    out.line(&format!(
+        "rotate the {} key {} → {} (dry run, nothing written){}",
+        plan.name,
+        plan.old_recipient,
+        plan.new_recipient,
+        if plan.done > 0 {
+            format!("; resuming after phase {}", plan.done)
+        } else {
+            String::new()
+        }
+    ))?;
+    out.line(&format!(
+        "phase 1: {} file(s) would gain the new key: {}",
+        plan.phase1_files.len(),
+        first_files(&plan.phase1_files)
+    ))?;
+    if plan.key == KeyKind::Infrastructure {
+        for (host, what) in &plan.hosts {
+            out.line(&format!("phase 2: {host}: {what}"))?;
+        }
+    } else {
+        out.line(&format!("phase 2: prove: {}", plan.prove))?;
+    }
+    out.line(&format!(
+        "phase 3: {} file(s) would lose the old key and get new data keys: {}",
+        plan.phase3_files.len(),
+        first_files(&plan.phase3_files)
+    ))?;
+    out.line(&format!("phase 4: {}", plan.retire))?;
+    Ok(())
+}
