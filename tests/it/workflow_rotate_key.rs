@@ -403,6 +403,16 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
     let new = SshKeyPair::generate(s.fleet.dir.path(), "id_infrastructure.new", "", None);
     let new_key = key_of_ssh(&new.private);
     let new_arg = new.private.display().to_string();
+    // The seed documents every recipient in pubkeys/: the rotation keeps it in step.
+    let old_public = SshKeyPair {
+        private: s.fleet.dir.path().join("id_infrastructure"),
+        public: s.fleet.dir.path().join("id_infrastructure.pub"),
+    }
+    .public_line();
+    s.repo.write(
+        "pubkeys/infrastructure.pub",
+        format!("{old_public}\n").as_bytes(),
+    );
     let config_before = s.config();
 
     // The plan: the files infrastructure reads, both hosts reached; nothing written.
@@ -489,6 +499,14 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
         inventory.contains(&new_key.recipient) && !inventory.contains(&old),
         "{inventory}"
     );
+    let public = fs_err::read_to_string(s.repo.path("pubkeys/infrastructure.pub")).unwrap();
+    let key_part = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(key_part(&public), key_part(&new.public_line()), "{public}");
 
     // Each infrastructure host holds the new key (read over SSH) and it opens exactly the
     // files infrastructure reads; the old key opens nothing.

@@ -4,8 +4,8 @@
 //! `*.sops.yaml` and YAML-inside `*.sops` files made by the real sops, `pubkeys/`,
 //! `secrets/default.nix`). The steps:
 //! 1. `hostage onboard` every host (twice: the second changes no byte), `hostage rotate` a
-//!    rebuilt host's new identity, `hostage rotate-infra`, (the place for `rotate-key
-//!    workstation`), `hostage status` (no drift, every recipient named), then proof — over SSH on
+//!    rebuilt host's new identity, `hostage rotate-infra`, `hostage rotate-key workstation` (the
+//!    operator's own key), `hostage status` (no drift, every recipient named), then proof — over SSH on
 //!    each host with only the keys its NixOS config would give sops, and locally for the
 //!    workstation and the retired keys — that each reads exactly what it should.
 //! 2. The lifecycle: `hostage backup-host-key`, the host reinstalled with a fresh key and its
@@ -66,6 +66,8 @@ struct Demo<'a> {
     machine: Vec<usize>,
     /// Keys that were replaced, which must open nothing.
     retired: Vec<(String, PathBuf)>,
+    /// The infrastructure key's OpenSSH public line, as `pubkeys/infrastructure.pub` must hold it.
+    infrastructure_public_line: String,
     /// The host offboarded so far, if any.
     offboarded: Option<&'static str>,
     failures: Vec<String>,
@@ -128,6 +130,7 @@ impl<'a> Demo<'a> {
             work,
             machine: (0..HOSTS.len()).collect(),
             retired: Vec::new(),
+            infrastructure_public_line: infra.public_line(),
             offboarded: None,
             failures: Vec::new(),
         };
@@ -335,16 +338,44 @@ impl<'a> Demo<'a> {
         )?;
         self.retired
             .push(("the first infrastructure key".into(), old));
+        self.infrastructure_public_line = new.public_line();
         Ok(())
     }
 
-    /// INTEGRATOR: `hostage rotate-key workstation --new-identity PATH` goes here once it exists
-    /// (issue 13 §4, built in parallel). The step should: make a new OpenSSH key beside
-    /// `self.workstation_key`, run the verb (`Ssh::NotNeeded`), push the old key onto
-    /// `self.retired` (it must open nothing) and point `self.workstation_key` at the new one (the
-    /// later judges decrypt with it; the verb updates the inventory's `identity`).
+    /// The operator's own key rotation (the seed's second procedure), done by `rotate-key`:
+    /// add the new key, re-key, prove the new identity opens every file, remove the old key
+    /// with new data keys, point the inventory at the new identity. The judges after this step
+    /// decrypt with the new key; the old one joins the retired keys, which must open nothing.
     fn rotate_workstation_key(&mut self) -> anyhow::Result<()> {
-        step("rotating the workstation key: `hostage rotate-key workstation` is not in this build yet");
+        step("rotating the workstation key (phases: add, re-key, prove the new identity, remove + rotate, retire)");
+        let old = self.workstation_key.clone();
+        let new = SshKeyPair::generate(&self.work, "id_ed25519.new", "", None);
+        self.hostage(
+            &[
+                "rotate-key",
+                "workstation",
+                "--new-identity",
+                &new.private.display().to_string(),
+            ],
+            Ssh::NotNeeded,
+        )?;
+        // `pubkeys/` documents every recipient: both rotated keys must be the new ones there.
+        for (name, line) in [
+            ("workstation", new.public_line()),
+            ("infrastructure", self.infrastructure_public_line.clone()),
+        ] {
+            let held =
+                fs_err::read_to_string(self.repo.join("pubkeys").join(format!("{name}.pub")))?;
+            // The key itself (type and base64), not the comment after it.
+            let key = |l: &str| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            if key(&held) != key(&line) {
+                self.failures.push(format!(
+                    "pubkeys/{name}.pub does not hold the rotated {name} key"
+                ));
+            }
+        }
+        self.retired.push(("the first workstation key".into(), old));
+        self.workstation_key = new.private;
         Ok(())
     }
 

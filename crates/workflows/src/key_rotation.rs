@@ -319,6 +319,50 @@ fn rekey(
     Ok((written.len(), exposure))
 }
 
+/// `pubkeys/<name>.pub` (the seed keeps one per recipient, documentation only) rewritten with
+/// the new SSH public key when it holds the old key; the file written, if any. A rotation's last
+/// phase calls it, so `status`, which reads names from `pubkeys/`, never names the retired key.
+/// Written confined to the repo (a symlinked `pubkeys/` cannot send the write elsewhere).
+pub(crate) fn update_public_key(
+    repo: &Path,
+    name: &str,
+    old: &str,
+    new: Option<&hostage_recipients::Ed25519PublicKey>,
+) -> crate::Result<Option<String>> {
+    let Some(rel) = stale_public_key(repo, name, old) else {
+        return Ok(None);
+    };
+    let Some(public) = new else {
+        return Err(crate::WorkflowError::refused_with_hint(
+            format!("{rel} holds the old key and the new key is not an SSH key; the files are done, {rel} is unchanged"),
+            format!("remove {rel} (or replace it by hand), then run the same command again"),
+        ));
+    };
+    let text = format!("{} {name}\n", public.to_openssh());
+    hostage_atomic::ConfinedDir::of_parent(&repo.join(".sops.yaml"))?
+        .write(&repo.join(&rel), text.as_bytes())?;
+    Ok(Some(rel))
+}
+
+/// `pubkeys/<name>.pub` (relative to the repo) when it holds `old` as an SSH public key.
+pub(crate) fn stale_public_key(repo: &Path, name: &str, old: &str) -> Option<String> {
+    let rel = format!("pubkeys/{name}.pub");
+    // Never read through a link out of the repository.
+    if fs_err::symlink_metadata(repo.join(&rel)).is_ok_and(|m| m.file_type().is_symlink()) {
+        return None;
+    }
+    let text = fs_err::read_to_string(repo.join(&rel)).ok()?;
+    hostage_recipients::parse_key_lines(&text)
+        .into_iter()
+        .flatten()
+        .any(|line| {
+            line.key
+                .to_age_recipient()
+                .is_ok_and(|r| r.to_string() == old)
+        })
+        .then_some(rel)
+}
+
 #[cfg(test)]
 mod tests {
     //! The `.sops.yaml` edits of phases 1 and 3 on fixture text (pure, no repository, no sshd).

@@ -248,8 +248,17 @@ impl RotationSteps for InfrastructureSteps<'_> {
             edited.as_bytes(),
         )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
+        // After phase 3 the new key carries the old one's name in `.sops.yaml`.
+        let config = hostage_sops::rules::SopsConfig::load(&repo.join(".sops.yaml"))?;
+        let names = config.recipient_names(&[]);
+        let name = names.name_of(new_recipient).unwrap_or("infrastructure");
+        let public_key =
+            key_rotation::update_public_key(&repo, name, old, Some(&self.new_key.public_key()))?;
+        let also = public_key
+            .map(|rel| format!("; {rel} holds the new public key"))
+            .unwrap_or_default();
         Ok(format!(
-            "the inventory names {new_recipient}; destroy the old private key"
+            "the inventory names {new_recipient}{also}; destroy the old private key"
         ))
     }
 }

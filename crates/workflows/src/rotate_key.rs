@@ -27,7 +27,9 @@ use serde::Serialize;
 
 pub use super::key_proof::UnprovenFile;
 use super::key_proof::{load_identity_set, prove};
-use super::key_rotation::{self, KeyRotation, Middle, RotationSteps, SavedProgress};
+use super::key_rotation::{
+    self, stale_public_key, update_public_key, KeyRotation, Middle, RotationSteps, SavedProgress,
+};
 use super::rotate_infra::{self, HostFailure, RotateInfraOptions};
 use super::FleetInventory;
 use crate::session::{ApplyOptions, FileSnapshot, RepoSession};
@@ -658,7 +660,12 @@ impl RotationSteps for KeySteps<'_> {
         _identities: &IdentitySet,
         _passphrases: &mut dyn PassphraseProvider,
     ) -> crate::Result<String> {
-        let public_key = self.update_public_key(session)?;
+        let public_key = update_public_key(
+            session.repo(),
+            &self.sops_name,
+            &self.old,
+            self.new.ssh_public.as_ref(),
+        )?;
         let also = public_key
             .map(|rel| format!("; {rel} holds the new public key"))
             .unwrap_or_default();
@@ -703,47 +710,6 @@ impl RotationSteps for KeySteps<'_> {
             path.display()
         ))
     }
-}
-
-impl KeySteps<'_> {
-    /// `pubkeys/<name>.pub` (the seed keeps one per recipient) rewritten with the new SSH public
-    /// key when it holds the old key; the file written, if any. Written confined to the repo (a
-    /// symlinked `pubkeys/` cannot send the write elsewhere).
-    fn update_public_key(&self, session: &RepoSession) -> crate::Result<Option<String>> {
-        let repo = session.repo();
-        let Some(rel) = stale_public_key(repo, &self.sops_name, &self.old) else {
-            return Ok(None);
-        };
-        let Some(public) = &self.new.ssh_public else {
-            return Err(crate::WorkflowError::refused_with_hint(
-                format!("{rel} holds the old key and the new key is not an SSH key; the files are done, {rel} is unchanged"),
-                format!("remove {rel} (or replace it by hand), then run the same command again"),
-            ));
-        };
-        let text = format!("{} {}\n", public.to_openssh(), self.sops_name);
-        hostage_atomic::ConfinedDir::of_parent(&repo.join(".sops.yaml"))?
-            .write(&repo.join(&rel), text.as_bytes())?;
-        Ok(Some(rel))
-    }
-}
-
-/// `pubkeys/<name>.pub` (relative to the repo) when it holds `old` as an SSH public key.
-fn stale_public_key(repo: &Path, name: &str, old: &str) -> Option<String> {
-    let rel = format!("pubkeys/{name}.pub");
-    // Never read through a link out of the repository (refused before the rotation starts).
-    if fs_err::symlink_metadata(repo.join(&rel)).is_ok_and(|m| m.file_type().is_symlink()) {
-        return None;
-    }
-    let text = fs_err::read_to_string(repo.join(&rel)).ok()?;
-    hostage_recipients::parse_key_lines(&text)
-        .into_iter()
-        .flatten()
-        .any(|line| {
-            line.key
-                .to_age_recipient()
-                .is_ok_and(|r| r.to_string() == old)
-        })
-        .then_some(rel)
 }
 
 /// The inventory text with `recipients.workstation.identity` naming `identity`: the line is
