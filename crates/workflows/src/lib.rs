@@ -14,6 +14,7 @@ pub mod error;
 pub mod fleet;
 pub mod fleet_inventory;
 pub mod host_key;
+pub mod names;
 pub mod new_sops_file;
 pub mod offboard;
 pub mod onboard;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::{bail, Context as _};
 use hostage_inventory::Host;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, Journal, Plan, PlanOptions};
+use hostage_rekey::{Action, Journal, Plan};
 use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
     InfrastructureKey,
@@ -977,7 +977,8 @@ pub(super) fn plan_repo(
     advice: &str,
 ) -> crate::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
-    let plan = hostage_rekey::plan(config, &candidates, &PlanOptions::default(), &|| {})?;
+    let options = crate::names::plan_options(repo);
+    let plan = hostage_rekey::plan(config, &candidates, &options, &|| {})?;
     // The counts say whether some file is an error; only then are the entries read to name it.
     if plan.count(Action::Error) > 0 {
         for file in plan.files() {
