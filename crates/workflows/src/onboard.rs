@@ -502,6 +502,7 @@ pub fn plan_rules(
         RecipientRef {
             anchor: config.name_of(&value),
             recipient: value,
+            define_anchor: false,
         }
     });
     if !host.per_host_recipient && host.infrastructure_key {
