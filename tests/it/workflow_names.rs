@@ -175,3 +175,26 @@ fn a_repo_anchoring_keys_inside_its_rules_gets_the_host_anchored_there_and_back_
         .repo
         .sops_says_up_to_date("secrets/hosts/h0/db.yaml", "workstation"));
 }
+
+/// onboard's clone check asks the one naming model: a key `pubkeys/` names for another host.
+#[test]
+fn onboarding_a_host_whose_key_pubkeys_names_for_another_host_is_refused_as_a_clone() {
+    let w = world_with(&[false, false]);
+    let key = fs_err::read_to_string(w.fleet.hosts[1].public_key_file()).unwrap();
+    w.repo.write("pubkeys/old-db.pub", key.as_bytes());
+    let before = w.state();
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("already named old-db") && stderr(&out).contains("clone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state(), before, "a refusal changed something");
+}

@@ -352,6 +352,18 @@ pub fn plan(
     let config_path = repo.join(".sops.yaml");
     let snapshot = FileSnapshot::read(&config_path)?;
     let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
+    // A key another name already has is a clone, whichever way the repo names it (plan_rules
+    // checks `.sops.yaml`'s own names; here `pubkeys/` too, the one naming model).
+    if host.per_host_recipient {
+        let value = fetched.recipient.to_string();
+        let names = original.recipient_names(&crate::names::public_key_names(repo));
+        if let Some(other) = names.name_of(&value).filter(|other| *other != name) {
+            return Err(crate::WorkflowError::refused_with_hint(
+                format!("{name}'s recipient {value} is already named {other} (in .sops.yaml or pubkeys/{other}.pub): is {name} a clone of {other}?"),
+                format!("if {other} is gone, run `hostage offboard {other}` (or delete pubkeys/{other}.pub) first; if {name} is a copy of {other}'s disk, give it a new host key"),
+            ));
+        }
+    }
     let RulesEdit {
         steps: rule_steps,
         config,
