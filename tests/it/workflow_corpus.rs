@@ -3,10 +3,15 @@
 //! made per rule sops can encrypt for, and two real sshd hosts are onboarded: one whose secret
 //! path is an existing rule's, one whose path needs a new rule above the rule that catches it.
 //! sops judges: the host decrypts its file, `sops updatekeys` has nothing to do, a re-run
-//! changes no byte, files outside the edited rules keep every byte. A refusal must say why and
+//! changes no byte, files outside the edited rules keep every byte. Then each onboarded host is
+//! rebuilt (a spare sshd with a new ed25519 host key stands in for it) and rotated: the old
+//! recipient is left nowhere, the new one opens exactly the files the old one did, `.sops.yaml`
+//! differs from before only by that key, and a re-run changes no byte. A refusal must say why and
 //! change nothing.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use hostage_sops::rules::{example_path, SopsConfig};
 use hostage_tests::sshd::SshdFleet;
@@ -20,6 +25,8 @@ use crate::workflow_support::key_of_ssh;
 struct Tally {
     passed: usize,
     refused: Vec<String>,
+    rotations_passed: usize,
+    rotations_refused: Vec<String>,
     skipped_rules: usize,
     skipped_files: Vec<String>,
 }
@@ -48,7 +55,9 @@ fn sample_for(config: &SopsConfig, index: usize, regex: &str) -> Option<String> 
 #[test]
 #[ignore = "needs the real-world corpus: cargo xtask test runs it when present"]
 fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reason() {
-    let fleet = SshdFleet::start(2);
+    // Hosts 0 and 1 are gnomeregan and stormwind as onboarded; 2 and 3 the same hosts rebuilt
+    // with new host keys. Every corpus file shares them: each gets a fresh repo and inventory.
+    let fleet = SshdFleet::start(4);
     let host_keys: Vec<Key> = fleet
         .hosts
         .iter()
@@ -122,7 +131,8 @@ fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reaso
                 .push(format!("{label}: no rule sops can encrypt for"));
             continue;
         };
-        for (_, path, _) in &samples {
+        let mut sops_files: Vec<String> = samples.iter().map(|(_, p, _)| p.clone()).collect();
+        for path in &sops_files {
             repo.encrypt(path, plain_for(path));
         }
         // Host 1 reads the first sampled rule; host 2 a new directory beside that rule's file.
@@ -135,6 +145,7 @@ fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reaso
         let new_file_ok = caught.is_some_and(|i| samples.iter().any(|(r, _, _)| *r == i));
         if new_file_ok {
             repo.encrypt(&new_file, plain_for(&new_file));
+            sops_files.push(new_file.clone());
         }
         let inventory_dir = tempfile::tempdir().unwrap();
         let inventory = inventory_dir.path().join("fleet.yaml");
@@ -183,6 +194,11 @@ fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reaso
                 continue;
             }
             let before = repo.snapshot();
+            let config_before = SopsConfig::parse(
+                &repo.path(".sops.yaml"),
+                &fs_err::read_to_string(repo.path(".sops.yaml")).unwrap(),
+            )
+            .unwrap();
             let inventory_before = fs_err::read_to_string(&inventory).unwrap();
             let out = hostage(&repo, &["onboard", host, "--trust-new"]);
             if !out.status.success() {
@@ -239,7 +255,7 @@ fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reaso
                     "{label}: {host}: sops updatekeys would change {rel}: {}",
                     stderr(&check)
                 );
-                let changed_rule = config
+                let changed_rule = config_before
                     .rule_for_sops_path(&rel)
                     .map(|(_, r)| r.key_groups.clone())
                     .ok()
@@ -268,17 +284,219 @@ fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reaso
                 "{label}: {host}: a re-run changed the repo"
             );
             tally.passed += 1;
+
+            // The host is rebuilt: same name, the spare sshd's new host key.
+            let rebuilt = Rebuilt {
+                label: &label,
+                host,
+                old: &fleet.hosts[i],
+                new: &fleet.hosts[i + 2],
+                new_key: key_of_ssh(&fleet.hosts[i + 2].host_key.as_ref().unwrap().private),
+                inventory: &inventory,
+                sops_files: &sops_files,
+            };
+            match rotate_and_judge(&mut repo, &rebuilt, &hostage) {
+                Ok(()) => tally.rotations_passed += 1,
+                Err(reason) => tally
+                    .rotations_refused
+                    .push(format!("{label}: {host}: {reason}")),
+            }
         }
     }
     eprintln!(
-        "corpus onboarding: {} passed, {} refused, {} rule(s) skipped, {} file(s) skipped",
+        "corpus onboarding: {} passed, {} refused, {} rule(s) skipped, {} file(s) skipped; \
+         rotation: {} passed, {} refused",
         tally.passed,
         tally.refused.len(),
         tally.skipped_rules,
-        tally.skipped_files.len()
+        tally.skipped_files.len(),
+        tally.rotations_passed,
+        tally.rotations_refused.len(),
     );
-    for line in tally.refused.iter().chain(&tally.skipped_files) {
+    for line in tally
+        .refused
+        .iter()
+        .chain(&tally.rotations_refused)
+        .chain(&tally.skipped_files)
+    {
         eprintln!("  {line}");
     }
     assert!(tally.passed > 0, "nothing passed: {tally:#?}");
+    assert!(tally.rotations_passed > 0, "no rotation passed: {tally:#?}");
+}
+
+/// One onboarded host of one corpus repo, rebuilt on another sshd with a new host key.
+struct Rebuilt<'a> {
+    label: &'a str,
+    host: &'a str,
+    old: &'a hostage_tests::sshd::Sshd,
+    new: &'a hostage_tests::sshd::Sshd,
+    new_key: Key,
+    inventory: &'a Path,
+    sops_files: &'a [String],
+}
+
+/// The repo's files other than `.sops.yaml`, `pubkeys/` and the sops files: bytes no rotation may
+/// touch.
+fn bystanders(snapshot: &BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
+    snapshot
+        .iter()
+        .filter(|(path, _)| {
+            let rel = path.to_string_lossy();
+            rel != ".sops.yaml" && !rel.starts_with("pubkeys/")
+        })
+        .map(|(p, b)| (p.clone(), b.clone()))
+        .collect()
+}
+
+/// Points the inventory at the rebuilt host, runs `hostage rotate`, and judges the result with
+/// sops. `Err` is a refusal (exit 1 with a reason, nothing changed); anything wrong panics.
+fn rotate_and_judge(
+    repo: &mut Repo,
+    rebuilt: &Rebuilt<'_>,
+    hostage: &dyn Fn(&Repo, &[&str]) -> Output,
+) -> Result<(), String> {
+    let Rebuilt {
+        label,
+        host,
+        old,
+        new,
+        ..
+    } = rebuilt;
+    let old_recipient = repo.recipient(host).to_owned();
+    let new_recipient = rebuilt.new_key.recipient.clone();
+    // What the old identity opens today, as sops sees it.
+    let opened: BTreeMap<&str, Vec<u8>> = rebuilt
+        .sops_files
+        .iter()
+        .filter_map(|f| repo.decrypt(f, host).map(|plain| (f.as_str(), plain)))
+        .collect();
+    assert!(
+        !opened.is_empty(),
+        "{label}: {host} opens nothing before the rotation"
+    );
+    let inventory_text = fs_err::read_to_string(rebuilt.inventory).unwrap();
+    let moved = inventory_text
+        .replace(
+            &format!("address: {}\n    port: {}\n", old.address, old.port),
+            &format!("address: {}\n    port: {}\n", new.address, new.port),
+        )
+        .replace(
+            &old.public_key_file().display().to_string(),
+            &new.public_key_file().display().to_string(),
+        );
+    assert_ne!(
+        moved, inventory_text,
+        "{label}: {host}: the inventory did not move"
+    );
+    fs_err::write(rebuilt.inventory, &moved).unwrap();
+    let before = repo.snapshot();
+    let config_text = fs_err::read_to_string(repo.path(".sops.yaml")).unwrap();
+
+    let fingerprint = new.fingerprint();
+    let out = hostage(
+        repo,
+        &["rotate", host, "--expect-fingerprint", &fingerprint],
+    );
+    if !out.status.success() {
+        let reason = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{label}: {host} rotate: {reason}"
+        );
+        assert!(
+            reason.contains("cannot") || reason.contains("refuse"),
+            "{label}: {host}: an unclear rotate refusal: {reason}"
+        );
+        assert_eq!(
+            repo.snapshot(),
+            before,
+            "{label}: {host}: a refused rotate changed the repo"
+        );
+        return Err(reason.trim().replace('\n', " / "));
+    }
+    let rotated_name = format!("{host}-rotated");
+    repo.keys
+        .insert(rotated_name.clone(), rebuilt.new_key.clone());
+    let after = repo.snapshot();
+
+    // .sops.yaml: exactly the old key replaced by the new one (same length: every other byte kept).
+    let config_after = fs_err::read_to_string(repo.path(".sops.yaml")).unwrap();
+    assert_eq!(
+        config_after,
+        config_text.replace(&old_recipient, &new_recipient),
+        "{label}: {host}: rotate changed .sops.yaml beyond the recipient"
+    );
+    // The old recipient is nowhere in the repo.
+    for (path, bytes) in &after {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains(&old_recipient),
+            "{label}: {host}: the old recipient is still in {}",
+            path.display()
+        );
+    }
+    // Files the old key could not open, and everything outside the edit, keep every byte.
+    for file in rebuilt.sops_files {
+        let path = PathBuf::from(file);
+        if !opened.contains_key(file.as_str()) {
+            assert_eq!(
+                after.get(&path),
+                before.get(&path),
+                "{label}: {host}: rotate changed {file}, which {host} could not open"
+            );
+        }
+    }
+    let mut untouched = bystanders(&before);
+    let mut untouched_after = bystanders(&after);
+    for file in opened.keys() {
+        untouched.remove(Path::new(file));
+        untouched_after.remove(Path::new(file));
+    }
+    assert_eq!(
+        untouched_after, untouched,
+        "{label}: {host}: rotate changed other files"
+    );
+    // sops: the new key opens exactly what the old one did, with the same plaintext; the old key
+    // opens nothing; every file is up to date with .sops.yaml.
+    let all: Vec<String> = repo.keys.keys().cloned().collect();
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    for file in rebuilt.sops_files {
+        assert_eq!(
+            repo.decrypt(file, &rotated_name).as_ref(),
+            opened.get(file.as_str()),
+            "{label}: {host}: the new key does not open exactly what the old one did ({file})"
+        );
+        if opened.contains_key(file.as_str()) {
+            assert!(
+                repo.decrypt(file, host).is_none(),
+                "{label}: {host}: the old key still opens {file}"
+            );
+        }
+        let kind = crate::rekey_support::sops_type(file);
+        let check = repo.sops(&["updatekeys", "-y", "--input-type", kind, file], &all);
+        assert!(
+            stderr(&check).contains("already up to date"),
+            "{label}: {host}: sops updatekeys would change {file} after rotate: {}",
+            stderr(&check)
+        );
+    }
+    // Again: the pin is the new key, nothing to do.
+    let inventory_after = fs_err::read_to_string(rebuilt.inventory).unwrap();
+    let out = hostage(repo, &["rotate", host]);
+    assert!(
+        out.status.success(),
+        "{label}: {host} rotate re-run: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        repo.snapshot(),
+        after,
+        "{label}: {host}: a rotate re-run changed the repo"
+    );
+    assert_eq!(
+        fs_err::read_to_string(rebuilt.inventory).unwrap(),
+        inventory_after
+    );
+    Ok(())
 }

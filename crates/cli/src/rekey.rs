@@ -160,7 +160,11 @@ pub fn run(
     let mut plan = workflow::plan(
         &config,
         &args.paths,
-        &PlanOptions { rotate, threads },
+        &PlanOptions {
+            rotate,
+            threads,
+            ..PlanOptions::default()
+        },
         &bars,
     )?;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_sops::rules::{OtherKey, RecipientKind, SopsConfig};
+use hostage_sops::rules::{OtherKey, RecipientKind, RecipientNames, SopsConfig, SuppliedName};
 use hostage_sops::{MacCheck, MasterKey, SopsFile};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -32,28 +32,35 @@ pub enum Rotate {
 }
 
 /// How to plan.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PlanOptions {
     /// Whether removals rotate the data key.
     pub rotate: Rotate,
     /// Worker threads.
     pub threads: usize,
+    /// Names from outside `.sops.yaml` (the workflows convert `pubkeys/<name>.pub`): the plan
+    /// names recipients through `SopsConfig::recipient_names`, the one naming model, so a repo
+    /// that names a host only through `pubkeys/` sees that name in plans and exposure reports.
+    /// This crate does no such I/O itself.
+    pub supplied_names: Vec<SuppliedName>,
 }
 
 impl Default for PlanOptions {
-    /// Removals rotate the data key; one worker per core.
+    /// Removals rotate the data key; one worker per core; names from `.sops.yaml` only.
     fn default() -> Self {
         Self {
             rotate: Rotate::Yes,
             threads: crate::default_threads(),
+            supplied_names: Vec::new(),
         }
     }
 }
 
-/// A recipient, with the anchor name `.sops.yaml` gives it when it has one.
+/// A recipient, with the name the naming model gives it when it has one (anchor, header label,
+/// or a supplied name such as `pubkeys/<name>.pub`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct Recipient {
-    /// The anchor name (`&web01` → `web01`), for display.
+    /// The name (`&web01` → `web01`, `# web01: age1…`, `pubkeys/web01.pub`), for display.
     pub name: Option<String>,
     /// The recipient string (`age1…`).
     pub recipient: String,
@@ -293,22 +300,17 @@ impl Plan {
         })
     }
 
-    /// Names `recipient` for display when `.sops.yaml` does not (a key whose anchor a workflow
-    /// just replaced, e.g. "web01's old key").
+    /// Names `recipient` for display, over any name the plan found: the workflow knows better
+    /// (a key whose anchor or label a rotation just replaced is "web01's old key", though
+    /// `pubkeys/web01.pub` still names it web01 until the run writes the new one).
     pub fn name_recipient(&mut self, recipient: &str, name: &str) {
-        let unnamed = self
-            .names
-            .get(recipient)
-            .is_none_or(|known| known.name.is_none());
-        if unnamed {
-            self.names.insert(
-                recipient.to_owned(),
-                Arc::new(Recipient {
-                    name: Some(name.to_owned()),
-                    recipient: recipient.to_owned(),
-                }),
-            );
-        }
+        self.names.insert(
+            recipient.to_owned(),
+            Arc::new(Recipient {
+                name: Some(name.to_owned()),
+                recipient: recipient.to_owned(),
+            }),
+        );
     }
 
     /// The recipients whose identities a run needs: the current recipients of the files to change.
@@ -491,7 +493,7 @@ pub fn plan(
     options: &PlanOptions,
     progress: Progress<'_>,
 ) -> Result<Plan, RekeyError> {
-    let shared = Shared::new(config);
+    let shared = Shared::new(config, &options.supplied_names);
     let mut names = shared.recipients.clone();
     let mut writer = StoreWriter::new()?;
     let mut counts = Counts::default();
@@ -550,12 +552,15 @@ fn learn_names(names: &mut HashMap<String, Arc<Recipient>>, file: &FilePlan) {
 struct Shared {
     /// Per rule: its age recipients, per group.
     wanted: Vec<Arc<Vec<Vec<String>>>>,
-    /// Every recipient the rules name, with its anchor name.
+    /// Every recipient the rules name, with its name.
     recipients: HashMap<String, Arc<Recipient>>,
+    /// The naming model's answer for this config and the supplied names, read once.
+    names: RecipientNames,
 }
 
 impl Shared {
-    fn new(config: &SopsConfig) -> Self {
+    fn new(config: &SopsConfig, supplied: &[SuppliedName]) -> Self {
+        let names = config.recipient_names(supplied);
         let mut recipients = HashMap::new();
         let wanted = config
             .rules()
@@ -569,7 +574,7 @@ impl Shared {
                                 .map(|e| {
                                     recipients
                                         .entry(e.recipient.clone())
-                                        .or_insert_with(|| Arc::new(named(config, &e.recipient)));
+                                        .or_insert_with(|| Arc::new(named(&names, &e.recipient)));
                                     e.recipient.clone()
                                 })
                                 .collect()
@@ -578,14 +583,18 @@ impl Shared {
                 )
             })
             .collect();
-        Self { wanted, recipients }
+        Self {
+            wanted,
+            recipients,
+            names,
+        }
     }
 
-    fn recipient(&self, config: &SopsConfig, recipient: &str) -> Arc<Recipient> {
+    fn recipient(&self, recipient: &str) -> Arc<Recipient> {
         self.recipients
             .get(recipient)
             .cloned()
-            .unwrap_or_else(|| Arc::new(named(config, recipient)))
+            .unwrap_or_else(|| Arc::new(named(&self.names, recipient)))
     }
 }
 
@@ -597,9 +606,9 @@ pub(crate) fn display_path(config: &SopsConfig, path: &Path) -> String {
         .to_string()
 }
 
-fn named(config: &SopsConfig, recipient: &str) -> Recipient {
+fn named(names: &RecipientNames, recipient: &str) -> Recipient {
     Recipient {
-        name: config.name_of(recipient),
+        name: names.name_of(recipient).map(str::to_owned),
         recipient: recipient.to_owned(),
     }
 }
@@ -663,20 +672,20 @@ fn plan_file(
         let mut change = GroupChange::default();
         for r in dedup(&want) {
             if have.contains(&r) {
-                change.kept.push(shared.recipient(config, r));
+                change.kept.push(shared.recipient(r));
             } else {
-                change.added.push(shared.recipient(config, r));
+                change.added.push(shared.recipient(r));
             }
         }
         for r in dedup(&have) {
             if !want.contains(&r) {
-                change.removed.push(shared.recipient(config, r));
+                change.removed.push(shared.recipient(r));
             }
         }
         let rule_others: &[OtherKey] = rule.other_keys.get(index).map_or(&[], Vec::as_slice);
         for other in &group.others {
             let named = Arc::new(Recipient {
-                name: config.name_of(&other.id),
+                name: shared.names.name_of(&other.id).map(str::to_owned),
                 recipient: other.to_string(),
             });
             if rule_others

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use hostage_rekey::{Action, PlanOptions};
+use hostage_rekey::Action;
 use hostage_sops::rules::{Lint, SopsConfig};
 use serde::Serialize;
 
@@ -78,9 +78,10 @@ pub fn check(
     let plaintext = find_plaintext(config, &files, allow)?;
 
     progress.phase("planning", files.len());
-    let plan = hostage_rekey::plan(config, &files, &PlanOptions::default(), &|| {
-        progress.advance()
-    })?;
+    // Names from the one naming model, `pubkeys/` included: a key named only there is known.
+    let options = crate::names::plan_options(config.dir());
+    let names = config.recipient_names(&options.supplied_names);
+    let plan = hostage_rekey::plan(config, &files, &options, &|| progress.advance())?;
     progress.done();
 
     let known = inventory_recipients(inventory);
@@ -90,7 +91,7 @@ pub fn check(
     };
     for rule in config.rules() {
         for entry in rule.key_groups.iter().flatten() {
-            if is_unknown(&entry.recipient, config.name_of(&entry.recipient).is_some()) {
+            if is_unknown(&entry.recipient, names.name_of(&entry.recipient).is_some()) {
                 unknown
                     .entry(entry.recipient.clone())
                     .or_default()

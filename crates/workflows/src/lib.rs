@@ -16,6 +16,7 @@ pub mod fleet_inventory;
 pub mod host_key;
 mod key_proof;
 mod key_rotation;
+pub mod names;
 pub mod new_sops_file;
 pub mod offboard;
 pub mod onboard;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::{bail, Context as _};
 use hostage_inventory::Host;
 use hostage_recipients::{IdentitySet, PassphraseProvider};
-use hostage_rekey::{Action, Journal, Plan, PlanOptions};
+use hostage_rekey::{Action, Journal, Plan};
 use hostage_remote::{
     DeployAction, DeployOptions, FetchedHost, Fingerprint, FleetOptions, HostTarget,
     InfrastructureKey,
@@ -352,6 +352,18 @@ pub fn plan(
     let config_path = repo.join(".sops.yaml");
     let snapshot = FileSnapshot::read(&config_path)?;
     let original = SopsConfig::parse(&config_path, snapshot.text()?)?;
+    // A key another name already has is a clone, whichever way the repo names it (plan_rules
+    // checks `.sops.yaml`'s own names; here `pubkeys/` too, the one naming model).
+    if host.per_host_recipient {
+        let value = fetched.recipient.to_string();
+        let names = original.recipient_names(&crate::names::public_key_names(repo));
+        if let Some(other) = names.name_of(&value).filter(|other| *other != name) {
+            return Err(crate::WorkflowError::refused_with_hint(
+                format!("{name}'s recipient {value} is already named {other} (in .sops.yaml or pubkeys/{other}.pub): is {name} a clone of {other}?"),
+                format!("if {other} is gone, run `hostage offboard {other}` (or delete pubkeys/{other}.pub) first; if {name} is a copy of {other}'s disk, give it a new host key"),
+            ));
+        }
+    }
     let RulesEdit {
         steps: rule_steps,
         config,
@@ -502,6 +514,7 @@ pub fn plan_rules(
         RecipientRef {
             anchor: config.name_of(&value),
             recipient: value,
+            define_anchor: false,
         }
     });
     if !host.per_host_recipient && host.infrastructure_key {
@@ -977,7 +990,8 @@ pub(super) fn plan_repo(
     advice: &str,
 ) -> crate::Result<(hostage_rekey::FileList, Plan)> {
     let candidates = hostage_rekey::walk(std::slice::from_ref(&repo.to_owned()))?;
-    let plan = hostage_rekey::plan(config, &candidates, &PlanOptions::default(), &|| {})?;
+    let options = crate::names::plan_options(repo);
+    let plan = hostage_rekey::plan(config, &candidates, &options, &|| {})?;
     // The counts say whether some file is an error; only then are the entries read to name it.
     if plan.count(Action::Error) > 0 {
         for file in plan.files() {

@@ -59,7 +59,12 @@ pub fn plan(
         );
     }
     progress.phase("planning", candidates.len());
-    let plan = hostage_rekey::plan(config, &candidates, options, &|| progress.advance())?;
+    // Names from `pubkeys/` beside `.sops.yaml`, unless the caller brought its own.
+    let mut options = options.clone();
+    if options.supplied_names.is_empty() {
+        options.supplied_names = crate::names::public_key_names(config.dir());
+    }
+    let plan = hostage_rekey::plan(config, &candidates, &options, &|| progress.advance())?;
     progress.done();
     if options.rotate == hostage_rekey::Rotate::No && any_file(&plan, FilePlan::removes)? {
         progress.warn("--no-rotate: removed recipients keep the data key if they saved it; rotate the secrets themselves");

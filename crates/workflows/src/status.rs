@@ -8,7 +8,7 @@ use std::time::Duration;
 use hostage_inventory::Host;
 use hostage_rekey::{Action, PlanOptions};
 use hostage_remote::FleetOptions;
-use hostage_sops::rules::{RecipientNames, SopsConfig, SuppliedName};
+use hostage_sops::rules::{RecipientNames, SopsConfig};
 use serde::Serialize;
 
 use super::fleet_inventory::NoPins;
@@ -182,7 +182,7 @@ pub fn status(
     let inv = &inventory.inventory;
     let repo = &inv.secrets_repo;
     let config = SopsConfig::load(&repo.join(".sops.yaml"))?;
-    let names = config.recipient_names(&public_key_names(repo));
+    let names = config.recipient_names(&crate::names::public_key_names(repo));
     let named: Vec<(String, String)> = names
         .iter()
         .map(|n| (n.name.clone(), n.recipient.clone()))
@@ -427,41 +427,6 @@ impl Status {
             files,
         }
     }
-}
-
-/// The names `pubkeys/<name>.pub` gives: each file's first ed25519 key, converted. Files that
-/// hold no such key are skipped (they are documentation; `status` does not judge them).
-fn public_key_names(repo: &std::path::Path) -> Vec<SuppliedName> {
-    let Ok(entries) = fs_err::read_dir(repo.join("pubkeys")) else {
-        return Vec::new();
-    };
-    let mut supplied = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".pub"))
-        else {
-            continue;
-        };
-        let Ok(text) = fs_err::read_to_string(&path) else {
-            continue;
-        };
-        let recipient = hostage_recipients::parse_key_lines(&text)
-            .into_iter()
-            .flatten()
-            .find_map(|line| line.key.to_age_recipient().ok());
-        if let Some(recipient) = recipient {
-            supplied.push(SuppliedName {
-                name: name.to_owned(),
-                recipient: recipient.to_string(),
-                origin: format!("pubkeys/{name}.pub"),
-            });
-        }
-    }
-    supplied.sort_by(|a, b| a.name.cmp(&b.name));
-    supplied
 }
 
 /// Whether some rule of `config` encrypts to `recipient`.

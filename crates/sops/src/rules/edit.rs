@@ -19,6 +19,10 @@ pub struct RecipientRef {
     pub recipient: String,
     /// Written as `*anchor` in lists when set (comma strings always get the literal key).
     pub anchor: Option<String>,
+    /// The file defines its anchors inline in the rules (no `keys:` list) and `anchor` is not
+    /// defined yet: the first list item an edit writes defines it (`- &name age1…`), later ones
+    /// alias it. [`SopsConfig::add_named_recipient`] sets it; anywhere else it is `false`.
+    pub define_anchor: bool,
 }
 
 impl RecipientRef {
@@ -27,6 +31,7 @@ impl RecipientRef {
         Self {
             recipient: recipient.to_string(),
             anchor: None,
+            define_anchor: false,
         }
     }
 
@@ -73,6 +78,11 @@ pub(crate) struct Splices(Vec<(Range<usize>, String)>);
 impl Splices {
     pub(crate) fn push(&mut self, range: Range<usize>, text: impl Into<String>) {
         self.0.push((range, text.into()));
+    }
+
+    /// The byte ranges replaced so far.
+    pub(crate) fn ranges(&self) -> impl Iterator<Item = &Range<usize>> {
+        self.0.iter().map(|(r, _)| r)
     }
 
     pub(crate) fn apply(mut self, config: &SopsConfig) -> Result<String, RulesError> {
@@ -208,6 +218,9 @@ impl SopsConfig {
         let mut done: HashSet<NodeId> = HashSet::new();
         let mut changes = Vec::new();
         let label = self.display_name(&recipient.recipient, recipient.anchor.as_deref());
+        // An anchor the file defines inline is written once, with the first list item (the
+        // rules are in document order, so every later item can alias it).
+        let mut defined_here = false;
         for rule in self.rules.iter().filter(|r| rules.contains(r.index)) {
             let mut gains = false;
             for (g, site) in rule.sites.iter().enumerate() {
@@ -223,7 +236,13 @@ impl SopsConfig {
                     continue;
                 }
                 self.check_not_shared(key, rules)?;
-                self.add_to_site(site, rule.uses_key_groups, recipient, &mut splices)?;
+                self.add_to_site(
+                    site,
+                    rule.uses_key_groups,
+                    recipient,
+                    &mut defined_here,
+                    &mut splices,
+                )?;
             }
             if gains {
                 changes.push(ConfigChange::AddToRule {
@@ -248,20 +267,66 @@ impl SopsConfig {
             .to_owned()
     }
 
-    /// A list item for `recipient`: its alias when the file defines that anchor for that very
-    /// key, else the key itself (so a stale or foreign anchor name never becomes a dangling alias).
-    pub(crate) fn list_item(&self, recipient: &RecipientRef) -> String {
-        match &recipient.anchor {
-            Some(name)
-                if self
-                    .recipient_anchors()
-                    .iter()
-                    .any(|(n, v, _)| n == name && *v == recipient.recipient) =>
-            {
-                format!("*{name}")
+    /// A list item for `recipient` written at byte `at`: its alias when the anchor of that name
+    /// in force at `at` (the latest definition before it) is that very key, else the key itself
+    /// (so a stale or foreign anchor name, or one defined further down, never becomes a dangling
+    /// alias). A `define_anchor` reference defines the anchor here once (`&name age1…`) and
+    /// aliases it afterwards.
+    /// `defined_here` says whether this edit already wrote the definition (further up).
+    pub(crate) fn list_item(
+        &self,
+        recipient: &RecipientRef,
+        at: usize,
+        defined_here: &mut bool,
+    ) -> String {
+        let Some(name) = recipient.anchor.as_deref() else {
+            return recipient.recipient.clone();
+        };
+        if *defined_here {
+            return format!("*{name}");
+        }
+        let in_force = self
+            .tree
+            .anchors
+            .iter()
+            .rfind(|(n, id)| *n == name && self.tree.nodes[*id].range.end <= at)
+            .map(|(_, id)| &self.tree.nodes[*id].kind);
+        match in_force {
+            Some(Kind::Scalar(s)) if s.value.trim() == recipient.recipient => format!("*{name}"),
+            _ if recipient.define_anchor && !self.defines_anchor(name) => {
+                *defined_here = true;
+                format!("&{name} {}", recipient.recipient)
             }
             _ => recipient.recipient.clone(),
         }
+    }
+
+    /// An alias outside `removed` whose anchor is defined inside it: removing those bytes would
+    /// leave the alias dangling (a rule defining `&web01` inline that a later rule aliases).
+    pub(crate) fn anchor_still_used(&self, removed: &[Range<usize>]) -> Option<(String, NodeId)> {
+        let inside = |r: &Range<usize>| {
+            removed
+                .iter()
+                .any(|cut| cut.start <= r.start && r.end <= cut.end)
+        };
+        self.tree
+            .nodes
+            .iter()
+            .enumerate()
+            .find_map(|(id, node)| match &node.kind {
+                Kind::Alias {
+                    name,
+                    target: Some(target),
+                } if !inside(&node.range) && inside(&self.tree.nodes[*target].range) => {
+                    Some((name.clone(), id))
+                }
+                _ => None,
+            })
+    }
+
+    /// Whether some node of the file is anchored `&name` (a recipient or anything else).
+    pub(crate) fn defines_anchor(&self, name: &str) -> bool {
+        self.tree.anchors.iter().any(|(n, _)| n == name)
     }
 
     /// Refuses an edit whose bytes also belong to a rule that is not selected (a list or group
@@ -290,11 +355,13 @@ impl SopsConfig {
         site: &GroupSite,
         key_group: bool,
         recipient: &RecipientRef,
+        defined_here: &mut bool,
         splices: &mut Splices,
     ) -> Result<(), RulesError> {
         let Some(age) = site.age else {
-            return self.add_age_entry(site.map, key_group, recipient, splices);
+            return self.add_age_entry(site.map, key_group, recipient, defined_here, splices);
         };
+        let end = self.node_range(age).end;
         let target = self.tree.resolve(age);
         if target != age {
             // Reached through an alias: a scalar alias becomes a flow list in a flat rule.
@@ -303,7 +370,10 @@ impl SopsConfig {
                     let original = &self.text[self.node_range(age)];
                     splices.push(
                         self.node_range(age),
-                        format!("[{original}, {}]", self.list_item(recipient)),
+                        format!(
+                            "[{original}, {}]",
+                            self.list_item(recipient, end, defined_here)
+                        ),
                     );
                     Ok(())
                 }
@@ -314,10 +384,12 @@ impl SopsConfig {
             Kind::Seq { items, flow } => {
                 let items: Vec<NodeId> = items.iter().map(|i| i.node).collect();
                 if *flow {
-                    self.flow_append(age, &items, &self.list_item(recipient), splices);
+                    let item = self.list_item(recipient, end, defined_here);
+                    self.flow_append(age, &items, &item, splices);
                     Ok(())
                 } else {
-                    self.block_append(&items, &self.list_item(recipient), splices)
+                    let item = self.list_item(recipient, end, defined_here);
+                    self.block_append(&items, &item, splices)
                 }
             }
             Kind::Scalar(s) if s.kind == ScalarKind::Str && !key_group => {
@@ -437,6 +509,7 @@ impl SopsConfig {
         map: NodeId,
         key_group: bool,
         recipient: &RecipientRef,
+        defined_here: &mut bool,
         splices: &mut Splices,
     ) -> Result<(), RulesError> {
         let Kind::Map {
@@ -476,10 +549,13 @@ impl SopsConfig {
                     format!(
                         "{eol}{indent}age:{eol}{indent}{}-{gap}{}",
                         " ".repeat(rel),
-                        self.list_item(recipient)
+                        self.list_item(recipient, at, defined_here)
                     )
                 }
-                None => format!("{eol}{indent}age: [{}]", self.list_item(recipient)),
+                None => format!(
+                    "{eol}{indent}age: [{}]",
+                    self.list_item(recipient, at, defined_here)
+                ),
             }
         } else {
             format!("{eol}{indent}age: {}", recipient.recipient)
@@ -514,6 +590,7 @@ impl SopsConfig {
         let target = RecipientRef {
             recipient: key.to_owned(),
             anchor: Some(recipient.to_owned()),
+            define_anchor: false,
         };
         let label = self.display_name(key, None);
         let mut splices = Splices::default();
@@ -551,6 +628,13 @@ impl SopsConfig {
                     recipient: label.clone(),
                 });
             }
+        }
+        let removed: Vec<Range<usize>> = splices.ranges().cloned().collect();
+        if let Some((name, alias)) = self.anchor_still_used(&removed) {
+            return Err(self.refuse_at(
+                alias,
+                format!("{label} is anchored &{name} in a rule it leaves, and this alias in another rule still uses the anchor; remove it from that rule too, or move the anchor"),
+            ));
         }
         Ok(ConfigEdit {
             text: splices.apply(self)?,
@@ -729,6 +813,36 @@ mod tests {
         ));
         let err = config.remove_recipient(&RuleSelector::All, A).unwrap_err();
         assert!(err.to_string().contains("no keys"), "{err}");
+    }
+
+    #[test]
+    fn a_key_group_written_as_a_flow_mapping_is_edited_in_its_age_list_and_an_empty_one_is_refused()
+    {
+        let key = new_ref().recipient;
+        let config = parse(&format!(
+            "creation_rules:\n  - path_regex: x/.*\n    key_groups:\n      - {{age: [{A}]}}\n"
+        ));
+        let added = config
+            .add_recipient(&RuleSelector::All, &new_ref())
+            .unwrap();
+        assert_eq!(
+            added,
+            format!("creation_rules:\n  - path_regex: x/.*\n    key_groups:\n      - {{age: [{A}, {key}]}}\n")
+        );
+        assert_eq!(
+            parse(&added)
+                .remove_recipient(&RuleSelector::All, &key)
+                .unwrap(),
+            config.text
+        );
+        let empty = parse("creation_rules:\n  - path_regex: x/.*\n    key_groups:\n      - {}\n");
+        let err = empty
+            .add_recipient(&RuleSelector::All, &new_ref())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("write it as a block mapping"),
+            "{err}"
+        );
     }
 
     #[test]

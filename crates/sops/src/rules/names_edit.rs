@@ -62,13 +62,32 @@ impl SopsConfig {
         let uses_anchors = home.is_some() || !anchors.is_empty();
         let mut splices = Splices::default();
         let mut changes = Vec::new();
+        let mut define_anchor = false;
         if uses_anchors && !has_anchor {
-            let Some(list) = home else {
-                let line = anchors.first().map(|(_, _, l)| *l).unwrap_or(1);
+            if let Some((_, id)) = self.tree.anchors.iter().find(|(n, _)| n == name) {
+                return Err(self.refuse_at(
+                    *id,
+                    format!("&{name} already anchors something that is not a recipient; a second &{name} would change what its aliases read, so pick another name or rename that anchor"),
+                ));
+            }
+        }
+        if uses_anchors && !has_anchor && home.is_none() {
+            // No `keys:` list: recipients are anchored where a rule first lists them (abl030's
+            // `- &wsl age1…`). The new anchor is written the same way, with the first rule the
+            // key is added to (`RecipientRef::define_anchor`), and aliased after it.
+            if let Some(line) = self.anchor_outside_rules() {
                 return Err(self.refuse_line(
                     line,
-                    "this file names recipients with anchors but has no `keys:` list of recipients to add one to; add the anchor by hand, or start a `keys:` list",
+                    "this file names recipients with anchors defined outside `creation_rules` but has no `keys:` list to add one to; add the anchor by hand where the others are, or start a `keys:` list",
                 ));
+            }
+            define_anchor = true;
+            changes.push(ConfigChange::AddAnchor {
+                name: name.to_owned(),
+            });
+        } else if uses_anchors && !has_anchor {
+            let Some(list) = home else {
+                return Err(self.edit_error("no anchor home"));
             };
             let Kind::Seq { items, flow } = &self.tree.nodes[list].kind else {
                 return Err(self.refuse_at(list, "keys is not a list"));
@@ -105,6 +124,7 @@ impl SopsConfig {
             reference: RecipientRef {
                 recipient: value,
                 anchor: anchored.then(|| name.to_owned()),
+                define_anchor,
             },
             changes,
         })
@@ -194,6 +214,23 @@ impl SopsConfig {
         Ok(edit.text)
     }
 
+    /// The line of the first recipient anchor defined outside every creation rule, if any.
+    fn anchor_outside_rules(&self) -> Option<usize> {
+        let rules: Vec<std::ops::Range<usize>> =
+            self.rules.iter().map(|r| self.node_range(r.node)).collect();
+        self.tree
+            .anchors
+            .iter()
+            .filter(|(_, id)| matches!(self.tree.nodes[*id].kind, Kind::Scalar(_)))
+            .find(|(_, id)| {
+                let r = &self.tree.nodes[*id].range;
+                !rules
+                    .iter()
+                    .any(|rule| rule.start <= r.start && r.end <= rule.end)
+            })
+            .map(|(_, id)| self.line(*id))
+    }
+
     /// The list item of `keys:` anchored `&name`: the list and the item's position.
     fn keys_item(&self, name: &str) -> Option<(NodeId, usize)> {
         let list = self.anchor_home().ok().flatten()?;
@@ -280,6 +317,7 @@ impl SopsConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::super::edit::RuleSelector;
     use super::*;
     use std::path::Path;
 
@@ -319,6 +357,99 @@ mod tests {
             .unname_recipient("web01")
             .expect("removes");
         assert_eq!(back.text, text);
+    }
+
+    /// abl030's layout: no `keys:` list, recipients anchored where a rule lists them.
+    fn inline_anchors() -> String {
+        format!(
+            "creation_rules:\n  - path_regex: secrets/web/.*\n    key_groups:\n      - age:\n          - {A} # ops\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - &wsl {A} # WSL\n"
+        )
+    }
+
+    #[test]
+    fn inline_anchors_get_the_new_anchor_with_the_first_rule_and_an_alias_after_it() {
+        let text = inline_anchors();
+        let config = parse(&text);
+        let named = config.add_named_recipient("web01", &host()).expect("names");
+        assert_eq!(
+            named.text, text,
+            "nothing is written until a rule lists the key"
+        );
+        assert_eq!(
+            named.changes,
+            [ConfigChange::AddAnchor {
+                name: "web01".into()
+            }]
+        );
+        assert!(named.reference.define_anchor);
+        let added = config
+            .add_to_rules(&RuleSelector::All, &named.reference)
+            .expect("adds");
+        let key = host();
+        assert_eq!(
+            added.text,
+            format!(
+                "creation_rules:\n  - path_regex: secrets/web/.*\n    key_groups:\n      - age:\n          - {A} # ops\n          - &web01 {key}\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - &wsl {A} # WSL\n          - *web01\n"
+            )
+        );
+        let after = parse(&added.text);
+        assert_eq!(after.name_of(&key.to_string()).as_deref(), Some("web01"));
+        // A re-run: named already, in every rule already.
+        let again = after.add_named_recipient("web01", &key).expect("no-op");
+        assert!(again.changes.is_empty() && again.text == added.text);
+        assert!(!again.reference.define_anchor);
+        assert!(after
+            .add_to_rules(&RuleSelector::All, &again.reference)
+            .expect("no-op")
+            .is_noop());
+        // Offboarding: out of every rule gives the original bytes.
+        let removed = after
+            .remove_from_rules(&RuleSelector::All, "web01")
+            .expect("removes");
+        assert_eq!(removed.text, text);
+    }
+
+    #[test]
+    fn an_inline_anchor_a_later_rule_aliases_is_not_removed_from_its_rule_alone() {
+        let text = inline_anchors();
+        let config = parse(&text);
+        let named = config.add_named_recipient("web01", &host()).expect("names");
+        let added = config
+            .add_to_rules(&RuleSelector::All, &named.reference)
+            .expect("adds");
+        let err = parse(&added.text)
+            .remove_from_rules(&RuleSelector::Indices(vec![0]), "web01")
+            .expect_err("the alias in rule 1 would dangle");
+        assert!(
+            matches!(&err, RulesError::Edit { line: Some(11), message, .. } if message.contains("&web01")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_name_already_anchoring_something_else_is_refused() {
+        let text = format!(
+            "extra: &web01\n  note: not a key\ncreation_rules:\n  - key_groups:\n      - age:\n          - &wsl {A}\n"
+        );
+        let err = parse(&text)
+            .add_named_recipient("web01", &host())
+            .expect_err("refused");
+        assert!(err.to_string().contains("already anchors"), "{err}");
+    }
+
+    #[test]
+    fn anchors_defined_outside_the_rules_without_a_keys_list_stay_refused() {
+        // sulibot's layout: `age_key: &age_key 'age1…'` at the top, aliased by every rule.
+        let text = format!(
+            "age_key: &age_key '{A}'\ncreation_rules:\n  - path_regex: x/.*\n    age: *age_key\n"
+        );
+        let err = parse(&text)
+            .add_named_recipient("web01", &host())
+            .expect_err("refused");
+        assert!(
+            matches!(&err, RulesError::Edit { line: Some(1), message, .. } if message.contains("outside `creation_rules`")),
+            "{err}"
+        );
     }
 
     #[test]

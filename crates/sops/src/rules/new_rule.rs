@@ -41,9 +41,9 @@ impl SopsConfig {
     /// comments stay with it) and recipients minus `options.drop`, plus `recipient`; reports
     /// [`ConfigChange::AddRule`]. A rule with this very path_regex that already has the recipient:
     /// no change (a re-run). Refused when no rule catches the path (there are no keys to start
-    /// from), when the catching rule is not a block mapping, defines anchors (a copy would
-    /// redefine them for every later alias), or shares its keys through an alias or merge key
-    /// (the new rule's list would be the catching rule's list).
+    /// from), when the catching rule is not a block mapping, aliases an anchor it defines itself
+    /// (its anchors are not copied: the copy lists those keys literally), or shares its keys
+    /// through an alias or merge key (the new rule's list would be the catching rule's list).
     pub fn add_rule(
         &self,
         path_regex: &str,
@@ -128,35 +128,75 @@ impl SopsConfig {
             ));
         };
         let range = self.node_range(rule);
-        if let Some((name, _)) = self.tree.anchors.iter().find(|(_, id)| {
-            let r = &self.tree.nodes[*id].range;
-            r.start >= range.start && r.end <= range.end
-        }) {
-            return Err(self.refuse_line(
-                catching.line,
-                format!("the rule that catches the path defines anchor &{name}; a copy would redefine it for every later alias, so add the new rule by hand"),
-            ));
-        }
         let start = self.line_start(dash);
         let end = self.line_end(range.end);
+        // Anchors the catching rule defines (abl030's `- &wsl age1…`) are not copied: a second
+        // `&wsl` would redefine it for every later alias. The copy lists those keys literally;
+        // the catching rule keeps its definitions, so every alias reads what it read before.
+        // An alias inside the rule to one of them cannot be copied that way (it would come
+        // before its anchor).
+        let within = |r: &std::ops::Range<usize>| start <= r.start && r.end <= end;
+        let self_alias =
+            self.tree
+                .nodes
+                .iter()
+                .enumerate()
+                .find_map(|(id, node)| match &node.kind {
+                    Kind::Alias {
+                        name,
+                        target: Some(target),
+                    } if within(&node.range) && within(&self.tree.nodes[*target].range) => {
+                        Some((name.clone(), id))
+                    }
+                    _ => None,
+                });
+        if let Some((name, alias)) = self_alias {
+            return Err(self.refuse_at(
+                alias,
+                format!("the rule that catches the path defines &{name} and uses it again through *{name}; a copy above it cannot, so add the new rule by hand"),
+            ));
+        }
+        let cuts: Vec<std::ops::Range<usize>> = self
+            .tree
+            .anchors
+            .iter()
+            .filter_map(|(_, id)| self.tree.nodes[*id].anchor_range.clone())
+            .filter(|r| start <= r.start && r.end <= end)
+            .map(|r| {
+                let gap = self.text[r.end..end]
+                    .find(|c: char| c != ' ' && c != '\t')
+                    .unwrap_or(0);
+                r.start..r.end + gap
+            })
+            .collect();
+        let slice = |from: usize, to: usize| -> String {
+            let mut out = String::new();
+            let mut at = from;
+            for cut in cuts.iter().filter(|c| from <= c.start && c.end <= to) {
+                out.push_str(&self.text[at..cut.start]);
+                at = cut.end;
+            }
+            out.push_str(&self.text[at..to]);
+            out
+        };
         let eol = self.eol();
         let quoted = quote_regex(path_regex);
         let mut copy = String::new();
         match entries.iter().find(|e| e.key == "path_regex") {
             Some(e) => {
                 let value = self.node_range(e.value);
-                copy.push_str(&self.text[start..value.start]);
+                copy.push_str(&slice(start, value.start));
                 copy.push_str(&quoted);
-                copy.push_str(&self.text[value.end..end]);
+                copy.push_str(&slice(value.end, end));
             }
             None => {
                 let Some(first) = entries.first().map(|e| e.key_range.start) else {
                     return Err(self.refuse_line(catching.line, "the catching rule is empty"));
                 };
                 let col = first - self.line_start(first);
-                copy.push_str(&self.text[start..first]);
+                copy.push_str(&slice(start, first));
                 copy.push_str(&format!("path_regex: {quoted}{eol}{}", " ".repeat(col)));
-                copy.push_str(&self.text[first..end]);
+                copy.push_str(&slice(first, end));
             }
         }
         // Whole-line comments of the catching rule are about it, not about the new rule.
@@ -228,8 +268,8 @@ impl SopsConfig {
 impl SopsConfig {
     /// Removes the rule whose path_regex is exactly `path_regex` (its lines, from its dash to its
     /// last line), the inverse of [`SopsConfig::add_rule`]; reports [`ConfigChange::RemoveRule`].
-    /// No such rule: no change. Refused when the rule defines an anchor (aliases elsewhere would
-    /// lose it) or shares its line with other content.
+    /// No such rule: no change. Refused when the rule defines an anchor an alias elsewhere still
+    /// uses, or shares its line with other content.
     pub fn remove_rule(&self, path_regex: &str) -> Result<ConfigEdit, RulesError> {
         let Some(rule) = self
             .rules
@@ -242,13 +282,11 @@ impl SopsConfig {
             });
         };
         let range = self.node_range(rule.node);
-        if let Some((name, _)) = self.tree.anchors.iter().find(|(_, id)| {
-            let r = &self.tree.nodes[*id].range;
-            r.start >= range.start && r.end <= range.end
-        }) {
-            return Err(self.refuse_line(
-                rule.line,
-                format!("the rule defines anchor &{name}; remove it by hand"),
+        let lines = self.line_start(range.start)..self.line_end(range.end);
+        if let Some((name, alias)) = self.anchor_still_used(&[lines]) {
+            return Err(self.refuse_at(
+                alias,
+                format!("the rule defines anchor &{name}, which this alias still uses; remove the alias first, or move the anchor out of the rule"),
             ));
         }
         let Some(dash) = self.dash_of(rule.node) else {
@@ -404,6 +442,61 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, RulesError::Edit { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn a_catching_rule_that_defines_anchors_is_copied_with_its_keys_written_out() {
+        let text = format!(
+            "creation_rules:\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - &wsl {A} # WSL\n          - {B}\n  - path_regex: other/.*\n    age: *wsl\n"
+        );
+        let config = parse(&text);
+        let edit = config
+            .add_rule("secrets/web/.*", &host(), &NewRuleOptions::default())
+            .expect("adds");
+        let key = host().recipient;
+        assert_eq!(
+            edit.text,
+            format!(
+                "creation_rules:\n  - path_regex: secrets/web/.*\n    key_groups:\n      - age:\n          - {A} # WSL\n          - {B}\n          - {key}\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - &wsl {A} # WSL\n          - {B}\n  - path_regex: other/.*\n    age: *wsl\n"
+            )
+        );
+        // The anchor and its alias are untouched; removing the rule gives the original back.
+        let after = parse(&edit.text);
+        assert_eq!(after.rules()[2].key_groups[0][0].recipient, A);
+        assert_eq!(
+            after.remove_rule("secrets/web/.*").expect("removes").text,
+            text
+        );
+    }
+
+    #[test]
+    fn a_catching_rule_that_aliases_its_own_anchor_is_refused() {
+        let text = format!(
+            "creation_rules:\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - &wsl {A}\n      - age:\n          - *wsl\n"
+        );
+        let err = parse(&text)
+            .add_rule("secrets/web/.*", &host(), &NewRuleOptions::default())
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("uses it again through *wsl"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rule_whose_anchor_another_rule_aliases_is_not_removed() {
+        let text = format!(
+            "creation_rules:\n  - path_regex: a/.*\n    age: &k {A}\n  - path_regex: b/.*\n    age: *k\n"
+        );
+        let err = parse(&text).remove_rule("a/.*").expect_err("refused");
+        assert!(err.to_string().contains("&k"), "{err}");
+        // Unused anchors do not stop the removal.
+        let text = format!("creation_rules:\n  - path_regex: a/.*\n    age: &k {A}\n  - path_regex: b/.*\n    age: {A}\n");
+        let removed = parse(&text).remove_rule("a/.*").expect("removes");
+        assert_eq!(
+            removed.text,
+            format!("creation_rules:\n  - path_regex: b/.*\n    age: {A}\n")
+        );
     }
 
     #[test]
