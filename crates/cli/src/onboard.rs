@@ -237,6 +237,9 @@ pub(crate) fn describe(step: &Step) -> String {
             fingerprint,
             recipient: _,
         } => format!("record the pin {fingerprint} in the inventory"),
+        Step::FinishInterruptedRun { pid } => format!(
+            "finish the interrupted run (pid {pid}): report its exposure, remove its journal"
+        ),
     }
 }
 
