@@ -383,3 +383,93 @@ fn an_onboarding_sigkilled_between_any_two_writes_is_finished_by_the_next_run() 
 fn a_rotation_sigkilled_between_any_two_writes_is_finished_by_the_next_run() {
     each_kill_is_finished_by_the_next_run(rotation);
 }
+
+/// `rotate-infra` killed as it removes a phase's re-key journal (`when`: 1 for phase 1's, 2 for
+/// phase 3's): the next run completes the rotation, prints the exposure report phase 3 owes,
+/// and leaves no journal for a later `hostage rekey` to "finish".
+#[test]
+fn a_rotate_infra_sigkilled_before_removing_a_phase_journal_is_finished_by_the_next_run() {
+    let strace = hostage_tests::require(hostage_tests::STRACE);
+    for (when, phase) in [(1, "phase 1"), (2, "phase 3")] {
+        let w = crate::workflow_support::world_with(&[true, false]);
+        let out = w.hostage(&["fetch", "--all", "--trust-new"]);
+        assert!(out.status.success(), "{}", stdout(&out));
+        let new = hostage_tests::SshKeyPair::generate(
+            w.fleet.dir.path(),
+            "id_infrastructure.new",
+            "",
+            None,
+        );
+        let new_key = new.private.display().to_string();
+        let inventory = w.inventory.display().to_string();
+        let ssh_config = w.fleet.ssh_config().display().to_string();
+        let args = [
+            "--inventory",
+            &inventory,
+            "rotate-infra",
+            "--new-key",
+            &new_key,
+            "--ssh-config",
+            &ssh_config,
+        ];
+        let journal = hostage_rekey::state_dir(w.repo.dir.path()).join("rekey-journal.jsonl");
+        // Without -f: only the main thread is traced, not ssh's or git's processes.
+        let wrapper: Vec<std::ffi::OsString> = vec![
+            strace.clone().into(),
+            "-qq".into(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-P".into(),
+            journal.clone().into(),
+            "-e".into(),
+            format!("inject=/^unlink:when={when}:signal=KILL").into(),
+        ];
+        let out = w.repo.hostage_wrapped(&wrapper, &args, &["workstation"]);
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{phase}: the run was not killed\n{}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(journal.exists(), "{phase}: the killed run left no journal");
+
+        let out = w.repo.hostage(&args, &["workstation"]);
+        assert!(
+            out.status.success(),
+            "{phase}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).contains("exposure: the old infrastructure key is taken off 4 file(s)"),
+            "{phase}: {}",
+            stdout(&out)
+        );
+        assert!(
+            !journal.exists(),
+            "{phase}: the journal outlived the rotation"
+        );
+        assert!(
+            !w.inventory_text()
+                .contains(w.repo.recipient("infrastructure")),
+            "{phase}: the inventory still names the old key"
+        );
+        for file in FILES.iter().filter(|f| !f.contains("workstation-only")) {
+            assert!(
+                w.repo.decrypt(file, "infrastructure").is_none(),
+                "{phase}: {file}"
+            );
+            assert!(
+                w.repo.sops_says_up_to_date(file, "workstation"),
+                "{phase}: {file}"
+            );
+        }
+        let after = w.state();
+        let out = w.repo.hostage(&["rekey"], &["workstation"]);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{phase}: {said}");
+        assert!(!said.contains("interrupted"), "{phase}: {said}");
+        assert_eq!(w.state(), after, "{phase}");
+    }
+}

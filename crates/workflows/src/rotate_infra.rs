@@ -126,10 +126,13 @@ pub fn run(
             state_file.display()
         );
     }
-    // Each phase is recorded as done before the next starts; `apply.stop_after` (`phase-N`)
-    // ends the run there, as a crash would.
-    let save = |saved: &Progress, session: &RepoSession| -> crate::Result<()> {
+    // Each phase is recorded as done before the next starts, and only then its re-key journal
+    // goes: a run killed before the record redoes the phase and still has the journal's
+    // exposure report to print. `apply.stop_after` (`phase-N`) ends the run there, as a crash
+    // would.
+    let save = |saved: &Progress, session: &mut RepoSession| -> crate::Result<()> {
         hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
+        session.finish()?;
         session.checkpoint(&format!("phase-{}", saved.done))
     };
     let mut report = RotateInfraReport::default();
@@ -150,7 +153,7 @@ pub fn run(
             .phases
             .push((1, format!("{n} file(s) gained the new key")));
         saved.done = 1;
-        save(&saved, &session)?;
+        save(&saved, &mut session)?;
     }
 
     if saved.done < 2 {
@@ -185,7 +188,7 @@ pub fn run(
             .phases
             .push((2, format!("{} host(s) hold the new key", deployed.len())));
         saved.done = 2;
-        save(&saved, &session)?;
+        save(&saved, &mut session)?;
     }
 
     if saved.done < 3 {
@@ -202,7 +205,11 @@ pub fn run(
             format!("{n} file(s) lost the old key and got new data keys"),
         ));
         saved.done = 3;
-        save(&saved, &session)?;
+        save(&saved, &mut session)?;
+    } else if let Some(killed) = session.resumed() {
+        // Killed after recording phase 3, before removing its journal: the report is still owed.
+        report.exposure = killed.exposure()?.collect()?;
+        session.finish()?;
     }
 
     if saved.done < 4 {
@@ -245,7 +252,7 @@ pub fn run(
             format!("the inventory names {new_recipient}; destroy the old private key"),
         ));
         saved.done = 4;
-        save(&saved, &session)?;
+        save(&saved, &mut session)?;
     }
     fs_err::remove_file(&state_file)?;
     report.complete = true;
@@ -695,10 +702,8 @@ fn rekey(
     })?;
     // The old key loses its anchor in phase 3: name it for the exposure report.
     plan.name_recipient(old, "the old infrastructure key");
-    let exposure = plan.exposure()?.collect()?;
-    if !plan.is_empty() {
-        session.write_journal(&plan)?;
-    }
+    // A killed run's journal (this phase's, redone) is merged, and its exposure reported.
+    let exposure = session.begin_rekey(&plan)?;
     session.write_if_unchanged(
         &FileSnapshot::of_text(original.path(), original.text()),
         text.as_bytes(),
@@ -706,7 +711,7 @@ fn rekey(
     let unlocked =
         hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
     let written = super::onboard::apply_rekey(&mut plan, &unlocked, "rotate-infra")?;
-    session.finish_rekey()?;
+    // The journal goes once the phase is recorded (`save`).
     Ok((written.len(), exposure))
 }
 
