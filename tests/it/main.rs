@@ -35,6 +35,7 @@ mod sops_support;
 mod tidy;
 mod workflow_backup;
 mod workflow_corpus;
+mod workflow_host_crash;
 mod workflow_names;
 mod workflow_offboard;
 mod workflow_onboard;

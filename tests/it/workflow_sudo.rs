@@ -122,5 +122,64 @@ fn a_non_root_login_that_sudo_refuses_is_reported_and_nothing_is_written() {
         error.contains("on the host: sudo: a password is required"),
         "{error}"
     );
+    // What to do: passwordless sudo for the commands hostage runs as root, or a root login.
+    let hint = error
+        .lines()
+        .find_map(|line| line.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint: {error}"));
+    for named in ["`cat`", "`sh`", "NOPASSWD", "user: root"] {
+        assert!(
+            hint.contains(named),
+            "{named} missing from the hint: {hint}"
+        );
+    }
     assert_eq!(w.state(), before);
+}
+
+#[test]
+fn an_infrastructure_host_whose_login_sudo_refuses_gets_the_sudo_hint_from_onboard_and_deploy() {
+    let mut w = world_with(&[true, false]);
+    move_to_sudo_user(&mut w, 0, Login::UserWithoutSudo);
+    let before = w.state();
+    // Onboarding looks at the key in place (`sudo -n test`) before any write: a refusal there
+    // stops it with nothing changed (it used to pass for "no key there", and the run failed
+    // only at the deploy, after the repository was changed).
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let error = stderr(&out);
+    assert!(error.contains("sudo: a password is required"), "{error}");
+    let hint = error
+        .lines()
+        .find_map(|line| line.strip_prefix("hint: "))
+        .unwrap_or_else(|| panic!("no hint: {error}"));
+    assert!(
+        hint.contains("NOPASSWD") && hint.contains("user: root"),
+        "{hint}"
+    );
+    assert_eq!(
+        w.state(),
+        before,
+        "onboard wrote before finding sudo refuses"
+    );
+    // The fleet verb: the host's line says it (text), and its JSON error carries it.
+    let out = w.hostage(&["deploy", "h0", "--trust-new"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("      hint: the login user is not root"),
+        "{}",
+        stdout(&out)
+    );
+    let out = w.hostage(&["--json", "deploy", "h0", "--trust-new"]);
+    let host = stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|doc| doc["type"] == "host")
+        .unwrap();
+    assert!(
+        host["data"]["error"]["hint"]
+            .as_str()
+            .is_some_and(|hint| hint.contains("NOPASSWD")),
+        "{host:#}"
+    );
+    assert!(!w.deploy_path.exists(), "nothing was deployed");
 }

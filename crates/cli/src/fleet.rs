@@ -565,7 +565,12 @@ fn error_json(target: &HostTarget, error: &HostError) -> String {
             "port": target.spec.port,
             "user": target.spec.user,
             "key_path": target.key_path,
-            "error": {"kind": error.kind(), "refused": error.is_refusal(), "message": error.to_string()},
+            "error": {
+                "kind": error.kind(),
+                "refused": error.is_refusal(),
+                "message": error.to_string(),
+                "hint": error.hint(),
+            },
         }),
     )
 }
@@ -590,7 +595,11 @@ fn error_text(target: &HostTarget, error: &HostError) -> String {
         .strip_prefix("REFUSED: ")
         .unwrap_or(&message)
         .to_owned();
-    format!("{label:<5} {}: {message}", target.spec)
+    let mut line = format!("{label:<5} {}: {message}", target.spec);
+    if let Some(hint) = error.hint() {
+        line.push_str(&format!("\n      hint: {hint}"));
+    }
+    line
 }
 
 #[cfg(test)]

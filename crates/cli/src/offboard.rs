@@ -9,7 +9,7 @@ use hostage_workflows::rotate_infra::{self, RotateInfraOptions, RotateInfraRepor
 use hostage_workflows::FleetInventory;
 
 use crate::cli::OffboardArgs;
-use crate::onboard::{print_exposure, progress};
+use crate::onboard::{print_exposure, print_planned_exposure, progress};
 use crate::output::{self, Output};
 use crate::passphrase::CliPassphrases;
 
@@ -197,7 +197,11 @@ fn render(
     if let Some((path, what)) = &report.wiped {
         out.line(&format!("  {} on {}: {what}", path, report.host))?;
     }
-    print_exposure(out, &report.exposure)?;
+    if report.dry_run {
+        print_planned_exposure(out, &report.exposure)?;
+    } else {
+        print_exposure(out, &report.exposure)?;
+    }
     if let Some(rotated) = rotated {
         for (phase, what) in &rotated.phases {
             out.line(&format!("rotate-infra phase {phase}: {what}"))?;

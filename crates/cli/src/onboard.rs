@@ -157,7 +157,11 @@ pub(crate) fn print_plan(
         for step in &plan.steps {
             out.line(&format!("  {}", describe(step)))?;
         }
-        print_exposure(out, &plan.exposure()?)?;
+        if dry_run {
+            print_planned_exposure(out, &plan.exposure()?)?;
+        } else {
+            print_exposure(out, &plan.exposure()?)?;
+        }
     }
     for step in &plan.next_steps {
         out.line(&format!("next: {step}"))?;
@@ -170,6 +174,28 @@ pub(crate) fn print_exposure(
     out: &mut Output,
     exposure: &[hostage_rekey::Exposure],
 ) -> std::io::Result<()> {
+    print_exposure_in(out, exposure, "is taken off", "data keys rotated")
+}
+
+/// [`print_exposure`] for a plan (`--dry-run`): nothing is taken off or rotated yet.
+pub(crate) fn print_planned_exposure(
+    out: &mut Output,
+    exposure: &[hostage_rekey::Exposure],
+) -> std::io::Result<()> {
+    print_exposure_in(
+        out,
+        exposure,
+        "would be taken off",
+        "data keys would be rotated",
+    )
+}
+
+fn print_exposure_in(
+    out: &mut Output,
+    exposure: &[hostage_rekey::Exposure],
+    taken_off: &str,
+    rotated: &str,
+) -> std::io::Result<()> {
     for exposed in exposure {
         let who = exposed
             .recipient
@@ -178,7 +204,7 @@ pub(crate) fn print_exposure(
             .unwrap_or_else(|| exposed.recipient.recipient.clone());
         let files: Vec<&str> = exposed.files.iter().map(|f| f.path.as_str()).collect();
         out.line(&format!(
-            "exposure: {who} is taken off {} file(s) it could read (data keys rotated): {}",
+            "exposure: {who} {taken_off} {} file(s) it could read ({rotated}): {}",
             files.len(),
             files.join(", ")
         ))?;
@@ -237,6 +263,9 @@ pub(crate) fn describe(step: &Step) -> String {
             fingerprint,
             recipient: _,
         } => format!("record the pin {fingerprint} in the inventory"),
+        Step::FinishInterruptedRun { pid } => format!(
+            "finish the interrupted run (pid {pid}): report its exposure, remove its journal"
+        ),
     }
 }
 

@@ -12,12 +12,18 @@ use crate::connect::Connection;
 use crate::{FetchedHost, Fingerprint, HostError};
 
 /// Reports `uid N`, then `absent`, or `present` and the public key derived from the target.
+/// `test -e` says nothing when the target is absent: anything on its stderr is sudo refusing
+/// (`sudo: a password is required`), which must stop the run here, not pass for "absent" and
+/// fail only at the write, after the repository was changed.
 const INSPECT: &str = r#"t=$1
 echo "uid $(id -u)"
 if [ "$(id -u)" = 0 ]; then s=; else s="sudo -n"; fi
-if $s test -e "$t"; then
+if err=$($s test -e "$t" 2>&1); then
     echo present
     $s ssh-keygen -y -P '' -f "$t" 2>&1 | head -n 1
+elif [ -n "$err" ]; then
+    echo "$err" >&2
+    exit 1
 else
     echo absent
 fi"#;

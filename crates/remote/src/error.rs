@@ -134,6 +134,20 @@ impl HostError {
         }
     }
 
+    /// What the operator should do, when the message (the host's own words) does not say it:
+    /// for a login user that `sudo -n` refuses (or a host without sudo), which commands hostage
+    /// runs as root and the two ways to allow them.
+    pub fn hint(&self) -> Option<&'static str> {
+        let text = self.to_string();
+        if SUDO_REFUSALS.iter().any(|refusal| text.contains(refusal)) {
+            Some(SUDO_HINT)
+        } else if SUDO_MISSING.iter().any(|missing| text.contains(missing)) {
+            Some(NO_SUDO_HINT)
+        } else {
+            None
+        }
+    }
+
     /// True for the refusals that mean "this key is not to be trusted" (as opposed to failures).
     pub fn is_refusal(&self) -> bool {
         matches!(
@@ -145,6 +159,26 @@ impl HostError {
         )
     }
 }
+
+/// What sudo (1.8 and 1.9) says when `sudo -n` will not run a command: a password would be
+/// needed, or the user may not run it at all.
+const SUDO_REFUSALS: &[&str] = &[
+    "sudo: a password is required",
+    "sudo: a terminal is required",
+    "is not in the sudoers file",
+    "is not allowed to execute",
+    "may not run sudo",
+];
+
+/// What the host's shell says when there is no sudo to run.
+const SUDO_MISSING: &[&str] = &["sudo: not found", "sudo: command not found"];
+
+/// The commands hostage runs as root through `sudo -n` (the remote scripts of `fetch.rs`,
+/// `backup.rs`, `deploy.rs` and `wipe.rs`), and the two ways to let it.
+const SUDO_HINT: &str = "the login user is not root, so hostage runs these commands as root through `sudo -n` (which never asks for a password): `cat` (fetch and backup-host-key read a host key only root can read), `test` and `ssh-keygen` (deploy looks at the key in place), `sh` (deploy, rotate --from-backup and offboard --wipe-remote write or delete a key; allowing `sh` is allowing everything). Give that user passwordless sudo for them (a sudoers `NOPASSWD:` rule; on NixOS `security.sudo.extraRules`), or log in as root (`user: root` for the host in the inventory)";
+
+/// [`SUDO_HINT`] for a host that has no sudo.
+const NO_SUDO_HINT: &str = "the login user is not root and the host has no sudo: log in as root (`user: root` for the host in the inventory), or install sudo with a passwordless (`NOPASSWD:`) rule for `cat`, `test`, `ssh-keygen` and `sh`";
 
 /// The host's public key file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -173,4 +207,54 @@ pub enum FleetError {
     /// The private working directory for control sockets could not be made.
     #[error("cannot create a private directory for ssh control sockets")]
     RunDir(#[source] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_login_user_sudo_refuses_gets_a_hint_naming_the_commands_and_the_root_login() {
+        let refused = HostError::KeyFile(KeyFileError::Unreadable {
+            path: "/etc/ssh/ssh_host_ed25519_key".to_owned(),
+            detail: "sudo: a password is required".to_owned(),
+        });
+        let hint = refused.hint().expect("a hint");
+        for named in [
+            "`cat`",
+            "`test`",
+            "`ssh-keygen`",
+            "`sh`",
+            "NOPASSWD",
+            "user: root",
+        ] {
+            assert!(hint.contains(named), "{named} missing from: {hint}");
+        }
+        let not_in_sudoers = HostError::Deploy {
+            target: "/root/id_infrastructure".to_owned(),
+            detail: "op is not in the sudoers file.  This incident will be reported.".to_owned(),
+        };
+        assert_eq!(not_in_sudoers.hint(), Some(SUDO_HINT));
+        let no_sudo = HostError::Ssh {
+            detail: "sh: 1: sudo: not found".to_owned(),
+        };
+        assert_eq!(no_sudo.hint(), Some(NO_SUDO_HINT));
+    }
+
+    #[test]
+    fn other_host_failures_get_no_sudo_hint() {
+        let failures = [
+            HostError::Unreachable {
+                detail: "connection refused".to_owned(),
+            },
+            HostError::KeyFile(KeyFileError::Unreadable {
+                path: "/etc/ssh/ssh_host_ed25519_key.pub".to_owned(),
+                detail: "cat: /etc/ssh/ssh_host_ed25519_key.pub: No such file or directory"
+                    .to_owned(),
+            }),
+        ];
+        for failure in failures {
+            assert_eq!(failure.hint(), None, "{failure}");
+        }
+    }
 }

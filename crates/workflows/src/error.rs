@@ -142,6 +142,7 @@ impl WorkflowError {
             ),
             Self::Context { source, .. } => source.hint(),
             Self::Key(key) => key_hint(key),
+            Self::Host(host) => host.hint(),
             Self::Rekey(hostage_rekey::RekeyError::Locked { .. }) => {
                 Some("wait for the other run to finish, then run this again")
             }

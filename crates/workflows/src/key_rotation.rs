@@ -113,10 +113,13 @@ pub(crate) fn run_phases(
 ) -> crate::Result<RotationOutcome> {
     let config_path = session.repo().join(".sops.yaml");
     let state_file = session.state_dir().join(&rotation.state_file);
-    // Each phase is recorded as done before the next starts; `apply.stop_after` (`phase-N`)
-    // ends the run there, as a crash would.
-    let save = |saved: &SavedProgress, session: &RepoSession| -> crate::Result<()> {
+    // Each phase is recorded as done before the next starts, and only then its re-key journal
+    // goes: a run killed before the record redoes the phase and still has the journal's
+    // exposure report to print. `apply.stop_after` (`phase-N`) ends the run there, as a crash
+    // would.
+    let save = |saved: &SavedProgress, session: &mut RepoSession| -> crate::Result<()> {
         hostage_atomic::write(&state_file, serde_json::to_string_pretty(saved)?.as_bytes())?;
+        session.finish()?;
         session.checkpoint(&format!("phase-{}", saved.done))
     };
     let mut outcome = RotationOutcome::default();
@@ -175,6 +178,10 @@ pub(crate) fn run_phases(
         ));
         saved.done = 3;
         save(saved, session)?;
+    } else if let Some(killed) = session.resumed() {
+        // Killed after recording phase 3, before removing its journal: the report is still owed.
+        outcome.exposure = killed.exposure()?.collect()?;
+        session.finish()?;
     }
 
     if saved.done < 4 {
@@ -304,10 +311,8 @@ fn rekey(
     })?;
     // The old key loses its name in phase 3: name it for the exposure report.
     plan.name_recipient(old, &rotation.old_key_called);
-    let exposure = plan.exposure()?.collect()?;
-    if !plan.is_empty() {
-        session.write_journal(&plan)?;
-    }
+    // A killed run's journal (this phase's, redone) is merged, and its exposure reported.
+    let exposure = session.begin_rekey(&plan)?;
     session.write_if_unchanged(
         &FileSnapshot::of_text(original.path(), original.text()),
         text.as_bytes(),
@@ -315,7 +320,7 @@ fn rekey(
     let unlocked =
         hostage_rekey::unlock_identities(identities, &plan.recipients_to_open()?, passphrases);
     let written = super::onboard::apply_rekey(&mut plan, &unlocked, rotation.verb)?;
-    session.finish_rekey()?;
+    // The journal goes once the phase is recorded (`save`).
     Ok((written.len(), exposure))
 }
 

@@ -128,6 +128,13 @@ pub enum Step {
         /// Its age recipient.
         recipient: String,
     },
+    /// A killed run left its re-key journal: report what its removed recipients could read and
+    /// remove the journal, as the last write (the files it journaled are re-keyed by the
+    /// `rekey` step, or were already).
+    FinishInterruptedRun {
+        /// The process that ran it.
+        pid: u32,
+    },
 }
 
 /// What onboarding a host would change (nothing, when it is already onboarded).
@@ -150,6 +157,9 @@ pub struct OnboardPlan {
     pub(crate) public_key: Option<(PathBuf, String)>,
     pub(crate) new_config: Option<String>,
     pub(crate) rekey: Plan,
+    /// What the recipients taken off could read: the plan's and a killed run's it finishes
+    /// (applying replaces it with what the journal holds under the lock).
+    pub(crate) exposure: Vec<hostage_rekey::Exposure>,
     pub(crate) deploy: Option<(InfrastructureKey, DeployOptions)>,
     pub(crate) options: OnboardOptions,
     /// The key was generated here (`--generate-host-key`), not fetched from the host.
@@ -163,9 +173,10 @@ impl OnboardPlan {
         self.steps.is_empty()
     }
 
-    /// What recipients taken off files could read (the data keys of those files are rotated).
+    /// What recipients taken off files could read (the data keys of those files are rotated),
+    /// a killed run's included: its report is owed until a run completes.
     pub fn exposure(&self) -> crate::Result<Vec<hostage_rekey::Exposure>> {
-        Ok(self.rekey.exposure()?.collect()?)
+        Ok(self.exposure.clone())
     }
 }
 
@@ -375,7 +386,8 @@ pub fn plan(
     // The files to re-key: those whose rule gives them other recipients now, and those a
     // stopped onboarding left in its journal; other drift is left to `hostage rekey`.
     let state = hostage_rekey::state_dir(repo);
-    let pending = pending_files(&state)?;
+    let leftover = Journal::load(&state)?;
+    let pending = journal_paths(leftover.as_ref())?;
     let ours: BTreeSet<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
     let (candidates, files) = affected_files(&config, repo, name, &mut warnings, |file| {
         pending.contains(&file.path) || rule_changed(&original, &config, &file.path)
@@ -417,6 +429,7 @@ pub fn plan(
             recipient: fetched.recipient.to_string(),
         });
     }
+    let exposure = finish_step(&mut steps, &rekey, leftover.as_ref())?;
 
     let mut next_steps = next_steps(&host, infra.as_ref().map(|i| i.deploy_path.as_str()));
     if options.generate_host_key {
@@ -441,6 +454,7 @@ pub fn plan(
         public_key,
         new_config,
         rekey,
+        exposure,
         deploy,
         options: options.clone(),
         generated_locally: options.generate_host_key,
@@ -767,10 +781,9 @@ pub fn apply(
         &FileSnapshot::of_text(&inventory.inventory.path, inventory.text()),
     ])?;
     // Recorded before .sops.yaml changes, so a run stopped after that write still knows which
-    // files to finish (the rule edit alone no longer shows them once it is on disk).
-    if !plan.rekey.is_empty() {
-        session.write_journal(&plan.rekey)?;
-    }
+    // files to finish (the rule edit alone no longer shows them once it is on disk). It stays
+    // until the last write, so a run killed before the pin still reports the exposure.
+    plan.exposure = session.begin_rekey(&plan.rekey)?;
     let mut config_written = false;
     for step in &plan.steps {
         progress(step);
@@ -801,7 +814,6 @@ pub fn apply(
                     passphrases,
                 );
                 outcome.rekeyed = apply_rekey(&mut plan.rekey, &identities, "onboard")?;
-                session.finish_rekey()?;
             }
             Step::DeployInfrastructureKey { .. } => {
                 if let Some((key, deploy_options)) = &plan.deploy {
@@ -834,9 +846,13 @@ pub fn apply(
                     &plan.fetched.recipient,
                 )?;
             }
+            // The journal goes after the loop, whichever journal it is.
+            Step::FinishInterruptedRun { .. } => {}
         }
         session.checkpoint(step.name())?;
     }
+    // The last write: the journal this run wrote, or the killed run's it finished.
+    session.finish()?;
     Ok(outcome)
 }
 
@@ -854,6 +870,7 @@ impl Step {
             Self::ReplaceRecipient { .. } => "replace-recipient",
             Self::StoreHostKey { .. } => "store-host-key",
             Self::RecordPin { .. } => "record-pin",
+            Self::FinishInterruptedRun { .. } => "finish-interrupted-run",
         }
     }
 }
@@ -919,6 +936,28 @@ pub(super) fn apply_rekey(
         );
     }
     Ok(written)
+}
+
+/// The files a killed run journaled (to be finished by this run).
+pub(super) fn journal_paths(leftover: Option<&Journal>) -> crate::Result<BTreeSet<PathBuf>> {
+    Ok(match leftover {
+        Some(journal) => journal.paths()?,
+        None => BTreeSet::new(),
+    })
+}
+
+/// Adds the step that finishes a killed run when its journal is `leftover` (last: the journal
+/// goes after every other write), and returns what applying will report as exposed: `rekey`'s
+/// removals and the killed run's.
+pub(super) fn finish_step(
+    steps: &mut Vec<Step>,
+    rekey: &Plan,
+    leftover: Option<&Journal>,
+) -> crate::Result<Vec<hostage_rekey::Exposure>> {
+    if let Some(journal) = leftover {
+        steps.push(Step::FinishInterruptedRun { pid: journal.pid });
+    }
+    crate::session::owed_exposure(rekey, leftover)
 }
 
 /// The files a stopped workflow left in the repo's journal (to be finished by this run).

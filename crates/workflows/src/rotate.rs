@@ -60,7 +60,8 @@ pub fn plan(
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
     let state = hostage_rekey::state_dir(repo);
-    let pending = super::onboard::pending_files(&state)?;
+    let leftover = hostage_rekey::Journal::load(&state)?;
+    let pending = super::onboard::journal_paths(leftover.as_ref())?;
     if unchanged && pending.is_empty() {
         warnings.push(format!(
             "{name} still shows its pinned key {}: nothing to rotate",
@@ -112,6 +113,7 @@ pub fn plan(
             recipient: fetched.recipient.to_string(),
         });
     }
+    let exposure = super::onboard::finish_step(&mut steps, &rekey, leftover.as_ref())?;
     let mut next = next_steps(&host, infra.as_ref().map(|i| i.deploy_path.as_str()));
     if !unchanged && host.infrastructure_key {
         next.insert(
@@ -136,6 +138,7 @@ pub fn plan(
         public_key,
         new_config,
         rekey,
+        exposure,
         deploy,
         options: options.clone(),
         generated_locally: false,

@@ -13,7 +13,12 @@
 //!    when their bytes are no longer those the plan was computed from, the run refuses
 //!    ([`WorkflowError::ChangedBySomeoneElse`]) instead of undoing the other edit.
 //! 5. [`RepoSession::finish_rekey`] removes the journal once every journaled file is written;
-//!    dropping the session releases the lock.
+//!    dropping the session releases the lock. A workflow with writes after its re-key (the pin,
+//!    the inventory) journals with [`RepoSession::begin_rekey`] instead and calls
+//!    [`RepoSession::finish`] as its last write: a run killed anywhere before it leaves the
+//!    journal, so the next run still finishes the files and reports their exposure (a journal
+//!    removed right after the re-key left a kill before the pin with nothing to report, and a
+//!    leftover journal that a re-run with nothing to re-key never removed).
 //!
 //! [`ApplyOptions::stop_after`] is the test seam: an apply stops after the named step, leaving
 //! the state a crash there would leave.
@@ -21,7 +26,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use hostage_rekey::{Journal, Plan, RepoLock};
+use hostage_rekey::{Exposure, Journal, Plan, RepoLock};
 
 use crate::{Result, WorkflowError};
 
@@ -139,6 +144,8 @@ pub struct RepoSession {
     repo: PathBuf,
     state: PathBuf,
     previous: Option<Journal>,
+    /// This session wrote a journal or found a killed run's: [`RepoSession::finish`] removes it.
+    journaled: bool,
     options: ApplyOptions,
     _lock: RepoLock,
 }
@@ -159,6 +166,7 @@ impl RepoSession {
         Ok(Self {
             repo: repo.to_owned(),
             state,
+            journaled: previous.is_some(),
             previous,
             options,
             _lock: lock,
@@ -200,7 +208,34 @@ impl RepoSession {
         let journal = Journal::write(&self.state, plan, self.previous.as_ref())?;
         // The new journal holds the killed run's entries: it is the one to finish now.
         self.previous = None;
+        self.journaled = true;
         Ok(journal)
+    }
+
+    /// Journals `plan`'s files (merged with a killed run's) before `.sops.yaml` changes, when it
+    /// has any, and returns what the recipients taken off could read: this run's and the killed
+    /// runs' it finishes. With nothing left to re-key, that is the killed run's report (its files
+    /// are re-keyed already, but the operator has not been told). The journal stays until
+    /// [`RepoSession::finish`].
+    pub fn begin_rekey(&mut self, plan: &Plan) -> Result<Vec<Exposure>> {
+        if !plan.is_empty() {
+            let journal = self.write_journal(plan)?;
+            return Ok(journal.exposure()?.collect()?);
+        }
+        Ok(match &self.previous {
+            Some(previous) => previous.exposure()?.collect()?,
+            None => Vec::new(),
+        })
+    }
+
+    /// The run is complete: removes the journal it wrote or the killed run's it finished. A
+    /// workflow's last write, so that a run killed before it is finished by the next one.
+    pub fn finish(&mut self) -> Result<()> {
+        if self.journaled {
+            self.finish_rekey()?;
+            self.journaled = false;
+        }
+        Ok(())
     }
 
     /// Writes `new` over `snapshot`'s file if it is still as the plan read it.
@@ -219,6 +254,49 @@ impl RepoSession {
     pub fn checkpoint(&self, step: &str) -> Result<()> {
         self.options.checkpoint(step)
     }
+}
+
+/// What a run that applies `plan` will report as exposed, seen before it runs (a dry run, a
+/// plan's report): `plan`'s removals, and those of the killed run whose journal `leftover` is
+/// that `plan` does not redo (its files may be re-keyed already, but the operator has not been
+/// told). The same merge as [`Journal::write`]'s: a file `plan` redoes is reported as `plan` has
+/// it.
+pub fn owed_exposure(plan: &Plan, leftover: Option<&Journal>) -> Result<Vec<Exposure>> {
+    let mut exposure: Vec<Exposure> = plan.exposure()?.collect()?;
+    let Some(leftover) = leftover else {
+        return Ok(exposure);
+    };
+    let redone: BTreeSet<String> = plan
+        .files()
+        .filter(|f| f.as_ref().map_or(true, hostage_rekey::FilePlan::changes))
+        .map(|f| f.map(|f| f.display))
+        .collect::<std::result::Result<_, _>>()?;
+    for carried in leftover.exposure()?.collect()? {
+        let files = carried
+            .files
+            .into_iter()
+            .filter(|f| !redone.contains(&f.path));
+        match exposure
+            .iter_mut()
+            .find(|e| e.recipient.recipient == carried.recipient.recipient)
+        {
+            Some(known) => {
+                known.files.extend(files);
+                known.files.sort_by(|a, b| a.path.cmp(&b.path));
+            }
+            None => {
+                let files: Vec<_> = files.collect();
+                if !files.is_empty() {
+                    exposure.push(Exposure {
+                        recipient: carried.recipient,
+                        files,
+                    });
+                }
+            }
+        }
+    }
+    exposure.sort_by(|a, b| a.recipient.cmp(&b.recipient));
+    Ok(exposure)
 }
 
 /// Removes `hostage-atomic` temp files in `dir` that a dead process left (they are never the
@@ -333,6 +411,76 @@ mod tests {
         ));
         drop(first);
         RepoSession::open(dir.path(), ApplyOptions::default()).expect("open after release");
+    }
+
+    /// A repository (`.git`, no sops file) whose state directory holds the journal of a killed
+    /// run that took the infrastructure key off `secrets/a.yaml`, and an empty plan of it (the
+    /// killed run's files are all re-keyed already).
+    fn repo_with_a_killed_runs_journal() -> (tempfile::TempDir, PathBuf, Plan) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs_err::create_dir(dir.path().join(".git")).expect("mkdir");
+        let config_path = dir.path().join(".sops.yaml");
+        fs_err::write(&config_path, "creation_rules: []\n").expect("write");
+        let state = hostage_rekey::state_dir(dir.path());
+        fs_err::create_dir_all(&state).expect("mkdir");
+        let header = serde_json::json!({
+            "version": 2, "started": 0, "pid": 999_999_999, "config": config_path,
+        });
+        let entry = serde_json::json!({
+            "path": dir.path().join("secrets/a.yaml"),
+            "action": "rotate",
+            "display": "secrets/a.yaml",
+            "removed": [{ "name": "infrastructure", "recipient": "age1infrastructure" }],
+        });
+        let journal = state.join("rekey-journal.jsonl");
+        fs_err::write(&journal, format!("{header}\n{entry}\n")).expect("write");
+        let config = hostage_sops::rules::SopsConfig::load(&config_path).expect("config");
+        let files = hostage_rekey::walk(&[dir.path().to_owned()]).expect("walk");
+        let plan = hostage_rekey::plan(
+            &config,
+            &files,
+            &hostage_rekey::PlanOptions::default(),
+            &|| {},
+        )
+        .expect("plan");
+        assert!(plan.is_empty());
+        (dir, journal, plan)
+    }
+
+    #[test]
+    fn a_killed_runs_journal_is_reported_and_removed_by_finish_even_with_nothing_left_to_rekey() {
+        let (dir, journal, plan) = repo_with_a_killed_runs_journal();
+        let leftover = Journal::load(journal.parent().expect("state")).expect("load");
+        let seen = owed_exposure(&plan, leftover.as_ref()).expect("owed");
+        let mut session = RepoSession::open(dir.path(), ApplyOptions::default()).expect("open");
+        let exposure = session.begin_rekey(&plan).expect("begin");
+        assert_eq!(exposure, seen, "the dry run and the run report the same");
+        assert_eq!(exposure.len(), 1, "{exposure:?}");
+        assert_eq!(exposure[0].recipient.recipient, "age1infrastructure");
+        assert_eq!(exposure[0].files[0].path, "secrets/a.yaml");
+        assert!(
+            journal.exists(),
+            "the journal goes only with the last write"
+        );
+        session.finish().expect("finish");
+        assert!(
+            !journal.exists(),
+            "the journal outlived the run that finished it"
+        );
+    }
+
+    #[test]
+    fn a_session_stopped_before_finish_leaves_the_journal_for_the_next_run() {
+        let (dir, journal, plan) = repo_with_a_killed_runs_journal();
+        let mut session = RepoSession::open(dir.path(), ApplyOptions::default()).expect("open");
+        session.begin_rekey(&plan).expect("begin");
+        drop(session);
+        assert!(journal.exists());
+        // A session that neither wrote nor found a journal has none to remove.
+        fs_err::remove_file(&journal).expect("remove");
+        let mut session = RepoSession::open(dir.path(), ApplyOptions::default()).expect("open");
+        assert!(session.begin_rekey(&plan).expect("begin").is_empty());
+        session.finish().expect("finish");
     }
 
     #[test]
