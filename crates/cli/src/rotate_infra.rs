@@ -8,7 +8,7 @@ use crate::fleet::{cause_lines, failure_causes, FailedHost};
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use hostage_workflows::rotate_infra::{self, RotateInfraOptions};
+use hostage_workflows::rotate_infra::{self, HostFailure, RotateInfraOptions};
 use hostage_workflows::FleetInventory;
 
 /// Runs `hostage rotate-infra`.
@@ -72,26 +72,7 @@ pub fn run(
         },
     )?;
     if !json {
-        for (phase, what) in &report.phases {
-            out.line(&format!("phase {phase}: {what}"))?;
-        }
-        // One line per cause with its hosts (and what the first said), however many hosts.
-        let failed: Vec<FailedHost> = report
-            .failures
-            .iter()
-            .map(|f| FailedHost {
-                host: f.host.clone(),
-                kind: f.kind,
-                refused: f.refused,
-                message: f.message.clone(),
-            })
-            .collect();
-        if !failed.is_empty() {
-            out.line("not deployed:")?;
-        }
-        for line in cause_lines(&failure_causes(&failed), true) {
-            out.line(&line)?;
-        }
+        print_phases_and_failures(out, &report.phases, &report.failures)?;
         print_exposure(out, &report.exposure)?;
     }
     // An unfinished rotation is not committed: the run that finishes it commits it all.
@@ -118,6 +99,35 @@ pub fn run(
         );
         crate::exit::code(crate::exit::ERROR)
     })
+}
+
+/// What a key rotation's run did, a line per phase, then the hosts the new key did not reach: one
+/// line per cause with its hosts (and what the first said), however many hosts. `rotate-infra`
+/// and `rotate-key` print their runs alike.
+pub(crate) fn print_phases_and_failures(
+    out: &mut Output,
+    phases: &[(u8, String)],
+    failures: &[HostFailure],
+) -> anyhow::Result<()> {
+    for (phase, what) in phases {
+        out.line(&format!("phase {phase}: {what}"))?;
+    }
+    let failed: Vec<FailedHost> = failures
+        .iter()
+        .map(|f| FailedHost {
+            host: f.host.clone(),
+            kind: f.kind,
+            refused: f.refused,
+            message: f.message.clone(),
+        })
+        .collect();
+    if !failed.is_empty() {
+        out.line("not deployed:")?;
+    }
+    for line in cause_lines(&failure_causes(&failed), true) {
+        out.line(&line)?;
+    }
+    Ok(())
 }
 
 /// Files listed in a dry run's phase line before the rest are counted (`--json` lists them all).

@@ -4,11 +4,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::RotateKeyArgs;
-use crate::fleet::{cause_lines, failure_causes, FailedHost};
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::rotate_infra::first_files;
+use crate::rotate_infra::{first_files, print_phases_and_failures};
 use hostage_workflows::commit::CommitKind;
 use hostage_workflows::rotate_key::{self, KeyKind, RotateKeyOptions, RotateKeyPlan};
 use hostage_workflows::FleetInventory;
@@ -61,26 +60,19 @@ pub fn run(
                 "{} already is {}: nothing to rotate",
                 report.name, report.new_recipient
             ))?;
+        } else {
+            // The run's one-line summary, as the dry run's first line.
+            let (verb, state) = if report.complete {
+                ("rotated", "")
+            } else {
+                ("rotating", ": stopped (below)")
+            };
+            out.line(&format!(
+                "{verb} the {} key {} → {}{state}",
+                report.name, report.old_recipient, report.new_recipient
+            ))?;
         }
-        for (phase, what) in &report.phases {
-            out.line(&format!("phase {phase}: {what}"))?;
-        }
-        let failed: Vec<FailedHost> = report
-            .failures
-            .iter()
-            .map(|f| FailedHost {
-                host: f.host.clone(),
-                kind: f.kind,
-                refused: f.refused,
-                message: f.message.clone(),
-            })
-            .collect();
-        if !failed.is_empty() {
-            out.line("not deployed:")?;
-        }
-        for line in cause_lines(&failure_causes(&failed), true) {
-            out.line(&line)?;
-        }
+        print_phases_and_failures(out, &report.phases, &report.failures)?;
         if !report.unproven.is_empty() {
             out.line("not opened by the new identity:")?;
         }

@@ -705,7 +705,7 @@ impl RotationSteps for KeySteps<'_> {
         )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
         Ok(format!(
-            "the inventory names {} with identity {}{also}; destroy the old private key (and drop it from SOPS_AGE_KEY or keys.txt)",
+            "the inventory's recipients.workstation names {} with identity {}{also}; destroy the old private key (and drop it from SOPS_AGE_KEY or keys.txt)",
             self.new.recipient,
             path.display()
         ))
