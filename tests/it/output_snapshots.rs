@@ -212,23 +212,10 @@ fn every_verb_prints_the_same_text_and_json_for_the_same_fixture() {
     );
 }
 
-/// Points `host`'s inventory entry at a new sshd (the host was rebuilt with a new key); returns
-/// the new key's fingerprint.
+/// Host `h{host}` is rebuilt with a new key; returns the new key's fingerprint.
 fn rebuild(w: &mut World, host: usize) -> String {
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let text = fs_err::read_to_string(&w.inventory).unwrap();
-    let (old, new) = (&w.fleet.hosts[host], &w.fleet.hosts[index]);
-    let text = text
-        .replace(
-            &format!("address: {}\n    port: {}\n", old.address, old.port),
-            &format!("address: {}\n    port: {}\n", new.address, new.port),
-        )
-        .replace(
-            &old.public_key_file().display().to_string(),
-            &new.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
-    new.fingerprint()
+    let index = w.rebuild(host);
+    w.fleet.hosts[index].fingerprint()
 }
 
 #[test]

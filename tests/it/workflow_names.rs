@@ -43,25 +43,8 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     assert!(w.repo.path("pubkeys/h1.pub").exists());
 
     // rotate: h0 is rebuilt; the exposure names the old key as h0's, not by its stale pubkeys/ name.
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
-    let moved = w
-        .inventory_text()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, moved).unwrap();
+    let index = w.rebuild(0);
+    let new_host = &w.fleet.hosts[index];
     let new_h0 = key_of_ssh(&new_host.host_key.as_ref().unwrap().private).recipient;
     let fingerprint = new_host.fingerprint();
     let out = w.hostage(&[
