@@ -4,10 +4,12 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::RotateKeyArgs;
-use crate::onboard::{print_exposure, progress};
+use crate::onboard::print_exposure;
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::rotate_infra::{first_files, print_phases_and_failures};
+use crate::rotate_infra::{
+    phase_progress, print_phases_and_failures, print_rotation_plan, RotationPlanText,
+};
 use hostage_workflows::commit::CommitKind;
 use hostage_workflows::rotate_key::{self, KeyKind, RotateKeyOptions, RotateKeyPlan};
 use hostage_workflows::FleetInventory;
@@ -48,11 +50,7 @@ pub fn run(
         &options,
         &hostage_workflows::session::ApplyOptions::default(),
         &mut passphrases,
-        &|n, what| {
-            if !json {
-                progress(&format!("phase {n}: {what}"));
-            }
-        },
+        &phase_progress(json),
     )?;
     if !json {
         if report.nothing_to_do {
@@ -119,34 +117,25 @@ fn print_plan(out: &mut Output, plan: &RotateKeyPlan) -> anyhow::Result<()> {
         ))?;
         return Ok(());
     }
-    out.line(&format!(
-        "rotate the {} key {} → {} (dry run, nothing written){}",
-        plan.name,
-        plan.old_recipient,
-        plan.new_recipient,
-        if plan.done > 0 {
-            format!("; resuming after phase {}", plan.done)
-        } else {
-            String::new()
-        }
-    ))?;
-    out.line(&format!(
-        "phase 1: {} file(s) would gain the new key: {}",
-        plan.phase1_files.len(),
-        first_files(&plan.phase1_files)
-    ))?;
-    if plan.key == KeyKind::Infrastructure {
-        for (host, what) in &plan.hosts {
-            out.line(&format!("phase 2: {host}: {what}"))?;
-        }
+    let phase2 = if plan.key == KeyKind::Infrastructure {
+        plan.hosts
+            .iter()
+            .map(|(host, what)| format!("{host}: {what}"))
+            .collect()
     } else {
-        out.line(&format!("phase 2: prove: {}", plan.prove))?;
-    }
-    out.line(&format!(
-        "phase 3: {} file(s) would lose the old key and get new data keys: {}",
-        plan.phase3_files.len(),
-        first_files(&plan.phase3_files)
-    ))?;
-    out.line(&format!("phase 4: {}", plan.retire))?;
-    Ok(())
+        vec![format!("prove: {}", plan.prove)]
+    };
+    print_rotation_plan(
+        out,
+        &RotationPlanText {
+            name: &plan.name,
+            old_recipient: &plan.old_recipient,
+            new_recipient: &plan.new_recipient,
+            done: plan.done,
+            phase1_files: &plan.phase1_files,
+            phase2,
+            phase3_files: &plan.phase3_files,
+            phase4: &plan.retire,
+        },
+    )
 }
