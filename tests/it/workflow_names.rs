@@ -25,6 +25,17 @@ fn names_of(list: &serde_json::Value, recipient: &str) -> Vec<String> {
         .collect()
 }
 
+/// The names a report's exposure list gives `recipient`.
+fn exposed_names(doc: &serde_json::Value, recipient: &str) -> Vec<String> {
+    let exposed: Vec<&serde_json::Value> = doc["exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["recipient"])
+        .collect();
+    names_of(&serde_json::json!(exposed), recipient)
+}
+
 #[test]
 fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubkeys() {
     let mut w = world_with(&[false, false]);
@@ -56,14 +67,8 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     ]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let doc = json(&out);
-    let exposed: Vec<&serde_json::Value> = doc["exposure"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["recipient"])
-        .collect();
     assert_eq!(
-        names_of(&serde_json::json!(exposed), w.repo.recipient("h0")),
+        exposed_names(&doc, w.repo.recipient("h0")),
         ["h0's old key"],
         "{doc:#}"
     );
@@ -76,14 +81,8 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let doc = json(&out);
-    let exposed: Vec<&serde_json::Value> = doc["exposure"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["recipient"])
-        .collect();
     assert_eq!(
-        names_of(&serde_json::json!(exposed), w.repo.recipient("h1")),
+        exposed_names(&doc, w.repo.recipient("h1")),
         ["h1"],
         "{doc:#}"
     );
