@@ -8,6 +8,7 @@ use crate::fleet::{cause_lines, failure_causes, FailedHost};
 use crate::onboard::{print_exposure, progress};
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
+use hostage_workflows::commit::CommitKind;
 use hostage_workflows::rotate_infra::{self, HostFailure, RotateInfraOptions};
 use hostage_workflows::FleetInventory;
 
@@ -64,28 +65,43 @@ pub fn run(
         print_phases_and_failures(out, &report.phases, &report.failures)?;
         print_exposure(out, &report.exposure)?;
     }
-    // An unfinished rotation is not committed: the run that finishes it commits it all.
-    let commit = if report.complete {
-        crate::commit::after(
-            out,
-            guard,
-            &hostage_workflows::commit::CommitKind::RotateInfra,
-        )?
+    finish_rotation(
+        out,
+        guard,
+        &report,
+        report.complete,
+        &CommitKind::RotateInfra,
+        "rotate-infra stopped before phase 3 (listed above); run the same command again to resume",
+    )
+}
+
+/// The end of a key rotation's run, `rotate-infra`'s and `rotate-key`'s: with `--commit`, commits
+/// once the rotation is `complete` (an unfinished one is not committed: the run that finishes it
+/// commits it all); with `--json`, prints `report` with its commit; an unfinished rotation says
+/// `stopped` and exits with an error.
+pub(crate) fn finish_rotation<T: serde::Serialize>(
+    out: &mut Output,
+    guard: Option<hostage_workflows::commit::CommitGuard>,
+    report: &T,
+    complete: bool,
+    kind: &CommitKind,
+    stopped: &str,
+) -> anyhow::Result<ExitCode> {
+    let commit = if complete {
+        crate::commit::after(out, guard, kind)?
     } else {
         if guard.is_some() {
             crate::output::warn("--commit: nothing committed until the rotation is complete");
         }
         None
     };
-    if json {
-        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
+    if out.json() {
+        out.json_value(&crate::commit::with_commit(report, commit.as_ref())?)?;
     }
-    Ok(if report.complete {
+    Ok(if complete {
         ExitCode::SUCCESS
     } else {
-        crate::output::error(
-            "rotate-infra stopped before phase 3 (listed above); run the same command again to resume",
-        );
+        crate::output::error(stopped);
         crate::exit::code(crate::exit::ERROR)
     })
 }

@@ -8,7 +8,8 @@ use crate::onboard::print_exposure;
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
 use crate::rotate_infra::{
-    phase_progress, print_phases_and_failures, print_rotation_plan, RotationPlanText,
+    finish_rotation, phase_progress, print_phases_and_failures, print_rotation_plan,
+    RotationPlanText,
 };
 use hostage_workflows::commit::CommitKind;
 use hostage_workflows::rotate_key::{self, KeyKind, RotateKeyOptions, RotateKeyPlan};
@@ -79,33 +80,21 @@ pub fn run(
         }
         print_exposure(out, &report.exposure)?;
     }
-    // An unfinished rotation is not committed: the run that finishes it commits it all.
-    let commit = if report.complete {
-        let kind = match report.key {
-            KeyKind::Infrastructure => CommitKind::RotateInfra,
-            _ => CommitKind::Other {
-                scope: report.name.clone(),
-                summary: format!("rotate the {} key", report.name),
-            },
-        };
-        crate::commit::after(out, guard, &kind)?
-    } else {
-        if guard.is_some() {
-            crate::output::warn("--commit: nothing committed until the rotation is complete");
-        }
-        None
+    let kind = match report.key {
+        KeyKind::Infrastructure => CommitKind::RotateInfra,
+        _ => CommitKind::Other {
+            scope: report.name.clone(),
+            summary: format!("rotate the {} key", report.name),
+        },
     };
-    if json {
-        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
-    }
-    Ok(if report.complete {
-        ExitCode::SUCCESS
-    } else {
-        crate::output::error(
-            "rotate-key stopped before phase 3 (listed above); the old key is still on every file. Run the same command again to resume",
-        );
-        crate::exit::code(crate::exit::ERROR)
-    })
+    finish_rotation(
+        out,
+        guard,
+        &report,
+        report.complete,
+        &kind,
+        "rotate-key stopped before phase 3 (listed above); the old key is still on every file. Run the same command again to resume",
+    )
 }
 
 /// The dry run, one line per phase.
