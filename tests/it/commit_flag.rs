@@ -5,33 +5,7 @@
 use std::path::Path;
 
 use crate::rekey_support::{json, stderr, stdout, Repo};
-use crate::workflow_support::world;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = duct::cmd(hostage_tests::require(hostage_tests::GIT), args)
-        .dir(dir)
-        .env("HOME", dir)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Commits everything in `repo` as the starting point, with a local identity (the runs have
-/// HOME pointing into the repo, so there is no global one).
-fn initial_commit(dir: &Path) {
-    git(dir, &["config", "user.name", "operator"]);
-    git(dir, &["config", "user.email", "operator@example.invalid"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-qm", "initial"]);
-}
+use crate::workflow_support::{git, initial_commit, world};
 
 fn head(dir: &Path) -> String {
     git(dir, &["rev-parse", "HEAD"]).trim().to_owned()
@@ -201,25 +175,8 @@ fn rotate_commit_commits_the_replaced_recipient_with_its_own_message() {
     let dir = w.repo.dir.path().to_owned();
     initial_commit(&dir);
     // h0 is rebuilt: a new machine with a new host key under the same name.
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
-    let text = w
-        .inventory_text()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
+    let index = w.rebuild(0);
+    let new_host = &w.fleet.hosts[index];
     let fingerprint = new_host.fingerprint();
     let out = w.hostage(&[
         "rotate",

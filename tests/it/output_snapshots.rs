@@ -7,6 +7,7 @@
 //! `cargo insta review`).
 
 use crate::rekey_support::{stderr, stdout};
+use crate::sops_support::Key;
 use crate::workflow_support::{world_with, World};
 
 /// The redactions, most specific first.
@@ -211,23 +212,10 @@ fn every_verb_prints_the_same_text_and_json_for_the_same_fixture() {
     );
 }
 
-/// Points `host`'s inventory entry at a new sshd (the host was rebuilt with a new key); returns
-/// the new key's fingerprint.
+/// Host `h{host}` is rebuilt with a new key; returns the new key's fingerprint.
 fn rebuild(w: &mut World, host: usize) -> String {
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let text = fs_err::read_to_string(&w.inventory).unwrap();
-    let (old, new) = (&w.fleet.hosts[host], &w.fleet.hosts[index]);
-    let text = text
-        .replace(
-            &format!("address: {}\n    port: {}\n", old.address, old.port),
-            &format!("address: {}\n    port: {}\n", new.address, new.port),
-        )
-        .replace(
-            &old.public_key_file().display().to_string(),
-            &new.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
-    new.fingerprint()
+    let index = w.rebuild(host);
+    w.fleet.hosts[index].fingerprint()
 }
 
 #[test]
@@ -408,93 +396,192 @@ fn restoring_a_backed_up_host_key_prints_the_same_report_for_dry_run_and_apply()
     );
 }
 
-/// `hostage --inventory … ARGS…` in the repo with `value` on stdin (for `set`).
-fn with_stdin(w: &World, args: &[&str], value: &[u8]) -> std::process::Output {
+/// `hostage --inventory … [--json] ARGS…` in the repo with `value` on stdin (for `set`).
+fn with_stdin(w: &World, json: bool, args: &[&str], value: &[u8]) -> std::process::Output {
     let inventory = w.inventory.display().to_string();
     let mut all = vec!["--inventory", inventory.as_str()];
+    if json {
+        all.push("--json");
+    }
     all.extend_from_slice(args);
     w.repo.hostage_with_stdin(&all, value, &["workstation"])
 }
 
-#[test]
-fn backup_host_key_set_and_offboard_print_the_same_text_for_dry_run_and_apply() {
+/// backup-host-key, set and offboard on h1, dry run, apply and the re-run that has nothing to
+/// do, all in text or all in JSON (a world each: the runs change the repo).
+fn snapshot_backup_host_key_set_and_offboard(json: bool) {
+    let kind = if json { "json" } else { "text" };
     let w = world_with(&[true, false]);
     let out = online(&w, false, &["onboard", "h1", "--trust-new"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     snapshot(
         &w,
-        "backup_host_key_dry_run_text",
-        &online(&w, false, &["backup-host-key", "h1", "--dry-run"]),
+        &format!("backup_host_key_dry_run_{kind}"),
+        &online(&w, json, &["backup-host-key", "h1", "--dry-run"]),
         0,
     );
     snapshot(
         &w,
-        "backup_host_key_apply_text",
-        &online(&w, false, &["backup-host-key", "h1"]),
+        &format!("backup_host_key_apply_{kind}"),
+        &online(&w, json, &["backup-host-key", "h1"]),
         0,
     );
     snapshot(
         &w,
-        "backup_host_key_nothing_to_do_text",
-        &online(&w, false, &["backup-host-key", "h1"]),
+        &format!("backup_host_key_nothing_to_do_{kind}"),
+        &online(&w, json, &["backup-host-key", "h1"]),
         0,
     );
 
     let file = "secrets/hosts/h1/db.yaml";
     snapshot(
         &w,
-        "set_create_dry_run_text",
-        &with_stdin(&w, &["set", file, "db_password", "--dry-run"], b"first\n"),
+        &format!("set_create_dry_run_{kind}"),
+        &with_stdin(
+            &w,
+            json,
+            &["set", file, "db_password", "--dry-run"],
+            b"first\n",
+        ),
         0,
     );
     snapshot(
         &w,
-        "set_create_apply_text",
-        &with_stdin(&w, &["set", file, "db_password"], b"first\n"),
+        &format!("set_create_apply_{kind}"),
+        &with_stdin(&w, json, &["set", file, "db_password"], b"first\n"),
         0,
     );
     snapshot(
         &w,
-        "set_replace_dry_run_text",
-        &with_stdin(&w, &["set", file, "db_password", "--dry-run"], b"second\n"),
+        &format!("set_replace_dry_run_{kind}"),
+        &with_stdin(
+            &w,
+            json,
+            &["set", file, "db_password", "--dry-run"],
+            b"second\n",
+        ),
         0,
     );
     snapshot(
         &w,
-        "set_replace_apply_text",
-        &with_stdin(&w, &["set", file, "db_password"], b"second\n"),
+        &format!("set_replace_apply_{kind}"),
+        &with_stdin(&w, json, &["set", file, "db_password"], b"second\n"),
         0,
     );
     snapshot(
         &w,
-        "set_add_apply_text",
-        &with_stdin(&w, &["set", file, "db_user"], b"app\n"),
+        &format!("set_add_apply_{kind}"),
+        &with_stdin(&w, json, &["set", file, "db_user"], b"app\n"),
         0,
     );
     snapshot(
         &w,
-        "set_nothing_to_do_text",
-        &with_stdin(&w, &["set", file, "db_password"], b"second\n"),
+        &format!("set_nothing_to_do_{kind}"),
+        &with_stdin(&w, json, &["set", file, "db_password"], b"second\n"),
         0,
     );
 
     snapshot(
         &w,
-        "offboard_dry_run_text",
-        &offline(&w, false, &["offboard", "h1", "--dry-run"]),
+        &format!("offboard_dry_run_{kind}"),
+        &offline(&w, json, &["offboard", "h1", "--dry-run"]),
         0,
     );
     snapshot(
         &w,
-        "offboard_apply_text",
-        &offline(&w, false, &["offboard", "h1"]),
+        &format!("offboard_apply_{kind}"),
+        &offline(&w, json, &["offboard", "h1"]),
         0,
     );
     snapshot(
         &w,
-        "offboard_nothing_to_do_text",
-        &offline(&w, false, &["offboard", "h1"]),
+        &format!("offboard_nothing_to_do_{kind}"),
+        &offline(&w, json, &["offboard", "h1"]),
         0,
     );
+}
+
+#[test]
+fn backup_host_key_set_and_offboard_print_the_same_text_for_dry_run_and_apply() {
+    snapshot_backup_host_key_set_and_offboard(false);
+}
+
+#[test]
+fn backup_host_key_set_and_offboard_print_the_same_json_for_dry_run_and_apply() {
+    snapshot_backup_host_key_set_and_offboard(true);
+}
+
+#[test]
+fn rotate_key_workstation_prints_the_same_report_for_dry_run_apply_and_the_rerun() {
+    let mut w = world_with(&[true, false]);
+    let first = Key::generate();
+    let second = Key::generate();
+    let first_file = age_identity_file(&w, "workstation-2026.txt", &first);
+    let second_file = age_identity_file(&w, "workstation-2027.txt", &second);
+    for json in [false, true] {
+        let kind = if json { "json" } else { "text" };
+        snapshot(
+            &w,
+            &format!("rotate_key_dry_run_{kind}"),
+            &online(
+                &w,
+                json,
+                &[
+                    "rotate-key",
+                    "workstation",
+                    "--new-identity",
+                    &first_file,
+                    "--dry-run",
+                ],
+            ),
+            0,
+        );
+    }
+    snapshot(
+        &w,
+        "rotate_key_apply_text",
+        &online(
+            &w,
+            false,
+            &["rotate-key", "workstation", "--new-identity", &first_file],
+        ),
+        0,
+    );
+    // The operator now holds the first new key (in SOPS_AGE_KEY) and rotates on to the second.
+    w.repo.keys.insert("workstation".into(), first);
+    snapshot(
+        &w,
+        "rotate_key_apply_json",
+        &online(
+            &w,
+            true,
+            &["rotate-key", "workstation", "--new-identity", &second_file],
+        ),
+        0,
+    );
+    w.repo.keys.insert("workstation".into(), second);
+    for json in [false, true] {
+        let kind = if json { "json" } else { "text" };
+        snapshot(
+            &w,
+            &format!("rotate_key_nothing_to_do_{kind}"),
+            &online(
+                &w,
+                json,
+                &["rotate-key", "workstation", "--new-identity", &second_file],
+            ),
+            0,
+        );
+    }
+}
+
+/// `key`'s secret in an age identity file only the owner reads, in the fleet's temp dir (so the
+/// snapshots see it as `[FLEET]/NAME`); returns its path.
+fn age_identity_file(w: &World, name: &str, key: &Key) -> String {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = w.fleet.dir.path().join(name);
+    fs_err::write(&path, format!("{}\n", key.secret)).unwrap();
+    fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path.display().to_string()
 }

@@ -152,8 +152,7 @@ impl Sops {
         encrypted: &[u8],
         keys: &[&Key],
     ) -> Vec<u8> {
-        let path = self.path(&format!("to-convert.{input}"));
-        fs_err::write(&path, encrypted).expect("write file");
+        let path = self.copy(&format!("to-convert.{input}"), encrypted);
         self.cmd(
             vec![
                 "decrypt".into(),
@@ -171,22 +170,18 @@ impl Sops {
         .stdout
     }
 
-    /// Decrypts with `keys`; `Err(stderr)` when sops refuses.
-    pub fn decrypt(&self, kind: &str, encrypted: &[u8], keys: &[&Key]) -> Result<Vec<u8>, String> {
-        let path = self.path(&format!("to-decrypt.{kind}"));
+    /// `encrypted` written to `name` in the scratch directory (sops works on a file); its path.
+    fn copy(&self, name: &str, encrypted: &[u8]) -> PathBuf {
+        let path = self.path(name);
         fs_err::write(&path, encrypted).expect("write file");
+        path
+    }
+
+    /// sops with `args`, `keys` and `stdin`: its stdout, `Err(stderr)` when sops refuses.
+    fn try_sops(&self, args: Vec<String>, keys: &[&Key], stdin: &[u8]) -> Result<Vec<u8>, String> {
         let out = self
-            .cmd(
-                vec![
-                    "decrypt".into(),
-                    "--input-type".into(),
-                    kind.into(),
-                    "--output-type".into(),
-                    kind.into(),
-                    path.display().to_string(),
-                ],
-                keys,
-            )
+            .cmd(args, keys)
+            .stdin_bytes(stdin.to_vec())
             .stdout_capture()
             .stderr_capture()
             .unchecked()
@@ -199,6 +194,23 @@ impl Sops {
         }
     }
 
+    /// Decrypts with `keys`; `Err(stderr)` when sops refuses.
+    pub fn decrypt(&self, kind: &str, encrypted: &[u8], keys: &[&Key]) -> Result<Vec<u8>, String> {
+        let path = self.copy(&format!("to-decrypt.{kind}"), encrypted);
+        self.try_sops(
+            vec![
+                "decrypt".into(),
+                "--input-type".into(),
+                kind.into(),
+                "--output-type".into(),
+                kind.into(),
+                path.display().to_string(),
+            ],
+            keys,
+            b"",
+        )
+    }
+
     /// `sops decrypt --extract PATH` with `keys`; `Err(stderr)` when sops refuses.
     pub fn extract(
         &self,
@@ -207,30 +219,19 @@ impl Sops {
         path: &str,
         keys: &[&Key],
     ) -> Result<Vec<u8>, String> {
-        let file = self.path(&format!("to-extract.{kind}"));
-        fs_err::write(&file, encrypted).expect("write file");
-        let out = self
-            .cmd(
-                vec![
-                    "decrypt".into(),
-                    "--input-type".into(),
-                    kind.into(),
-                    "--extract".into(),
-                    path.into(),
-                    file.display().to_string(),
-                ],
-                keys,
-            )
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .expect("sops runs");
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        let file = self.copy(&format!("to-extract.{kind}"), encrypted);
+        self.try_sops(
+            vec![
+                "decrypt".into(),
+                "--input-type".into(),
+                kind.into(),
+                "--extract".into(),
+                path.into(),
+                file.display().to_string(),
+            ],
+            keys,
+            b"",
+        )
     }
 
     /// `sops set` of `path` (sops index syntax) to the JSON `value` (given on stdin) on a copy of
@@ -243,33 +244,22 @@ impl Sops {
         value: &str,
         keys: &[&Key],
     ) -> Result<Vec<u8>, String> {
-        let file = self.path(&format!("to-set.{kind}"));
-        fs_err::write(&file, encrypted).expect("write file");
-        let out = self
-            .cmd(
-                vec![
-                    "set".into(),
-                    "--input-type".into(),
-                    kind.into(),
-                    "--output-type".into(),
-                    kind.into(),
-                    "--value-stdin".into(),
-                    file.display().to_string(),
-                    path.into(),
-                ],
-                keys,
-            )
-            .stdin_bytes(value.as_bytes().to_vec())
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .expect("sops runs");
-        if out.status.success() {
-            Ok(fs_err::read(&file).expect("read back"))
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        let file = self.copy(&format!("to-set.{kind}"), encrypted);
+        self.try_sops(
+            vec![
+                "set".into(),
+                "--input-type".into(),
+                kind.into(),
+                "--output-type".into(),
+                kind.into(),
+                "--value-stdin".into(),
+                file.display().to_string(),
+                path.into(),
+            ],
+            keys,
+            value.as_bytes(),
+        )?;
+        Ok(fs_err::read(&file).expect("read back"))
     }
 
     /// `sops updatekeys -y` on a copy of `encrypted` with a config of `groups`.
@@ -281,8 +271,7 @@ impl Sops {
         keys: &[&Key],
     ) -> Vec<u8> {
         let config = self.config(groups);
-        let path = self.path(&format!("updatekeys.{kind}"));
-        fs_err::write(&path, encrypted).expect("write file");
+        let path = self.copy(&format!("updatekeys.{kind}"), encrypted);
         self.cmd(
             vec![
                 "--config".into(),

@@ -25,6 +25,17 @@ fn names_of(list: &serde_json::Value, recipient: &str) -> Vec<String> {
         .collect()
 }
 
+/// The names a report's exposure list gives `recipient`.
+fn exposed_names(doc: &serde_json::Value, recipient: &str) -> Vec<String> {
+    let exposed: Vec<&serde_json::Value> = doc["exposure"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["recipient"])
+        .collect();
+    names_of(&serde_json::json!(exposed), recipient)
+}
+
 #[test]
 fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubkeys() {
     let mut w = world_with(&[false, false]);
@@ -43,25 +54,8 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     assert!(w.repo.path("pubkeys/h1.pub").exists());
 
     // rotate: h0 is rebuilt; the exposure names the old key as h0's, not by its stale pubkeys/ name.
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
-    let moved = w
-        .inventory_text()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, moved).unwrap();
+    let index = w.rebuild(0);
+    let new_host = &w.fleet.hosts[index];
     let new_h0 = key_of_ssh(&new_host.host_key.as_ref().unwrap().private).recipient;
     let fingerprint = new_host.fingerprint();
     let out = w.hostage(&[
@@ -73,14 +67,8 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     ]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let doc = json(&out);
-    let exposed: Vec<&serde_json::Value> = doc["exposure"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["recipient"])
-        .collect();
     assert_eq!(
-        names_of(&serde_json::json!(exposed), w.repo.recipient("h0")),
+        exposed_names(&doc, w.repo.recipient("h0")),
         ["h0's old key"],
         "{doc:#}"
     );
@@ -93,14 +81,8 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let doc = json(&out);
-    let exposed: Vec<&serde_json::Value> = doc["exposure"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| &e["recipient"])
-        .collect();
     assert_eq!(
-        names_of(&serde_json::json!(exposed), w.repo.recipient("h1")),
+        exposed_names(&doc, w.repo.recipient("h1")),
         ["h1"],
         "{doc:#}"
     );

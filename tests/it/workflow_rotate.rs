@@ -3,7 +3,7 @@
 use hostage_tests::SshKeyPair;
 
 use crate::rekey_support::{json, stderr, stdout};
-use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
+use crate::workflow_support::{key_of_ssh, kill_hostage_when, world, world_with, World, FILES};
 
 #[test]
 fn rotating_a_rebuilt_host_replaces_its_recipient_and_locks_the_old_key_out() {
@@ -12,25 +12,8 @@ fn rotating_a_rebuilt_host_replaces_its_recipient_and_locks_the_old_key_out() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // h0 is rebuilt: same name, a new machine with a new host key.
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
-    let text = w
-        .inventory_text()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
+    let index = w.rebuild(0);
+    let new_host = &w.fleet.hosts[index];
     let new_key = key_of_ssh(&new_host.host_key.as_ref().unwrap().private);
     let new_fingerprint = new_host.fingerprint();
     w.repo.keys.insert("h0-new".into(), new_key.clone());
@@ -427,32 +410,16 @@ fn rotate_infra_killed_between_phases_leaves_no_temp_file_after_the_rerun() {
     // SIGKILL once phase 1 is recorded (the run is deploying or re-keying then).
     let state = hostage_rekey::state_dir(w.repo.dir.path());
     let record = state.join("rotate-infra.json");
-    // A plain child with its output discarded: an ssh master the kill orphans cannot hold a
-    // pipe the test would wait on.
-    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
-        .args(args)
-        .current_dir(w.repo.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", w.repo.dir.path())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("SOPS_AGE_KEY", &w.repo.keys["workstation"].secret)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !record.exists() {
-        assert!(
-            run.try_wait().unwrap().is_none(),
-            "rotate-infra finished before it could be killed"
-        );
-        assert!(std::time::Instant::now() < deadline, "phase 1 never ended");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    run.kill().unwrap(); // SIGKILL
-    run.wait().unwrap();
+    let workstation = std::ffi::OsStr::new(&w.repo.keys["workstation"].secret);
+    kill_hostage_when(
+        w.repo.dir.path(),
+        &args,
+        &[
+            ("SOPS_DISABLE_VERSION_CHECK", "1".as_ref()),
+            ("SOPS_AGE_KEY", workstation),
+        ],
+        &record,
+    );
     // What a SIGKILL inside an atomic write leaves: the temp file beside its target (the kill
     // above may land between writes; these make sure the rerun meets some).
     for stray in [
@@ -493,25 +460,8 @@ fn rotate_refuses_a_public_key_file_symlinked_out_of_the_repo_and_leaves_its_tar
     let out = w.hostage(&["onboard", "h0", "--trust-new"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let (old_host, new_host) = (&w.fleet.hosts[0], &w.fleet.hosts[index]);
-    let text = w
-        .inventory_text()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
+    let index = w.rebuild(0);
+    let new_host = &w.fleet.hosts[index];
     let new_fingerprint = new_host.fingerprint();
 
     let outside = w.fleet.dir.path().join("authorized_keys");

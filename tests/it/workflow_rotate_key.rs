@@ -13,7 +13,7 @@ use hostage_tests::SshKeyPair;
 use crate::rekey_support::{json, stderr, stdout};
 use crate::sops_support::Key;
 use crate::workflow_seed::{seed, with_gnomeregan, Seed, FILES};
-use crate::workflow_support::key_of_ssh;
+use crate::workflow_support::{git, initial_commit, key_of_ssh, kill_hostage_when};
 
 /// `secret` in a file only the owner reads (an age identity file).
 fn identity_file(dir: &Path, name: &str, secret: &str) -> PathBuf {
@@ -447,8 +447,10 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
     let inventory = s.inventory.display().to_string();
     let ssh_config = s.fleet.ssh_config().display().to_string();
     let known_hosts = s.fleet.known_hosts().display().to_string();
-    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
-        .args([
+    let workstation = std::ffi::OsStr::new(&s.repo.keys["workstation"].secret);
+    kill_hostage_when(
+        s.repo.dir.path(),
+        &[
             "--inventory",
             &inventory,
             "rotate-key",
@@ -459,29 +461,13 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
             &ssh_config,
             "--known-hosts",
             &known_hosts,
-        ])
-        .current_dir(s.repo.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", s.repo.dir.path())
-        .env("SOPS_DISABLE_VERSION_CHECK", "1")
-        .env("SOPS_AGE_KEY", &s.repo.keys["workstation"].secret)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !record.exists() {
-        assert!(
-            run.try_wait().unwrap().is_none(),
-            "rotate-key infrastructure finished before it could be killed"
-        );
-        assert!(std::time::Instant::now() < deadline, "phase 1 never ended");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    run.kill().unwrap();
-    run.wait().unwrap();
+        ],
+        &[
+            ("SOPS_DISABLE_VERSION_CHECK", "1".as_ref()),
+            ("SOPS_AGE_KEY", workstation),
+        ],
+        &record,
+    );
 
     // rotate-infra resumes what rotate-key started (one record, one code path).
     let out = s.hostage(&["rotate-infra", "--new-key", &new_arg]);
@@ -534,23 +520,6 @@ fn rotate_infra_on_the_seed_layout_killed_mid_run_is_finished_by_a_rerun_and_eve
     assert_eq!(state(&s), after);
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = duct::cmd(hostage_tests::require(hostage_tests::GIT), args)
-        .dir(dir)
-        .env("HOME", dir)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn rotate_key_of_an_anchored_ssh_key_proves_the_new_identity_updates_its_pubkey_and_commits_with_the_seeds_style(
 ) {
@@ -577,10 +546,7 @@ fn rotate_key_of_an_anchored_ssh_key_proves_the_new_identity_updates_its_pubkey_
     w.repo.keys.insert("alice".into(), old.clone());
     let out = w.repo.hostage(&["rekey"], &["workstation"]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    git(&dir, &["config", "user.name", "operator"]);
-    git(&dir, &["config", "user.email", "operator@example.invalid"]);
-    git(&dir, &["add", "-A"]);
-    git(&dir, &["commit", "-qm", "initial"]);
+    initial_commit(&dir);
     let catch_all: Vec<&str> = crate::workflow_support::FILES
         .iter()
         .copied()
@@ -744,40 +710,20 @@ fn rotate_key_workstation_killed_by_sigkill_in_its_prove_phase_is_finished_by_th
     .unwrap();
     fs_err::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
     let inventory = s.inventory.display().to_string();
-    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
-        .args([
+    let blocked = dir.join("key-cmd-blocked");
+    kill_hostage_when(
+        s.repo.dir.path(),
+        &[
             "--inventory",
             &inventory,
             "rotate-key",
             "workstation",
             "--new-identity",
             &new_arg,
-        ])
-        .current_dir(s.repo.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", s.repo.dir.path())
-        .env("SOPS_AGE_KEY_CMD", &script)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let blocked = dir.join("key-cmd-blocked");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !blocked.exists() {
-        assert!(
-            run.try_wait().unwrap().is_none(),
-            "rotate-key ended before its prove phase"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "phase 2 never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    run.kill().unwrap(); // SIGKILL
-    run.wait().unwrap();
+        ],
+        &[("SOPS_AGE_KEY_CMD", script.as_os_str())],
+        &blocked,
+    );
     // The blocked key command outlives its parent: end it too.
     let sleeper = fs_err::read_to_string(&blocked).unwrap();
     let _ = std::process::Command::new("kill")

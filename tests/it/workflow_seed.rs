@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use hostage_tests::sshd::{SshdFleet, SshdOptions};
+use hostage_tests::sshd::SshdFleet;
 use hostage_tests::SshKeyPair;
 
 use crate::rekey_support::{json, stderr, stdout, Repo};
-use crate::workflow_support::key_of_ssh;
+use crate::workflow_support::{key_of_ssh, rebuild_host};
 
 /// The seed repo's files: a host's own, another host's storage file (gnomeregan reads it too), a
 /// file of that host that is not storage (workstation only), the workstation's, and a file of a
@@ -295,25 +295,8 @@ fn seed_layout_onboard_rerun_status_new_rule_rotate_and_restore_from_a_seed_back
 
     // 5. gnomeregan is rebuilt with a new host key: rotate leaves the old recipient nowhere
     // (the repo's `.sops` YAML backup is walked like every other file).
-    let index = s.fleet.add(SshdOptions::default());
-    let (old_host, new_host) = (&s.fleet.hosts[0], &s.fleet.hosts[index]);
-    let text = fs_err::read_to_string(&s.inventory)
-        .unwrap()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&s.inventory, text).unwrap();
+    let index = rebuild_host(&mut s.fleet, &s.inventory, 0);
+    let new_host = &s.fleet.hosts[index];
     let new_key = key_of_ssh(&new_host.host_key.as_ref().unwrap().private);
     let fingerprint = new_host.fingerprint();
     let old_key = s.repo.keys.insert("gnomeregan".into(), new_key.clone());
@@ -360,25 +343,8 @@ fn seed_layout_onboard_rerun_status_new_rule_rotate_and_restore_from_a_seed_back
 
     // 6. stormwind is rebuilt and came up with a fresh key: its identity comes back from the
     // seed-format backup; the repo does not change.
-    let index = s.fleet.add(SshdOptions::default());
-    let (old_host, new_host) = (&s.fleet.hosts[1], &s.fleet.hosts[index]);
-    let text = fs_err::read_to_string(&s.inventory)
-        .unwrap()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&s.inventory, text).unwrap();
+    let index = rebuild_host(&mut s.fleet, &s.inventory, 1);
+    let new_host = &s.fleet.hosts[index];
     let rebuilt = new_host.fingerprint();
     let rebuilt_private = new_host.public_key_file().with_extension("");
     assert_ne!(

@@ -8,31 +8,17 @@ use hostage_tests::sshd::{Login, SshdOptions, SUDO_USER};
 use hostage_tests::SshKeyPair;
 
 use crate::rekey_support::{stderr, stdout};
-use crate::workflow_support::{world_with, World};
+use crate::workflow_support::{rebuild_host_with, world_with, World};
 
 /// Moves inventory host `h{host}` to a new sshd whose sessions log in as [`SUDO_USER`] with
 /// `login`'s sudo rights (`user:` in the inventory); returns the new sshd's index.
 fn move_to_sudo_user(w: &mut World, host: usize, login: Login) -> usize {
-    let index = w.fleet.add(SshdOptions {
+    let options = SshdOptions {
         login,
         ..SshdOptions::default()
-    });
-    let (old, new) = (&w.fleet.hosts[host], &w.fleet.hosts[index]);
-    let text = w
-        .inventory_text()
-        .replace(
-            &format!("address: {}\n    port: {}\n", old.address, old.port),
-            &format!(
-                "address: {}\n    port: {}\n    user: {SUDO_USER}\n",
-                new.address, new.port
-            ),
-        )
-        .replace(
-            &old.public_key_file().display().to_string(),
-            &new.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
-    index
+    };
+    let user = format!("    user: {SUDO_USER}\n");
+    rebuild_host_with(&mut w.fleet, &w.inventory, host, options, &user)
 }
 
 /// What `path` holds, read as root (the host's files are root's, 0600).

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use hostage_recipients::OpenSshPrivateKey;
-use hostage_tests::sshd::SshdFleet;
+use hostage_tests::sshd::{SshdFleet, SshdOptions};
 use hostage_tests::SshKeyPair;
 
 use crate::rekey_support::Repo;
@@ -116,7 +116,114 @@ pub fn world_with(infrastructure: &[bool]) -> World {
     }
 }
 
+/// Host `h{host}` is rebuilt: a new sshd started with `options` (so with a new host key) takes
+/// its place in `inventory` (address, port and public key file), with `after_port` (whole
+/// lines, such as a `user:`) added after its port. Returns the new sshd's index in the fleet.
+pub fn rebuild_host_with(
+    fleet: &mut SshdFleet,
+    inventory: &Path,
+    host: usize,
+    options: SshdOptions,
+    after_port: &str,
+) -> usize {
+    let index = fleet.add(options);
+    let (old, new) = (&fleet.hosts[host], &fleet.hosts[index]);
+    let text = fs_err::read_to_string(inventory)
+        .unwrap()
+        .replace(
+            &format!("address: {}\n    port: {}\n", old.address, old.port),
+            &format!(
+                "address: {}\n    port: {}\n{after_port}",
+                new.address, new.port
+            ),
+        )
+        .replace(
+            &old.public_key_file().display().to_string(),
+            &new.public_key_file().display().to_string(),
+        );
+    fs_err::write(inventory, text).unwrap();
+    index
+}
+
+/// [`rebuild_host_with`] a default sshd: the same name, a new machine with a new host key.
+pub fn rebuild_host(fleet: &mut SshdFleet, inventory: &Path, host: usize) -> usize {
+    rebuild_host_with(fleet, inventory, host, SshdOptions::default(), "")
+}
+
+/// Starts `hostage ARGS…` in `dir` (also its HOME) with only PATH and `env` set, and SIGKILLs it
+/// the moment `marker` exists: a crash at that point of the run. `marker` is what the run
+/// writes there (a record of `rotate-infra`'s phase 1, say), named in the panic when the run ends
+/// first or the marker takes two minutes. A plain child with its output discarded: an ssh master
+/// the kill orphans cannot hold a pipe the test would wait on.
+pub fn kill_hostage_when(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+    marker: &Path,
+) {
+    let mut run = std::process::Command::new(hostage_tests::hostage_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !marker.exists() {
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "hostage {args:?} ended before {} existed",
+            marker.display()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never appeared",
+            marker.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    run.kill().unwrap(); // SIGKILL
+    run.wait().unwrap();
+}
+
+/// `git ARGS…` in `dir` (HOME there too: no global configuration); its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = duct::cmd(hostage_tests::require(hostage_tests::GIT), args)
+        .dir(dir)
+        .env("HOME", dir)
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Commits everything in `repo` as the starting point, with a local identity (the runs have
+/// HOME pointing into the repo, so there is no global one).
+pub fn initial_commit(dir: &Path) {
+    git(dir, &["config", "user.name", "operator"]);
+    git(dir, &["config", "user.email", "operator@example.invalid"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "initial"]);
+}
+
 impl World {
+    /// Host `h{host}` is rebuilt ([`rebuild_host`]); returns the new sshd's index in the fleet.
+    pub fn rebuild(&mut self, host: usize) -> usize {
+        rebuild_host(&mut self.fleet, &self.inventory, host)
+    }
+
     /// `hostage --inventory … ARGS… --ssh-config … --known-hosts …` with the workstation key.
     pub fn hostage(&self, args: &[&str]) -> std::process::Output {
         let mut all = vec![

@@ -9,37 +9,12 @@ use crate::rekey_support::{stderr, stdout};
 use crate::workflow_onboard::hostage_with_sops_tripwire;
 use crate::workflow_support::{key_of_ssh, world, world_with, World, FILES};
 
-/// Host `host` is rebuilt: a new sshd (a new host key) takes its place in the inventory, as in
-/// the rotate suite. Returns the new sshd's index in the fleet.
-fn rebuild(w: &mut World, host: usize) -> usize {
-    let index = w.fleet.add(hostage_tests::sshd::SshdOptions::default());
-    let (old_host, new_host) = (&w.fleet.hosts[host], &w.fleet.hosts[index]);
-    let text = w
-        .inventory_text()
-        .replace(
-            &format!(
-                "address: {}\n    port: {}\n",
-                old_host.address, old_host.port
-            ),
-            &format!(
-                "address: {}\n    port: {}\n",
-                new_host.address, new_host.port
-            ),
-        )
-        .replace(
-            &old_host.public_key_file().display().to_string(),
-            &new_host.public_key_file().display().to_string(),
-        );
-    fs_err::write(&w.inventory, text).unwrap();
-    index
-}
-
 #[test]
 fn fetch_deploy_and_onboard_refuse_to_replace_an_inventory_pin_and_point_to_rotate() {
     let mut w = world();
     let out = w.hostage(&["fetch", "--all", "--trust-new"]);
     assert!(out.status.success(), "{}", stdout(&out));
-    let index = rebuild(&mut w, 0);
+    let index = w.rebuild(0);
     let new_fingerprint = w.fleet.hosts[index].fingerprint();
 
     let before = w.state();
@@ -82,7 +57,7 @@ fn rotate_refuses_a_pin_replaced_outside_rotate_until_it_is_put_back_then_really
     assert!(out.status.success(), "{}", stderr(&out));
     let old_fingerprint = w.fleet.hosts[0].fingerprint();
     let old_recipient = w.repo.recipient("h0").to_owned();
-    let index = rebuild(&mut w, 0);
+    let index = w.rebuild(0);
     let new_fingerprint = w.fleet.hosts[index].fingerprint();
     let new_key = key_of_ssh(&w.fleet.hosts[index].host_key.as_ref().unwrap().private);
     w.repo.keys.insert("h0-new".into(), new_key.clone());

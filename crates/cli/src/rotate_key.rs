@@ -4,11 +4,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::RotateKeyArgs;
-use crate::fleet::{cause_lines, failure_causes, FailedHost};
-use crate::onboard::{print_exposure, progress};
+use crate::onboard::print_exposure;
 use crate::output::Output;
 use crate::passphrase::CliPassphrases;
-use crate::rotate_infra::first_files;
+use crate::rotate_infra::{
+    finish_rotation, phase_progress, print_phases_and_failures, print_rotation_plan,
+    RotationPlanText,
+};
 use hostage_workflows::commit::CommitKind;
 use hostage_workflows::rotate_key::{self, KeyKind, RotateKeyOptions, RotateKeyPlan};
 use hostage_workflows::FleetInventory;
@@ -49,11 +51,7 @@ pub fn run(
         &options,
         &hostage_workflows::session::ApplyOptions::default(),
         &mut passphrases,
-        &|n, what| {
-            if !json {
-                progress(&format!("phase {n}: {what}"));
-            }
-        },
+        &phase_progress(json),
     )?;
     if !json {
         if report.nothing_to_do {
@@ -61,26 +59,19 @@ pub fn run(
                 "{} already is {}: nothing to rotate",
                 report.name, report.new_recipient
             ))?;
+        } else {
+            // The run's one-line summary, as the dry run's first line.
+            let (verb, state) = if report.complete {
+                ("rotated", "")
+            } else {
+                ("rotating", ": stopped (below)")
+            };
+            out.line(&format!(
+                "{verb} the {} key {} → {}{state}",
+                report.name, report.old_recipient, report.new_recipient
+            ))?;
         }
-        for (phase, what) in &report.phases {
-            out.line(&format!("phase {phase}: {what}"))?;
-        }
-        let failed: Vec<FailedHost> = report
-            .failures
-            .iter()
-            .map(|f| FailedHost {
-                host: f.host.clone(),
-                kind: f.kind,
-                refused: f.refused,
-                message: f.message.clone(),
-            })
-            .collect();
-        if !failed.is_empty() {
-            out.line("not deployed:")?;
-        }
-        for line in cause_lines(&failure_causes(&failed), true) {
-            out.line(&line)?;
-        }
+        print_phases_and_failures(out, &report.phases, &report.failures)?;
         if !report.unproven.is_empty() {
             out.line("not opened by the new identity:")?;
         }
@@ -89,33 +80,21 @@ pub fn run(
         }
         print_exposure(out, &report.exposure)?;
     }
-    // An unfinished rotation is not committed: the run that finishes it commits it all.
-    let commit = if report.complete {
-        let kind = match report.key {
-            KeyKind::Infrastructure => CommitKind::RotateInfra,
-            _ => CommitKind::Other {
-                scope: report.name.clone(),
-                summary: format!("rotate the {} key", report.name),
-            },
-        };
-        crate::commit::after(out, guard, &kind)?
-    } else {
-        if guard.is_some() {
-            crate::output::warn("--commit: nothing committed until the rotation is complete");
-        }
-        None
+    let kind = match report.key {
+        KeyKind::Infrastructure => CommitKind::RotateInfra,
+        _ => CommitKind::Other {
+            scope: report.name.clone(),
+            summary: format!("rotate the {} key", report.name),
+        },
     };
-    if json {
-        out.json_value(&crate::commit::with_commit(&report, commit.as_ref())?)?;
-    }
-    Ok(if report.complete {
-        ExitCode::SUCCESS
-    } else {
-        crate::output::error(
-            "rotate-key stopped before phase 3 (listed above); the old key is still on every file. Run the same command again to resume",
-        );
-        crate::exit::code(crate::exit::ERROR)
-    })
+    finish_rotation(
+        out,
+        guard,
+        &report,
+        report.complete,
+        &kind,
+        "rotate-key stopped before phase 3 (listed above); the old key is still on every file. Run the same command again to resume",
+    )
 }
 
 /// The dry run, one line per phase.
@@ -127,34 +106,25 @@ fn print_plan(out: &mut Output, plan: &RotateKeyPlan) -> anyhow::Result<()> {
         ))?;
         return Ok(());
     }
-    out.line(&format!(
-        "rotate the {} key {} → {} (dry run, nothing written){}",
-        plan.name,
-        plan.old_recipient,
-        plan.new_recipient,
-        if plan.done > 0 {
-            format!("; resuming after phase {}", plan.done)
-        } else {
-            String::new()
-        }
-    ))?;
-    out.line(&format!(
-        "phase 1: {} file(s) would gain the new key: {}",
-        plan.phase1_files.len(),
-        first_files(&plan.phase1_files)
-    ))?;
-    if plan.key == KeyKind::Infrastructure {
-        for (host, what) in &plan.hosts {
-            out.line(&format!("phase 2: {host}: {what}"))?;
-        }
+    let phase2 = if plan.key == KeyKind::Infrastructure {
+        plan.hosts
+            .iter()
+            .map(|(host, what)| format!("{host}: {what}"))
+            .collect()
     } else {
-        out.line(&format!("phase 2: prove: {}", plan.prove))?;
-    }
-    out.line(&format!(
-        "phase 3: {} file(s) would lose the old key and get new data keys: {}",
-        plan.phase3_files.len(),
-        first_files(&plan.phase3_files)
-    ))?;
-    out.line(&format!("phase 4: {}", plan.retire))?;
-    Ok(())
+        vec![format!("prove: {}", plan.prove)]
+    };
+    print_rotation_plan(
+        out,
+        &RotationPlanText {
+            name: &plan.name,
+            old_recipient: &plan.old_recipient,
+            new_recipient: &plan.new_recipient,
+            done: plan.done,
+            phase1_files: &plan.phase1_files,
+            phase2,
+            phase3_files: &plan.phase3_files,
+            phase4: &plan.retire,
+        },
+    )
 }

@@ -111,18 +111,7 @@ pub async fn fetch(
     pins: &mut dyn PinRecorder,
     on_done: &(dyn Fn(&HostResult<FetchedHost>) + Sync),
 ) -> Result<Vec<HostResult<FetchedHost>>, FleetError> {
-    run(
-        targets,
-        options,
-        pins,
-        on_done,
-        |connection, target| async move {
-            let result = verify_key_file(&connection, &target.spec, &target.key_path).await;
-            connection.close().await;
-            result
-        },
-    )
-    .await
+    run_verified(targets, options, pins, on_done, async |_, host| Ok(host)).await
 }
 
 /// Verifies every host, then deploys `key` to it (or, in a dry run, says what it would do).
@@ -135,21 +124,9 @@ pub async fn deploy(
     on_done: &(dyn Fn(&HostResult<DeployedHost>) + Sync),
 ) -> Result<Vec<HostResult<DeployedHost>>, FleetError> {
     let dry_run = options.dry_run;
-    run(
-        targets,
-        options,
-        pins,
-        on_done,
-        |connection, target| async move {
-            let result = async {
-                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
-                deploy_key(&connection, host, key, deploy, dry_run).await
-            }
-            .await;
-            connection.close().await;
-            result
-        },
-    )
+    run_verified(targets, options, pins, on_done, async |connection, host| {
+        deploy_key(connection, host, key, deploy, dry_run).await
+    })
     .await
 }
 
@@ -165,21 +142,9 @@ pub async fn restore_host_key(
     on_done: &(dyn Fn(&HostResult<RestoredHost>) + Sync),
 ) -> Result<Vec<HostResult<RestoredHost>>, FleetError> {
     let dry_run = options.dry_run;
-    run(
-        targets,
-        options,
-        pins,
-        on_done,
-        |connection, target| async move {
-            let result = async {
-                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
-                restore_key(&connection, host, key, restore, dry_run).await
-            }
-            .await;
-            connection.close().await;
-            result
-        },
-    )
+    run_verified(targets, options, pins, on_done, async |connection, host| {
+        restore_key(connection, host, key, restore, dry_run).await
+    })
     .await
 }
 
@@ -193,21 +158,9 @@ pub async fn read_host_private_key(
     private_path: &str,
     on_done: &(dyn Fn(&HostResult<BackedUpHost>) + Sync),
 ) -> Result<Vec<HostResult<BackedUpHost>>, FleetError> {
-    run(
-        targets,
-        options,
-        pins,
-        on_done,
-        |connection, target| async move {
-            let result = async {
-                let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
-                read_private_key(&connection, host, private_path).await
-            }
-            .await;
-            connection.close().await;
-            result
-        },
-    )
+    run_verified(targets, options, pins, on_done, async |connection, host| {
+        read_private_key(connection, host, private_path).await
+    })
     .await
 }
 
@@ -220,6 +173,23 @@ pub async fn wipe_file(
     path: &str,
     on_done: &(dyn Fn(&HostResult<WipedHost>) + Sync),
 ) -> Result<Vec<HostResult<WipedHost>>, FleetError> {
+    run_verified(targets, options, pins, on_done, async |connection, host| {
+        crate::wipe::wipe_file(connection, host, path).await
+    })
+    .await
+}
+
+/// [`run`] with every host's key verified first (`verify_key_file`: its pin, known_hosts, or
+/// trust on first use), then `act` on the connection and the verified host; the connection is
+/// closed whatever `act` returned. Every public entry point of this module is this.
+async fn run_verified<T: Verified>(
+    targets: Vec<HostTarget>,
+    options: &FleetOptions,
+    pins: &mut dyn PinRecorder,
+    on_done: &(dyn Fn(&HostResult<T>) + Sync),
+    act: impl AsyncFn(&Connection, FetchedHost) -> Result<T, HostError>,
+) -> Result<Vec<HostResult<T>>, FleetError> {
+    let act = &act;
     run(
         targets,
         options,
@@ -228,7 +198,7 @@ pub async fn wipe_file(
         |connection, target| async move {
             let result = async {
                 let host = verify_key_file(&connection, &target.spec, &target.key_path).await?;
-                crate::wipe::wipe_file(&connection, host, path).await
+                act(&connection, host).await
             }
             .await;
             connection.close().await;
@@ -238,6 +208,9 @@ pub async fn wipe_file(
     .await
 }
 
+/// Connects to every target (at most `options.jobs` at once, each within `options.timeout`) and
+/// runs `work` on the connection; records the pins of hosts trusted on first use, calls
+/// `on_done` as each host finishes, and returns the results in the targets' order.
 async fn run<'a, T, F, Fut>(
     targets: Vec<HostTarget>,
     options: &'a FleetOptions,

@@ -324,6 +324,21 @@ fn rekey(
     Ok((written.len(), exposure))
 }
 
+/// `path` as a value of the inventory's YAML, for a rotation's phase 4 that points the inventory
+/// at the new key: written plain when every character is one YAML reads as itself in a plain
+/// scalar, else double-quoted (a JSON string is a valid YAML double-quoted scalar).
+pub(crate) fn inventory_path_value(path: &Path) -> String {
+    let path = path.display().to_string();
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+~".contains(c));
+    if plain {
+        path
+    } else {
+        serde_json::Value::String(path).to_string()
+    }
+}
+
 /// `pubkeys/<name>.pub` (the seed keeps one per recipient, documentation only) rewritten with
 /// the new SSH public key when it holds the old key; the file written, if any. A rotation's last
 /// phase calls it, so `status`, which reads names from `pubkeys/`, never names the retired key.

@@ -268,15 +268,7 @@ impl RotationSteps for InfrastructureSteps<'_> {
 /// [`check_names_new_key`] then checks the parsed result, so an inventory this misses is refused
 /// instead of left naming the retired key.
 fn point_at_new_key(text: &str, new_key: &Path) -> String {
-    let path = new_key.display().to_string();
-    let plain = path
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+~".contains(c));
-    let value = if plain {
-        path
-    } else {
-        serde_json::Value::String(path).to_string()
-    };
+    let value = key_rotation::inventory_path_value(new_key);
     let mut out = String::with_capacity(text.len());
     let mut replaced = false;
     for line in text.split_inclusive('\n') {

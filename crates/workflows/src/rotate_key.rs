@@ -705,7 +705,7 @@ impl RotationSteps for KeySteps<'_> {
         )?;
         *inventory = FleetInventory::load(&inventory.inventory.path)?;
         Ok(format!(
-            "the inventory names {} with identity {}{also}; destroy the old private key (and drop it from SOPS_AGE_KEY or keys.txt)",
+            "the inventory's recipients.workstation names {} with identity {}{also}; destroy the old private key (and drop it from SOPS_AGE_KEY or keys.txt)",
             self.new.recipient,
             path.display()
         ))
@@ -716,15 +716,7 @@ impl RotationSteps for KeySteps<'_> {
 /// replaced where there is one, else added after the workstation's `recipient:` line at its
 /// indentation. The caller checks the parsed result.
 fn point_workstation_at(text: &str, identity: &Path) -> String {
-    let path = identity.display().to_string();
-    let plain = path
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+~".contains(c));
-    let value = if plain {
-        path
-    } else {
-        serde_json::Value::String(path).to_string()
-    };
+    let value = key_rotation::inventory_path_value(identity);
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let indent_of = |line: &str| line.len() - line.trim_start().len();
     let Some(start) = lines.iter().position(|l| {

@@ -3,7 +3,7 @@
 use zeroize::Zeroize as _;
 
 use super::{dotenv_out, json_out, yaml_out, MetadataText, NilSlice, Sealer};
-use crate::format::{json, Format};
+use crate::format::{json, yaml, Format};
 use crate::tree::{Tree, Value};
 use crate::SopsError;
 
@@ -251,7 +251,7 @@ fn read_yaml(text: &str) -> Result<Plaintext, SopsError> {
                 .unwrap_or_default();
             invalid(Format::Yaml, format!("cannot parse it{at}"))
         })?;
-        documents.push(yaml_value(raw, 0)?);
+        documents.push(yaml::tree(raw, 0, &PLAINTEXT)?);
     }
     if documents.is_empty() {
         return Err(invalid(Format::Yaml, "it is empty"));
@@ -296,46 +296,27 @@ fn check_yaml11_scalars(value: &Value, text: &str) -> Result<(), SopsError> {
     }
 }
 
-fn yaml_value(raw: yaml_serde::Value, depth: usize) -> Result<Value, SopsError> {
-    if depth > 256 {
-        return Err(invalid(Format::Yaml, "nesting deeper than 256 levels"));
-    }
-    Ok(match raw {
-        yaml_serde::Value::Null => Value::Null,
-        yaml_serde::Value::Bool(b) => Value::Bool(b),
-        yaml_serde::Value::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        yaml_serde::Value::String(s) => Value::Str(s),
-        yaml_serde::Value::Sequence(items) => Value::List(
-            items
-                .into_iter()
-                .map(|v| yaml_value(v, depth + 1))
-                .collect::<Result<_, _>>()?,
-        ),
-        yaml_serde::Value::Mapping(map) => {
-            let mut entries = Vec::with_capacity(map.len());
-            for (k, v) in map {
-                let yaml_serde::Value::String(key) = k else {
-                    return Err(invalid(Format::Yaml, "a mapping key is not a string"));
-                };
-                if key == "<<" {
-                    return Err(unsupported(
-                        "YAML merge keys (`<<`) are not written natively",
-                    ));
-                }
-                entries.push((key, yaml_value(v, depth + 1)?));
-            }
-            Value::Map(entries)
-        }
-        yaml_serde::Value::Tagged(_) => {
+/// A plaintext to encrypt: refused where hostage would not write back what sops writes (merge
+/// keys, tags) and where it is not a mapping of string keys.
+const PLAINTEXT: yaml::TreeReading = yaml::TreeReading {
+    too_deep: || invalid(Format::Yaml, "nesting deeper than 256 levels"),
+    key: |key| {
+        let yaml_serde::Value::String(key) = key else {
+            return Err(invalid(Format::Yaml, "a mapping key is not a string"));
+        };
+        if key == "<<" {
             return Err(unsupported(
-                "tagged YAML values (`!tag`) are not written natively",
-            ))
+                "YAML merge keys (`<<`) are not written natively",
+            ));
         }
-    })
-}
+        Ok(key)
+    },
+    tagged: || {
+        Err(unsupported(
+            "tagged YAML values (`!tag`) are not written natively",
+        ))
+    },
+};
 
 /// The encrypted content, ready to be written with the metadata.
 pub(crate) enum Sealed {
@@ -378,5 +359,66 @@ impl Sealed {
             _ => return Err(invalid(format, "internal: content and format disagree")),
         };
         Ok(text.into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(yaml: &str) -> String {
+        match Plaintext::read(yaml.as_bytes(), Format::Yaml) {
+            Ok(_) => panic!("read {yaml:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_yaml_plaintext_with_merge_keys_tags_non_string_keys_or_deep_nesting_is_refused_with_what_it_holds(
+    ) {
+        assert!(
+            refusal("base: &b {a: 1}\nother:\n  <<: *b\n").contains("merge keys (`<<`)"),
+            "merge key"
+        );
+        assert!(
+            refusal("a: !custom value\n").contains("tagged YAML values"),
+            "tag"
+        );
+        assert!(
+            refusal("1: a\n").contains("a mapping key is not a string"),
+            "number key"
+        );
+        // Deeper than the reader's limit: refused (by the YAML parser's own limit first).
+        refusal(&format!("a: {}1{}\n", "[".repeat(300), "]".repeat(300)));
+    }
+
+    #[test]
+    fn a_yaml_plaintext_reads_scalars_lists_and_maps_as_sops_does() {
+        let plain = Plaintext::read(
+            b"s: text\nn: 3\nf: 1.5\nb: true\nz: null\nl: [1, two]\nm:\n  k: v\n",
+            Format::Yaml,
+        )
+        .unwrap();
+        let Plaintext::Documents(documents) = &plain else {
+            panic!("not documents");
+        };
+        assert_eq!(
+            documents,
+            &[Value::Map(vec![
+                ("s".into(), Value::Str("text".into())),
+                ("n".into(), Value::Int(3)),
+                ("f".into(), Value::Float(1.5)),
+                ("b".into(), Value::Bool(true)),
+                ("z".into(), Value::Null),
+                (
+                    "l".into(),
+                    Value::List(vec![Value::Int(1), Value::Str("two".into())])
+                ),
+                (
+                    "m".into(),
+                    Value::Map(vec![("k".into(), Value::Str("v".into()))])
+                ),
+            ])]
+        );
     }
 }

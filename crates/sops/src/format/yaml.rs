@@ -60,9 +60,42 @@ fn take_metadata(parsed: Vec<Value>) -> Result<(Vec<Value>, Value), SopsError> {
     Ok((documents, sops))
 }
 
+/// How one reader of YAML takes what sops' value tree has no place for. The rest of the
+/// conversion (scalars, sequences, the depth limit) is the same for every reader: [`tree`].
+pub(crate) struct TreeReading {
+    /// The error for nesting deeper than [`MAX_DEPTH`] levels.
+    pub(crate) too_deep: fn() -> SopsError,
+    /// A mapping key as a string, or why it is refused.
+    pub(crate) key: fn(yaml_serde::Value) -> Result<String, SopsError>,
+    /// Whether a tagged value (`!tag`) is read as its value (`Ok`) or refused.
+    pub(crate) tagged: fn() -> Result<(), SopsError>,
+}
+
+/// How deep a YAML tree may nest before it is refused (a guard against stack exhaustion).
+pub(crate) const MAX_DEPTH: usize = 256;
+
+/// A file sops wrote: its keys are strings, a tag is dropped and its value kept.
+const ENCRYPTED_FILE: TreeReading = TreeReading {
+    too_deep: || malformed("YAML nesting too deep"),
+    key: |key| match key {
+        yaml_serde::Value::String(s) => Ok(s),
+        other => Err(malformed(format!("YAML: non-string key {other:?}"))),
+    },
+    tagged: || Ok(()),
+};
+
 fn convert(raw: yaml_serde::Value, depth: usize) -> Result<Value, SopsError> {
-    if depth > 256 {
-        return Err(malformed("YAML nesting too deep"));
+    tree(raw, depth, &ENCRYPTED_FILE)
+}
+
+/// `raw` (at `depth`) as sops' value tree, what it has no place for taken by `reading`'s rules.
+pub(crate) fn tree(
+    raw: yaml_serde::Value,
+    depth: usize,
+    reading: &TreeReading,
+) -> Result<Value, SopsError> {
+    if depth > MAX_DEPTH {
+        return Err((reading.too_deep)());
     }
     Ok(match raw {
         yaml_serde::Value::Null => Value::Null,
@@ -75,21 +108,21 @@ fn convert(raw: yaml_serde::Value, depth: usize) -> Result<Value, SopsError> {
         yaml_serde::Value::Sequence(items) => Value::List(
             items
                 .into_iter()
-                .map(|v| convert(v, depth + 1))
+                .map(|v| tree(v, depth + 1, reading))
                 .collect::<Result<_, _>>()?,
         ),
         yaml_serde::Value::Mapping(map) => {
             let mut entries = Vec::with_capacity(map.len());
             for (k, v) in map {
-                let key = match k {
-                    yaml_serde::Value::String(s) => s,
-                    other => return Err(malformed(format!("YAML: non-string key {other:?}"))),
-                };
-                entries.push((key, convert(v, depth + 1)?));
+                let key = (reading.key)(k)?;
+                entries.push((key, tree(v, depth + 1, reading)?));
             }
             Value::Map(entries)
         }
-        yaml_serde::Value::Tagged(tagged) => convert(tagged.value, depth + 1)?,
+        yaml_serde::Value::Tagged(tagged) => {
+            (reading.tagged)()?;
+            tree(tagged.value, depth + 1, reading)?
+        }
     })
 }
 
@@ -602,4 +635,27 @@ pub(crate) fn master_key_removals(
         }
     }
     Ok(edits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_sops_wrote_reads_a_tagged_value_as_its_value_and_refuses_a_non_string_key() {
+        let raw: yaml_serde::Value = yaml_serde::from_str("a: !custom value\nl: [1, x]\n").unwrap();
+        assert_eq!(
+            convert(raw, 0).unwrap(),
+            Value::Map(vec![
+                ("a".into(), Value::Str("value".into())),
+                (
+                    "l".into(),
+                    Value::List(vec![Value::Int(1), Value::Str("x".into())])
+                ),
+            ])
+        );
+        let raw: yaml_serde::Value = yaml_serde::from_str("1: a\n").unwrap();
+        let error = convert(raw, 0).unwrap_err().to_string();
+        assert!(error.contains("non-string key"), "{error}");
+    }
 }
