@@ -484,11 +484,29 @@ pub fn plan_rules(
                 "{name}'s recipient {value} is already named {other} in .sops.yaml: is it a clone of that host?"
             );
         }
-        let named = config
-            .add_named_recipient(name, recipient)
-            .with_context(|| {
-                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
-            })?;
+        // The name already on another key is a host with a new key: rotate says so (and does
+        // it); any other refusal is about the file's layout, which the error underneath names.
+        let renamed = config
+            .named_recipients()
+            .into_iter()
+            .any(|(n, r)| n == name && r != value);
+        let named = config.add_named_recipient(name, recipient).map_err(|e| {
+            if renamed {
+                crate::WorkflowError::refused_with_hint(
+                    format!("cannot onboard {name}: {e}"),
+                    format!(
+                        "if {name} was rebuilt with a new host key, run `hostage rotate {name}`"
+                    ),
+                )
+            } else {
+                crate::WorkflowError::Context {
+                    context: format!(
+                        "cannot name {name} in .sops.yaml the way it names recipients"
+                    ),
+                    source: Box::new(e.into()),
+                }
+            }
+        })?;
         for change in &named.changes {
             match change {
                 ConfigChange::AddAnchor { name } => steps.push(Step::AddAnchor {
