@@ -588,6 +588,23 @@ pub fn plan_rules(
             }
         }
     }
+    // An anchor defined where the key is first listed in a rule (abl030's layout) is written
+    // only if some rule lists the host as a list item: a comma-separated `age:` string gets the
+    // literal key. Report only what was written, so a re-run reports nothing.
+    let anchored: Vec<String> = config
+        .recipient_names(&[])
+        .iter()
+        .filter(|n| {
+            n.sources
+                .iter()
+                .any(|s| matches!(s, hostage_sops::rules::NameSource::Anchor { .. }))
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    steps.retain(|step| match step {
+        Step::AddAnchor { name, .. } => anchored.contains(name),
+        _ => true,
+    });
     Ok(RulesEdit {
         steps,
         config,
@@ -1140,6 +1157,58 @@ mod tests {
         assert_eq!(readers(&edit.config, "secrets/hosts/web/db.yaml"), expected);
         // The original is untouched: planning is pure.
         assert!(!original.text().contains("&web"));
+    }
+
+    /// abl030's layout: no `keys:` list, recipients anchored where a rule first lists them; one
+    /// rule writes its keys as a list, the other as one comma-separated string.
+    fn anchors_in_rules_config() -> SopsConfig {
+        let text = format!(
+            "creation_rules:\n  - path_regex: secrets/shared/.*\n    key_groups:\n      - age:\n          - &wsl {} # WSL\n  - path_regex: secrets/hosts/web/.*\n    age: {},{}\n",
+            recipient(1),
+            recipient(1),
+            recipient(2)
+        );
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn joining_only_comma_string_rules_in_a_file_anchoring_inside_rules_reports_no_anchor_and_a_rerun_nothing(
+    ) {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let original = anchors_in_rules_config();
+        let edit = plan_rules(&original, host, &recipient(3), None).unwrap();
+        let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
+        assert_eq!(names, ["add-to-rule"], "{:?}", edit.steps);
+        let text = edit.config.text();
+        assert!(!text.contains("&web"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "age: {},{},{}\n",
+                recipient(1),
+                recipient(2),
+                recipient(3)
+            )),
+            "{text}"
+        );
+        let again = plan_rules(&edit.config, host, &recipient(3), None).unwrap();
+        assert_eq!(again.steps, [], "a re-run has nothing to do");
+        assert_eq!(again.config.text(), text);
+    }
+
+    #[test]
+    fn joining_a_list_rule_in_a_file_anchoring_inside_rules_writes_and_reports_the_anchor() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/shared/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let edit = plan_rules(&anchors_in_rules_config(), host, &recipient(3), None).unwrap();
+        let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
+        assert_eq!(names, ["add-anchor", "add-to-rule"], "{:?}", edit.steps);
+        let text = edit.config.text();
+        assert!(text.contains(&format!("- &web {}", recipient(3))), "{text}");
+        let again = plan_rules(&edit.config, host, &recipient(3), None).unwrap();
+        assert_eq!(again.steps, [], "a re-run has nothing to do");
     }
 
     #[test]
