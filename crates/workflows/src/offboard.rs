@@ -293,12 +293,17 @@ pub fn plan(
             ));
         }
     }
+    // Without a pin (a resumed run after the inventory entry went, or a host removed from the
+    // inventory by hand) the key comes from the one naming model: `.sops.yaml`'s own names (the
+    // latest one), else `pubkeys/<name>.pub` (a repo that names hosts nowhere else).
+    let names = original.recipient_names(&crate::names::public_key_names(&repo));
     let named = original
         .named_recipients()
         .into_iter()
         .rev()
         .find(|(n, _)| n == name)
-        .map(|(_, recipient)| recipient);
+        .map(|(_, recipient)| recipient)
+        .or_else(|| names.recipient_of(name).map(str::to_owned));
     let recipient = host
         .as_ref()
         .and_then(|h| h.pin.as_ref())
