@@ -58,7 +58,13 @@ impl SopsConfig {
         }
         let has_anchor = anchors.iter().any(|(n, _, _)| n == name);
         let has_label = labels.iter().any(|l| l.name == name);
-        let home = self.anchor_home()?;
+        // Already anchored (perhaps by hand where hostage may not write): nothing to find a
+        // home for.
+        let home = if has_anchor {
+            None
+        } else {
+            self.anchor_home()?
+        };
         let uses_anchors = home.is_some() || !anchors.is_empty();
         let mut splices = Splices::default();
         let mut changes = Vec::new();
@@ -371,7 +377,7 @@ impl SopsConfig {
             let at = self.dash_of(node).unwrap_or(self.node_range(node).start);
             self.refuse_line(
                 super::tree::line_of(&self.text, at),
-                format!("keys: holds {what}, not a list of recipients, so hostage cannot add an anchor to it without changing what rules read; add the anchor by hand"),
+                format!("keys: holds {what}, not a list of recipients, so hostage cannot add an anchor to it without changing what rules read (a key added to a group there reaches every rule that merges or aliases that group); add the recipient's anchor by hand where it belongs, then run the command again"),
             )
         };
         let mut node = *keys;
@@ -680,5 +686,18 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("key groups"), "{err}");
+        assert!(err.to_string().contains("run the command again"), "{err}");
+        // The operator anchors the host by hand in the group it belongs to: the next run finds
+        // it named and changes nothing.
+        let by_hand = text.replace(
+            &format!("    - &atlas {A}\n"),
+            &format!("    - &atlas {A}\n    - &web01 {}\n", host()),
+        );
+        let named = parse(&by_hand)
+            .add_named_recipient("web01", &host())
+            .expect("already named");
+        assert_eq!(named.text, by_hand);
+        assert!(named.changes.is_empty());
+        assert_eq!(named.reference.anchor.as_deref(), Some("web01"));
     }
 }
