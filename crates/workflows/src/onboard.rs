@@ -686,7 +686,9 @@ pub(crate) fn rule_changed(old: &SopsConfig, new: &SopsConfig, file: &Path) -> b
 /// Whether the rule sops picks today for a path of `regex` already gives every file it catches
 /// to `recipient` (then the host reads those paths without a rule of its own).
 fn catching_rule_gives(config: &SopsConfig, regex: &str, recipient: &str) -> bool {
-    let Some(path) = hostage_sops::rules::example_path(regex) else {
+    // The path a new rule would be placed by (`add_rule`'s own example), so "already given" and
+    // "where the new rule goes" are judged on the same file.
+    let Some(path) = config.new_rule_example(regex) else {
         return false;
     };
     config.rule_for_sops_path(&path).is_ok_and(|(_, rule)| {
