@@ -26,6 +26,7 @@ mod remote_common;
 mod remote_deploy;
 mod remote_fetch;
 mod remote_fleet;
+mod rotate_key_corpus;
 mod rules_sops;
 mod sops_create;
 mod sops_interop;

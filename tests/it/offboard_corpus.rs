@@ -7,11 +7,11 @@
 use std::path::Path;
 
 use hostage_recipients::AgeRecipient;
-use hostage_sops::rules::SopsConfig;
+use hostage_sops::rules::{RulesError, SopsConfig};
 use hostage_workflows::WorkflowError;
 
 /// An inventory whose one host `hostage-test` has the `secrets:` path `secret`.
-fn inventory(dir: &Path, secret: &str) -> Option<hostage_workflows::FleetInventory> {
+fn inventory(dir: &Path, secret: &str) -> Result<hostage_workflows::FleetInventory, String> {
     let path = dir.join("fleet.yaml");
     let text = format!(
         "secrets_repo: secrets\nrecipients:\n  workstation:\n    recipient: {}\nhosts:\n  hostage-test:\n    address: 10.0.0.7\n    secrets: ['{}']\n",
@@ -19,7 +19,7 @@ fn inventory(dir: &Path, secret: &str) -> Option<hostage_workflows::FleetInvento
         secret.replace('\'', "''")
     );
     fs_err::write(&path, &text).unwrap();
-    hostage_workflows::FleetInventory::load(&path).ok()
+    hostage_workflows::FleetInventory::load(&path).map_err(|e| e.to_string())
 }
 
 fn secrets_of(fleet: &hostage_workflows::FleetInventory) -> Vec<String> {
@@ -27,10 +27,82 @@ fn secrets_of(fleet: &hostage_workflows::FleetInventory) -> Vec<String> {
     host.secrets.iter().map(|s| s.as_str().to_owned()).collect()
 }
 
+/// The `secrets:` path an operator of this repo would give a new host that no rule names yet,
+/// next to an existing rule's files. For each rule in order, from a path it matches
+/// (`hosts/web01/secrets.yaml`): a sibling directory in the same pattern
+/// (`hosts/hostage-test/.*`, the host-directory convention), else a directory under the file's
+/// (`secrets/hostage-test/.*`), else the host's own file beside it (`hosts/web01/hostage-test.yaml$`,
+/// the file-per-host convention); the first one some rule catches today (so onboarding has keys
+/// to start the new rule from). None does (every rule names exact files): the repo has no place
+/// for a new host's secrets, and `secrets/hostage-test/.*` shows the refusal that says so.
+fn new_host_secrets(config: &SopsConfig) -> String {
+    for rule in config.rules() {
+        let Some(example) = rule
+            .path_regex
+            .as_deref()
+            .and_then(hostage_sops::rules::example_path)
+        else {
+            continue;
+        };
+        let dir = example.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let sibling = dir
+            .rsplit_once('/')
+            .map(|(parent, _)| format!("{parent}/hostage-test"));
+        let nested = if dir.is_empty() {
+            "hostage-test".to_owned()
+        } else {
+            format!("{dir}/hostage-test")
+        };
+        // One file per host (`secrets/hosts/web01.yaml`): the host's file, named the same way.
+        let file = example.rsplit('/').next().unwrap_or(&example);
+        let extension = file.find('.').map_or("", |dot| &file[dot..]);
+        let own_file = if dir.is_empty() {
+            format!("hostage-test{extension}")
+        } else {
+            format!("{dir}/hostage-test{extension}")
+        };
+        // Escaped as an operator writes it: `.` and other metacharacters, not `-`.
+        let escape = |path: &str| regex::escape(path).replace("\\-", "-");
+        let directories = sibling
+            .into_iter()
+            .chain([nested])
+            .map(|dir| format!("{}/.*", escape(&dir)));
+        for regex in directories.chain([format!("{}$", escape(&own_file))]) {
+            if regex.starts_with('/') {
+                continue;
+            }
+            // Caught by a rule, even one onboarding then refuses to copy (its refusal is the
+            // result to record).
+            let caught = config.new_rule_example(&regex).is_some_and(|path| {
+                !matches!(
+                    config.rule_for_sops_path(&path),
+                    Err(RulesError::NoMatchingRule { .. } | RulesError::NoCreationRules { .. })
+                )
+            });
+            if caught {
+                return regex;
+            }
+        }
+    }
+    "secrets/hostage-test/.*".to_owned()
+}
+
 enum Verdict {
     Identical,
     Refused(String),
     Failed(String),
+}
+
+/// An error and every cause under it, as the binary prints them (`: ` between), so a refusal
+/// recorded by the suite carries its reason, not only what the workflow was doing.
+fn chain(error: &WorkflowError) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 fn round_trip(text: &str, path: &Path, fleet: &hostage_workflows::FleetInventory) -> Verdict {
@@ -48,7 +120,7 @@ fn round_trip(text: &str, path: &Path, fleet: &hostage_workflows::FleetInventory
     let onboarded = match hostage_workflows::onboard::plan_rules(&original, host, &recipient, None)
     {
         Ok(edit) => edit,
-        Err(e) if refusal(&e) => return Verdict::Refused(format!("onboard: {e}")),
+        Err(e) if refusal(&e) => return Verdict::Refused(format!("onboard: {}", chain(&e))),
         Err(e) => return Verdict::Failed(format!("onboard: {e}")),
     };
     if onboarded.config.text() == text {
@@ -78,7 +150,7 @@ fn round_trip(text: &str, path: &Path, fleet: &hostage_workflows::FleetInventory
             "offboard did not give back the original: {:?}",
             edit.changes
         )),
-        Err(e) if refusal(&e) => Verdict::Refused(format!("offboard: {e}")),
+        Err(e) if refusal(&e) => Verdict::Refused(format!("offboard: {}", chain(&e))),
         Err(e) => Verdict::Failed(format!("offboard: {e}")),
     }
 }
@@ -94,14 +166,15 @@ fn corpus_onboard_then_offboard_gives_back_every_file_byte_for_byte_or_is_refuse
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let text = fs_err::read_to_string(path).unwrap();
         let config = SopsConfig::parse(path, &text).unwrap();
-        let mut secrets = vec!["secrets/hostage-test/.*".to_owned()];
+        let mut secrets = vec![new_host_secrets(&config)];
         secrets.extend(config.rules().iter().filter_map(|r| r.path_regex.clone()));
         for secret in secrets {
-            let Some(fleet) = inventory(dir.path(), &secret) else {
-                refused.push(format!(
-                    "{name} [{secret}]: not a valid inventory secrets path"
-                ));
-                continue;
+            let fleet = match inventory(dir.path(), &secret) {
+                Ok(fleet) => fleet,
+                Err(why) => {
+                    refused.push(format!("{name} [{secret}]: inventory: {why}"));
+                    continue;
+                }
             };
             match round_trip(&text, path, &fleet) {
                 Verdict::Identical => identical += 1,

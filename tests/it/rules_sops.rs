@@ -406,6 +406,49 @@ fn edited_files_give_sops_the_recipients_hostage_reads() {
     }
 }
 
+/// sulibot's layout (recipients anchored by top-level keys of their own name, `age_key:
+/// &age_key 'age1…'`): the new host's `web01: &web01 'age1…'` and its alias in a rule mean to
+/// sops exactly what hostage reads, and the top-level key sops does not know is ignored by it.
+#[test]
+fn a_top_level_anchored_recipient_gives_sops_the_recipients_hostage_reads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path();
+    let (a, new) = (recipient(41), AgeRecipient::from_bytes([98; 32]));
+    let text = format!(
+        "# .sops.yaml\nage_key: &age_key '{a}'\n\ncreation_rules:\n  - path_regex: '^hosts/web01/.*$'\n    age: *age_key\n  - path_regex: '.*\\.json$'\n    age: *age_key\n"
+    );
+    let config_path = repo.join(".sops.yaml");
+    let config = SopsConfig::parse(&config_path, &text).expect("hostage parses");
+    let named = config.add_named_recipient("web01", &new).expect("anchor");
+    assert!(
+        named.text.contains(&format!("web01: &web01 '{new}'\n")),
+        "{}",
+        named.text
+    );
+    let edited = SopsConfig::parse(&config_path, &named.text)
+        .expect("reparse")
+        .add_recipient(
+            &hostage_sops::rules::RuleSelector::Indices(vec![0]),
+            &named.reference,
+        )
+        .expect("add");
+    fs_err::write(&config_path, &edited).expect("write config");
+    let config = SopsConfig::parse(&config_path, &edited).expect("hostage parses the edit");
+    for (file, readers) in [
+        ("hosts/web01/f.json", vec![a.clone(), new.to_string()]),
+        ("other/f.json", vec![a.clone()]),
+    ] {
+        let file = repo.join(file);
+        let sops = sops_encrypt(repo, Some(&config_path), &file);
+        assert_eq!(sops, hostage_pick(&config, &file), "{edited}");
+        assert_eq!(
+            sops,
+            Ok(vec![readers.into_iter().collect::<BTreeSet<String>>()]),
+            "{edited}"
+        );
+    }
+}
+
 /// The seed layout's edits (the golden files of `crates/sops/tests/rules/seed.*`: header labels,
 /// flat comma strings, a `secrets/.*` catch-all) mean to sops exactly what hostage reads: the
 /// onboarded host's rules, the new rule above the catch-all, the replaced key.

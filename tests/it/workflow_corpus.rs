@@ -31,8 +31,26 @@ struct Tally {
     skipped_files: Vec<String>,
 }
 
+/// `original` with our keys in place of theirs: every distinct X25519 recipient gets a generated
+/// key of the same length (so every other byte is the file's own), added to `repo.keys` as `k0`,
+/// `k1`…; returns the text and the mapping from their recipient to our key.
+pub(crate) fn with_our_keys(original: &str, repo: &mut Repo) -> (String, BTreeMap<String, Key>) {
+    let mut text = original.to_owned();
+    let mut mapping = BTreeMap::new();
+    for word in original.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if word.starts_with("age1") && word.len() == 62 && !mapping.contains_key(word) {
+            mapping.insert(word.to_owned(), Key::generate());
+        }
+    }
+    for (index, (theirs, ours)) in mapping.iter().enumerate() {
+        text = text.replace(theirs.as_str(), &ours.recipient);
+        repo.keys.insert(format!("k{index}"), ours.clone());
+    }
+    (text, mapping)
+}
+
 /// Plaintext in the format sops reads from `path`'s extension.
-fn plain_for(path: &str) -> &'static [u8] {
+pub(crate) fn plain_for(path: &str) -> &'static [u8] {
     match crate::rekey_support::sops_type(path) {
         "yaml" => b"password: hunter2\n",
         "json" => b"{\"password\": \"hunter2\"}\n",
@@ -43,7 +61,7 @@ fn plain_for(path: &str) -> &'static [u8] {
 }
 
 /// A sample path for `regex` that sops sends to exactly that rule, or `None`.
-fn sample_for(config: &SopsConfig, index: usize, regex: &str) -> Option<String> {
+pub(crate) fn sample_for(config: &SopsConfig, index: usize, regex: &str) -> Option<String> {
     let path = example_path(regex)?;
     if path.starts_with('/') || path.ends_with('/') || path == ".sops.yaml" || path.is_empty() {
         return None;
@@ -74,20 +92,8 @@ fn corpus_onboarding_onto_every_real_sops_yaml_passes_or_is_refused_with_a_reaso
             tally.skipped_files.push(format!("{label}: cloud KMS keys"));
             continue;
         }
-        // Our keys in place of theirs: every distinct X25519 recipient gets one of ours.
         let mut repo = Repo::new(&[]);
-        let mut text = original.clone();
-        let mut mapping = BTreeMap::new();
-        for word in original.split(|c: char| !c.is_ascii_alphanumeric()) {
-            if word.starts_with("age1") && word.len() == 62 && !mapping.contains_key(word) {
-                let key = Key::generate();
-                mapping.insert(word.to_owned(), key);
-            }
-        }
-        for (index, (theirs, ours)) in mapping.iter().enumerate() {
-            text = text.replace(theirs.as_str(), &ours.recipient);
-            repo.keys.insert(format!("k{index}"), ours.clone());
-        }
+        let (text, mapping) = with_our_keys(&original, &mut repo);
         let Some(workstation) = mapping.values().next().map(|k| k.recipient.clone()) else {
             tally
                 .skipped_files

@@ -111,6 +111,48 @@ fn exposure_reports_and_the_rekey_plan_name_hosts_a_repo_names_only_through_pubk
     assert_eq!(names_of(&doc["exposure"], &new_h0), ["h0"], "{doc:#}");
 }
 
+/// A host already gone from the inventory (no pin: a resumed run, or an entry removed by hand)
+/// in a repo that names hosts only through `pubkeys/`: offboard finds its key there, takes it
+/// out of `.sops.yaml` and re-keys the files it could read.
+#[test]
+fn offboarding_a_host_without_an_inventory_entry_finds_its_key_in_pubkeys() {
+    let w = world_with(&[false, false]);
+    w.repo.write(".sops.yaml", unnamed_config(&w).as_bytes());
+    let out = w.hostage(&["onboard", "h0", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let before_h1 = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let h1 = w.repo.recipient("h1").to_owned();
+    assert!(w.repo.decrypt("secrets/hosts/h1/api.json", "h1").is_some());
+    let fleet = w.fleet_inventory();
+    let without = fleet.inventory.without_host(fleet.text(), "h1").unwrap();
+    fs_err::write(&w.inventory, without).unwrap();
+
+    let inventory = w.inventory.display().to_string();
+    let out = w.repo.hostage(
+        &["--inventory", &inventory, "--json", "offboard", "h1"],
+        &["workstation"],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["recipient"], h1.as_str(), "{doc:#}");
+    let text = fs_err::read_to_string(w.repo.path(".sops.yaml")).unwrap();
+    assert_eq!(text, before_h1, "h1 left behind in .sops.yaml");
+    assert!(w.repo.decrypt("secrets/hosts/h1/api.json", "h1").is_none());
+    assert!(w
+        .repo
+        .sops_says_up_to_date("secrets/hosts/h1/api.json", "workstation"));
+    assert!(!w.repo.path("pubkeys/h1.pub").exists());
+    let after = w.state();
+    let out = w.repo.hostage(
+        &["--inventory", &inventory, "offboard", "h1"],
+        &["workstation"],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(w.state(), after, "a re-run changed something");
+}
+
 /// abl030's layout: no `keys:` list, recipients anchored inside the rules that list them.
 #[test]
 fn a_repo_anchoring_keys_inside_its_rules_gets_the_host_anchored_there_and_back_on_offboard() {

@@ -233,7 +233,11 @@ pub(crate) fn phase3_text(
         .any(|(n, _)| n == temporary)
     {
         text = original.remove_recipient(&rules, temporary)?;
-        text = SopsConfig::parse(path, &text)?.remove_named_recipient(temporary)?;
+        // Its name may have gone with it: an anchor defined on the rule item just removed
+        // (abl030's layout, no `keys:` list). Whatever naming is left goes now.
+        text = SopsConfig::parse(path, &text)?
+            .unname_recipient(temporary)?
+            .text;
     }
     if text.contains(old) {
         let recipient = hostage_recipients::AgeRecipient::parse(new)?;
@@ -433,6 +437,31 @@ mod tests {
             SopsConfig::parse(path, &phase3_text(&both, &old, &new, NEXT).unwrap()).unwrap();
         assert_eq!(readers(&after, "secrets/x.yaml"), [ws.clone(), new.clone()]);
         assert_eq!(after.text(), text.replace(&old, &new));
+    }
+
+    #[test]
+    fn with_anchors_defined_inside_rules_the_temporary_anchor_goes_with_its_rule_item_and_the_file_reads_as_before(
+    ) {
+        // abl030's layout: no `keys:` list; `&wsl` defined where a rule first lists the key.
+        let (other, old, new) = (recipient(1), recipient(2), recipient(3));
+        let text = format!(
+            "---\ncreation_rules:\n  - path_regex: secrets/.*\n    key_groups:\n      - age:\n          - {other} # Epi Key\n          - &wsl {old} # WSL\n  - path_regex: hosts/wsl/.*\n    key_groups:\n      - age:\n          - *wsl\n"
+        );
+        let path = Path::new("/repo/.sops.yaml");
+        let original = SopsConfig::parse(path, &text).unwrap();
+        let both = phase1_text(&original, &old, &new, "wsl_next").unwrap();
+        assert!(both.contains(&format!("&wsl_next {new}")), "{both}");
+        let both = SopsConfig::parse(path, &both).unwrap();
+        let after = phase3_text(&both, &old, &new, "wsl_next").unwrap();
+        assert_eq!(after, text.replace(&old, &new));
+        let again = phase3_text(
+            &SopsConfig::parse(path, &after).unwrap(),
+            &old,
+            &new,
+            "wsl_next",
+        )
+        .unwrap();
+        assert_eq!(again, after);
     }
 
     #[test]

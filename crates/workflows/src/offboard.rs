@@ -19,7 +19,7 @@
 
 use std::collections::BTreeSet;
 
-use hostage_sops::rules::{example_path, ConfigChange, CreationRule, RuleSelector, SopsConfig};
+use hostage_sops::rules::{ConfigChange, CreationRule, RuleSelector, SopsConfig};
 
 use crate::WorkflowError;
 
@@ -74,7 +74,7 @@ pub fn plan_rules(
         }
         let edit = config.remove_rule(regex)?;
         let next = SopsConfig::parse(&path, &edit.text)?;
-        if let Some(example) = example_path(regex) {
+        if let Some(example) = next.new_rule_example(regex) {
             if next.rule_for_sops_path(&example).is_err() {
                 return Err(unreadable(name, regex));
             }
@@ -109,12 +109,13 @@ pub fn plan_rules(
         else {
             continue;
         };
-        let Some(example) = example_path(regex) else {
-            continue;
-        };
         let left = recipients(rule);
         let edit = config.remove_rule(regex)?;
         let next = SopsConfig::parse(&path, &edit.text)?;
+        // Where onboarding placed the rule from (`add_rule`'s example): the same path now.
+        let Some(example) = next.new_rule_example(regex) else {
+            continue;
+        };
         let Ok((_, catching)) = next.rule_for_sops_path(&example) else {
             continue;
         };
@@ -144,8 +145,11 @@ pub fn plan_rules(
 }
 
 /// Whether `regex` names the host: `name` as a whole word (`secrets/hosts/web/.*` names `web`,
-/// `secrets/webapp/.*` does not).
+/// `secrets/webapp/.*` does not). A host name's `-` and `_` may be written escaped (`web\-01`:
+/// what `regex::escape` and some operators write), and still name the host.
 fn names_host(regex: &str, name: &str) -> bool {
+    let regex = regex.replace("\\-", "-").replace("\\_", "_");
+    let regex = regex.as_str();
     let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     regex.match_indices(name).any(|(at, _)| {
         let before = regex[..at].chars().next_back();
@@ -289,12 +293,17 @@ pub fn plan(
             ));
         }
     }
+    // Without a pin (a resumed run after the inventory entry went, or a host removed from the
+    // inventory by hand) the key comes from the one naming model: `.sops.yaml`'s own names (the
+    // latest one), else `pubkeys/<name>.pub` (a repo that names hosts nowhere else).
+    let names = original.recipient_names(&crate::names::public_key_names(&repo));
     let named = original
         .named_recipients()
         .into_iter()
         .rev()
         .find(|(n, _)| n == name)
-        .map(|(_, recipient)| recipient);
+        .map(|(_, recipient)| recipient)
+        .or_else(|| names.recipient_of(name).map(str::to_owned));
     let recipient = host
         .as_ref()
         .and_then(|h| h.pin.as_ref())
@@ -615,6 +624,9 @@ mod tests {
         assert!(!super::names_host("secrets/web-prod/.*", "web"));
         assert!(!super::names_host("secrets/webapp/.*", "web"));
         assert!(!super::names_host("secrets/my_web/.*", "web"));
+        assert!(super::names_host("hosts/web\\-01/.*", "web-01"));
+        assert!(super::names_host("hosts/web\\_01/.*", "web_01"));
+        assert!(!super::names_host("hosts/web\\-01/.*", "web"));
     }
 
     #[test]

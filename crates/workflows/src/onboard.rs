@@ -498,11 +498,29 @@ pub fn plan_rules(
                 "{name}'s recipient {value} is already named {other} in .sops.yaml: is it a clone of that host?"
             );
         }
-        let named = config
-            .add_named_recipient(name, recipient)
-            .with_context(|| {
-                format!("cannot add {name} to .sops.yaml (if the host has a new key, run `hostage rotate {name}`)")
-            })?;
+        // The name already on another key is a host with a new key: rotate says so (and does
+        // it); any other refusal is about the file's layout, which the error underneath names.
+        let renamed = config
+            .named_recipients()
+            .into_iter()
+            .any(|(n, r)| n == name && r != value);
+        let named = config.add_named_recipient(name, recipient).map_err(|e| {
+            if renamed {
+                crate::WorkflowError::refused_with_hint(
+                    format!("cannot onboard {name}: {e}"),
+                    format!(
+                        "if {name} was rebuilt with a new host key, run `hostage rotate {name}`"
+                    ),
+                )
+            } else {
+                crate::WorkflowError::Context {
+                    context: format!(
+                        "cannot name {name} in .sops.yaml the way it names recipients"
+                    ),
+                    source: Box::new(e.into()),
+                }
+            }
+        })?;
         for change in &named.changes {
             match change {
                 ConfigChange::AddAnchor { name } => steps.push(Step::AddAnchor {
@@ -584,6 +602,23 @@ pub fn plan_rules(
             }
         }
     }
+    // An anchor defined where the key is first listed in a rule (abl030's layout) is written
+    // only if some rule lists the host as a list item: a comma-separated `age:` string gets the
+    // literal key. Report only what was written, so a re-run reports nothing.
+    let anchored: Vec<String> = config
+        .recipient_names(&[])
+        .iter()
+        .filter(|n| {
+            n.sources
+                .iter()
+                .any(|s| matches!(s, hostage_sops::rules::NameSource::Anchor { .. }))
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    steps.retain(|step| match step {
+        Step::AddAnchor { name, .. } => anchored.contains(name),
+        _ => true,
+    });
     Ok(RulesEdit {
         steps,
         config,
@@ -665,7 +700,9 @@ pub(crate) fn rule_changed(old: &SopsConfig, new: &SopsConfig, file: &Path) -> b
 /// Whether the rule sops picks today for a path of `regex` already gives every file it catches
 /// to `recipient` (then the host reads those paths without a rule of its own).
 fn catching_rule_gives(config: &SopsConfig, regex: &str, recipient: &str) -> bool {
-    let Some(path) = hostage_sops::rules::example_path(regex) else {
+    // The path a new rule would be placed by (`add_rule`'s own example), so "already given" and
+    // "where the new rule goes" are judged on the same file.
+    let Some(path) = config.new_rule_example(regex) else {
         return false;
     };
     config.rule_for_sops_path(&path).is_ok_and(|(_, rule)| {
@@ -1161,6 +1198,58 @@ mod tests {
         assert_eq!(readers(&edit.config, "secrets/hosts/web/db.yaml"), expected);
         // The original is untouched: planning is pure.
         assert!(!original.text().contains("&web"));
+    }
+
+    /// abl030's layout: no `keys:` list, recipients anchored where a rule first lists them; one
+    /// rule writes its keys as a list, the other as one comma-separated string.
+    fn anchors_in_rules_config() -> SopsConfig {
+        let text = format!(
+            "creation_rules:\n  - path_regex: secrets/shared/.*\n    key_groups:\n      - age:\n          - &wsl {} # WSL\n  - path_regex: secrets/hosts/web/.*\n    age: {},{}\n",
+            recipient(1),
+            recipient(1),
+            recipient(2)
+        );
+        SopsConfig::parse(Path::new("/repo/.sops.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn joining_only_comma_string_rules_in_a_file_anchoring_inside_rules_reports_no_anchor_and_a_rerun_nothing(
+    ) {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/hosts/web/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let original = anchors_in_rules_config();
+        let edit = plan_rules(&original, host, &recipient(3), None).unwrap();
+        let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
+        assert_eq!(names, ["add-to-rule"], "{:?}", edit.steps);
+        let text = edit.config.text();
+        assert!(!text.contains("&web"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "age: {},{},{}\n",
+                recipient(1),
+                recipient(2),
+                recipient(3)
+            )),
+            "{text}"
+        );
+        let again = plan_rules(&edit.config, host, &recipient(3), None).unwrap();
+        assert_eq!(again.steps, [], "a re-run has nothing to do");
+        assert_eq!(again.config.text(), text);
+    }
+
+    #[test]
+    fn joining_a_list_rule_in_a_file_anchoring_inside_rules_writes_and_reports_the_anchor() {
+        let (_dir, inventory) =
+            inventory("  web:\n    address: 10.0.0.7\n    secrets: ['secrets/shared/.*']\n");
+        let host = inventory.host("web").unwrap();
+        let edit = plan_rules(&anchors_in_rules_config(), host, &recipient(3), None).unwrap();
+        let names: Vec<&str> = edit.steps.iter().map(Step::name).collect();
+        assert_eq!(names, ["add-anchor", "add-to-rule"], "{:?}", edit.steps);
+        let text = edit.config.text();
+        assert!(text.contains(&format!("- &web {}", recipient(3))), "{text}");
+        let again = plan_rules(&edit.config, host, &recipient(3), None).unwrap();
+        assert_eq!(again.steps, [], "a re-run has nothing to do");
     }
 
     #[test]

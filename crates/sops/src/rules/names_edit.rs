@@ -58,7 +58,13 @@ impl SopsConfig {
         }
         let has_anchor = anchors.iter().any(|(n, _, _)| n == name);
         let has_label = labels.iter().any(|l| l.name == name);
-        let home = self.anchor_home()?;
+        // Already anchored (perhaps by hand where hostage may not write): nothing to find a
+        // home for.
+        let home = if has_anchor {
+            None
+        } else {
+            self.anchor_home()?
+        };
         let uses_anchors = home.is_some() || !anchors.is_empty();
         let mut splices = Splices::default();
         let mut changes = Vec::new();
@@ -76,12 +82,41 @@ impl SopsConfig {
             // `- &wsl age1…`). The new anchor is written the same way, with the first rule the
             // key is added to (`RecipientRef::define_anchor`), and aliased after it.
             if let Some(line) = self.anchor_outside_rules() {
-                return Err(self.refuse_line(
-                    line,
-                    "this file names recipients with anchors defined outside `creation_rules` but has no `keys:` list to add one to; add the anchor by hand where the others are, or start a `keys:` list",
-                ));
+                // sulibot's `age_key: &age_key 'age1…'`: top-level keys anchored by their own
+                // name. The new one goes the same way, after the last such recipient.
+                let Some(last) = self.top_level_named_recipients().last().copied() else {
+                    return Err(self.refuse_line(
+                        line,
+                        "this file names recipients with anchors defined outside `creation_rules`, neither in a `keys:` list nor as top-level keys anchored by their own name (`age_key: &age_key age1…`); add the anchor by hand where the others are, or start a `keys:` list",
+                    ));
+                };
+                if self.root_entries.iter().any(|(k, _)| k == name) {
+                    return Err(self.refuse_line(
+                        line,
+                        format!("this file names recipients with top-level keys, and {name}: is already a top-level key; name the recipient by hand"),
+                    ));
+                }
+                let range = self.node_range(last);
+                let quote = match self.text[range.clone()].chars().next() {
+                    Some(q @ ('\'' | '"')) => q.to_string(),
+                    _ => String::new(),
+                };
+                let start = self.line_start(range.start);
+                let indent: String = self.text[start..]
+                    .chars()
+                    .take_while(|c| *c == ' ' || *c == '\t')
+                    .collect();
+                let at = self.line_end(range.end);
+                splices.push(
+                    at..at,
+                    format!(
+                        "{}{indent}{name}: &{name} {quote}{value}{quote}",
+                        self.eol()
+                    ),
+                );
+            } else {
+                define_anchor = true;
             }
-            define_anchor = true;
             changes.push(ConfigChange::AddAnchor {
                 name: name.to_owned(),
             });
@@ -196,6 +231,39 @@ impl SopsConfig {
                 name: name.to_owned(),
             });
         }
+        let top_level = self
+            .top_level_named_recipients()
+            .into_iter()
+            .find(|id| self.tree.nodes[*id].anchor.as_deref() == Some(name));
+        if let Some(value) = top_level {
+            let uses = self
+                .tree
+                .nodes
+                .iter()
+                .filter(|n| matches!(&n.kind, Kind::Alias { name: a, .. } if a == name))
+                .count();
+            if uses > 0 {
+                return Err(self.edit_error(format!(
+                    "&{name} is still used by {uses} alias(es); remove it from the rules first"
+                )));
+            }
+            let range = self.node_range(value);
+            let end = self.line_end(range.end);
+            // The line and one line break: the one before it, else (first line) the one after.
+            let line = match self.break_before(range.start) {
+                Some(from) => from..end,
+                None => {
+                    let after = self.text[end..]
+                        .find('\n')
+                        .map_or(self.text.len(), |i| end + i + 1);
+                    self.line_start(range.start)..after
+                }
+            };
+            splices.push(line, "");
+            changes.push(ConfigChange::RemoveAnchor {
+                name: name.to_owned(),
+            });
+        }
         Ok(ConfigEdit {
             text: splices.apply(self)?,
             changes,
@@ -212,6 +280,48 @@ impl SopsConfig {
             );
         }
         Ok(edit.text)
+    }
+
+    /// The values of top-level keys that name a recipient with an anchor of their own name
+    /// (`age_key: &age_key 'age1…'`), in file order, when that is how the file anchors
+    /// everything outside its rules (every scalar anchor outside `creation_rules` is such a
+    /// key); empty otherwise.
+    fn top_level_named_recipients(&self) -> Vec<NodeId> {
+        let rules: Vec<std::ops::Range<usize>> =
+            self.rules.iter().map(|r| self.node_range(r.node)).collect();
+        let outside = |id: NodeId| {
+            let r = &self.tree.nodes[id].range;
+            !rules
+                .iter()
+                .any(|rule| rule.start <= r.start && r.end <= rule.end)
+        };
+        let own_named = |id: NodeId| {
+            self.root_entries
+                .iter()
+                .any(|(k, v)| *v == id && self.tree.nodes[id].anchor.as_deref() == Some(k.as_str()))
+        };
+        let scalars_outside: Vec<NodeId> = self
+            .tree
+            .anchors
+            .iter()
+            .map(|(_, id)| *id)
+            .filter(|id| matches!(self.tree.nodes[*id].kind, Kind::Scalar(_)) && outside(*id))
+            .collect();
+        if scalars_outside.is_empty() || !scalars_outside.iter().all(|id| own_named(*id)) {
+            return Vec::new();
+        }
+        let recipients = self.recipient_anchors();
+        let mut named: Vec<NodeId> = scalars_outside
+            .into_iter()
+            .filter(|id| {
+                let anchor = self.tree.nodes[*id].anchor.as_deref();
+                recipients
+                    .iter()
+                    .any(|(n, _, _)| Some(n.as_str()) == anchor)
+            })
+            .collect();
+        named.sort_by_key(|id| self.tree.nodes[*id].range.start);
+        named
     }
 
     /// The line of the first recipient anchor defined outside every creation rule, if any.
@@ -267,7 +377,7 @@ impl SopsConfig {
             let at = self.dash_of(node).unwrap_or(self.node_range(node).start);
             self.refuse_line(
                 super::tree::line_of(&self.text, at),
-                format!("keys: holds {what}, not a list of recipients, so hostage cannot add an anchor to it without changing what rules read; add the anchor by hand"),
+                format!("keys: holds {what}, not a list of recipients, so hostage cannot add an anchor to it without changing what rules read (a key added to a group there reaches every rule that merges or aliases that group); add the recipient's anchor by hand where it belongs, then run the command again"),
             )
         };
         let mut node = *keys;
@@ -438,11 +548,62 @@ mod tests {
     }
 
     #[test]
-    fn anchors_defined_outside_the_rules_without_a_keys_list_stay_refused() {
-        // sulibot's layout: `age_key: &age_key 'age1…'` at the top, aliased by every rule.
+    fn top_level_keys_anchored_by_their_own_name_get_one_more_and_unnaming_gives_back_the_file() {
+        // sulibot's layout: `age_key: &age_key 'age1…'` at the top, aliased by every rule; a
+        // non-recipient anchored the same way (a vault URI) stays where it is.
         let text = format!(
-            "age_key: &age_key '{A}'\ncreation_rules:\n  - path_regex: x/.*\n    age: *age_key\n"
+            "# .sops.yaml\nage_key: &age_key '{A}' # ops\nvault_uri: &vault_uri 'https://vault.example/v1/sops'\ncreation_rules:\n  - path_regex: x/.*\n    age: *age_key\n"
         );
+        let config = parse(&text);
+        let named = config.add_named_recipient("web01", &host()).expect("adds");
+        assert_eq!(
+            named.text,
+            format!(
+                "# .sops.yaml\nage_key: &age_key '{A}' # ops\nweb01: &web01 '{}'\nvault_uri: &vault_uri 'https://vault.example/v1/sops'\ncreation_rules:\n  - path_regex: x/.*\n    age: *age_key\n",
+                host()
+            )
+        );
+        assert_eq!(
+            named.changes,
+            [ConfigChange::AddAnchor {
+                name: "web01".into()
+            }]
+        );
+        assert_eq!(named.reference.anchor.as_deref(), Some("web01"));
+        assert!(!named.reference.define_anchor);
+        let again = parse(&named.text);
+        assert_eq!(again.name_of(&host().to_string()).as_deref(), Some("web01"));
+        let rerun = again.add_named_recipient("web01", &host()).expect("no-op");
+        assert_eq!(rerun.text, named.text);
+        assert!(rerun.changes.is_empty());
+        // Through the rules and back.
+        let added = again
+            .add_to_rules(&RuleSelector::All, &named.reference)
+            .expect("adds to the rule");
+        assert!(
+            added.text.contains("age: [*age_key, *web01]"),
+            "{}",
+            added.text
+        );
+        let removed = parse(&added.text)
+            .remove_from_rules(&RuleSelector::All, "web01")
+            .expect("removes");
+        let back = parse(&removed.text)
+            .unname_recipient("web01")
+            .expect("unnames");
+        assert_eq!(back.text, text);
+        assert_eq!(
+            back.changes,
+            [ConfigChange::RemoveAnchor {
+                name: "web01".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn anchors_outside_the_rules_not_named_like_their_key_stay_refused() {
+        let text =
+            format!("age_key: &ops '{A}'\ncreation_rules:\n  - path_regex: x/.*\n    age: *ops\n");
         let err = parse(&text)
             .add_named_recipient("web01", &host())
             .expect_err("refused");
@@ -450,6 +611,14 @@ mod tests {
             matches!(&err, RulesError::Edit { line: Some(1), message, .. } if message.contains("outside `creation_rules`")),
             "{err}"
         );
+        // A top-level key of the host's name already exists.
+        let text = format!(
+            "age_key: &age_key '{A}'\nweb01: notes\ncreation_rules:\n  - path_regex: x/.*\n    age: *age_key\n"
+        );
+        let err = parse(&text)
+            .add_named_recipient("web01", &host())
+            .expect_err("refused");
+        assert!(err.to_string().contains("already a top-level key"), "{err}");
     }
 
     #[test]
@@ -517,5 +686,18 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("key groups"), "{err}");
+        assert!(err.to_string().contains("run the command again"), "{err}");
+        // The operator anchors the host by hand in the group it belongs to: the next run finds
+        // it named and changes nothing.
+        let by_hand = text.replace(
+            &format!("    - &atlas {A}\n"),
+            &format!("    - &atlas {A}\n    - &web01 {}\n", host()),
+        );
+        let named = parse(&by_hand)
+            .add_named_recipient("web01", &host())
+            .expect("already named");
+        assert_eq!(named.text, by_hand);
+        assert!(named.changes.is_empty());
+        assert_eq!(named.reference.anchor.as_deref(), Some("web01"));
     }
 }

@@ -24,6 +24,50 @@ pub struct NewRuleOptions {
 }
 
 impl SopsConfig {
+    /// The path [`SopsConfig::add_rule`] places a new rule for `path_regex` by (when given no
+    /// example), for readers that must find the same rule again: offboarding asks where the
+    /// host's files fall once its rule is gone. None when the regex does not compile or no path
+    /// for it can be thought of.
+    pub fn new_rule_example(&self, path_regex: &str) -> Option<String> {
+        self.example_for_new_rule(&Regex::new(path_regex).ok()?)
+    }
+
+    /// The path a new rule for `regex` is placed by, when the caller gives none: the generic
+    /// example (`secrets/host/web01/secret.sops.yaml`) when a rule catches it today, else the
+    /// same directory with the file name of an existing rule's own example, in rule order
+    /// (onedr0p's rules only catch `*.secret.sops.yaml`, so `kubernetes/web01/.*` is placed by
+    /// `kubernetes/web01/secret.secret.sops.yaml`: a file named the way the repo names its
+    /// secrets). None caught: the generic example, and the caller's refusal names it.
+    pub(crate) fn example_for_new_rule(&self, regex: &Regex) -> Option<String> {
+        // Caught: some rule takes the path, even one the copy will then refuse (an invalid
+        // recipient), so the refusal names the real problem.
+        let caught = |path: &str| {
+            !matches!(
+                self.rule_for_sops_path(path),
+                Err(RulesError::NoMatchingRule { .. } | RulesError::NoCreationRules { .. })
+            )
+        };
+        let generic = example_path_of(regex)?;
+        if caught(&generic) {
+            return Some(generic);
+        }
+        let dir = generic.rsplit_once('/').map(|(dir, _)| dir);
+        let named_like_the_repo = self
+            .rules
+            .iter()
+            .filter_map(|rule| rule.path_regex.as_deref())
+            .filter_map(super::example_path)
+            .filter_map(|example| {
+                let file = example.rsplit('/').next()?.to_owned();
+                Some(match dir {
+                    Some(dir) => format!("{dir}/{file}"),
+                    None => file,
+                })
+            })
+            .find(|path| regex.is_match(path) && caught(path));
+        Some(named_like_the_repo.unwrap_or(generic))
+    }
+
     /// Creates a rule for `path_regex` with `recipient` (see [`SopsConfig::add_rule`]), keeping
     /// every recipient of the rule it goes above. Returns only the text.
     pub fn add_path_rule(
@@ -80,7 +124,7 @@ impl SopsConfig {
                     "path_regex {path_regex} does not match the example path {path}; give a path the rule is for"
                 )))
             }
-            None => example_path_of(&compiled).ok_or_else(|| {
+            None => self.example_for_new_rule(&compiled).ok_or_else(|| {
                 self.edit_error(format!(
                     "cannot think of a file path_regex {path_regex} matches; give an example path"
                 ))
@@ -356,6 +400,53 @@ mod tests {
 
     fn host() -> RecipientRef {
         RecipientRef::literal(&AgeRecipient::from_bytes([9; 32]))
+    }
+
+    #[test]
+    fn a_new_rule_is_placed_by_a_file_named_like_the_repos_secrets_when_the_generic_one_is_caught_by_no_rule(
+    ) {
+        // onedr0p's layout: rules only for `*.secret.sops.yaml`, no catch-all.
+        let text = format!(
+            "creation_rules:\n  - path_regex: talos/.+\\.secret(\\.sops)?\\.ya?ml\n    age: {B}\n  - path_regex: kubernetes/.+\\.secret(\\.sops)?\\.ya?ml\n    age: {A}\n"
+        );
+        let edit = parse(&text)
+            .add_rule("kubernetes/web01/.*", &host(), &NewRuleOptions::default())
+            .expect("adds");
+        assert_eq!(
+            edit.changes,
+            [ConfigChange::AddRule {
+                path_regex: "kubernetes/web01/.*".into(),
+                above: Some("kubernetes/.+\\.secret(\\.sops)?\\.ya?ml".into())
+            }]
+        );
+        let expected = format!(
+            "creation_rules:\n  - path_regex: talos/.+\\.secret(\\.sops)?\\.ya?ml\n    age: {B}\n  - path_regex: kubernetes/web01/.*\n    age: {A},{}\n  - path_regex: kubernetes/.+\\.secret(\\.sops)?\\.ya?ml\n    age: {A}\n",
+            host().recipient
+        );
+        assert_eq!(edit.text, expected);
+        assert_eq!(
+            parse(&edit.text)
+                .remove_rule("kubernetes/web01/.*")
+                .expect("removes")
+                .text,
+            text
+        );
+    }
+
+    #[test]
+    fn a_new_rule_whose_files_no_rule_catches_under_any_name_is_refused_naming_the_path() {
+        let text =
+            format!("creation_rules:\n  - path_regex: hosts/web01/secrets\\.yml$\n    age: {A}\n");
+        let error = parse(&text)
+            .add_rule("hosts/web02/.*", &host(), &NewRuleOptions::default())
+            .expect_err("refused");
+        assert!(matches!(error, RulesError::Edit { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("no rule catches hosts/web02/secret.sops.yaml today"),
+            "{error}"
+        );
     }
 
     #[test]
