@@ -52,8 +52,7 @@ pub(crate) async fn read_private_key(
     private_path: &str,
 ) -> Result<BackedUpHost, HostError> {
     let output = connection
-        .session
-        .command("sh")
+        .command_in_c_locale("sh")
         .arg("-c")
         .arg(READ_PRIVATE_KEY)
         .arg("sh")

@@ -28,6 +28,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
+    /// `program` on the host in the C locale (`env LC_ALL=C program`). Every remote command
+    /// starts here: ssh may forward the operator's `LANG`/`LC_*`, and hostage reads sudo's and
+    /// the shell's refusals by their English text ([`crate::HostError::hint`]).
+    pub(crate) fn command_in_c_locale<'s>(&'s self, program: &str) -> openssh::Command<'s> {
+        let mut command = self.session.command("env");
+        command.arg("LC_ALL=C").arg(program);
+        command
+    }
+
     /// Tells the master to exit.
     pub(crate) async fn close(self) {
         let _ = self.session.close().await;

@@ -242,8 +242,7 @@ pub(crate) async fn inspect(
     target: &str,
 ) -> Result<(bool, Existing), String> {
     let output = connection
-        .session
-        .command("sh")
+        .command_in_c_locale("sh")
         .arg("-c")
         .arg(INSPECT)
         .arg("sh")
@@ -307,7 +306,7 @@ pub(crate) async fn write_secret(
     secret: &[u8],
 ) -> Result<(), String> {
     let program = if root { "sh" } else { "sudo" };
-    let mut command = connection.session.command(program);
+    let mut command = connection.command_in_c_locale(program);
     if !root {
         command.arg("-n").arg("sh");
     }

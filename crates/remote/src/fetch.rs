@@ -34,8 +34,7 @@ pub(crate) async fn verify_key_file(
     key_path: &str,
 ) -> Result<FetchedHost, HostError> {
     let output = connection
-        .session
-        .command("sh")
+        .command_in_c_locale("sh")
         .arg("-c")
         .arg(READ_KEY_FILE)
         .arg("sh")

@@ -28,8 +28,7 @@ pub(crate) async fn wipe_file(
     path: &str,
 ) -> Result<WipedHost, HostError> {
     let output = connection
-        .session
-        .command("sh")
+        .command_in_c_locale("sh")
         .arg("-c")
         .arg(AS_ROOT)
         .arg("sh")
