@@ -118,6 +118,17 @@ impl Repo {
         args: &[&str],
         keys: &[&str],
     ) -> Output {
+        self.hostage_wrapped_with_stdin(wrapper, args, b"", keys)
+    }
+
+    /// [`Repo::hostage_wrapped`] with `stdin` on the run's standard input.
+    pub fn hostage_wrapped_with_stdin(
+        &self,
+        wrapper: &[std::ffi::OsString],
+        args: &[&str],
+        stdin: &[u8],
+        keys: &[&str],
+    ) -> Output {
         let (program, before) = wrapper.split_first().expect("a wrapper program");
         let all: Vec<std::ffi::OsString> = before
             .iter()
@@ -125,7 +136,8 @@ impl Repo {
             .chain([hostage_tests::hostage_bin().into_os_string()])
             .chain(args.iter().map(std::ffi::OsString::from))
             .collect();
-        self.with_keys(duct::cmd(program, all), keys).run().unwrap()
+        let command = duct::cmd(program, all).stdin_bytes(stdin);
+        self.with_keys_and_stdin(command, keys).run().unwrap()
     }
 
     /// Starts `hostage` without waiting (for the kill test).

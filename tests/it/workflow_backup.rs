@@ -186,3 +186,81 @@ fn backup_host_key_refuses_an_unpinned_host_and_a_backup_of_another_key_writing_
     assert!(stderr(&out).contains("git rm"), "{}", stderr(&out));
     assert_eq!(w.state(), before);
 }
+
+/// A backup killed (SIGKILL, sent by strace as the binary enters the rename that would publish
+/// the encrypted key: no hook in the product) leaves no backup and only its own temp file, never
+/// a torn one; running the same command again writes the backup and clears the temp file.
+#[test]
+fn a_backup_sigkilled_before_publishing_leaves_no_backup_and_the_same_command_finishes_it() {
+    let strace = hostage_tests::require(hostage_tests::STRACE);
+    let w = world();
+    let out = w.hostage(&["onboard", "h1", "--trust-new"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let private_file = w.fleet.hosts[1].public_key_file().with_extension("");
+    let private = fs_err::read_to_string(&private_file).unwrap();
+    let dir = w.repo.path("secrets/hosts/h1");
+    let temp_files = || -> Vec<String> {
+        fs_err::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(".ssh_host_ed25519_key.hostage-tmp."))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = w.state();
+
+    let inventory = w.inventory.display().to_string();
+    let ssh_config = w.fleet.ssh_config().display().to_string();
+    let known_hosts = w.fleet.known_hosts().display().to_string();
+    let wrapper: Vec<std::ffi::OsString> = [
+        strace.as_os_str(),
+        "-qq".as_ref(),
+        "-o".as_ref(),
+        "/dev/null".as_ref(),
+        "-e".as_ref(),
+        "inject=/^rename:when=1:signal=KILL".as_ref(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let out = w.repo.hostage_wrapped(
+        &wrapper,
+        &[
+            "--inventory",
+            &inventory,
+            "backup-host-key",
+            "h1",
+            "--ssh-config",
+            &ssh_config,
+            "--known-hosts",
+            &known_hosts,
+        ],
+        &["workstation"],
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "the run was not killed\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // Killed at the backup's own rename: its temp file is there, the backup is not.
+    assert_eq!(temp_files().len(), 1, "{:?}", temp_files());
+    assert_eq!(backed_up_key(&w, "h1", "workstation"), None);
+
+    let out = w.hostage(&["backup-host-key", "h1"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        backed_up_key(&w, "h1", "workstation").as_deref(),
+        Some(private.as_str())
+    );
+    assert!(temp_files().is_empty(), "{:?}", temp_files());
+    // Nothing but the backup changed.
+    let without_backup = |(mut files, inventory): (std::collections::BTreeMap<_, _>, String)| {
+        files.retain(|path: &std::path::PathBuf, _| !path.ends_with("ssh_host_ed25519_key"));
+        (files, inventory)
+    };
+    assert_eq!(without_backup(w.state()), without_backup(before));
+}

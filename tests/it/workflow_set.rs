@@ -178,3 +178,54 @@ fn set_refuses_a_file_it_cannot_open_or_outside_the_repository_and_changes_nothi
     assert_eq!(fs_err::read(repo.path(file)).unwrap(), before);
     assert!(fs_err::read_dir(outside.path()).unwrap().next().is_none());
 }
+
+/// A `set` killed (SIGKILL, sent by strace as the binary enters the rename that would publish
+/// the file: no hook in the product) leaves the file as it was, never torn; running the same
+/// command again finishes the job and leaves no temporary file behind.
+#[test]
+fn a_set_sigkilled_before_publishing_leaves_the_old_file_and_the_same_command_finishes_it() {
+    let strace = hostage_tests::require(hostage_tests::STRACE);
+    let repo = repo();
+    let file = "secrets/hosts/web/app.yaml";
+    repo.encrypt(file, b"api_token: old-token\n");
+    let before = repo.snapshot();
+    let args = ["set", file, "api_token"];
+    let wrapper: Vec<std::ffi::OsString> = [
+        strace.as_os_str(),
+        "-qq".as_ref(),
+        "-o".as_ref(),
+        "/dev/null".as_ref(),
+        "-e".as_ref(),
+        "inject=/^rename:when=1:signal=KILL".as_ref(),
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let out = repo.hostage_wrapped_with_stdin(&wrapper, &args, b"new-token", &["workstation"]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "the run was not killed\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        fs_err::read(repo.path(file)).unwrap(),
+        before[std::path::Path::new(file)],
+        "the killed run changed the file"
+    );
+    assert_eq!(
+        extract(&repo, file, "yaml", "api_token", "web").as_deref(),
+        Some("old-token")
+    );
+
+    let out = repo.hostage_with_stdin(&args, b"new-token", &["workstation"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        extract(&repo, file, "yaml", "api_token", "web").as_deref(),
+        Some("new-token")
+    );
+    let files: Vec<_> = repo.snapshot().into_keys().collect();
+    let expected: Vec<_> = before.into_keys().collect();
+    assert_eq!(files, expected, "a temporary file was left behind");
+}

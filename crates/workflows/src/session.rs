@@ -3,7 +3,8 @@
 //!
 //! 1. [`RepoSession::open`] takes the repository's exclusive lock, loads a killed run's journal
 //!    and removes the temp files a killed run left (beside the journaled files, `.sops.yaml`,
-//!    `pubkeys/` and the state directory).
+//!    `pubkeys/` and the state directory; [`RepoSession::write_if_unchanged`] also clears those
+//!    beside the file it writes).
 //! 2. The workflow plans under the lock, or re-validates a plan made before it
 //!    ([`RepoSession::revalidate`]: the files it planned from, kept as [`FileSnapshot`]s, must be
 //!    unchanged, or nothing is written).
@@ -161,7 +162,7 @@ impl RepoSession {
             previous.clean_temp_files()?;
         }
         for dir in [repo.to_owned(), repo.join("pubkeys"), state.clone()] {
-            remove_temp_files(&dir)?;
+            remove_temp_files(&dir, ".")?;
         }
         Ok(Self {
             repo: repo.to_owned(),
@@ -239,7 +240,21 @@ impl RepoSession {
     }
 
     /// Writes `new` over `snapshot`'s file if it is still as the plan read it.
+    ///
+    /// First removes the temp files a killed writer of the same file left beside it, when that
+    /// directory is inside the repository (a symlinked directory is the write's to refuse): a
+    /// verb that journals nothing (`set`, `backup-host-key`) has only this run to clean after it.
     pub fn write_if_unchanged(&self, snapshot: &FileSnapshot, new: &[u8]) -> Result<()> {
+        if let (Some(dir), Some(name)) = (snapshot.path().parent(), snapshot.path().file_name()) {
+            let inside = match (fs_err::canonicalize(dir), fs_err::canonicalize(&self.repo)) {
+                (Ok(dir), Ok(repo)) => dir.starts_with(repo),
+                _ => false,
+            };
+            if inside {
+                let prefix = format!(".{}{TEMP_MARKER}", name.to_string_lossy());
+                remove_temp_files(dir, &prefix)?;
+            }
+        }
         snapshot.write_if_unchanged(new)
     }
 
@@ -299,11 +314,11 @@ pub fn owed_exposure(plan: &Plan, leftover: Option<&Journal>) -> Result<Vec<Expo
     Ok(exposure)
 }
 
-/// Removes `hostage-atomic` temp files in `dir` that a dead process left (they are never the
-/// result of a finished write: a rename replaces them). A temp file of a live process is kept:
-/// a run outside the session (`fetch` recording a pin in an inventory kept in the repository)
-/// may be writing it right now.
-fn remove_temp_files(dir: &Path) -> Result<usize> {
+/// Removes `hostage-atomic` temp files in `dir` whose name starts with `prefix` (`"."` for all)
+/// that a dead process left (they are never the result of a finished write: a rename replaces
+/// them). A temp file of a live process is kept: a run outside the session (`fetch` recording a
+/// pin in an inventory kept in the repository) may be writing it right now.
+fn remove_temp_files(dir: &Path, prefix: &str) -> Result<usize> {
     let Ok(entries) = fs_err::read_dir(dir) else {
         return Ok(0);
     };
@@ -312,7 +327,7 @@ fn remove_temp_files(dir: &Path) -> Result<usize> {
         let name = entry.file_name();
         let is_temp = name
             .to_str()
-            .is_some_and(|n| n.starts_with('.') && n.contains(TEMP_MARKER));
+            .is_some_and(|n| n.starts_with(prefix) && n.contains(TEMP_MARKER));
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
         let writer_alive = name.to_str().and_then(writer_pid).is_some_and(|pid| {
             pid != std::process::id() && Path::new("/proc").join(pid.to_string()).exists()
