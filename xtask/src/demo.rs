@@ -186,8 +186,10 @@ impl<'a> Demo<'a> {
     /// Runs `hostage ARGS`, printing the command and its output; `Err` when it exits non-zero.
     fn hostage(&self, args: &[&str], ssh: Ssh) -> anyhow::Result<String> {
         let (code, text) = self.hostage_exit(args, ssh)?;
-        if code != Some(0) {
-            bail!("hostage {} failed", args.join(" "));
+        match code {
+            Some(0) => {}
+            Some(code) => bail!("hostage {} failed (exit {code})", args.join(" ")),
+            None => bail!("hostage {} was killed by a signal", args.join(" ")),
         }
         Ok(text)
     }
