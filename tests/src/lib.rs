@@ -398,6 +398,15 @@ pub fn corpus_sops_yaml_files() -> Vec<PathBuf> {
     files
 }
 
+/// Whether a corpus `.sops.yaml` names cloud KMS keys (AWS/GCP `kms`, Azure Key Vault,
+/// HashiCorp Vault): sops would reach for the network to use them, so the suites that run sops
+/// keep to age and pgp files.
+pub fn uses_cloud_kms(sops_yaml: &str) -> bool {
+    ["kms:", "azure_keyvault", "hc_vault"]
+        .iter()
+        .any(|k| sops_yaml.contains(k))
+}
+
 /// A throwaway OpenSSH ed25519 key pair made by the real `ssh-keygen`.
 pub struct SshKeyPair {
     /// Private key file (mode 0600).
