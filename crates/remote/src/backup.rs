@@ -52,13 +52,7 @@ pub(crate) async fn read_private_key(
     private_path: &str,
 ) -> Result<BackedUpHost, HostError> {
     let output = connection
-        .command_in_c_locale("sh")
-        .arg("-c")
-        .arg(READ_PRIVATE_KEY)
-        .arg("sh")
-        .arg(private_path)
-        .stdin(openssh::Stdio::null())
-        .output()
+        .run_script(READ_PRIVATE_KEY, &[private_path])
         .await
         .map_err(|e| HostError::Ssh {
             detail: e.to_string(),

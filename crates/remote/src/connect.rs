@@ -37,6 +37,21 @@ impl Connection {
         command
     }
 
+    /// Runs the shell `script` on the host (`sh -c SCRIPT sh ARGS…`, in the C locale, stdin
+    /// closed) and returns what it printed: the one way hostage's read-only and root scripts run.
+    pub(crate) async fn run_script(
+        &self,
+        script: &str,
+        args: &[&str],
+    ) -> Result<std::process::Output, openssh::Error> {
+        let mut command = self.command_in_c_locale("sh");
+        command.arg("-c").arg(script).arg("sh");
+        for arg in args {
+            command.arg(arg);
+        }
+        command.stdin(openssh::Stdio::null()).output().await
+    }
+
     /// Tells the master to exit.
     pub(crate) async fn close(self) {
         let _ = self.session.close().await;

@@ -242,13 +242,7 @@ pub(crate) async fn inspect(
     target: &str,
 ) -> Result<(bool, Existing), String> {
     let output = connection
-        .command_in_c_locale("sh")
-        .arg("-c")
-        .arg(INSPECT)
-        .arg("sh")
-        .arg(target)
-        .stdin(openssh::Stdio::null())
-        .output()
+        .run_script(INSPECT, &[target])
         .await
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&output.stdout);

@@ -34,13 +34,7 @@ pub(crate) async fn verify_key_file(
     key_path: &str,
 ) -> Result<FetchedHost, HostError> {
     let output = connection
-        .command_in_c_locale("sh")
-        .arg("-c")
-        .arg(READ_KEY_FILE)
-        .arg("sh")
-        .arg(key_path)
-        .stdin(openssh::Stdio::null())
-        .output()
+        .run_script(READ_KEY_FILE, &[key_path])
         .await
         .map_err(|e| HostError::Ssh {
             detail: e.to_string(),

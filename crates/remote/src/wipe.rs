@@ -28,14 +28,7 @@ pub(crate) async fn wipe_file(
     path: &str,
 ) -> Result<WipedHost, HostError> {
     let output = connection
-        .command_in_c_locale("sh")
-        .arg("-c")
-        .arg(AS_ROOT)
-        .arg("sh")
-        .arg(WIPE)
-        .arg(path)
-        .stdin(openssh::Stdio::null())
-        .output()
+        .run_script(AS_ROOT, &[WIPE, path])
         .await
         .map_err(|e| HostError::Ssh {
             detail: e.to_string(),
