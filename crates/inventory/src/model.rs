@@ -498,6 +498,25 @@ impl Inventory {
         })
     }
 
+    /// Every recipient the inventory accounts for, with whose it is: the workstation's, the
+    /// infrastructure key's and each pinned host's (by the host's name).
+    pub fn recipients(&self) -> Vec<(&str, &AgeRecipient)> {
+        self.workstation
+            .iter()
+            .map(|w| ("workstation", &w.recipient))
+            .chain(
+                self.infrastructure
+                    .iter()
+                    .map(|i| ("infrastructure", &i.recipient)),
+            )
+            .chain(
+                self.hosts
+                    .iter()
+                    .filter_map(|h| h.pin.as_ref().map(|p| (h.name.as_str(), &p.recipient))),
+            )
+            .collect()
+    }
+
     /// The host called `name`, if any.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name.as_str() == name)

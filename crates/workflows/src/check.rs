@@ -84,7 +84,13 @@ pub fn check(
     let plan = hostage_rekey::plan(config, &files, &options, &|| progress.advance())?;
     progress.done();
 
-    let known = inventory_recipients(inventory);
+    // The recipients the inventory accounts for (workstation, infrastructure key, every pin).
+    let known: BTreeSet<String> = inventory
+        .map(|i| i.inventory.recipients())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, r)| r.to_string())
+        .collect();
     let mut unknown: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let is_unknown = |recipient: &str, named: bool| {
         !named && recipient.starts_with("age1") && !known.contains(recipient)
@@ -165,24 +171,6 @@ pub fn check(
             .collect(),
         drift,
     })
-}
-
-/// The recipients the inventory names: the workstation, the infrastructure key, every pin.
-fn inventory_recipients(inventory: Option<&FleetInventory>) -> BTreeSet<String> {
-    let Some(inventory) = inventory else {
-        return BTreeSet::new();
-    };
-    let inv = &inventory.inventory;
-    inv.workstation
-        .iter()
-        .map(|w| w.recipient.to_string())
-        .chain(inv.infrastructure.iter().map(|i| i.recipient.to_string()))
-        .chain(
-            inv.hosts
-                .iter()
-                .filter_map(|h| h.pin.as_ref().map(|p| p.recipient.to_string())),
-        )
-        .collect()
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

@@ -572,22 +572,8 @@ fn check_fresh(
         }
     }
     let inv = &inventory.inventory;
-    let known = inv
-        .workstation
-        .iter()
-        .map(|w| ("workstation", w.recipient.to_string()))
-        .chain(
-            inv.infrastructure
-                .iter()
-                .map(|i| ("infrastructure", i.recipient.to_string())),
-        )
-        .chain(inv.hosts.iter().filter_map(|h| {
-            h.pin
-                .as_ref()
-                .map(|p| (h.name.as_str(), p.recipient.to_string()))
-        }));
-    for (name, recipient) in known {
-        if recipient == new.recipient {
+    for (name, recipient) in inv.recipients() {
+        if recipient.to_string() == new.recipient {
             return Err(crate::WorkflowError::refused_with_hint(
                 format!(
                     "the new key {} is already {name}'s key in {}",

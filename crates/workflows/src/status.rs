@@ -298,7 +298,11 @@ pub fn status(
     let plan = hostage_rekey::plan(&config, &candidates, &PlanOptions::default(), &|| {})?;
     let infra = inv.infrastructure.as_ref().map(|i| i.recipient.to_string());
     let workstation = inv.workstation.as_ref().map(|w| w.recipient.to_string());
-    let known = known_recipients(inv);
+    let known: BTreeSet<String> = inv
+        .recipients()
+        .into_iter()
+        .map(|(_, r)| r.to_string())
+        .collect();
     let mut unknown_in_files = std::collections::BTreeMap::new();
     let mut files = Vec::new();
     let mut lagging = 0;
@@ -437,21 +441,6 @@ fn in_rules(config: &SopsConfig, recipient: &str) -> bool {
             .flatten()
             .any(|e| e.recipient == recipient)
     })
-}
-
-/// The recipients the inventory accounts for: the workstation, the infrastructure key and every
-/// host's pinned recipient.
-fn known_recipients(inv: &hostage_inventory::Inventory) -> BTreeSet<String> {
-    inv.workstation
-        .iter()
-        .map(|w| w.recipient.to_string())
-        .chain(inv.infrastructure.iter().map(|i| i.recipient.to_string()))
-        .chain(
-            inv.hosts
-                .iter()
-                .filter_map(|h| h.pin.as_ref().map(|p| p.recipient.to_string())),
-        )
-        .collect()
 }
 
 /// One `unknown-recipient` drift per recipient of `.sops.yaml`'s rules or of the files
