@@ -773,13 +773,7 @@ impl SopsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
-
-    fn parse(text: &str) -> SopsConfig {
-        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).unwrap()
-    }
+    use crate::rules::fixtures::{parse, A};
 
     fn new_ref() -> RecipientRef {
         RecipientRef::literal(&AgeRecipient::from_bytes([3; 32]))

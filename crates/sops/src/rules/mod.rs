@@ -21,6 +21,8 @@ mod config;
 mod edit;
 mod error;
 mod example;
+#[cfg(test)]
+mod fixtures;
 mod lint;
 mod names_edit;
 mod naming;

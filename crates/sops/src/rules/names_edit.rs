@@ -429,13 +429,7 @@ impl SopsConfig {
 mod tests {
     use super::super::edit::RuleSelector;
     use super::*;
-    use std::path::Path;
-
-    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
-
-    fn parse(text: &str) -> SopsConfig {
-        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).expect("fixture parses")
-    }
+    use crate::rules::fixtures::{parse, A};
 
     fn host() -> AgeRecipient {
         AgeRecipient::from_bytes([9; 32])

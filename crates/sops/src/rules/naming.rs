@@ -258,14 +258,7 @@ impl SopsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
-    const B: &str = "age1uxww5u66u3hha25dwvwqjgmrsxvd6mmspv9yqfx37w24w0a8tvaqe4nq5p";
-
-    fn parse(text: &str) -> SopsConfig {
-        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).expect("fixture parses")
-    }
+    use crate::rules::fixtures::{parse, A, B};
 
     #[test]
     fn header_labels_are_read_in_any_alignment_and_only_from_the_leading_block() {

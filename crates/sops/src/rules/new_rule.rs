@@ -388,15 +388,8 @@ fn quote_regex(regex: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::fixtures::{parse, A, B};
     use hostage_recipients::AgeRecipient;
-    use std::path::Path;
-
-    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
-    const B: &str = "age1uxww5u66u3hha25dwvwqjgmrsxvd6mmspv9yqfx37w24w0a8tvaqe4nq5p";
-
-    fn parse(text: &str) -> SopsConfig {
-        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).expect("fixture parses")
-    }
 
     fn host() -> RecipientRef {
         RecipientRef::literal(&AgeRecipient::from_bytes([9; 32]))

@@ -113,14 +113,7 @@ fn word_occurrences(text: &str, needle: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    const A: &str = "age1r4kkg3s6xc5md6auca6h4ke02aje60e3hawfxwgyxtqmhw07q4jq6tfs09";
-    const B: &str = "age1uxww5u66u3hha25dwvwqjgmrsxvd6mmspv9yqfx37w24w0a8tvaqe4nq5p";
-
-    fn parse(text: &str) -> SopsConfig {
-        SopsConfig::parse(Path::new("/repo/.sops.yaml"), text).expect("fixture parses")
-    }
+    use crate::rules::fixtures::{parse, A, B};
 
     #[test]
     fn replacing_a_labelled_key_rewrites_the_label_and_each_rule_once() {
