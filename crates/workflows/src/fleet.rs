@@ -32,28 +32,8 @@ pub fn fetch(
     recorder: &mut InventoryPins<'_>,
     on_done: &(dyn Fn(&HostResult<FetchedHost>) + Sync),
 ) -> crate::Result<FleetRun<FetchedHost>> {
-    let outcome = crate::runtime()?.block_on(async {
-        tokio::select! {
-            results = hostage_remote::fetch(targets, options, recorder, on_done) => Some(results),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    let Some(results) = outcome else {
-        return Ok(FleetRun::Interrupted);
-    };
-    let results = results?;
-    let pin_errors = if options.dry_run {
-        Vec::new()
-    } else {
-        record_pins(
-            recorder,
-            results.iter().filter_map(|r| r.outcome.as_ref().ok()),
-        )
-    };
-    Ok(FleetRun::Finished {
-        results,
-        pin_errors,
-    })
+    let outcome = until_ctrl_c(hostage_remote::fetch(targets, options, recorder, on_done))?;
+    finished(outcome, options, recorder, |host| host)
 }
 
 /// Deploys `key` to the hosts (verified first, as [`fetch`] does), recording pins likewise.
@@ -65,12 +45,33 @@ pub fn deploy(
     deploy: &DeployOptions,
     on_done: &(dyn Fn(&HostResult<DeployedHost>) + Sync),
 ) -> crate::Result<FleetRun<DeployedHost>> {
-    let outcome = crate::runtime()?.block_on(async {
+    let outcome = until_ctrl_c(hostage_remote::deploy(
+        targets, options, recorder, key, deploy, on_done,
+    ))?;
+    finished(outcome, options, recorder, |done| &done.host)
+}
+
+/// Runs `run` to its end, or until Ctrl-C (`None`): dropping the run closes its connections.
+fn until_ctrl_c<F: std::future::Future>(run: F) -> crate::Result<Option<F::Output>> {
+    Ok(crate::runtime()?.block_on(async {
         tokio::select! {
-            results = hostage_remote::deploy(targets, options, recorder, key, deploy, on_done) => Some(results),
+            output = run => Some(output),
             _ = tokio::signal::ctrl_c() => None,
         }
-    });
+    }))
+}
+
+/// How a run ended: interrupted, or finished with every result and, unless
+/// `options.dry_run`, the pins of its verified hosts (`verified` finds each one's) recorded.
+fn finished<T, E>(
+    outcome: Option<Result<Vec<HostResult<T>>, E>>,
+    options: &FleetOptions,
+    recorder: &mut InventoryPins<'_>,
+    verified: impl Fn(&T) -> &FetchedHost,
+) -> crate::Result<FleetRun<T>>
+where
+    crate::WorkflowError: From<E>,
+{
     let Some(results) = outcome else {
         return Ok(FleetRun::Interrupted);
     };
@@ -83,7 +84,7 @@ pub fn deploy(
             results
                 .iter()
                 .filter_map(|r| r.outcome.as_ref().ok())
-                .map(|done| &done.host),
+                .map(verified),
         )
     };
     Ok(FleetRun::Finished {
