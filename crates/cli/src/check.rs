@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use hostage_workflows::check::{check, CheckReport};
 use hostage_workflows::plaintext::AllowList;
 use hostage_workflows::FleetInventory;
@@ -21,18 +20,8 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let allow = AllowList::new(&args.allow.patterns)?;
     let fleet = FleetInventory::find(inventory)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let env_config = std::env::var_os("SOPS_CONFIG");
     let inventory_path = fleet.as_ref().map(|f| f.inventory.path.clone());
-    let (config, warning) = hostage_workflows::rekey::locate_config(
-        &cwd,
-        args.config.as_deref(),
-        env_config.as_deref(),
-        inventory_path.as_deref(),
-    )?;
-    if let Some(warning) = &warning {
-        crate::output::warn(warning);
-    }
+    let config = crate::rekey::locate_config(args.config.as_deref(), inventory_path.as_deref())?;
     let report = check(&config, fleet.as_ref(), &allow, &Bars::default())?;
     if out.json() {
         out.json_value(&report)?;

@@ -114,17 +114,7 @@ pub fn run(
     out: &mut Output,
     inventory: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let env_config = std::env::var_os("SOPS_CONFIG");
-    let (config, warning) = workflow::locate_config(
-        &cwd,
-        args.config.as_deref(),
-        env_config.as_deref(),
-        inventory,
-    )?;
-    if let Some(warning) = &warning {
-        output::warn(warning);
-    }
+    let config = locate_config(args.config.as_deref(), inventory)?;
     if !out.json() {
         for lint in config.lints() {
             output::warn(&format!(
@@ -504,4 +494,20 @@ pub(crate) fn describe_changes(file: &FilePlan) -> String {
         text.push_str(&format!(" ({reason})"));
     }
     text
+}
+
+/// The `.sops.yaml` a repository verb uses (`--config`, the inventory's repository, `SOPS_CONFIG`
+/// or the nearest above the current directory: [`workflow::locate_config`]), warning on stderr
+/// about how it was found when that needs saying.
+pub(crate) fn locate_config(
+    flag: Option<&std::path::Path>,
+    inventory: Option<&std::path::Path>,
+) -> anyhow::Result<hostage_sops::rules::SopsConfig> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let env_config = std::env::var_os("SOPS_CONFIG");
+    let (config, warning) = workflow::locate_config(&cwd, flag, env_config.as_deref(), inventory)?;
+    if let Some(warning) = &warning {
+        output::warn(warning);
+    }
+    Ok(config)
 }

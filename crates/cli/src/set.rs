@@ -12,23 +12,13 @@ use hostage_workflows::FleetInventory;
 use zeroize::Zeroizing;
 
 use crate::cli::SetArgs;
-use crate::output::{self, Output};
+use crate::output::Output;
 use crate::passphrase::CliPassphrases;
 
 /// Runs `hostage set`.
 pub fn run(args: &SetArgs, out: &mut Output, inventory: Option<&Path>) -> anyhow::Result<ExitCode> {
     let key = set::parse_key_path(&args.key)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let env_config = std::env::var_os("SOPS_CONFIG");
-    let (config, warning) = hostage_workflows::rekey::locate_config(
-        &cwd,
-        args.config.as_deref(),
-        env_config.as_deref(),
-        inventory,
-    )?;
-    if let Some(warning) = &warning {
-        output::warn(warning);
-    }
+    let config = crate::rekey::locate_config(args.config.as_deref(), inventory)?;
     let guard = crate::commit::before(&args.commit, config.dir())?;
     let mut input = Zeroizing::new(Vec::new());
     std::io::stdin()
