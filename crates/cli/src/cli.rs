@@ -473,7 +473,8 @@ pub struct OffboardArgs {
     /// Commit what the run changed.
     #[command(flatten)]
     pub commit: CommitArgs,
-    /// Keep the host-key backup (secrets/hosts/HOST/ssh_host_ed25519_key).
+    /// Keep the host-key backup (at the host's backup_path: by default the seed's
+    /// secrets/host/HOST/ssh_host_ed25519_key.sops, or the path the repo already uses).
     #[arg(long)]
     pub keep_backup: bool,
     /// The host holds the infrastructure key: offboard it, then replace that key (rotate-infra

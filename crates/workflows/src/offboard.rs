@@ -195,7 +195,7 @@ fn unreadable(name: &str, regex: &str) -> WorkflowError {
 /// How `offboard` runs.
 #[derive(Clone, Debug, Default)]
 pub struct OffboardOptions {
-    /// Keep the host-key backup (`secrets/hosts/<host>/ssh_host_ed25519_key`).
+    /// Keep the host-key backup (at the host's `backup_path`).
     pub keep_backup: bool,
     /// Extra identities to open the files to re-key with.
     pub identities: Vec<std::path::PathBuf>,
