@@ -309,6 +309,15 @@ impl SopsConfig {
                 .iter()
                 .any(|cut| cut.start <= r.start && r.end <= cut.end)
         };
+        self.find_alias(|alias, anchor| !inside(alias) && inside(anchor))
+    }
+
+    /// The first alias (its name and node) for which `pick(the alias's bytes, its anchored
+    /// node's bytes)` holds.
+    pub(crate) fn find_alias(
+        &self,
+        pick: impl Fn(&Range<usize>, &Range<usize>) -> bool,
+    ) -> Option<(String, NodeId)> {
         self.tree
             .nodes
             .iter()
@@ -317,9 +326,7 @@ impl SopsConfig {
                 Kind::Alias {
                     name,
                     target: Some(target),
-                } if !inside(&node.range) && inside(&self.tree.nodes[*target].range) => {
-                    Some((name.clone(), id))
-                }
+                } if pick(&node.range, &self.tree.nodes[*target].range) => Some((name.clone(), id)),
                 _ => None,
             })
     }

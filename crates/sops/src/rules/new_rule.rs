@@ -180,20 +180,7 @@ impl SopsConfig {
         // An alias inside the rule to one of them cannot be copied that way (it would come
         // before its anchor).
         let within = |r: &std::ops::Range<usize>| start <= r.start && r.end <= end;
-        let self_alias =
-            self.tree
-                .nodes
-                .iter()
-                .enumerate()
-                .find_map(|(id, node)| match &node.kind {
-                    Kind::Alias {
-                        name,
-                        target: Some(target),
-                    } if within(&node.range) && within(&self.tree.nodes[*target].range) => {
-                        Some((name.clone(), id))
-                    }
-                    _ => None,
-                });
+        let self_alias = self.find_alias(|alias, anchor| within(alias) && within(anchor));
         if let Some((name, alias)) = self_alias {
             return Err(self.refuse_at(
                 alias,
